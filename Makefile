@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make run` and `make test`. Each builds .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tollgate-installed
+
+.PHONY: run test serve compile bench bench-pipeline bench-serving clean venv help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Tollgate needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+run: $(STAMP) ## run the whole gated DAG locally on built-in data
+	$(BIN)/tollgate run $(ARGS)
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/python -m pytest $(ARGS)
+
+serve: $(STAMP) ## serve the production model on localhost (HTTP 8080, gRPC 8081)
+	$(BIN)/tollgate serve $(ARGS)
+
+compile: $(STAMP) ## compile the pipeline to build/tollgate-pipeline.yaml
+	$(BIN)/tollgate compile $(ARGS)
+
+bench-pipeline: $(STAMP) ## benchmark the local DAG against a plain script
+	$(BIN)/python bench/pipeline.py $(ARGS)
+
+bench-serving: $(STAMP) ## benchmark the model server against in-process predict and MLServer
+	$(BIN)/python bench/serving.py $(ARGS)
+
+clean: ## remove local runs, the local registry and build outputs (keeps .venv)
+	rm -rf .tollgate build

@@ -1,0 +1,21 @@
+"""Deploy component: make the registered version the one that serves."""
+
+from kfp.dsl import Artifact, Output
+
+
+def deploy(config_json: str, registry_uri: str, model_name: str, version: int, result: Output[Artifact]) -> str:
+    """Run the configured deploy target; returns a one-line description."""
+    import json
+    from dataclasses import asdict
+
+    from tollgate.config import TollgateConfig
+    from tollgate.registry import open_registry
+    from tollgate.steps.deploy import deploy as run_deploy
+
+    config = TollgateConfig.from_json(config_json)
+    outcome = run_deploy(config.deploy.target, open_registry(registry_uri), model_name, version,
+                         config.deploy.model_dump())
+    with open(result.path, "w") as handle:
+        json.dump(asdict(outcome), handle, indent=2, default=str)
+    result.metadata.update({"target": outcome.target, "version": version})
+    return outcome.detail

@@ -1,0 +1,51 @@
+"""Evaluate component: test metrics of the candidate and of the current champion."""
+
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+
+def evaluate(best: Input[Model], test: Input[Dataset], features: Input[Artifact], registry_uri: str,
+             model_name: str, metrics: Output[Metrics], classification: Output[ClassificationMetrics],
+             evaluation: Output[Artifact]) -> float:
+    """Score candidate and champion on the same test rows; returns the candidate's ROC AUC."""
+    import json
+    import os
+    import tempfile
+
+    import joblib
+    import pandas as pd
+
+    from tollgate.registry import MODEL_FILE, SCHEMA_FILE, open_registry
+    from tollgate.steps.evaluate import evaluate_champion, evaluate_model
+    from tollgate.steps.preprocess import FeatureSpec
+
+    with open(features.path) as handle:
+        spec = FeatureSpec.from_dict(json.load(handle))
+    test_frame = pd.read_parquet(test.path)
+    candidate = evaluate_model(joblib.load(os.path.join(best.path, MODEL_FILE)), test_frame, spec.columns)
+    for name, value in candidate["metrics"].items():
+        metrics.log_metric(name, value)
+    classification.log_confusion_matrix(["negative", "positive"], candidate["confusion_matrix"])
+    roc = candidate["roc"]
+    classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+
+    registry = open_registry(registry_uri)
+    champion_version = registry.champion(model_name)
+    champion = None
+    if champion_version is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            registry.download(model_name, champion_version.version, tmp)
+            with open(os.path.join(tmp, SCHEMA_FILE)) as handle:
+                schema = json.load(handle)
+            try:
+                champion_model = joblib.load(os.path.join(tmp, MODEL_FILE))
+            except Exception as exc:
+                champion = {"error": f"cannot load the champion: {type(exc).__name__}: {exc}"}
+            else:
+                champion = evaluate_champion(champion_model, schema, test_frame)
+        champion["version"] = champion_version.version
+    record = {"candidate": {**dict(best.metadata), **candidate}, "champion": champion}
+    with open(evaluation.path, "w") as handle:
+        json.dump(record, handle, indent=2, default=str)
+    evaluation.metadata.update({"candidate_roc_auc": candidate["metrics"]["roc_auc"],
+                                "champion_version": champion_version.version if champion_version else None})
+    return candidate["metrics"]["roc_auc"]

@@ -1,0 +1,27 @@
+"""Preprocess component: split the data and describe the features."""
+
+from kfp.dsl import Artifact, Dataset, Input, Output
+
+
+def preprocess(config_json: str, raw: Input[Dataset], train: Output[Dataset], validation: Output[Dataset],
+               test: Output[Dataset], features: Output[Artifact]) -> None:
+    """Stratified split into Parquet datasets plus the feature spec (roles and input schema)."""
+    import json
+
+    import pandas as pd
+
+    from tollgate.config import TollgateConfig
+    from tollgate.steps.preprocess import build_feature_spec, split_dataset
+
+    config = TollgateConfig.from_json(config_json)
+    frame = pd.read_parquet(raw.path)
+    spec = build_feature_spec(frame, config.data.target, config.data.positive_label, config.data.drop,
+                              config.data.date_column, config.features.numeric, config.features.categorical,
+                              config.features.max_categories)
+    splits = split_dataset(frame, spec, config.split.test_size, config.split.validation_size, config.split.seed)
+    for artifact, part in ((train, splits.train), (validation, splits.validation), (test, splits.test)):
+        part.to_parquet(artifact.path, index=False)
+        artifact.metadata["rows"] = len(part)
+    with open(features.path, "w") as handle:
+        json.dump(spec.to_dict(), handle, indent=2, default=str)
+    features.metadata.update({"numeric": len(spec.numeric), "categorical": len(spec.categorical)})

@@ -1,0 +1,41 @@
+"""Register component: publish the gated model as a new registry version."""
+
+from kfp.dsl import Artifact, Dataset, Input, Model
+
+
+def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Artifact],
+             decision: Input[Artifact], raw: Input[Dataset], registry_uri: str, model_name: str,
+             run_id: str) -> int:
+    """Push model, input schema and metadata to the registry; returns the new version number."""
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tollgate.registry import open_registry
+    from tollgate.steps.register import build_metadata, register_model
+
+    with open(features.path) as handle:
+        spec = json.load(handle)
+    with open(evaluation.path) as handle:
+        record = json.load(handle)
+    with open(decision.path) as handle:
+        verdict = json.load(handle)
+    champion = record.get("champion")
+    data = {key: raw.metadata.get(key) for key in ("source", "rows", "fingerprint", "window")}
+    data["split_rows"] = {"test": record["candidate"]["rows"]}
+    candidate = dict(best.metadata)
+    candidate["params"] = json.loads(candidate.pop("params_json"))
+    metadata = build_metadata(
+        candidate=candidate, test_metrics=record["candidate"]["metrics"], data=data,
+        decision=verdict, run_id=run_id, champion_version=champion["version"] if champion else None,
+        extra={"champion_test_metrics": champion.get("metrics") if champion else None,
+               "features": {"numeric": spec["numeric"], "categorical": spec["categorical"],
+                            "target": spec["target"], "positive_label": spec["positive_label"],
+                            "negative_label": spec["negative_label"]}},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "model"
+        shutil.copytree(best.path, staged)
+        version = register_model(open_registry(registry_uri), model_name, staged, spec["schema"], metadata)
+    return version.version

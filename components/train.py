@@ -1,0 +1,55 @@
+"""Train components: fit one candidate (run inside ParallelFor) and select the best."""
+
+from typing import List
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def train(candidate: dict, train: Input[Dataset], validation: Input[Dataset], features: Input[Artifact],
+          model: Output[Model], metrics: Output[Metrics]) -> float:
+    """Fit one grid point; the model artifact is a directory holding ``model.joblib``."""
+    import json
+    import os
+
+    import joblib
+    import pandas as pd
+
+    from tollgate.registry import MODEL_FILE
+    from tollgate.steps.preprocess import FeatureSpec
+    from tollgate.steps.train import train_candidate
+
+    with open(features.path) as handle:
+        spec = FeatureSpec.from_dict(json.load(handle))
+    grid_point = {"candidate_id": candidate["candidate_id"], "family": candidate["family"],
+                  "params": json.loads(candidate["params_json"])}
+    result = train_candidate(pd.read_parquet(train.path), pd.read_parquet(validation.path), grid_point, spec)
+    os.makedirs(model.path, exist_ok=True)
+    joblib.dump(result.model, os.path.join(model.path, MODEL_FILE))
+    for name, value in result.validation_metrics.items():
+        metrics.log_metric(f"validation_{name}", value)
+    # params as JSON text: artifact metadata is a protobuf Struct, which would turn ints into floats.
+    model.metadata.update({"candidate_id": result.candidate_id, "family": result.family,
+                           "params_json": json.dumps(result.params), "validation_metrics": result.validation_metrics,
+                           "fit_seconds": round(result.fit_seconds, 3)})
+    return float(result.fit_seconds)
+
+
+def select(models: Input[List[Model]], selection_metric: str, best: Output[Model]) -> str:
+    """Copy the candidate with the best validation metric to ``best``; returns its id."""
+    import json
+    import os
+    import shutil
+
+    from tollgate.steps.train import select_best
+
+    results = [dict(m.metadata, uri=m.path, params=json.loads(m.metadata["params_json"])) for m in models]
+    winner = select_best(results, selection_metric)
+    shutil.copytree(winner["uri"], best.path, dirs_exist_ok=True)
+    leaderboard = sorted(({"candidate_id": r["candidate_id"], "validation_metrics": r["validation_metrics"],
+                           "params": r["params"], "family": r["family"]} for r in results),
+                         key=lambda r: r["candidate_id"])
+    with open(os.path.join(best.path, "leaderboard.json"), "w") as handle:
+        json.dump(leaderboard, handle, indent=2)
+    best.metadata.update({k: winner[k] for k in ("candidate_id", "family", "params_json", "validation_metrics")})
+    best.metadata["selection_metric"] = selection_metric
+    return winner["candidate_id"]

@@ -1,0 +1,104 @@
+"""The Tollgate training DAG.
+
+    ingest -> validate -> preprocess -> train (ParallelFor) -> select -> evaluate -> gate
+        -> dsl.If(passed): infra-validate -> register -> deploy
+
+Settings that describe *the pipeline* (candidate grid, gate policy, image) are baked in
+at compile time from the config; values that change *per run* (data source, registry,
+model name, scheduled time) are pipeline parameters.
+"""
+
+# No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
+
+import json
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from tollgate.components import build_components
+from tollgate.config import TollgateConfig
+from tollgate.steps.train import expand_candidates
+
+# Task names the local runner and the summary rely on (kfp.local names tasks after components).
+STEPS = ("ingest", "validate", "preprocess", "train", "select", "evaluate", "gate",
+         "infra-validate", "register", "deploy")
+
+
+def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
+    """Return the ``@dsl.pipeline`` function for ``config``.
+
+    ``use_schedule_time`` wires KFP's scheduled-time placeholder into ingest, for
+    recurring runs that train on a daily window; one-off runs pass ``scheduled_time``.
+    """
+    ops = build_components(config.pipeline.image)
+    config_json = config.to_json()
+    policy_json = json.dumps(config.gate.model_dump())
+    # Loop items travel as protobuf Structs, which turn every int into a float; the
+    # parameters therefore ride as a JSON string and are decoded exactly in the task.
+    candidates = [{"candidate_id": spec["candidate_id"], "family": spec["family"], "params_json": json.dumps(spec["params"])}
+                  for spec in expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed)]
+
+    @dsl.pipeline(name=config.pipeline.name,
+                  description="Gated training of a tabular classifier: train, compare with the champion, promote.")
+    def tollgate_training(
+        data_source: str = config.data.source,
+        registry_uri: str = config.registry.uri,
+        model_name: str = config.model_name,
+        scheduled_time: str = "",
+    ):
+        ingest_task = ops.ingest(
+            config_json=config_json, data_source=data_source,
+            scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if use_schedule_time else scheduled_time,
+        ).set_display_name("Ingest data")
+        validate_task = ops.validate(config_json=config_json, raw=ingest_task.outputs["raw"],
+                                     registry_uri=registry_uri, model_name=model_name
+                                     ).set_display_name("Validate data").set_caching_options(False)
+        preprocess_task = ops.preprocess(config_json=config_json, raw=ingest_task.outputs["raw"]
+                                         ).set_display_name("Split and describe features").after(validate_task)
+
+        with dsl.ParallelFor(candidates, parallelism=config.train.parallelism, name="candidates") as candidate:
+            train_task = ops.train(candidate=candidate, train=preprocess_task.outputs["train"],
+                                   validation=preprocess_task.outputs["validation"],
+                                   features=preprocess_task.outputs["features"]
+                                   ).set_display_name("Train candidate")
+            threads = str(config.train.threads_per_candidate)
+            for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                train_task.set_env_variable(variable, threads)
+            train_task.set_cpu_request(threads)
+        select_task = ops.select(models=dsl.Collected(train_task.outputs["model"]),
+                                 selection_metric=config.train.selection_metric
+                                 ).set_display_name(f"Select best by validation {config.train.selection_metric}")
+
+        # The champion can change between runs with identical inputs: never serve these from cache.
+        evaluate_task = ops.evaluate(best=select_task.outputs["best"], test=preprocess_task.outputs["test"],
+                                     features=preprocess_task.outputs["features"], registry_uri=registry_uri,
+                                     model_name=model_name
+                                     ).set_display_name("Evaluate candidate and champion").set_caching_options(False)
+        gate_task = ops.gate(policy_json=policy_json, evaluation=evaluate_task.outputs["evaluation"]
+                             ).set_display_name("Gate: promote?").set_caching_options(False)
+
+        with dsl.If(gate_task.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP needs ==)
+            infra_task = ops.infra_validate(best=select_task.outputs["best"], test=preprocess_task.outputs["test"],
+                                            features=preprocess_task.outputs["features"]
+                                            ).set_display_name("Infra-validate in the model server")
+            infra_task.set_caching_options(False)
+            register_task = ops.register(best=select_task.outputs["best"], features=preprocess_task.outputs["features"],
+                                         evaluation=evaluate_task.outputs["evaluation"],
+                                         decision=gate_task.outputs["decision"], raw=ingest_task.outputs["raw"],
+                                         registry_uri=registry_uri, model_name=model_name,
+                                         run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+                                         ).set_display_name("Register version").after(infra_task)
+            register_task.set_caching_options(False)
+            ops.deploy(config_json=config_json, registry_uri=registry_uri, model_name=model_name,
+                       version=register_task.output
+                       ).set_display_name(f"Deploy ({config.deploy.target})").set_caching_options(False)
+
+    return tollgate_training
+
+
+def compile_pipeline(config: TollgateConfig, output, use_schedule_time: bool = False) -> Path:
+    """Compile the DAG to KFP IR YAML at ``output``."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(config, use_schedule_time), str(output))
+    return output

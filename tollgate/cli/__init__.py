@@ -1,0 +1,31 @@
+"""The ``tollgate`` command line. Each group of commands lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from tollgate import __version__
+from tollgate.cli import models, run
+
+app = typer.Typer(name="tollgate", no_args_is_help=True, add_completion=False,
+                  help="Tollgate: a gated KFP v2 training pipeline for tabular classification, served by KServe.")
+app.command("run")(run.run)
+app.command("compile")(run.compile)
+app.add_typer(models.app, name="models")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Tollgate's commands."""
+
+
+def main() -> None:
+    """Entry point of the ``tollgate`` script."""
+    app()

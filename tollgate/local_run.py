@@ -1,0 +1,194 @@
+"""Run the training DAG on this machine through ``kfp.local.SubprocessRunner``.
+
+Every task runs the same component function as in the cluster, with this interpreter
+(``use_venv=False``: the project's .venv already has everything, so nothing is
+pip-installed per task). kfp.local prints each task's full executor input; all of that
+goes to ``kfp.log`` in the run directory, and the console gets progress and a summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tollgate.config import TollgateConfig
+from tollgate.errors import TollgateError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Parallel tasks print from several threads, so one physical line may hold several events.
+_TASK_EVENT = re.compile(r"Executing task '(?P<started>[^']+)'|Task '(?P<finished>[^']+)' finished with status (?P<status>\w+)")
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Blocked))(?::\s?(.*))?$")
+
+
+@dataclass
+class TaskTiming:
+    """Wall-clock time of one task (a ParallelFor task appears once per iteration)."""
+
+    name: str
+    started: float
+    finished: float | None = None
+    status: str = "RUNNING"
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+
+@dataclass
+class RunOutcome:
+    """What a local run produced: where, how long each step took, and whether it succeeded."""
+
+    run_dir: Path
+    pipeline_dir: Path | None
+    log_file: Path
+    succeeded: bool
+    total_seconds: float
+    timings: list[TaskTiming] = field(default_factory=list)
+    error: str | None = None
+    failed_task: str | None = None
+
+
+class _TaskEventStream(io.TextIOBase):
+    """A write-only stream that copies kfp.local's output to the log and reports task events."""
+
+    def __init__(self, log, on_event: Callable[[str, str], None]):
+        self._log = log
+        self._on_event = on_event
+        self._buffer = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._log.write(text)
+            self._buffer += text
+            *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            for match in _TASK_EVENT.finditer(_ANSI.sub("", line)):
+                if match.group("started"):
+                    self._on_event("start", match.group("started"))
+                else:
+                    self._on_event(match.group("status").lower(), match.group("finished"))
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+
+
+def new_run_dir(root: str | Path) -> Path:
+    """A fresh, sortable run directory under ``root``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    run_dir = Path(root).expanduser().resolve() / f"run-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir
+
+
+def execute_pipeline(config: TollgateConfig, arguments: dict[str, Any], run_dir: Path,
+                     on_event: Callable[[str, str], None] | None = None) -> RunOutcome:
+    """Run the DAG once with kfp.local; returns timings and where the outputs are."""
+    from kfp import local
+
+    from tollgate.pipelines.training import build_pipeline
+
+    pipeline = build_pipeline(config)
+    timings: list[TaskTiming] = []
+    lock = threading.Lock()
+
+    def record(event: str, task: str) -> None:
+        now = time.perf_counter()
+        with lock:
+            if event == "start":
+                timings.append(TaskTiming(task, now))
+            else:
+                running = next((t for t in timings if t.name == task and t.finished is None), None)
+                if running:
+                    running.finished, running.status = now, event.upper()
+        if on_event:
+            on_event(event, task)
+
+    log_file = run_dir / "kfp.log"
+    started = time.perf_counter()
+    error = None
+    with open(log_file, "w") as log:
+        stream = _TaskEventStream(log, record)
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
+                       raise_on_error=True)
+            try:
+                pipeline(**arguments)
+            except Exception as exc:  # kfp.local raises a generic error; the cause is in the log
+                error = str(exc)
+        stream.flush()
+    total = time.perf_counter() - started
+    failed = next((t for t in timings if t.status == "FAILURE"), None)
+    if error is not None:
+        error = _failure_reason(log_file.read_text()) or error
+    pipeline_dirs = [p for p in run_dir.iterdir() if p.is_dir()]
+    return RunOutcome(run_dir=run_dir, pipeline_dir=pipeline_dirs[0] if pipeline_dirs else None,
+                      log_file=log_file, succeeded=error is None, total_seconds=total, timings=timings,
+                      error=error, failed_task=failed.name if failed else None)
+
+
+def _failure_reason(log_text: str) -> str | None:
+    """The last exception raised inside a task, with its message (which may span lines)."""
+    lines = [_ANSI.sub("", line) for line in log_text.splitlines()]
+    for index in range(len(lines) - 1, -1, -1):
+        if "Traceback (most recent call last)" not in lines[index]:
+            continue
+        for position in range(index + 1, len(lines)):
+            match = _ERROR_LINE.match(lines[position])
+            if match and not lines[position].startswith("      "):
+                message = [f"{match.group(1)}: {match.group(2) or ''}".rstrip()]
+                for follow in lines[position + 1:]:
+                    stripped = follow.strip()
+                    if not stripped or re.search(r"\d{2}:\d{2}:\d{2}\.\d{3} - ", follow):
+                        break
+                    message.append(stripped)
+                return "\n".join(message)
+    return None
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, or None if it does not exist (a skipped branch)."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def find_output(pipeline_dir: Path, task: str, output: str) -> Path | None:
+    """Locate ``<task>/<output>`` anywhere in the run (tasks inside dsl.If sit one level down)."""
+    matches = sorted(pipeline_dir.glob(f"**/{task}/{output}"))
+    return matches[0] if matches else None
+
+
+def task_outputs(pipeline_dir: Path, task: str) -> dict[str, Any]:
+    """A task's executor output (parameter values and artifact metadata), or {} if it did not run."""
+    path = find_output(pipeline_dir, task, "executor_output.json")
+    return read_json(path) or {} if path else {}
+
+
+def raise_for_failure(outcome: RunOutcome) -> None:
+    """Turn a failed run into a :class:`TollgateError` with the task and the reason."""
+    if not outcome.succeeded:
+        where = f" in step '{outcome.failed_task}'" if outcome.failed_task else ""
+        raise TollgateError(f"the run failed{where}:\n{outcome.error}\n(full log: {outcome.log_file})")
+
+
+def quiet_stdout() -> contextlib.AbstractContextManager:
+    """Silence stdout for callers that must print nothing but JSON."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def original_stdout():
+    """The process's real stdout, even while kfp.local's output is redirected."""
+    return sys.__stdout__

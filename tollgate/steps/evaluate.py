@@ -1,0 +1,89 @@
+"""Evaluate: test-set metrics of the selected candidate and of the current champion."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+from tollgate.steps.preprocess import LABEL
+
+
+def classification_metrics(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """ROC AUC, PR AUC, accuracy, precision, recall, F1, log loss and Brier score."""
+    y_true = np.asarray(y_true).astype(int)
+    proba = np.clip(np.asarray(positive_proba, dtype=float), 0.0, 1.0)
+    predicted = (proba >= threshold).astype(int)
+    return {
+        "roc_auc": float(roc_auc_score(y_true, proba)),
+        "pr_auc": float(average_precision_score(y_true, proba)),
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "precision": float(precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(recall_score(y_true, predicted, zero_division=0)),
+        "f1": float(f1_score(y_true, predicted, zero_division=0)),
+        "log_loss": float(log_loss(y_true, proba, labels=[0, 1])),
+        "brier": float(brier_score_loss(y_true, proba)),
+    }
+
+
+def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.5,
+           max_points: int = 200) -> dict[str, Any]:
+    """Confusion matrix and a down-sampled ROC curve (KFP's UI struggles with thousands of points)."""
+    y_true = np.asarray(y_true).astype(int)
+    predicted = (np.asarray(positive_proba) >= threshold).astype(int)
+    fpr, tpr, thresholds = roc_curve(y_true, positive_proba)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
+    # roc_curve's first threshold is +inf; KFP's ClassificationMetrics wants finite numbers.
+    thresholds = np.where(np.isfinite(thresholds), thresholds, 1.0)
+    return {
+        "confusion_matrix": confusion_matrix(y_true, predicted, labels=[0, 1]).tolist(),
+        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()},
+    }
+
+
+def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Positive-class probabilities of ``model`` on ``test``."""
+    return model.predict_proba(test[columns])[:, 1]
+
+
+def evaluate_model(model, test: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
+    """Metrics and curves of one model on the test split."""
+    proba = score(model, test, columns)
+    y_true = test[LABEL].to_numpy()
+    return {"metrics": classification_metrics(y_true, proba), **curves(y_true, proba), "rows": int(len(test))}
+
+
+def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.DataFrame) -> dict[str, Any]:
+    """Score the champion on the same test rows, with the columns *it* was trained on.
+
+    Returns ``{"metrics": ...}`` or ``{"error": reason}`` when the champion cannot read
+    this data (for example a column it needs is gone); the gate then refuses to compare.
+    """
+    columns = [c["name"] for c in champion_schema.get("columns", [])]
+    missing = [c for c in columns if c not in test.columns]
+    if missing:
+        return {"error": f"the champion needs columns this data does not have: {missing}"}
+    try:
+        proba = score(champion_model, test, columns)
+    except Exception as exc:  # an unloadable or incompatible champion must not crash the run
+        return {"error": f"the champion could not score the test set: {type(exc).__name__}: {exc}"}
+    metrics = classification_metrics(test[LABEL].to_numpy(), proba)
+    if any(math.isnan(v) for v in metrics.values()):
+        return {"error": "the champion produced NaN metrics on the test set"}
+    return {"metrics": metrics}

@@ -1,0 +1,120 @@
+"""The gate: decide whether a candidate may replace the production champion.
+
+Two kinds of rule, as in TFX's Evaluator:
+
+* absolute thresholds on the candidate's own test metrics (``roc_auc >= 0.70``);
+* change thresholds against the champion, measured on the same test rows
+  (``roc_auc`` no more than 0.005 below the champion's).
+
+With no champion, only the absolute thresholds apply. Every rule is reported, passed
+or not, so the summary can show exactly why a candidate was or was not promoted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tollgate.config import LOWER_IS_BETTER
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One checked rule and its outcome."""
+
+    name: str
+    metric: str
+    passed: bool
+    observed: float | None
+    allowed: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict: passed, the reasons, and every rule checked."""
+
+    passed: bool
+    reasons: list[str]
+    rules: list[Rule] = field(default_factory=list)
+    champion_version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> "Decision":
+        return cls(passed=value["passed"], reasons=list(value["reasons"]),
+                   rules=[Rule(**r) for r in value.get("rules", [])],
+                   champion_version=value.get("champion_version"))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Thresholds from ``gate`` in the config."""
+
+    absolute: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    max_degradation: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, gate: dict[str, Any]) -> "Policy":
+        return cls(absolute={k: dict(v) for k, v in gate.get("absolute", {}).items()},
+                   max_degradation=dict(gate.get("max_degradation", {})))
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What the gate knows about the current production model."""
+
+    version: int
+    metrics: dict[str, float] | None
+    error: str | None = None
+
+
+def decide(candidate: dict[str, float], champion: Champion | None, policy: Policy) -> Decision:
+    """Check ``candidate`` test metrics against ``policy`` and, if present, the ``champion``."""
+    rules = [_absolute_rule(metric, bound, candidate) for metric, bound in sorted(policy.absolute.items())]
+    if champion is not None:
+        if champion.error:
+            rules.append(Rule("champion comparable", "-", False, None, "champion scores the test set",
+                              f"champion v{champion.version}: {champion.error}"))
+        else:
+            rules.extend(_change_rule(metric, tolerance, candidate, champion)
+                         for metric, tolerance in sorted(policy.max_degradation.items()))
+    failed = [r for r in rules if not r.passed]
+    if failed:
+        reasons = [r.detail for r in failed]
+    elif champion is None:
+        reasons = ["no champion yet: absolute thresholds passed, change thresholds skipped"]
+    else:
+        reasons = [f"meets every threshold and is within tolerance of champion v{champion.version}"]
+    return Decision(passed=not failed, reasons=reasons, rules=rules,
+                    champion_version=None if champion is None else champion.version)
+
+
+def _absolute_rule(metric: str, bound: dict[str, float | None], candidate: dict[str, float]) -> Rule:
+    low, high = bound.get("min"), bound.get("max")
+    allowed = " and ".join(p for p in (f">= {low:g}" if low is not None else "",
+                                        f"<= {high:g}" if high is not None else "") if p) or "any"
+    value = candidate.get(metric)
+    if value is None or math.isnan(value):
+        return Rule(f"{metric} threshold", metric, False, None, allowed, f"{metric} was not measured")
+    passed = (low is None or value >= low) and (high is None or value <= high)
+    verdict = "meets" if passed else "fails"
+    return Rule(f"{metric} threshold", metric, passed, value, allowed,
+                f"{metric} {value:.4f} {verdict} the threshold {allowed}")
+
+
+def _change_rule(metric: str, tolerance: float, candidate: dict[str, float], champion: Champion) -> Rule:
+    value, baseline = candidate.get(metric), (champion.metrics or {}).get(metric)
+    name = f"{metric} vs champion"
+    if value is None or baseline is None:
+        return Rule(name, metric, False, value, f"within {tolerance:g} of champion", f"{metric} missing for comparison")
+    # Degradation is positive when the candidate is worse, whichever direction is better.
+    degradation = (value - baseline) if metric in LOWER_IS_BETTER else (baseline - value)
+    passed = degradation <= tolerance + 1e-12
+    direction = "worse" if degradation > 0 else "better"
+    return Rule(name, metric, passed, value, f"at most {tolerance:g} worse than {baseline:.4f}",
+                f"{metric} {value:.4f} is {abs(degradation):.4f} {direction} than champion "
+                f"v{champion.version} ({baseline:.4f}); tolerance {tolerance:g}")

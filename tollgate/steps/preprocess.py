@@ -1,0 +1,200 @@
+"""Preprocess: split the table, infer feature roles and describe the model's input schema.
+
+The ColumnTransformer built here is *not* fitted in this step: it goes inside each
+candidate's Pipeline and is fitted on the training split only, so serving applies
+exactly the transform that training used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from tollgate.errors import DataError
+from tollgate.steps.ingest import positive_mask
+
+LABEL = "__label__"  # the 0/1 label column written into the split datasets
+
+
+@dataclass
+class FeatureSpec:
+    """Which columns feed the model, their roles, and the label mapping."""
+
+    target: str
+    positive_label: Any
+    negative_label: Any
+    numeric: list[str]
+    categorical: list[str]
+    max_categories: int = 50
+    schema: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        """Model input columns in schema order."""
+        return self.numeric + self.categorical
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> "FeatureSpec":
+        return cls(**value)
+
+
+@dataclass
+class Splits:
+    """Train, validation and test frames, each with the model columns and ``__label__``."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+
+
+def infer_feature_roles(frame: pd.DataFrame, exclude: list[str], numeric: list[str] | None = None,
+                        categorical: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Split columns into numeric and categorical roles; configured lists win over inference.
+
+    Booleans and object/string/category columns are categorical; numbers are numeric;
+    datetimes are never features (they would leak the split's time order).
+    """
+    candidates = [c for c in frame.columns if c not in set(exclude)]
+    unknown = sorted((set(numeric or []) | set(categorical or [])) - set(frame.columns))
+    if unknown:
+        raise DataError(f"features.numeric/categorical name columns that are not in the data: {unknown}")
+    overlap = sorted(set(numeric or []) & set(categorical or []))
+    if overlap:
+        raise DataError(f"columns are configured as both numeric and categorical: {overlap}")
+    inferred_numeric, inferred_categorical = [], []
+    for column in candidates:
+        dtype = frame[column].dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            inferred_categorical.append(column)
+        elif pd.api.types.is_numeric_dtype(dtype):
+            inferred_numeric.append(column)
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
+            continue
+        else:
+            inferred_categorical.append(column)
+    if numeric is not None:
+        inferred_numeric = list(numeric)
+        inferred_categorical = [c for c in inferred_categorical if c not in numeric]
+    if categorical is not None:
+        inferred_categorical = list(categorical)
+        inferred_numeric = [c for c in inferred_numeric if c not in categorical]
+    if not inferred_numeric and not inferred_categorical:
+        raise DataError("no usable feature columns (all excluded or datetimes)")
+    return inferred_numeric, inferred_categorical
+
+
+def input_schema(frame: pd.DataFrame, numeric: list[str], categorical: list[str],
+                 max_categories: int = 50) -> dict[str, Any]:
+    """Describe the model's inputs: what the server enforces and the validator compares against.
+
+    ``dtype`` is one of ``float64``, ``int64``, ``bool`` or ``string``. Categorical
+    columns list the categories seen in training (most frequent first, capped).
+    """
+    columns = []
+    for name in numeric + categorical:
+        series = frame[name]
+        entry: dict[str, Any] = {
+            "name": name,
+            "role": "numeric" if name in numeric else "categorical",
+            "dtype": _schema_dtype(series),
+            "nullable": bool(series.isna().any()),
+        }
+        if name in categorical:
+            counts = series.dropna().astype(str).value_counts()
+            entry["categories"] = list(counts.index[: max_categories * 4])
+        columns.append(entry)
+    return {"columns": columns}
+
+
+def _schema_dtype(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return "int64"
+    if pd.api.types.is_float_dtype(series.dtype):
+        # Integers stored as floats only because of NaNs are still floats to the model.
+        return "float64"
+    return "string"
+
+
+def build_feature_spec(frame: pd.DataFrame, target: str, positive_label: Any, drop: list[str],
+                       date_column: str | None, numeric: list[str] | None = None,
+                       categorical: list[str] | None = None, max_categories: int = 50) -> FeatureSpec:
+    """Infer roles and the input schema from the ingested table."""
+    exclude = [target, *drop] + ([date_column] if date_column else [])
+    numeric_cols, categorical_cols = infer_feature_roles(frame, exclude, numeric, categorical)
+    labels = frame[target]
+    positives = positive_mask(labels, positive_label)
+    positive_value = labels[positives].iloc[0]
+    negative_value = labels[~positives].iloc[0]
+    return FeatureSpec(
+        target=target,
+        positive_label=_plain(positive_value),
+        negative_label=_plain(negative_value),
+        numeric=numeric_cols,
+        categorical=categorical_cols,
+        max_categories=max_categories,
+        schema=input_schema(frame, numeric_cols, categorical_cols, max_categories),
+    )
+
+
+def _plain(value: Any) -> Any:
+    # numpy scalars are not JSON-serialisable; labels travel in JSON artifacts.
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, validation_size: float,
+                  seed: int) -> Splits:
+    """Stratified, seeded train/validation/test split of the model columns plus a 0/1 label."""
+    data = frame[spec.columns].copy()
+    data[LABEL] = positive_mask(frame[spec.target], spec.positive_label).astype("int64").to_numpy()
+    minority = int(data[LABEL].value_counts().min())
+    if minority < 3:
+        raise DataError(f"the rarer class has only {minority} rows; at least 3 are needed to split into train/validation/test")
+    rest, test = train_test_split(data, test_size=test_size, stratify=data[LABEL], random_state=seed)
+    relative_validation = validation_size / (1.0 - test_size)
+    train, validation = train_test_split(rest, test_size=relative_validation, stratify=rest[LABEL],
+                                         random_state=seed)
+    return Splits(train=train.reset_index(drop=True), validation=validation.reset_index(drop=True),
+                  test=test.reset_index(drop=True))
+
+
+def build_preprocessor(spec: FeatureSpec, scale: bool = True) -> ColumnTransformer:
+    """Impute, scale and one-hot encode; unknown categories at serving time encode as all zeros."""
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
+    if scale:
+        numeric_steps.append(("scale", StandardScaler()))
+    categorical = Pipeline([
+        ("to_text", FunctionTransformer(categories_as_text, feature_names_out="one-to-one")),
+        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+        ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=spec.max_categories,
+                                 min_frequency=5, sparse_output=False)),
+    ])
+    transformers = []
+    if spec.numeric:
+        transformers.append(("numeric", Pipeline(numeric_steps), spec.numeric))
+    if spec.categorical:
+        transformers.append(("categorical", categorical, spec.categorical))
+    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+
+
+def categories_as_text(X: pd.DataFrame) -> pd.DataFrame:
+    """Cast categorical columns to text so bools, ints and strings encode alike; NaN stays NaN.
+
+    Module-level (not a lambda) so the fitted Pipeline pickles and loads wherever
+    Tollgate is installed, which is true of the serving image.
+    """
+    frame = pd.DataFrame(X)
+    return pd.DataFrame({c: frame[c].astype(str).where(frame[c].notna(), np.nan) for c in frame.columns},
+                        index=frame.index)

@@ -1,0 +1,53 @@
+"""Register: publish the selected model as a new immutable registry version."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tollgate import __version__
+from tollgate.registry import METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
+
+
+def code_version() -> str:
+    """Tollgate's version plus the git commit: baked into images as TOLLGATE_GIT_SHA, else asked of git."""
+    sha = os.environ.get("TOLLGATE_GIT_SHA")
+    if not sha:
+        try:
+            sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                 timeout=5, cwd=Path(__file__).parent).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def build_metadata(*, candidate: dict[str, Any], test_metrics: dict[str, float], data: dict[str, Any],
+                   decision: dict[str, Any], run_id: str, champion_version: int | None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a later reader needs to trust and reproduce a version."""
+    return {
+        "candidate_id": candidate["candidate_id"],
+        "family": candidate["family"],
+        "params": candidate["params"],
+        "validation_metrics": candidate.get("validation_metrics", {}),
+        "test_metrics": test_metrics,
+        "data": data,
+        "gate": {"passed": decision["passed"], "reasons": decision["reasons"]},
+        "replaced_champion": champion_version,
+        "pipeline_run_id": run_id,
+        "code_version": code_version(),
+        **(extra or {}),
+    }
+
+
+def register_model(registry: Registry, model_name: str, model_dir: Path, input_schema: dict[str, Any],
+                   metadata: dict[str, Any]) -> ModelVersion:
+    """Write the input schema beside the model file and publish both with the metadata."""
+    (model_dir / SCHEMA_FILE).write_text(json.dumps(input_schema, indent=2))
+    stale = model_dir / METADATA_FILE
+    if stale.exists():
+        stale.unlink()
+    return registry.register(model_name, model_dir, metadata)

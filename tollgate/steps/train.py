@@ -1,0 +1,102 @@
+"""Train: expand the candidate grid, fit one Pipeline per grid point, select the best."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from tollgate.config import LOWER_IS_BETTER
+from tollgate.errors import TollgateError
+from tollgate.steps.evaluate import classification_metrics
+from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
+
+ESTIMATORS = {
+    "logistic_regression": LogisticRegression,
+    "hist_gradient_boosting": HistGradientBoostingClassifier,
+    "random_forest": RandomForestClassifier,
+}
+# Tree ensembles do not need scaled inputs; skipping the scaler saves time on large tables.
+_NEEDS_SCALING = {"logistic_regression"}
+
+
+@dataclass
+class TrainedCandidate:
+    """A fitted candidate and how it did on the validation split."""
+
+    candidate_id: str
+    family: str
+    params: dict[str, Any]
+    model: Pipeline
+    validation_metrics: dict[str, float]
+    fit_seconds: float
+
+
+def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """One spec per grid point: ``{"candidate_id", "family", "params"}``, in a stable order."""
+    specs = []
+    for candidate in candidates:
+        grid = candidate.get("grid") or {}
+        keys = sorted(grid)
+        for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+            params = {**candidate.get("params", {}), **dict(zip(keys, values))}
+            if "random_state" in ESTIMATORS[candidate["family"]]().get_params():
+                params.setdefault("random_state", seed)
+            suffix = "-".join(f"{k}={_short(v)}" for k, v in zip(keys, values))
+            specs.append({
+                "candidate_id": f"{candidate['name']}" + (f"[{suffix}]" if suffix else ""),
+                "family": candidate["family"],
+                "params": params,
+            })
+    return specs
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def build_model(spec: dict[str, Any], features: FeatureSpec) -> Pipeline:
+    """The full serving Pipeline for one candidate: preprocessing plus estimator."""
+    family = spec["family"]
+    if family not in ESTIMATORS:
+        raise TollgateError(f"unknown model family {family!r}; choose one of {sorted(ESTIMATORS)}")
+    try:
+        estimator = ESTIMATORS[family](**spec["params"])
+    except TypeError as exc:
+        raise TollgateError(f"candidate {spec['candidate_id']}: bad parameter for {family}: {exc}") from exc
+    return Pipeline([
+        ("preprocess", build_preprocessor(features, scale=family in _NEEDS_SCALING)),
+        ("model", estimator),
+    ])
+
+
+def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[str, Any],
+                    features: FeatureSpec) -> TrainedCandidate:
+    """Fit one candidate on the training split and score it on the validation split."""
+    model = build_model(spec, features)
+    started = time.perf_counter()
+    model.fit(train[features.columns], train[LABEL])
+    fit_seconds = time.perf_counter() - started
+    probabilities = model.predict_proba(validation[features.columns])[:, 1]
+    metrics = classification_metrics(validation[LABEL].to_numpy(), probabilities)
+    return TrainedCandidate(spec["candidate_id"], spec["family"], spec["params"], model, metrics, fit_seconds)
+
+
+def select_best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Pick the result with the best validation ``metric``; ties go to the earlier candidate.
+
+    Each result is ``{"candidate_id", "validation_metrics": {...}, ...}``.
+    """
+    if not results:
+        raise TollgateError("no trained candidates to select from")
+    scored = [r for r in results if metric in r["validation_metrics"]]
+    if not scored:
+        raise TollgateError(f"no candidate reported the selection metric {metric!r}")
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    return max(scored, key=lambda r: (sign * r["validation_metrics"][metric], -results.index(r)))

@@ -1,0 +1,142 @@
+"""The short human summary at the end of ``tollgate run`` (and its ``--json`` form)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tollgate.local_run import RunOutcome, find_output, read_json, task_outputs
+from tollgate.registry import Registry
+
+HEADLINE_METRICS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
+
+
+def step_times(outcome: RunOutcome) -> list[dict[str, Any]]:
+    """Per-step wall time in DAG order; ParallelFor iterations are summed and counted."""
+    grouped: dict[str, list] = defaultdict(list)
+    for timing in outcome.timings:
+        grouped[timing.name].append(timing)
+    rows = []
+    for name, runs in grouped.items():
+        wall = max(t.finished or t.started for t in runs) - min(t.started for t in runs)
+        rows.append({"step": name, "tasks": len(runs), "seconds": round(wall, 3),
+                     "status": "FAILURE" if any(t.status == "FAILURE" for t in runs) else runs[-1].status})
+    return rows
+
+
+def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> dict[str, Any]:
+    """Collect what the run decided from its artifacts and the registry."""
+    summary: dict[str, Any] = {
+        "run_dir": str(outcome.run_dir),
+        "log_file": str(outcome.log_file),
+        "succeeded": outcome.succeeded,
+        "total_seconds": round(outcome.total_seconds, 2),
+        "steps": step_times(outcome),
+        "model_name": model_name,
+        "registry": registry.uri,
+    }
+    if not outcome.succeeded:
+        summary["error"] = outcome.error
+        summary["failed_step"] = outcome.failed_task
+    pipeline_dir = outcome.pipeline_dir
+    if pipeline_dir is None:
+        return summary
+    ingest = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
+    if ingest:
+        summary["data"] = {k: ingest.get("metadata", {}).get(k) for k in ("source", "rows", "window", "fingerprint")}
+    validation = read_json(find_output(pipeline_dir, "validate", "report") or pipeline_dir / "-")
+    if validation:
+        summary["validation"] = validation
+    leaderboard_path = find_output(pipeline_dir, "select", "best")
+    if leaderboard_path:
+        summary["leaderboard"] = read_json(leaderboard_path / "leaderboard.json")
+    evaluation = read_json(find_output(pipeline_dir, "evaluate", "evaluation") or pipeline_dir / "-")
+    if evaluation:
+        candidate = evaluation["candidate"]
+        summary["candidate"] = {k: candidate.get(k) for k in
+                                ("candidate_id", "family", "validation_metrics", "selection_metric")}
+        summary["candidate"]["params"] = json.loads(candidate.get("params_json") or "{}")
+        summary["candidate"]["test_metrics"] = candidate["metrics"]
+        summary["champion"] = evaluation.get("champion")
+    decision = read_json(find_output(pipeline_dir, "gate", "decision") or pipeline_dir / "-")
+    if decision:
+        summary["gate"] = decision
+    registered = task_outputs(pipeline_dir, "register").get("parameterValues", {}).get("Output")
+    if registered is not None:
+        summary["registered_version"] = int(registered)
+    deploy = read_json(find_output(pipeline_dir, "deploy", "result") or pipeline_dir / "-")
+    if deploy:
+        summary["deploy"] = deploy
+    summary["aliases"] = registry.aliases(model_name)
+    return summary
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def render_summary(summary: dict[str, Any], console: Console) -> None:
+    """Print the summary as a few compact tables."""
+    steps = Table(title="Steps", show_edge=False, header_style="bold")
+    for column in ("step", "tasks", "seconds", "status"):
+        steps.add_column(column, justify="right" if column in ("tasks", "seconds") else "left")
+    for row in summary["steps"]:
+        style = "red" if row["status"] == "FAILURE" else None
+        steps.add_row(row["step"], str(row["tasks"]), f"{row['seconds']:.2f}", row["status"], style=style)
+    console.print(steps)
+
+    data = summary.get("data")
+    if data:
+        window = f", window {data['window'][0]} .. {data['window'][1]}" if data.get("window") else ""
+        console.print(f"[bold]Data[/] {data['source']}: {data['rows']:,} rows{window}")
+    validation = summary.get("validation")
+    if validation:
+        warnings = [a for a in validation.get("anomalies", []) if not a.get("blocking")]
+        for anomaly in warnings:
+            console.print(f"[yellow]warning[/] {anomaly['column']}: {anomaly['check']} "
+                          f"(observed {anomaly['observed']}; allowed {anomaly['allowed']})")
+
+    candidate = summary.get("candidate")
+    if candidate:
+        params = ", ".join(f"{k}={v}" for k, v in sorted(candidate["params"].items()))
+        leaders = summary.get("leaderboard") or []
+        console.print(f"[bold]Selected[/] {candidate['candidate_id']} ({candidate['family']}; {params}) "
+                      f"out of {len(leaders)} candidates by validation {candidate.get('selection_metric')}")
+        champion = summary.get("champion") or {}
+        metrics = Table(title="Test metrics", show_edge=False, header_style="bold")
+        metrics.add_column("metric")
+        metrics.add_column("challenger", justify="right")
+        label = f"champion v{champion['version']}" if champion.get("version") is not None else "champion"
+        metrics.add_column(label, justify="right")
+        for name in HEADLINE_METRICS:
+            theirs = (champion.get("metrics") or {}).get(name)
+            metrics.add_row(name, _fmt(candidate["test_metrics"].get(name)), _fmt(theirs))
+        console.print(metrics)
+        if champion.get("error"):
+            console.print(f"[red]champion v{champion['version']} not comparable:[/] {champion['error']}")
+        elif not champion:
+            console.print("No champion yet: only absolute thresholds apply.")
+
+    gate = summary.get("gate")
+    if gate:
+        verdict = "[green]PASSED[/]" if gate["passed"] else "[red]BLOCKED[/]"
+        console.print(f"[bold]Gate[/] {verdict}")
+        for reason in gate["reasons"]:
+            console.print(f"  - {reason}")
+
+    if "registered_version" in summary:
+        aliases = summary.get("aliases", {})
+        parts = [f"{name} -> v{record['version']}" for name, record in sorted(aliases.items())]
+        console.print(f"[bold]Registered[/] {summary['model_name']} v{summary['registered_version']} "
+                      f"in {summary['registry']}; aliases: {', '.join(parts) or 'none'}")
+    elif summary.get("succeeded") and gate and not gate["passed"]:
+        console.print("Nothing registered; aliases unchanged.")
+    if not summary["succeeded"]:
+        step = summary.get("failed_step")
+        console.print(f"[red bold]Run failed[/]{f' in {step}' if step else ''}: {summary.get('error')}")
+    console.print(f"[dim]{summary['total_seconds']:.1f}s; run directory {summary['run_dir']}; "
+                  f"KFP log {summary['log_file']}[/]")
