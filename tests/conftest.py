@@ -1,0 +1,121 @@
+"""Shared fixtures: small real configs, real kfp.local runs, an S3-compatible test server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tollgate.config import TollgateConfig, load_config
+
+# A grid small enough for tests but with both model families, so selection is real.
+SMALL_CANDIDATES = [
+    {"name": "logreg", "family": "logistic_regression", "params": {"max_iter": 500}, "grid": {"C": [0.3, 1.0]}},
+    {"name": "hgb", "family": "hist_gradient_boosting", "params": {"max_iter": 40}, "grid": {"learning_rate": [0.1]}},
+]
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> TollgateConfig:
+    """A config whose registry and runs live under ``tmp_path``, on 1,500 generated rows."""
+    values = {
+        "registry.uri": str(tmp_path / "registry"),
+        "run.root": str(tmp_path / "runs"),
+        "data.builtin.rows": 1500,
+        "train.candidates": SMALL_CANDIDATES,
+    }
+    values.update(overrides)
+    return load_config(None, values)
+
+
+@pytest.fixture
+def config_factory(tmp_path):
+    """Build small configs rooted in this test's tmp_path: ``config_factory(**{"data.target": "x"})``."""
+    return lambda **overrides: make_config(tmp_path, **overrides)
+
+
+def run_pipeline(config: TollgateConfig, **arguments: Any):
+    """Run the real DAG with kfp.local; returns (outcome, summary)."""
+    from tollgate.local_run import execute_pipeline, new_run_dir
+    from tollgate.registry import open_registry
+    from tollgate.summary import build_summary
+
+    registry = open_registry(config.registry.uri)
+    args = {"data_source": config.data.source, "registry_uri": registry.uri, "model_name": config.model_name,
+            "scheduled_time": ""}
+    args.update(arguments)
+    outcome = execute_pipeline(config, args, new_run_dir(config.run.root))
+    return outcome, build_summary(outcome, registry, config.model_name)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3-compatible test server on 127.0.0.1, with credentials in the environment.
+
+    Yields the endpoint URL. This is not MinIO; it speaks the same S3 API the minio SDK uses.
+    """
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("the S3-compatible test server did not start within 30 s")
+    saved = {k: os.environ.get(k) for k in ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+    os.environ.update({"S3_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"})
+    try:
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh, empty bucket on the S3-compatible test server; yields its name."""
+    import uuid
+
+    from tollgate.s3 import client_from_env
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    client_from_env().make_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory) -> Path:
+    """A real registered version directory (model.joblib, input_schema.json, metadata.json),
+    produced by one real pipeline run; shared by the serving, report and CLI tests."""
+    root = tmp_path_factory.mktemp("trained")
+    config = make_config(root)
+    outcome, summary = run_pipeline(config)
+    assert outcome.succeeded, outcome.error
+    from tollgate.registry import open_registry
+
+    version = open_registry(config.registry.uri).resolve(config.model_name, "production")
+    return Path(version.uri)
