@@ -120,12 +120,22 @@ class ThresholdConfig(_Strict):
     max: float | None = None
 
 
+class FairnessGateConfig(_Strict):
+    """Bounds on every sensitive attribute in ``fairness.sensitive_attributes`` (None = reported only)."""
+
+    min_disparate_impact: float | None = Field(
+        0.8, ge=0, le=1, description="Lowest allowed ratio of the smallest to the largest group selection rate.")
+    max_equal_opportunity_difference: float | None = Field(
+        0.1, ge=0, le=1, description="Largest allowed gap between group true-positive rates.")
+
+
 class GateConfig(_Strict):
     """The promotion policy: absolute thresholds and change thresholds against the champion."""
 
     absolute: dict[str, ThresholdConfig] = Field(default_factory=dict)
     # metric -> largest allowed degradation versus the champion (in the metric's own units).
     max_degradation: dict[str, float] = Field(default_factory=dict)
+    fairness: FairnessGateConfig = Field(default_factory=FairnessGateConfig)
 
     @field_validator("absolute", "max_degradation")
     @classmethod
@@ -145,16 +155,131 @@ class GateConfig(_Strict):
 
 
 
+# Validation checks and whether each stops the run. The last four make training
+# impossible (nothing to learn from, or labels a binary classifier cannot use), so they
+# cannot be downgraded to warnings.
+VALIDATION_CHECKS = ("missing_column", "new_column", "dtype_change", "null_fraction_spike", "unseen_categories",
+                     "out_of_range", "too_few_rows", "duplicate_rows", "drift",
+                     "empty_file", "label_missing", "single_class", "unknown_labels")
+ALWAYS_BLOCKING_CHECKS = frozenset({"empty_file", "label_missing", "single_class", "unknown_labels"})
+_DEFAULT_SEVERITY = {"missing_column": "blocking", "new_column": "warning", "dtype_change": "blocking",
+                     "null_fraction_spike": "blocking", "unseen_categories": "warning", "out_of_range": "warning",
+                     "too_few_rows": "blocking", "duplicate_rows": "warning", "drift": "warning",
+                     "empty_file": "blocking", "label_missing": "blocking", "single_class": "blocking",
+                     "unknown_labels": "blocking"}
+
+
+class DriftConfig(_Strict):
+    """Drift of each feature against the production model's training data."""
+
+    numeric_threshold: float = Field(0.1, gt=0, le=1, description="Largest Jensen-Shannon divergence (base 2) "
+                                     "between binned reference and new values.")
+    categorical_threshold: float = Field(0.1, gt=0, le=1, description="Largest L-infinity distance between "
+                                         "reference and new category shares.")
+    features: dict[str, float] = Field(default_factory=dict, description="Per-feature threshold overrides.")
+    bins: int = Field(10, ge=2, le=100, description="Numeric features are binned on this many reference quantiles.")
+
+    @field_validator("features")
+    @classmethod
+    def _thresholds_in_range(cls, features: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in features.items() if not 0 < v <= 1}
+        if bad:
+            raise ValueError(f"drift thresholds must be in (0, 1], got {bad}")
+        return features
+
+
+class ValidationConfig(_Strict):
+    """Data validation against the production version's data schema."""
+
+    severity: dict[str, Literal["blocking", "warning"]] = Field(default_factory=lambda: dict(_DEFAULT_SEVERITY))
+    max_null_fraction_increase: float = Field(0.1, ge=0, le=1, description="Allowed rise of a column's null "
+                                              "fraction over the reference's.")
+    max_unseen_category_share: float = Field(0.01, ge=0, le=1, description="Allowed share of rows whose category "
+                                             "the reference never saw.")
+    max_out_of_range_share: float = Field(0.01, ge=0, le=1, description="Allowed share of numeric values outside "
+                                          "the reference's [min, max].")
+    max_duplicate_share: float = Field(0.01, ge=0, le=1, description="Allowed share of fully duplicated rows.")
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+
+    @field_validator("severity")
+    @classmethod
+    def _known_checks(cls, severity: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(severity) - set(VALIDATION_CHECKS))
+        if unknown:
+            raise ValueError(f"unknown check(s) {unknown}; known: {list(VALIDATION_CHECKS)}")
+        downgraded = sorted(c for c in ALWAYS_BLOCKING_CHECKS if severity.get(c) == "warning")
+        if downgraded:
+            raise ValueError(f"{downgraded} make training impossible and are always blocking")
+        return {**_DEFAULT_SEVERITY, **severity}
+
+
+class SensitiveAttributeConfig(_Strict):
+    """A column whose groups are compared; numeric columns are cut into bins."""
+
+    column: str
+    bins: list[float] | None = Field(None, description="Cut points for a numeric column, e.g. [30, 50] gives "
+                                     "'<30', '30-50', '>=50'.")
+
+    @field_validator("bins")
+    @classmethod
+    def _increasing(cls, bins: list[float] | None) -> list[float] | None:
+        if bins is not None and (not bins or any(b >= a for b, a in zip(bins, bins[1:]) if False) or
+                                 any(later <= earlier for earlier, later in zip(bins, bins[1:]))):
+            raise ValueError("bins must be a non-empty, strictly increasing list of cut points")
+        return bins
+
+
+class FairnessConfig(_Strict):
+    """Group fairness of the candidate on the test split (bounded by ``gate.fairness``)."""
+
+    sensitive_attributes: list[SensitiveAttributeConfig] = Field(
+        default_factory=list, description="Columns to compare groups on; they need not be model features.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Probability at or above which a prediction is positive.")
+    min_group_size: int = Field(30, ge=1, description="Smaller test groups are reported but not bounded.")
+
+    @field_validator("sensitive_attributes")
+    @classmethod
+    def _unique_columns(cls, attributes: list[SensitiveAttributeConfig]) -> list[SensitiveAttributeConfig]:
+        names = [a.column for a in attributes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sensitive attributes repeated: {repeated}")
+        return attributes
+
+
 class RegistryConfig(_Strict):
     """Where model versions live: a local directory or s3://bucket[/prefix]."""
 
     uri: str = Field(".tollgate/registry", description="Local directory or s3://bucket[/prefix].")
 
 
+class KServeDeployConfig(_Strict):
+    """How the ``kserve`` deploy target rolls out an InferenceService (see manifests/)."""
+
+    namespace: str = Field("tollgate", description="Namespace of the InferenceService (the model namespace).")
+    service_account: str = Field("tollgate-models", description="Predictor ServiceAccount whose Secret lets the "
+                                 "storage-initializer read s3://models.")
+    runtime: str = Field("tollgate", description="ClusterServingRuntime that serves the 'tollgate' model format.")
+    deployment_mode: Literal["Standard", "Knative"] = Field("Standard", description="KServe deployment mode "
+                                                            "(Standard = raw Deployment; Knative enables canary).")
+    ready_timeout_seconds: int = Field(300, ge=10, description="How long to wait for the InferenceService to be Ready.")
+    canary_traffic_percent: int | None = Field(None, ge=1, le=99, description="Send this share of traffic to the "
+                                               "new version first (Knative mode only); promoted after the smoke request.")
+    smoke_request: bool = Field(True, description="Send one prediction to the new version before calling it deployed.")
+
+    @model_validator(mode="after")
+    def _canary_needs_knative(self) -> "KServeDeployConfig":
+        if self.canary_traffic_percent is not None and self.deployment_mode != "Knative":
+            raise ValueError("canary_traffic_percent works only with deployment_mode: Knative "
+                             "(Standard mode has only a rolling update); remove it or switch the mode")
+        return self
+
+
 class DeployConfig(_Strict):
     """What 'deploy' means after a model passes the gate."""
 
     target: Literal["local", "kserve"] = "local"
+    kserve: KServeDeployConfig = Field(default_factory=KServeDeployConfig)
 
 
 class RunConfig(_Strict):
@@ -170,6 +295,17 @@ class PipelineConfig(_Strict):
     image: str = Field("tollgate:0.1.0", description="Component image (built from docker/).")
 
 
+class KfpConfig(_Strict):
+    """Where `tollgate submit` / `schedule` / `runs` find Kubeflow Pipelines, and what pipeline pods need."""
+
+    host: str = Field("http://localhost:30888", description="KFP API endpoint (the kind setup maps it to port 30888).")
+    experiment: str = Field("tollgate", description="KFP experiment that runs and recurring runs belong to.")
+    namespace: str = Field("kubeflow", description="Namespace where KFP runs pipeline pods.")
+    registry_uri: str = Field("s3://models", description="Registry as the pipeline pods see it (submit/schedule default).")
+    s3_secret: str = Field("tollgate-s3", description="Secret in the KFP namespace whose S3_ENDPOINT, AWS_ACCESS_KEY_ID "
+                           "and AWS_SECRET_ACCESS_KEY become env vars of tasks that touch S3.")
+
+
 class TollgateConfig(_Strict):
     """The whole configuration."""
 
@@ -178,11 +314,14 @@ class TollgateConfig(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     train: TrainConfig
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    kfp: KfpConfig = Field(default_factory=KfpConfig)
 
     def to_json(self) -> str:
         """Serialise for passing into components as a compile-time constant."""
