@@ -132,13 +132,41 @@ def execute_pipeline(config: TollgateConfig, arguments: dict[str, Any], run_dir:
                 error = str(exc)
         stream.flush()
     total = time.perf_counter() - started
+    pipeline_dirs = [p for p in run_dir.iterdir() if p.is_dir()]
+    pipeline_dir = pipeline_dirs[0] if pipeline_dirs else None
+    if pipeline_dir is not None:
+        _settle_finish_times(timings, pipeline_dir, started, time.time() - time.perf_counter())
     failed = next((t for t in timings if t.status == "FAILURE"), None)
     if error is not None:
         error = _failure_reason(log_file.read_text()) or error
-    pipeline_dirs = [p for p in run_dir.iterdir() if p.is_dir()]
-    return RunOutcome(run_dir=run_dir, pipeline_dir=pipeline_dirs[0] if pipeline_dirs else None,
+    return RunOutcome(run_dir=run_dir, pipeline_dir=pipeline_dir,
                       log_file=log_file, succeeded=error is None, total_seconds=total, timings=timings,
                       error=error, failed_task=failed.name if failed else None)
+
+
+def _settle_finish_times(timings: list[TaskTiming], pipeline_dir: Path, run_started: float, clock_offset: float) -> None:
+    """Take finish times from the executor output files rather than the log.
+
+    kfp.local sometimes logs a single "finished" line when two parallel iterations
+    complete together, but every successful task writes its executor_output.json last.
+    Within a step, finishes are matched to starts in order; a step's wall time (first
+    start to last finish) does not depend on which iteration finished first.
+    """
+    by_name: dict[str, list[TaskTiming]] = {}
+    for timing in timings:
+        by_name.setdefault(timing.name, []).append(timing)
+    for name, runs in by_name.items():
+        finishes = sorted(path.stat().st_mtime - clock_offset
+                          for path in pipeline_dir.glob(f"**/{name}/executor_output.json"))
+        finishes = [f for f in finishes if f >= run_started]
+        for timing, finished in zip(sorted(runs, key=lambda t: t.started), finishes):
+            timing.finished = max(finished, timing.started)
+            if timing.status == "RUNNING":
+                timing.status = "SUCCESS"
+        for timing in runs:
+            if timing.finished is None:
+                timing.finished = time.perf_counter()
+                timing.status = "FAILURE"
 
 
 def _failure_reason(log_text: str) -> str | None:
