@@ -17,11 +17,27 @@ from kfp import compiler, dsl
 
 from tollgate.components import build_components
 from tollgate.config import TollgateConfig
+from tollgate.s3 import is_s3_uri
 from tollgate.steps.train import expand_candidates
 
 # Task names the local runner and the summary rely on (kfp.local names tasks after components).
 STEPS = ("ingest", "validate", "preprocess", "train", "select", "evaluate", "gate",
          "infra-validate", "register", "deploy")
+# Keys of the kfp.s3_secret Secret; each becomes the env var of the same name (see tollgate/s3.py).
+S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def s3_env_from_secret(config: TollgateConfig):
+    """A function that gives a task the S3 credentials from ``kfp.s3_secret`` when the config uses S3.
+
+    In the cluster the tasks reach MinIO only with these variables; local runs ignore
+    Kubernetes settings, so the same compiled DAG still runs under kfp.local.
+    """
+    if not (is_s3_uri(config.registry.uri) or is_s3_uri(config.data.source)):
+        return lambda task: task
+    from kfp import kubernetes
+
+    return lambda task: kubernetes.use_secret_as_env(task, config.kfp.s3_secret, {key: key for key in S3_SECRET_KEYS})
 
 
 def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
@@ -31,6 +47,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
     recurring runs that train on a daily window; one-off runs pass ``scheduled_time``.
     """
     ops = build_components(config.pipeline.image)
+    with_s3 = s3_env_from_secret(config)
     config_json = config.to_json()
     policy_json = json.dumps(config.gate.model_dump())
     # Loop items travel as protobuf Structs, which turn every int into a float; the
@@ -50,9 +67,11 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
             config_json=config_json, data_source=data_source,
             scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if use_schedule_time else scheduled_time,
         ).set_display_name("Ingest data")
+        with_s3(ingest_task)
         validate_task = ops.validate(config_json=config_json, raw=ingest_task.outputs["raw"],
                                      registry_uri=registry_uri, model_name=model_name
                                      ).set_display_name("Validate data").set_caching_options(False)
+        with_s3(validate_task)
         preprocess_task = ops.preprocess(config_json=config_json, raw=ingest_task.outputs["raw"]
                                          ).set_display_name("Split and describe features").after(validate_task)
 
@@ -74,6 +93,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
                                      features=preprocess_task.outputs["features"], registry_uri=registry_uri,
                                      model_name=model_name
                                      ).set_display_name("Evaluate candidate and champion").set_caching_options(False)
+        with_s3(evaluate_task)
         gate_task = ops.gate(policy_json=policy_json, evaluation=evaluate_task.outputs["evaluation"]
                              ).set_display_name("Gate: promote?").set_caching_options(False)
 
@@ -89,9 +109,11 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
                                          run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER
                                          ).set_display_name("Register version").after(infra_task)
             register_task.set_caching_options(False)
-            ops.deploy(config_json=config_json, registry_uri=registry_uri, model_name=model_name,
-                       version=register_task.output
-                       ).set_display_name(f"Deploy ({config.deploy.target})").set_caching_options(False)
+            with_s3(register_task)
+            deploy_task = ops.deploy(config_json=config_json, registry_uri=registry_uri, model_name=model_name,
+                                     version=register_task.output
+                                     ).set_display_name(f"Deploy ({config.deploy.target})").set_caching_options(False)
+            with_s3(deploy_task)
 
     return tollgate_training
 

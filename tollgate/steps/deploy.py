@@ -1,6 +1,9 @@
 """Deploy: make a registered version the one that serves.
 
 Target ``local``: move the ``production`` alias; ``tollgate serve`` serves it.
+Target ``kserve``: move the alias *and* roll the version out as a KServe
+InferenceService (create or patch, wait for Ready, smoke request); if the rollout
+fails, both the InferenceService and the aliases go back to what they were.
 """
 
 from __future__ import annotations
@@ -28,8 +31,47 @@ def deploy_local(registry: Registry, model_name: str, version: int) -> DeployRes
     return DeployResult("local", version, aliases, f"production -> v{version}")
 
 
+def deploy_kserve(registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None,
+                  api=None) -> DeployResult:
+    """Promote ``version`` and serve it from an InferenceService named after the model.
+
+    ``options`` is ``DeployConfig.model_dump()``; ``api`` a ``CustomObjectsApi`` (default:
+    in-cluster credentials, else the kubeconfig). On failure the previous InferenceService
+    spec and the previous aliases are restored and :class:`DeployError` says why.
+    """
+    from tollgate.cluster.kserve import DeployError, KServeDeployer, KServeSettings
+    from tollgate.registry.base import SCHEMA_FILE
+    from tollgate.s3 import is_s3_uri
+
+    settings = KServeSettings.from_options(options)
+    target = registry.get_version(model_name, version)
+    if not is_s3_uri(target.uri):
+        raise DeployError(f"the kserve target needs an s3:// registry that KServe's storage-initializer can read, "
+                          f"got {registry.uri!r}; use the cluster's MinIO (s3://models, see kfp.registry_uri)")
+    schema = registry.store.read_json(f"{model_name}/v{version}/{SCHEMA_FILE}") or {}
+    if api is None:
+        from tollgate.cluster.kube import custom_objects_api
+
+        api = custom_objects_api()
+    aliases_before = registry.aliases(model_name)
+    aliases = registry.promote(model_name, version, reason="gate passed")
+    try:
+        rollout = KServeDeployer(api, settings).rollout(model_name, target.uri, version, schema)
+    except DeployError as exc:
+        registry.restore_aliases(model_name, aliases_before)
+        restored = aliases_before.get("production", {}).get("version")
+        raise DeployError(f"{exc}; registry aliases restored (production -> "
+                          f"{f'v{restored}' if restored is not None else 'unset'})") from None
+    canary = f", canary {rollout.canary_percent}% then promoted" if rollout.canary_percent else ""
+    return DeployResult("kserve", version, aliases,
+                        f"production -> v{version}; InferenceService {rollout.namespace}/{rollout.name} "
+                        f"{rollout.action}, Ready at {rollout.url}{canary}")
+
+
 def deploy(target: str, registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None) -> DeployResult:
     """Dispatch to the configured deploy target."""
     if target == "local":
         return deploy_local(registry, model_name, version)
-    raise TollgateError(f"deploy target {target!r} is not available; use 'local'")
+    if target == "kserve":
+        return deploy_kserve(registry, model_name, version, options)
+    raise TollgateError(f"deploy target {target!r} is not available; use 'local' or 'kserve'")
