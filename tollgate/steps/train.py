@@ -7,21 +7,30 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import importlib
+
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from tollgate.config import LOWER_IS_BETTER
 from tollgate.errors import TollgateError
 from tollgate.steps.evaluate import classification_metrics
 from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
 
-ESTIMATORS = {
-    "logistic_regression": LogisticRegression,
-    "hist_gradient_boosting": HistGradientBoostingClassifier,
-    "random_forest": RandomForestClassifier,
+# Imported on first use: sklearn.ensemble alone takes ~2 s to import, and tasks such as
+# `select` that only compare metrics should not pay for it.
+_ESTIMATOR_PATHS = {
+    "logistic_regression": ("sklearn.linear_model", "LogisticRegression"),
+    "hist_gradient_boosting": ("sklearn.ensemble", "HistGradientBoostingClassifier"),
+    "random_forest": ("sklearn.ensemble", "RandomForestClassifier"),
 }
+
+
+def estimator_class(family: str) -> type:
+    """The scikit-learn estimator class of a model family."""
+    if family not in _ESTIMATOR_PATHS:
+        raise TollgateError(f"unknown model family {family!r}; choose one of {sorted(_ESTIMATOR_PATHS)}")
+    module, name = _ESTIMATOR_PATHS[family]
+    return getattr(importlib.import_module(module), name)
 # Tree ensembles do not need scaled inputs; skipping the scaler saves time on large tables.
 _NEEDS_SCALING = {"logistic_regression"}
 
@@ -46,7 +55,7 @@ def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[d
         keys = sorted(grid)
         for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
             params = {**candidate.get("params", {}), **dict(zip(keys, values))}
-            if "random_state" in ESTIMATORS[candidate["family"]]().get_params():
+            if "random_state" in estimator_class(candidate["family"])().get_params():
                 params.setdefault("random_state", seed)
             suffix = "-".join(f"{k}={_short(v)}" for k, v in zip(keys, values))
             specs.append({
@@ -64,10 +73,8 @@ def _short(value: Any) -> str:
 def build_model(spec: dict[str, Any], features: FeatureSpec) -> Pipeline:
     """The full serving Pipeline for one candidate: preprocessing plus estimator."""
     family = spec["family"]
-    if family not in ESTIMATORS:
-        raise TollgateError(f"unknown model family {family!r}; choose one of {sorted(ESTIMATORS)}")
     try:
-        estimator = ESTIMATORS[family](**spec["params"])
+        estimator = estimator_class(family)(**spec["params"])
     except TypeError as exc:
         raise TollgateError(f"candidate {spec['candidate_id']}: bad parameter for {family}: {exc}") from exc
     return Pipeline([
@@ -86,17 +93,3 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[st
     probabilities = model.predict_proba(validation[features.columns])[:, 1]
     metrics = classification_metrics(validation[LABEL].to_numpy(), probabilities)
     return TrainedCandidate(spec["candidate_id"], spec["family"], spec["params"], model, metrics, fit_seconds)
-
-
-def select_best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """Pick the result with the best validation ``metric``; ties go to the earlier candidate.
-
-    Each result is ``{"candidate_id", "validation_metrics": {...}, ...}``.
-    """
-    if not results:
-        raise TollgateError("no trained candidates to select from")
-    scored = [r for r in results if metric in r["validation_metrics"]]
-    if not scored:
-        raise TollgateError(f"no candidate reported the selection metric {metric!r}")
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    return max(scored, key=lambda r: (sign * r["validation_metrics"][metric], -results.index(r)))

@@ -1,0 +1,26 @@
+"""Select component: keep the candidate with the best validation metric."""
+
+from typing import List
+
+from kfp.dsl import Input, Model, Output
+
+
+def select(models: Input[List[Model]], selection_metric: str, best: Output[Model]) -> str:
+    """Copy the candidate with the best validation metric to ``best``; returns its id."""
+    import json
+    import os
+    import shutil
+
+    from tollgate.steps.select import select_best
+
+    results = [dict(m.metadata, uri=m.path, params=json.loads(m.metadata["params_json"])) for m in models]
+    winner = select_best(results, selection_metric)
+    shutil.copytree(winner["uri"], best.path, dirs_exist_ok=True)
+    leaderboard = sorted(({"candidate_id": r["candidate_id"], "validation_metrics": r["validation_metrics"],
+                           "params": r["params"], "family": r["family"]} for r in results),
+                         key=lambda r: r["candidate_id"])
+    with open(os.path.join(best.path, "leaderboard.json"), "w") as handle:
+        json.dump(leaderboard, handle, indent=2)
+    best.metadata.update({k: winner[k] for k in ("candidate_id", "family", "params_json", "validation_metrics")})
+    best.metadata["selection_metric"] = selection_metric
+    return winner["candidate_id"]
