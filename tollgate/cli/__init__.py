@@ -5,13 +5,16 @@ from __future__ import annotations
 import typer
 
 from tollgate import __version__
-from tollgate.cli import models, run
+from tollgate.cli import cluster, models, run
 
 app = typer.Typer(name="tollgate", no_args_is_help=True, add_completion=False,
                   help="Tollgate: a gated KFP v2 training pipeline for tabular classification, served by KServe.")
 app.command("run")(run.run)
 app.command("compile")(run.compile)
 app.add_typer(models.app, name="models")
+app.command("submit")(cluster.submit)
+app.command("schedule")(cluster.schedule)
+app.command("runs")(cluster.runs)
 
 
 def _version(value: bool) -> None:
