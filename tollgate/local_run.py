@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from tollgate.config import TollgateConfig
-from tollgate.errors import TollgateError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Parallel tasks print from several threads, so one physical line may hold several events.
@@ -203,20 +201,3 @@ def task_outputs(pipeline_dir: Path, task: str) -> dict[str, Any]:
     """A task's executor output (parameter values and artifact metadata), or {} if it did not run."""
     path = find_output(pipeline_dir, task, "executor_output.json")
     return read_json(path) or {} if path else {}
-
-
-def raise_for_failure(outcome: RunOutcome) -> None:
-    """Turn a failed run into a :class:`TollgateError` with the task and the reason."""
-    if not outcome.succeeded:
-        where = f" in step '{outcome.failed_task}'" if outcome.failed_task else ""
-        raise TollgateError(f"the run failed{where}:\n{outcome.error}\n(full log: {outcome.log_file})")
-
-
-def quiet_stdout() -> contextlib.AbstractContextManager:
-    """Silence stdout for callers that must print nothing but JSON."""
-    return contextlib.redirect_stdout(io.StringIO())
-
-
-def original_stdout():
-    """The process's real stdout, even while kfp.local's output is redirected."""
-    return sys.__stdout__
