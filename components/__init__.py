@@ -20,11 +20,13 @@ from tollgate.components.infra_validate import infra_validate
 from tollgate.components.ingest import ingest
 from tollgate.components.preprocess import preprocess
 from tollgate.components.register import register
+from tollgate.components.report import report
 from tollgate.components.select import select
 from tollgate.components.train import train
 from tollgate.components.validate import validate
 
-STEP_FUNCTIONS = (ingest, validate, preprocess, train, select, evaluate, gate, infra_validate, register, deploy)
+STEP_FUNCTIONS = (ingest, validate, preprocess, train, select, evaluate, gate, infra_validate, register, deploy,
+                  report)
 
 
 def build_components(image: str) -> SimpleNamespace:

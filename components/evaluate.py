@@ -4,9 +4,10 @@ from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Mo
 
 
 def evaluate(best: Input[Model], test: Input[Dataset], features: Input[Artifact], registry_uri: str,
-             model_name: str, metrics: Output[Metrics], classification: Output[ClassificationMetrics],
-             evaluation: Output[Artifact]) -> float:
-    """Score candidate and champion on the same test rows; returns the candidate's ROC AUC."""
+             model_name: str, fairness_json: str, metrics: Output[Metrics],
+             classification: Output[ClassificationMetrics], evaluation: Output[Artifact]) -> float:
+    """Score candidate and champion on the same test rows (with curves, feature importance and
+    group fairness for the report); returns the candidate's ROC AUC."""
     import json
     import os
     import tempfile
@@ -21,9 +22,14 @@ def evaluate(best: Input[Model], test: Input[Dataset], features: Input[Artifact]
     with open(features.path) as handle:
         spec = FeatureSpec.from_dict(json.load(handle))
     test_frame = pd.read_parquet(test.path)
-    candidate = evaluate_model(joblib.load(os.path.join(best.path, MODEL_FILE)), test_frame, spec.columns)
+    candidate = evaluate_model(joblib.load(os.path.join(best.path, MODEL_FILE)), test_frame, spec.columns,
+                               fairness=json.loads(fairness_json))
     for name, value in candidate["metrics"].items():
         metrics.log_metric(name, value)
+    for attribute, record in candidate.get("fairness", {}).items():
+        for measure in ("disparate_impact", "equal_opportunity_difference"):
+            if record[measure] is not None:
+                metrics.log_metric(f"{attribute}_{measure}", record[measure])
     classification.log_confusion_matrix(["negative", "positive"], candidate["confusion_matrix"])
     roc = candidate["roc"]
     classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])

@@ -17,7 +17,8 @@ def gate(policy_json: str, evaluation: Input[Artifact], decision: Output[Artifac
     if champion_record is not None:
         champion = Champion(version=champion_record["version"], metrics=champion_record.get("metrics"),
                             error=champion_record.get("error"))
-    verdict = decide(record["candidate"]["metrics"], champion, Policy.from_config(json.loads(policy_json)))
+    verdict = decide(record["candidate"]["metrics"], champion, Policy.from_config(json.loads(policy_json)),
+                     fairness=record["candidate"].get("fairness"))
     with open(decision.path, "w") as handle:
         json.dump(verdict.to_dict(), handle, indent=2)
     decision.metadata.update({"passed": verdict.passed, "reasons": verdict.reasons})

@@ -10,7 +10,7 @@ def ingest(config_json: str, data_source: str, scheduled_time: str, raw: Output[
 
     config = TollgateConfig.from_json(config_json)
     data = config.data
-    result = run_ingest(data_source or data.source, data.target, data.positive_label, data.min_rows,
+    result = run_ingest(data_source or data.source, data.target,
                         drop=data.drop, builtin=data.builtin.model_dump(), date_column=data.date_column,
                         scheduled_time=scheduled_time or None, window_days=data.window_days)
     result.frame.to_parquet(raw.path, index=False)

@@ -4,9 +4,9 @@ from kfp.dsl import Artifact, Dataset, Input, Model
 
 
 def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Artifact],
-             decision: Input[Artifact], raw: Input[Dataset], registry_uri: str, model_name: str,
-             run_id: str) -> int:
-    """Push model, input schema and metadata to the registry; returns the new version number."""
+             decision: Input[Artifact], raw: Input[Dataset], data_schema: Input[Artifact], registry_uri: str,
+             model_name: str, run_id: str) -> int:
+    """Push model, input and data schemas and metadata to the registry; returns the new version number."""
     import json
     import shutil
     import tempfile
@@ -21,6 +21,8 @@ def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Ar
         record = json.load(handle)
     with open(decision.path) as handle:
         verdict = json.load(handle)
+    with open(data_schema.path) as handle:
+        training_data_schema = json.load(handle)
     champion = record.get("champion")
     data = {key: raw.metadata.get(key) for key in ("source", "rows", "fingerprint", "window")}
     data["split_rows"] = {"test": record["candidate"]["rows"]}
@@ -37,5 +39,6 @@ def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Ar
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "model"
         shutil.copytree(best.path, staged)
-        version = register_model(open_registry(registry_uri), model_name, staged, spec["schema"], metadata)
+        version = register_model(open_registry(registry_uri), model_name, staged, spec["schema"], metadata,
+                                 data_schema=training_data_schema)
     return version.version

@@ -2,6 +2,7 @@
 
     ingest -> validate -> preprocess -> train (ParallelFor) -> select -> evaluate -> gate
         -> dsl.If(passed): infra-validate -> register -> deploy
+        -> report (always, after the gate: the HTML report of the run)
 
 Settings that describe *the pipeline* (candidate grid, gate policy, image) are baked in
 at compile time from the config; values that change *per run* (data source, registry,
@@ -22,7 +23,7 @@ from tollgate.steps.train import expand_candidates
 
 # Task names the local runner and the summary rely on (kfp.local names tasks after components).
 STEPS = ("ingest", "validate", "preprocess", "train", "select", "evaluate", "gate",
-         "infra-validate", "register", "deploy")
+         "infra-validate", "register", "deploy", "report")
 # Keys of the kfp.s3_secret Secret; each becomes the env var of the same name (see tollgate/s3.py).
 S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
@@ -91,7 +92,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
         # The champion can change between runs with identical inputs: never serve these from cache.
         evaluate_task = ops.evaluate(best=select_task.outputs["best"], test=preprocess_task.outputs["test"],
                                      features=preprocess_task.outputs["features"], registry_uri=registry_uri,
-                                     model_name=model_name
+                                     model_name=model_name, fairness_json=json.dumps(config.fairness.model_dump())
                                      ).set_display_name("Evaluate candidate and champion").set_caching_options(False)
         with_s3(evaluate_task)
         gate_task = ops.gate(policy_json=policy_json, evaluation=evaluate_task.outputs["evaluation"]
@@ -105,6 +106,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
             register_task = ops.register(best=select_task.outputs["best"], features=preprocess_task.outputs["features"],
                                          evaluation=evaluate_task.outputs["evaluation"],
                                          decision=gate_task.outputs["decision"], raw=ingest_task.outputs["raw"],
+                                         data_schema=validate_task.outputs["data_schema"],
                                          registry_uri=registry_uri, model_name=model_name,
                                          run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER
                                          ).set_display_name("Register version").after(infra_task)
@@ -114,6 +116,12 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
                                      version=register_task.output
                                      ).set_display_name(f"Deploy ({config.deploy.target})").set_caching_options(False)
             with_s3(deploy_task)
+
+        # Outside the dsl.If so a blocked candidate still gets its report (why it was blocked).
+        ops.report(model_name=model_name, run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, raw=ingest_task.outputs["raw"],
+                   validation=validate_task.outputs["report"], evaluation=evaluate_task.outputs["evaluation"],
+                   decision=gate_task.outputs["decision"]
+                   ).set_display_name("Report (HTML)").set_caching_options(False)
 
     return tollgate_training
 

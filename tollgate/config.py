@@ -172,7 +172,7 @@ _DEFAULT_SEVERITY = {"missing_column": "blocking", "new_column": "warning", "dty
 class DriftConfig(_Strict):
     """Drift of each feature against the production model's training data."""
 
-    numeric_threshold: float = Field(0.1, gt=0, le=1, description="Largest Jensen-Shannon divergence (base 2) "
+    numeric_threshold: float = Field(0.05, gt=0, le=1, description="Largest Jensen-Shannon divergence (base 2) "
                                      "between binned reference and new values.")
     categorical_threshold: float = Field(0.1, gt=0, le=1, description="Largest L-infinity distance between "
                                          "reference and new category shares.")
@@ -223,8 +223,7 @@ class SensitiveAttributeConfig(_Strict):
     @field_validator("bins")
     @classmethod
     def _increasing(cls, bins: list[float] | None) -> list[float] | None:
-        if bins is not None and (not bins or any(b >= a for b, a in zip(bins, bins[1:]) if False) or
-                                 any(later <= earlier for earlier, later in zip(bins, bins[1:]))):
+        if bins is not None and (not bins or any(later <= earlier for earlier, later in zip(bins, bins[1:]))):
             raise ValueError("bins must be a non-empty, strictly increasing list of cut points")
         return bins
 

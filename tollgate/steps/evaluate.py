@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -14,13 +16,21 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     log_loss,
+    precision_recall_curve,
     precision_score,
     recall_score,
     roc_auc_score,
     roc_curve,
 )
 
+from tollgate.steps.fairness import fairness_report
 from tollgate.steps.preprocess import LABEL
+
+# Permutation importance re-scores the test rows once per feature and repeat; these keep it
+# to a second or two on the default data while ranking the top features stably.
+TOP_FEATURES = 10
+IMPORTANCE_REPEATS = 5
+IMPORTANCE_MAX_ROWS = 2000
 
 
 def classification_metrics(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -42,7 +52,8 @@ def classification_metrics(y_true: np.ndarray, positive_proba: np.ndarray, thres
 
 def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.5,
            max_points: int = 200) -> dict[str, Any]:
-    """Confusion matrix and a down-sampled ROC curve (KFP's UI struggles with thousands of points)."""
+    """Confusion matrix and down-sampled ROC, precision-recall and calibration curves
+    (KFP's UI struggles with thousands of points)."""
     y_true = np.asarray(y_true).astype(int)
     predicted = (np.asarray(positive_proba) >= threshold).astype(int)
     fpr, tpr, thresholds = roc_curve(y_true, positive_proba)
@@ -51,10 +62,29 @@ def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.
         fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
     # roc_curve's first threshold is +inf; KFP's ClassificationMetrics wants finite numbers.
     thresholds = np.where(np.isfinite(thresholds), thresholds, 1.0)
+    precision, recall, _ = precision_recall_curve(y_true, positive_proba)
+    if len(precision) > max_points:
+        keep = np.unique(np.linspace(0, len(precision) - 1, max_points).round().astype(int))
+        precision, recall = precision[keep], recall[keep]
+    # Quantile bins hold equally many rows, so sparse probability ranges do not give noisy points.
+    observed, predicted_mean = calibration_curve(y_true, np.clip(positive_proba, 0, 1), n_bins=10, strategy="quantile")
     return {
         "confusion_matrix": confusion_matrix(y_true, predicted, labels=[0, 1]).tolist(),
         "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()},
+        "pr": {"precision": precision.tolist(), "recall": recall.tolist()},
+        "calibration": {"predicted": predicted_mean.tolist(), "observed": observed.tolist()},
     }
+
+
+def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: int = TOP_FEATURES,
+                           repeats: int = IMPORTANCE_REPEATS, seed: int = 0) -> list[dict[str, Any]]:
+    """Permutation importance (drop in test ROC AUC when a column is shuffled), largest first."""
+    sample = test.sample(n=min(len(test), IMPORTANCE_MAX_ROWS), random_state=seed) if len(test) else test
+    result = permutation_importance(model, sample[columns], sample[LABEL].to_numpy(), scoring="roc_auc",
+                                    n_repeats=repeats, random_state=seed)
+    order = np.argsort(-result.importances_mean)[:top]
+    return [{"feature": columns[i], "importance": float(result.importances_mean[i]),
+             "std": float(result.importances_std[i])} for i in order]
 
 
 def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -62,11 +92,21 @@ def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return model.predict_proba(test[columns])[:, 1]
 
 
-def evaluate_model(model, test: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
-    """Metrics and curves of one model on the test split."""
+def evaluate_model(model, test: pd.DataFrame, columns: list[str],
+                   fairness: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Metrics, curves and top-feature importance of one model on the test split.
+
+    ``fairness`` is the ``fairness`` config section as a dict; with sensitive attributes
+    configured (and present in ``test``), the result has per-attribute group fairness.
+    """
     proba = score(model, test, columns)
     y_true = test[LABEL].to_numpy()
-    return {"metrics": classification_metrics(y_true, proba), **curves(y_true, proba), "rows": int(len(test))}
+    result = {"metrics": classification_metrics(y_true, proba), **curves(y_true, proba), "rows": int(len(test)),
+              "importance": top_feature_importance(model, test, columns)}
+    if fairness and fairness.get("sensitive_attributes"):
+        result["fairness"] = fairness_report(test, y_true, proba, fairness["sensitive_attributes"],
+                                             fairness.get("threshold", 0.5), fairness.get("min_group_size", 30))
+    return result
 
 
 def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.DataFrame) -> dict[str, Any]:

@@ -4,7 +4,9 @@ Two kinds of rule, as in TFX's Evaluator:
 
 * absolute thresholds on the candidate's own test metrics (``roc_auc >= 0.70``);
 * change thresholds against the champion, measured on the same test rows
-  (``roc_auc`` no more than 0.005 below the champion's).
+  (``roc_auc`` no more than 0.005 below the champion's);
+* fairness bounds on every configured sensitive attribute (disparate impact at
+  least 0.8, equal-opportunity difference at most 0.1), when fairness was measured.
 
 With no champion, only the absolute thresholds apply. Every rule is reported, passed
 or not, so the summary can show exactly why a candidate was or was not promoted.
@@ -56,11 +58,14 @@ class Policy:
 
     absolute: dict[str, dict[str, float | None]] = field(default_factory=dict)
     max_degradation: dict[str, float] = field(default_factory=dict)
+    # min_disparate_impact / max_equal_opportunity_difference; None or absent = not bounded.
+    fairness: dict[str, float | None] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, gate: dict[str, Any]) -> "Policy":
         return cls(absolute={k: dict(v) for k, v in gate.get("absolute", {}).items()},
-                   max_degradation=dict(gate.get("max_degradation", {})))
+                   max_degradation=dict(gate.get("max_degradation", {})),
+                   fairness=dict(gate.get("fairness") or {}))
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,17 @@ class Champion:
     error: str | None = None
 
 
-def decide(candidate: dict[str, float], champion: Champion | None, policy: Policy) -> Decision:
-    """Check ``candidate`` test metrics against ``policy`` and, if present, the ``champion``."""
+def decide(candidate: dict[str, float], champion: Champion | None, policy: Policy,
+           fairness: dict[str, dict[str, Any]] | None = None) -> Decision:
+    """Check ``candidate`` test metrics against ``policy`` and, if present, the ``champion``.
+
+    ``fairness`` is the candidate's per-attribute fairness record
+    (:func:`tollgate.steps.fairness.fairness_report`); each attribute is bounded by
+    ``policy.fairness``.
+    """
     rules = [_absolute_rule(metric, bound, candidate) for metric, bound in sorted(policy.absolute.items())]
+    for attribute, record in sorted((fairness or {}).items()):
+        rules.extend(_fairness_rules(attribute, record, policy.fairness))
     if champion is not None:
         if champion.error:
             rules.append(Rule("champion comparable", "-", False, None, "champion scores the test set",
@@ -118,3 +131,38 @@ def _change_rule(metric: str, tolerance: float, candidate: dict[str, float], cha
     return Rule(name, metric, passed, value, f"at most {tolerance:g} worse than {baseline:.4f}",
                 f"{metric} {value:.4f} is {abs(degradation):.4f} {direction} than champion "
                 f"v{champion.version} ({baseline:.4f}); tolerance {tolerance:g}")
+
+
+# policy key -> (measure in the fairness record, comparison, label)
+_FAIRNESS_BOUNDS = {
+    "min_disparate_impact": ("disparate_impact", ">=", "disparate impact"),
+    "max_equal_opportunity_difference": ("equal_opportunity_difference", "<=", "equal-opportunity difference"),
+}
+
+
+def _fairness_rules(attribute: str, record: dict[str, Any], bounds: dict[str, float | None]) -> list[Rule]:
+    rules = []
+    for key, (measure, comparison, label) in _FAIRNESS_BOUNDS.items():
+        bound = bounds.get(key)
+        if bound is None:
+            continue
+        name, allowed = f"{attribute} {label}", f"{comparison} {bound:g}"
+        value = record.get(measure)
+        if value is None:
+            minimum = record.get("min_group_size")
+            rules.append(Rule(name, measure, False, None, allowed,
+                              f"{attribute}: {label} could not be measured (fewer than two groups with at least "
+                              f"{minimum} test rows{' and positives' if measure.startswith('equal') else ''}); "
+                              f"add test rows or coarsen the groups"))
+            continue
+        passed = value >= bound - 1e-12 if comparison == ">=" else value <= bound + 1e-12
+        groups = ", ".join(f"{g['group']} {_rate(g, measure)}" for g in record.get("groups", []) if g.get("bounded"))
+        rules.append(Rule(name, measure, passed, value, allowed,
+                          f"{attribute}: {label} {value:.4f} {'meets' if passed else 'fails'} {allowed} ({groups})"))
+    return rules
+
+
+def _rate(group: dict[str, Any], measure: str) -> str:
+    key, label = ("selection_rate", "selected") if measure == "disparate_impact" else ("tpr", "TPR")
+    value = group.get(key)
+    return f"{label} {value:.3f}" if value is not None else f"{label} n/a"

@@ -1,4 +1,4 @@
-"""Ingest: read the training table and refuse data that cannot train a classifier."""
+"""Ingest: read the training table; refuse what cannot be read or lacks the configured columns."""
 
 from __future__ import annotations
 
@@ -98,9 +98,13 @@ def parse_scheduled_time(value: str) -> datetime:
     return parsed.to_pydatetime()
 
 
-def check_table(frame: pd.DataFrame, target: str, positive_label: Any, min_rows: int,
-                drop: list[str] | None = None) -> None:
-    """Raise :class:`DataError` naming the problem if ``frame`` cannot train a classifier."""
+def check_table(frame: pd.DataFrame, target: str, drop: list[str] | None = None) -> None:
+    """Raise :class:`DataError` if the configured columns cannot be found in ``frame``.
+
+    Ingest refuses only what it cannot address; problems with the contents (no rows, too
+    few rows, label problems, duplicates) are anomalies of the validate step, reported
+    with a severity from ``validation.severity`` (see :mod:`tollgate.steps.validate`).
+    """
     if frame.shape[1] == 0:
         raise DataError("the data has no columns")
     if target not in frame.columns:
@@ -109,19 +113,6 @@ def check_table(frame: pd.DataFrame, target: str, positive_label: Any, min_rows:
     missing_drop = sorted(set(drop or []) - set(frame.columns))
     if missing_drop:
         raise DataError(f"data.drop names columns that are not in the data: {missing_drop}")
-    if len(frame) < min_rows:
-        raise DataError(f"only {len(frame)} rows; at least {min_rows} are needed (data.min_rows)")
-    labels = frame[target]
-    if labels.isna().any():
-        raise DataError(f"target column {target!r} has {int(labels.isna().sum())} missing labels; drop or fill them")
-    classes = labels.unique()
-    if len(classes) < 2:
-        raise DataError(f"target column {target!r} has a single class ({classes[0]!r}); a classifier needs two")
-    if len(classes) > 2:
-        raise DataError(f"target column {target!r} has {len(classes)} classes; Tollgate trains binary classifiers")
-    if not positive_mask(labels, positive_label).any():
-        raise DataError(f"positive label {positive_label!r} never occurs in {target!r} "
-                        f"(values: {sorted(map(str, classes))}); set data.positive_label")
     feature_columns = set(frame.columns) - {target} - set(drop or [])
     if not feature_columns:
         raise DataError("no feature columns are left after removing the target and data.drop")
@@ -143,12 +134,12 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def ingest(source: str, target: str, positive_label: Any, min_rows: int, drop: list[str] | None = None,
-           builtin: dict[str, Any] | None = None, date_column: str | None = None,
-           scheduled_time: str | None = None, window_days: int | None = None) -> IngestResult:
-    """Load, window and sanity-check the training table."""
+def ingest(source: str, target: str, drop: list[str] | None = None, builtin: dict[str, Any] | None = None,
+           date_column: str | None = None, scheduled_time: str | None = None,
+           window_days: int | None = None) -> IngestResult:
+    """Load and window the training table and check its configured columns exist."""
     frame = load_source(source, builtin)
     frame, window = select_window(frame, date_column, scheduled_time, window_days)
-    check_table(frame, target, positive_label, min_rows, drop)
+    check_table(frame, target, drop)
     return IngestResult(frame=frame.reset_index(drop=True), source=source,
                         fingerprint=fingerprint(frame), window=window)

@@ -155,9 +155,17 @@ def _plain(value: Any) -> Any:
 
 
 def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, validation_size: float,
-                  seed: int) -> Splits:
-    """Stratified, seeded train/validation/test split of the model columns plus a 0/1 label."""
-    data = frame[spec.columns].copy()
+                  seed: int, extra_columns: list[str] | tuple = ()) -> Splits:
+    """Stratified, seeded train/validation/test split of the model columns plus a 0/1 label.
+
+    ``extra_columns`` (sensitive attributes for the fairness report) ride along after the
+    model columns even when the model does not use them; models select ``spec.columns``.
+    """
+    missing = [c for c in extra_columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"fairness.sensitive_attributes name columns that are not in the data: {missing}")
+    extras = [c for c in dict.fromkeys(extra_columns) if c not in spec.columns and c != LABEL]
+    data = frame[spec.columns + extras].copy()
     data[LABEL] = positive_mask(frame[spec.target], spec.positive_label).astype("int64").to_numpy()
     minority = int(data[LABEL].value_counts().min())
     if minority < 3:

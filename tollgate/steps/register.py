@@ -10,6 +10,7 @@ from typing import Any
 
 from tollgate import __version__
 from tollgate.registry import METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
+from tollgate.steps.validate import DATA_SCHEMA_FILE
 
 
 def code_version() -> str:
@@ -44,9 +45,12 @@ def build_metadata(*, candidate: dict[str, Any], test_metrics: dict[str, float],
 
 
 def register_model(registry: Registry, model_name: str, model_dir: Path, input_schema: dict[str, Any],
-                   metadata: dict[str, Any]) -> ModelVersion:
-    """Write the input schema beside the model file and publish both with the metadata."""
+                   metadata: dict[str, Any], data_schema: dict[str, Any] | None = None) -> ModelVersion:
+    """Write the input schema (and the training data's schema) beside the model file and publish
+    them with the metadata; later runs validate their data against ``data_schema.json``."""
     (model_dir / SCHEMA_FILE).write_text(json.dumps(input_schema, indent=2))
+    if data_schema is not None:
+        (model_dir / DATA_SCHEMA_FILE).write_text(json.dumps(data_schema, indent=2, default=str))
     stale = model_dir / METADATA_FILE
     if stale.exists():
         stale.unlink()

@@ -1,4 +1,16 @@
-"""Validate: check new data against the production model's training schema before training."""
+"""Validate: check new data against the production version's data schema before training.
+
+The *data schema* is richer than the model's input schema: every column's dtype, null
+fraction, numeric range, quantiles and drift bins, categorical domain with shares, the
+label distribution, the row count and the duplicate share. It is inferred from each
+run's data and stored with the version that run registers (``data_schema.json``), so
+later runs compare their data with what the production model was trained on.
+
+Ingest refuses only what it cannot read or address (no file, bad format, 0 bytes, the
+configured target or dropped columns absent). Everything about the *contents* — no
+rows, too few rows, label problems, duplicates, and all comparisons with the reference —
+is an anomaly here, with a severity from ``validation.severity``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from tollgate.config import ALWAYS_BLOCKING_CHECKS, ValidationConfig
+from tollgate.steps.drift import (
+    MISSING,
+    FeatureDrift,
+    categorical_drift,
+    category_shares,
+    numeric_drift,
+    numeric_profile,
+)
+from tollgate.steps.ingest import positive_mask
+
+DATA_SCHEMA_FILE = "data_schema.json"
+SCHEMA_FORMAT = 1
+TABLE = "(table)"  # the "column" of anomalies about the whole table
+QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+MAX_STORED_CATEGORIES = 1000
 
 
 @dataclass(frozen=True)
@@ -19,6 +48,7 @@ class Anomaly:
     blocking: bool
 
     def message(self) -> str:
+        """One line naming column, check, observed and allowed value."""
         return f"{self.column}: {self.check} (observed {self.observed}; allowed {self.allowed})"
 
 
@@ -28,6 +58,9 @@ class Report:
 
     anomalies: list[Anomaly] = field(default_factory=list)
     reference_version: int | None = None
+    rows: int = 0
+    drift: list[FeatureDrift] = field(default_factory=list)
+    note: str = ""
 
     @property
     def passed(self) -> bool:
@@ -38,18 +71,185 @@ class Report:
         return [a for a in self.anomalies if not a.blocking]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reference_version": self.reference_version,
-                "anomalies": [asdict(a) for a in self.anomalies]}
+        return {"passed": self.passed, "reference_version": self.reference_version, "rows": self.rows,
+                "note": self.note, "anomalies": [asdict(a) for a in self.anomalies],
+                "drift": [d.to_dict() for d in self.drift]}
+
+    def failure_message(self) -> str:
+        """The text a blocked run fails with: every blocking anomaly and how to relax it."""
+        lines = []
+        for anomaly in self.anomalies:
+            if anomaly.blocking:
+                hint = "" if anomaly.check in ALWAYS_BLOCKING_CHECKS else \
+                    f"  [validation.severity.{anomaly.check}: warning would allow it]"
+                lines.append(anomaly.message() + hint)
+        return "validation failed; nothing will be trained or registered:\n  " + "\n  ".join(lines)
 
 
-def validate(frame: pd.DataFrame, reference_schema: dict[str, Any] | None, target: str,
-             reference_version: int | None = None) -> Report:
-    """Compare ``frame`` with the production version's input schema (if there is one)."""
-    report = Report(reference_version=reference_version)
-    if not reference_schema:
+def column_family(series: pd.Series) -> str:
+    """``numeric``, ``bool``, ``datetime`` or ``string``: dtypes a model treats alike share a family."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    return "string"
+
+
+def infer_data_schema(frame: pd.DataFrame, target: str, positive_label: Any, ignored: list[str] | tuple = (),
+                      bins: int = 10) -> dict[str, Any]:
+    """Describe ``frame`` for later comparison; ``ignored`` columns (ids, dates) get no distribution checks."""
+    columns = []
+    for name in frame.columns:
+        series = frame[name]
+        role = "label" if name == target else "ignored" if name in set(ignored) else "feature"
+        entry: dict[str, Any] = {"name": str(name), "role": role, "dtype": str(series.dtype),
+                                 "family": column_family(series),
+                                 "null_fraction": float(series.isna().mean()) if len(series) else 0.0}
+        if role == "feature" and entry["family"] == "numeric":
+            numbers = series.dropna().astype(float)
+            if not numbers.empty:
+                entry.update(min=float(numbers.min()), max=float(numbers.max()), mean=float(numbers.mean()),
+                             quantiles={f"{q:g}": float(numbers.quantile(q)) for q in QUANTILES})
+            entry["profile"] = numeric_profile(series, bins)
+        elif role == "feature":
+            entry["categories"] = category_shares(series, MAX_STORED_CATEGORIES)
+        columns.append(entry)
+    labels = frame[target] if target in frame.columns else pd.Series(dtype=object)
+    return {
+        "format": SCHEMA_FORMAT,
+        "rows": int(len(frame)),
+        "target": target,
+        "positive_label": positive_label,
+        "label": {"shares": category_shares(labels.dropna()), "missing": int(labels.isna().sum())},
+        "duplicate_share": _duplicate_share(frame),
+        "columns": columns,
+    }
+
+
+def _duplicate_share(frame: pd.DataFrame) -> float:
+    return float(frame.duplicated().mean()) if len(frame) and frame.shape[1] else 0.0
+
+
+class _Findings:
+    """Collects anomalies, looking up each check's severity once."""
+
+    def __init__(self, severity: dict[str, str]):
+        self.severity = severity
+        self.anomalies: list[Anomaly] = []
+
+    def add(self, column: str, check: str, observed: str, allowed: str) -> None:
+        blocking = check in ALWAYS_BLOCKING_CHECKS or self.severity.get(check, "blocking") == "blocking"
+        self.anomalies.append(Anomaly(column, check, observed, allowed, blocking))
+
+
+def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: str, positive_label: Any,
+             min_rows: int, settings: ValidationConfig | None = None, reference_version: int | None = None,
+             note: str = "") -> Report:
+    """Check ``frame`` on its own and, if given, against the ``reference`` data schema."""
+    settings = settings or ValidationConfig()
+    findings = _Findings(settings.severity)
+    report = Report(reference_version=reference_version, rows=int(len(frame)), note=note)
+    if len(frame) == 0:
+        findings.add(TABLE, "empty_file", "0 rows", "at least 1 row")
+        report.anomalies = findings.anomalies
         return report
-    present = set(frame.columns)
-    for column in reference_schema.get("columns", []):
-        if column["name"] not in present:
-            report.anomalies.append(Anomaly(column["name"], "missing column", "absent", "present", True))
+    if len(frame) < min_rows:
+        findings.add(TABLE, "too_few_rows", f"{len(frame)} rows", f">= {min_rows} rows (data.min_rows)")
+    duplicates = _duplicate_share(frame)
+    if duplicates > settings.max_duplicate_share:
+        findings.add(TABLE, "duplicate_rows", f"{duplicates:.2%} of rows", f"<= {settings.max_duplicate_share:.2%}")
+    _check_labels(frame, target, positive_label, reference, findings)
+    if reference:
+        _check_columns(frame, reference, settings, findings)
+        report.drift = feature_drift(frame, reference, settings)
+        for drift in report.drift:
+            if drift.drifted:
+                findings.add(drift.column, "drift", f"{drift.measure.replace('_', '-')} {drift.value:.4f}",
+                             f"<= {drift.threshold:g}")
+    report.anomalies = findings.anomalies
     return report
+
+
+def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, reference: dict[str, Any] | None,
+                  findings: _Findings) -> None:
+    labels = frame[target]
+    missing = int(labels.isna().sum())
+    if missing:
+        findings.add(target, "label_missing", f"{missing} missing labels", "0; drop or fill them")
+    present = labels.dropna()
+    classes = sorted(map(str, present.unique()))
+    if len(classes) == 1:
+        findings.add(target, "single_class", f"1 class ({classes[0]})", "2 classes")
+    known = sorted((reference or {}).get("label", {}).get("shares", {}))
+    if known:
+        unknown = sorted(set(classes) - set(known))
+        if unknown:
+            findings.add(target, "unknown_labels", f"values {unknown}", f"the reference's labels {known}")
+    elif len(classes) > 2:
+        findings.add(target, "unknown_labels", f"{len(classes)} classes {classes[:10]}",
+                     "2 classes (Tollgate trains binary classifiers)")
+    if len(classes) >= 2 and not positive_mask(present, positive_label).any():
+        findings.add(target, "unknown_labels", f"values {classes[:10]}; positive label {positive_label!r} never occurs",
+                     "data.positive_label among the labels")
+
+
+def _check_columns(frame: pd.DataFrame, reference: dict[str, Any], settings: ValidationConfig,
+                   findings: _Findings) -> None:
+    expected = {c["name"]: c for c in reference.get("columns", [])}
+    for name in expected:
+        if name not in frame.columns:
+            findings.add(name, "missing_column", "absent", "present (the production model's data had it)")
+    for name in frame.columns:
+        if name not in expected:
+            findings.add(str(name), "new_column", f"present ({frame[name].dtype})", "only the reference's columns")
+    for name, column in expected.items():
+        if name not in frame.columns:
+            continue
+        series = frame[name]
+        family = column_family(series)
+        if family != column["family"] and not series.isna().all():
+            findings.add(name, "dtype_change", f"{series.dtype} ({family})", f"{column['dtype']} ({column['family']})")
+            continue
+        nulls = float(series.isna().mean())
+        allowed_nulls = column["null_fraction"] + settings.max_null_fraction_increase
+        if nulls > allowed_nulls + 1e-12:
+            findings.add(name, "null_fraction_spike", f"{nulls:.2%} null",
+                         f"<= {allowed_nulls:.2%} (reference {column['null_fraction']:.2%} + "
+                         f"{settings.max_null_fraction_increase:g})")
+        if column["role"] != "feature":
+            continue
+        if column["family"] == "numeric" and "min" in column:
+            numbers = series.dropna().astype(float)
+            outside = ((numbers < column["min"]) | (numbers > column["max"])).mean() if len(numbers) else 0.0
+            if outside > settings.max_out_of_range_share:
+                findings.add(name, "out_of_range", f"{outside:.2%} of values outside "
+                             f"[{column['min']:g}, {column['max']:g}] (seen {numbers.min():g}..{numbers.max():g})",
+                             f"<= {settings.max_out_of_range_share:.2%}")
+        elif column["family"] in ("string", "bool") and len(column.get("categories", {})) < MAX_STORED_CATEGORIES:
+            domain = set(column["categories"]) - {MISSING}
+            text = series.dropna().astype(str)
+            unseen = text[~text.isin(domain)]
+            share = len(unseen) / len(series)
+            if share > settings.max_unseen_category_share:
+                examples = unseen.value_counts().index[:5].tolist()
+                findings.add(name, "unseen_categories", f"{share:.2%} of rows in unseen {examples}",
+                             f"<= {settings.max_unseen_category_share:.2%}")
+
+
+def feature_drift(frame: pd.DataFrame, reference: dict[str, Any], settings: ValidationConfig) -> list[FeatureDrift]:
+    """Drift of every feature present in both the reference and ``frame`` with the same dtype family."""
+    results = []
+    for column in reference.get("columns", []):
+        name = column["name"]
+        if column["role"] != "feature" or name not in frame.columns or column_family(frame[name]) != column["family"]:
+            continue
+        if "profile" in column:
+            threshold = settings.drift.features.get(name, settings.drift.numeric_threshold)
+            results.append(numeric_drift(name, column["profile"], frame[name], threshold))
+        elif "categories" in column:
+            threshold = settings.drift.features.get(name, settings.drift.categorical_threshold)
+            results.append(categorical_drift(name, column["categories"], frame[name], threshold))
+    return results

@@ -1,0 +1,121 @@
+"""Distribution drift of one feature between the reference (training) data and new data.
+
+As in TFDV: numeric features are binned on the reference's quantiles and compared with
+the Jensen-Shannon divergence; categorical features are compared with the L-infinity
+distance between category shares. Missing values are a bin/category of their own, so
+a column that suddenly goes missing also drifts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MISSING = "<missing>"
+
+
+def numeric_profile(values: pd.Series, bins: int) -> dict[str, Any]:
+    """Bin edges at the reference's quantiles and the reference's share in each bin.
+
+    Edges are the interior quantiles (duplicates from ties removed); the outer bins
+    are open-ended so new values beyond the reference's range still land somewhere.
+    """
+    present = pd.to_numeric(values, errors="coerce").dropna().astype(float)
+    if present.empty:
+        edges: list[float] = []
+    else:
+        quantiles = np.linspace(0, 1, bins + 1)[1:-1]
+        edges = sorted(set(np.quantile(present.to_numpy(), quantiles).round(12).tolist()))
+    return {"edges": edges, "shares": numeric_shares(values, edges)}
+
+
+def numeric_shares(values: pd.Series, edges: list[float]) -> list[float]:
+    """Share of ``values`` in each bin ``(-inf, e0], (e0, e1], ..., (e_last, inf)``, then the missing share."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+    total = len(numbers)
+    if total == 0:
+        return [0.0] * (len(edges) + 2)
+    missing = np.isnan(numbers)
+    positions = np.searchsorted(np.asarray(edges, dtype=float), numbers[~missing], side="left")
+    counts = np.bincount(positions, minlength=len(edges) + 1).astype(float)
+    return (np.append(counts, missing.sum()) / total).tolist()
+
+
+def category_shares(values: pd.Series, limit: int | None = None) -> dict[str, float]:
+    """Share of each category (as text, most frequent first), missing values under ``<missing>``."""
+    if len(values) == 0:
+        return {}
+    text = values.astype(str).where(values.notna(), MISSING)
+    shares = text.value_counts(normalize=True)
+    if limit is not None:
+        shares = shares.head(limit)
+    return {str(k): float(v) for k, v in shares.items()}
+
+
+def jensen_shannon(p: list[float] | np.ndarray, q: list[float] | np.ndarray) -> float:
+    """Jensen-Shannon divergence with log base 2: 0 for identical, 1 for disjoint distributions."""
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    if p.sum() == 0 or q.sum() == 0:
+        return 0.0 if p.sum() == q.sum() else 1.0
+    p, q = p / p.sum(), q / q.sum()
+    mixture = (p + q) / 2
+
+    def kl(a: np.ndarray) -> float:
+        mask = a > 0
+        return float(np.sum(a[mask] * np.log2(a[mask] / mixture[mask])))
+
+    return max(0.0, min(1.0, (kl(p) + kl(q)) / 2))
+
+
+def l_infinity(reference: dict[str, float], current: dict[str, float]) -> float:
+    """Largest absolute difference in share over the union of categories."""
+    keys = set(reference) | set(current)
+    return max((abs(reference.get(k, 0.0) - current.get(k, 0.0)) for k in keys), default=0.0)
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift of one feature: the distance, its threshold, and both distributions for plotting."""
+
+    column: str
+    kind: str            # "numeric" or "categorical"
+    measure: str         # "jensen_shannon" or "l_infinity"
+    value: float
+    threshold: float
+    labels: list[str]
+    reference: list[float]
+    current: list[float]
+
+    @property
+    def drifted(self) -> bool:
+        return self.value > self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "drifted": self.drifted}
+
+
+def numeric_drift(column: str, profile: dict[str, Any], values: pd.Series, threshold: float) -> FeatureDrift:
+    """Jensen-Shannon divergence of ``values`` binned on the reference ``profile``'s edges."""
+    edges = profile["edges"]
+    current = numeric_shares(values, edges)
+    labels = _bin_labels(edges) + [MISSING]
+    return FeatureDrift(column, "numeric", "jensen_shannon", jensen_shannon(profile["shares"], current),
+                        threshold, labels, list(profile["shares"]), current)
+
+
+def categorical_drift(column: str, reference: dict[str, float], values: pd.Series, threshold: float) -> FeatureDrift:
+    """L-infinity distance between the reference category shares and those of ``values``."""
+    current = category_shares(values)
+    labels = list(reference) + [k for k in current if k not in reference]
+    return FeatureDrift(column, "categorical", "l_infinity", l_infinity(reference, current), threshold, labels,
+                        [reference.get(k, 0.0) for k in labels], [current.get(k, 0.0) for k in labels])
+
+
+def _bin_labels(edges: list[float]) -> list[str]:
+    if not edges:
+        return ["all"]
+    bounds = [f"{e:.4g}" for e in edges]
+    return [f"<={bounds[0]}"] + [f"{a}..{b}" for a, b in zip(bounds, bounds[1:])] + [f">{bounds[-1]}"]

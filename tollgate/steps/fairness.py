@@ -1,0 +1,114 @@
+"""Group fairness of a classifier's decisions on the test split, measured with fairlearn.
+
+For each sensitive attribute: per-group selection rate, true-positive rate (TPR) and
+false-positive rate (FPR) from a fairlearn ``MetricFrame``; then
+
+* disparate impact = smallest / largest group selection rate (fairlearn's
+  ``demographic_parity_ratio``; the "four-fifths rule" asks for >= 0.8);
+* equal-opportunity difference = largest - smallest group TPR (fairlearn's
+  ``equal_opportunity_difference``).
+
+Groups smaller than ``min_group_size`` are reported but left out of both summary numbers:
+a rate over a handful of rows would make the gate flip on noise.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import (
+    MetricFrame,
+    count,
+    demographic_parity_ratio,
+    equal_opportunity_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+
+from tollgate.steps.drift import MISSING
+
+GROUP_METRICS = {
+    "count": count,
+    "selection_rate": partial(selection_rate, pos_label=1),
+    "tpr": partial(true_positive_rate, pos_label=1),
+    "fpr": partial(false_positive_rate, pos_label=1),
+}
+
+
+def group_labels(values: pd.Series, bins: list[float] | None = None) -> tuple[pd.Series, list[str]]:
+    """The group of each row as text, and the groups in display order.
+
+    Numeric columns with ``bins`` become ranges (``<30``, ``30-50``, ``>=50``) in numeric order.
+    """
+    if bins:
+        edges = [-np.inf, *bins, np.inf]
+        names = [f"<{bins[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(bins, bins[1:])] + [f">={bins[-1]:g}"]
+        grouped = pd.cut(pd.to_numeric(values, errors="coerce"), edges, right=False, labels=names)
+        return grouped.astype(object).where(grouped.notna(), MISSING).astype(str), names + [MISSING]
+    labels = values.astype(str).where(values.notna(), MISSING)
+    return labels, sorted(labels.unique())
+
+
+def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series,
+                       min_group_size: int = 30, order: list[str] | None = None) -> dict[str, Any]:
+    """Per-group rates and the two summary disparities for one sensitive attribute."""
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = np.asarray(y_pred).astype(int)
+    groups = pd.Series(np.asarray(groups), name="group")
+    frame = MetricFrame(metrics=GROUP_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
+    by_group = frame.by_group
+    positives = pd.Series(y_true).groupby(groups.to_numpy()).sum()
+    rows = []
+    for group, values in by_group.iterrows():
+        size = int(values["count"])
+        has_positives = int(positives.get(group, 0)) > 0
+        rows.append({"group": str(group), "count": size, "positives": int(positives.get(group, 0)),
+                     "selection_rate": float(values["selection_rate"]),
+                     "tpr": float(values["tpr"]) if has_positives else None,
+                     "fpr": float(values["fpr"]) if size > positives.get(group, 0) else None,
+                     "bounded": size >= min_group_size})
+    if order:
+        rank = {name: position for position, name in enumerate(order)}
+        rows.sort(key=lambda row: rank.get(row["group"], len(rank)))
+    eligible = groups.isin([r["group"] for r in rows if r["bounded"]]).to_numpy()
+    # TPR is undefined for a group without positives; such a group cannot take part in equal opportunity.
+    with_positives = eligible & groups.isin([r["group"] for r in rows if r["tpr"] is not None]).to_numpy()
+    result: dict[str, Any] = {"groups": rows, "min_group_size": min_group_size,
+                              "disparate_impact": None, "equal_opportunity_difference": None}
+    if len(set(groups[eligible])) >= 2:
+        result["disparate_impact"] = _finite(demographic_parity_ratio(
+            y_true[eligible], y_pred[eligible], sensitive_features=groups[eligible].to_numpy()))
+    if len(set(groups[with_positives])) >= 2:
+        result["equal_opportunity_difference"] = _finite(equal_opportunity_difference(
+            y_true[with_positives], y_pred[with_positives], sensitive_features=groups[with_positives].to_numpy()))
+    best_rate = max((r["selection_rate"] for r in rows if r["bounded"]), default=0.0)
+    for row in rows:
+        row["selection_ratio_to_highest"] = row["selection_rate"] / best_rate if best_rate > 0 and row["bounded"] else None
+    return result
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def fairness_report(test: pd.DataFrame, y_true: np.ndarray, positive_proba: np.ndarray,
+                    attributes: list[dict[str, Any]], threshold: float = 0.5,
+                    min_group_size: int = 30) -> dict[str, Any]:
+    """Fairness of the decisions ``positive_proba >= threshold`` for every configured attribute.
+
+    ``attributes`` are ``{"column": ..., "bins": [...] | None}`` (``fairness.sensitive_attributes``).
+    Returns ``{attribute: {...}}``; empty when no attribute is configured.
+    """
+    y_pred = (np.asarray(positive_proba) >= threshold).astype(int)
+    report = {}
+    for attribute in attributes:
+        column = attribute["column"]
+        groups, order = group_labels(test[column], attribute.get("bins"))
+        report[column] = {**attribute_fairness(y_true, y_pred, groups.reset_index(drop=True), min_group_size, order),
+                          "bins": attribute.get("bins"), "threshold": threshold}
+    return report
