@@ -305,6 +305,26 @@ class KfpConfig(_Strict):
                            "and AWS_SECRET_ACCESS_KEY become env vars of tasks that touch S3.")
 
 
+class InfraValidationConfig(_Strict):
+    """The infra-validate step: the candidate in a real model server on loopback before promotion."""
+
+    ready_timeout_seconds: float = Field(60.0, gt=0, description="How long the server may take to become ready.")
+    sample_rows: int = Field(32, ge=1, le=1024, description="Test rows sent over REST v2 and gRPC.")
+    tolerance: float = Field(1e-9, ge=0, description="Largest allowed |server - in-process| probability difference.")
+
+
+class ServingConfig(_Strict):
+    """The model server (`tollgate serve`, the serving image, infra-validation)."""
+
+    http_port: int = Field(8080, ge=1, le=65535, description="REST port (v1 and v2).")
+    grpc_port: int = Field(8081, ge=1, le=65535, description="gRPC port (Open Inference Protocol v2).")
+    host: str = Field("127.0.0.1", description="Bind address of `tollgate serve` (the serving image uses 0.0.0.0).")
+    max_batch: int = Field(1024, ge=1, description="Largest batch a request may carry; larger ones get a 400.")
+    unknown_columns: Literal["reject", "ignore"] = Field("reject", description="Columns the model does not know.")
+    request_logging: bool = Field(False, description="Log every request (access log, kserve latency lines).")
+    infra_validation: InfraValidationConfig = Field(default_factory=InfraValidationConfig)
+
+
 class TollgateConfig(_Strict):
     """The whole configuration."""
 
@@ -321,6 +341,7 @@ class TollgateConfig(_Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     def to_json(self) -> str:
         """Serialise for passing into components as a compile-time constant."""

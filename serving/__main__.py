@@ -1,0 +1,76 @@
+"""``python -m tollgate.serving``: the model server's entry point (serving image, infra-validation).
+
+    python -m tollgate.serving --model-dir /mnt/models --model-name credit-default \\
+        [--http-port 8080] [--grpc-port 8081] [--host 0.0.0.0] [--max-batch 1024] \\
+        [--unknown-columns reject|ignore] [--no-grpc] [--request-logging]
+
+``--model-dir`` is a version directory (KServe's storage-initializer puts it at
+``/mnt/models``) or an ``s3://bucket[/prefix]/<model>/v<N>`` URI fetched through the
+registry. ``--model-name`` defaults to the name recorded in the version's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tollgate.errors import TollgateError
+from tollgate.registry import METADATA_FILE
+from tollgate.serving.model import DEFAULT_MAX_BATCH, ModelLoadError, TollgateModel
+from tollgate.serving.server import serve_model
+from tollgate.serving.source import KSERVE_MODEL_DIR, fetch_version_uri
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of the server entry point."""
+    parser = argparse.ArgumentParser(prog="python -m tollgate.serving",
+                                     description="Serve one Tollgate model version with KServe (REST v1/v2, gRPC v2).")
+    parser.add_argument("--model-dir", default=KSERVE_MODEL_DIR,
+                        help="Version directory or s3://bucket[/prefix]/<model>/v<N> (default: %(default)s).")
+    parser.add_argument("--model-name", default=None,
+                        help="Name in the URL paths; default: model_name from metadata.json, else 'model'.")
+    parser.add_argument("--http-port", type=int, default=8080, help="REST port (default: %(default)s).")
+    parser.add_argument("--grpc-port", type=int, default=8081, help="gRPC port (default: %(default)s).")
+    parser.add_argument("--host", default="0.0.0.0", help="Bind address (default: %(default)s; 127.0.0.1 for local only).")
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                        help="Largest accepted batch; bigger requests get a 400 (default: %(default)s).")
+    parser.add_argument("--unknown-columns", choices=("reject", "ignore"), default="reject",
+                        help="Columns the model does not know: 400 (reject) or dropped (ignore).")
+    parser.add_argument("--no-grpc", action="store_true", help="Serve REST only.")
+    parser.add_argument("--request-logging", action="store_true",
+                        help="Log every request (uvicorn access log, kserve latency lines).")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, fetch the version, serve until SIGTERM."""
+    options = build_parser().parse_args(argv)
+    if options.max_batch < 1:
+        print("error: --max-batch must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        model_dir = fetch_version_uri(options.model_dir)
+        name = options.model_name or _recorded_name(model_dir) or "model"
+        model = TollgateModel(name, model_dir, max_batch=options.max_batch, unknown_columns=options.unknown_columns)
+        serve_model(model, http_port=options.http_port, grpc_port=options.grpc_port, host=options.host,
+                    enable_grpc=not options.no_grpc, request_logging=options.request_logging)
+    except (TollgateError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _recorded_name(model_dir: Path) -> str | None:
+    path = Path(model_dir) / METADATA_FILE
+    if path.is_file():
+        try:
+            return json.loads(path.read_text()).get("model_name")
+        except ValueError:
+            return None
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""``TollgateModel``: the one ``kserve.Model`` that serves a registered Tollgate version.
+
+The same class runs in the cluster's serving image (loading KServe's ``/mnt/models``)
+and locally (``tollgate serve``, infra-validation, tests). It answers v1 REST, Open
+Inference Protocol v2 REST and v2 gRPC; every answer carries the predicted class, the
+positive-class probability and the model version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from tollgate.registry import METADATA_FILE, MODEL_FILE, SCHEMA_FILE
+from tollgate.serving.fastpath import compile_pipeline, frame_from_columns
+from tollgate.serving.schema import InputSchema
+
+logger = logging.getLogger("tollgate.serving")
+
+CLASS_OUTPUT = "predicted_class"
+PROBABILITY_OUTPUT = "probability"
+DEFAULT_MAX_BATCH = 1024
+
+
+class ModelLoadError(RuntimeError):
+    """A version directory cannot be served; the message says which file and why."""
+
+
+class _Batch:
+    """Validated request columns plus how the answer must be shaped."""
+
+    __slots__ = ("columns", "rows", "request")
+
+    def __init__(self, columns: dict[str, Any], rows: int, request: InferRequest | None):
+        self.columns = columns
+        self.rows = rows
+        self.request = request
+
+
+class TollgateModel(Model):
+    """Serve one registered version directory (``model.joblib``, ``input_schema.json``, ``metadata.json``)."""
+
+    def __init__(self, name: str, model_dir: str | Path, max_batch: int = DEFAULT_MAX_BATCH,
+                 unknown_columns: str = "reject"):
+        super().__init__(name)
+        self.model_dir = Path(model_dir)
+        self.max_batch = max_batch
+        self.unknown_columns = unknown_columns
+        self.version = ""
+        self.path_description = ""
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Read the three files, compile the schema and the prediction path, then mark ready."""
+        import joblib
+
+        missing = [name for name in (MODEL_FILE, SCHEMA_FILE) if not (self.model_dir / name).is_file()]
+        if missing:
+            raise ModelLoadError(f"{self.model_dir} is not a Tollgate model version: missing {', '.join(missing)}")
+        try:
+            self.schema = InputSchema.from_dict(json.loads((self.model_dir / SCHEMA_FILE).read_text()),
+                                                self.unknown_columns)
+        except (ValueError, OSError) as exc:
+            raise ModelLoadError(f"{self.model_dir / SCHEMA_FILE}: {exc}") from exc
+        metadata_path = self.model_dir / METADATA_FILE
+        self.metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+        self.version = str(self.metadata.get("version", ""))
+        try:
+            self.pipeline = joblib.load(self.model_dir / MODEL_FILE)
+        except Exception as exc:  # unpickling can raise anything; all of it means "cannot serve"
+            raise ModelLoadError(f"{self.model_dir / MODEL_FILE} does not load: {type(exc).__name__}: {exc}") from exc
+        if not hasattr(self.pipeline, "predict_proba"):
+            raise ModelLoadError(f"{self.model_dir / MODEL_FILE} has no predict_proba")
+        features = self.metadata.get("features") or {}
+        labels = [features.get("negative_label", 0), features.get("positive_label", 1)]
+        # Output tensors are typed once here: INT64 classes for integer labels, BYTES otherwise.
+        self._integer_labels = all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()
+                                   for v in labels)
+        self.labels = np.array([int(v) for v in labels] if self._integer_labels else [str(v) for v in labels],
+                               dtype=np.int64 if self._integer_labels else object)
+        self._class_datatype = "INT64" if self._integer_labels else "BYTES"
+        self.compiled, self.path_description = compile_pipeline(self.pipeline, self.schema)
+        logger.info("loaded %s v%s from %s; prediction path: %s", self.name, self.version, self.model_dir,
+                    self.path_description)
+        self.ready = True
+        return self.ready
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """One input per column, in schema order (the 2-D alternative is documented)."""
+        return [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in self.schema.columns]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": CLASS_OUTPUT, "datatype": self._class_datatype, "shape": [-1]},
+                {"name": PROBABILITY_OUTPUT, "datatype": "FP64", "shape": [-1]}]
+
+    # -- request path ---------------------------------------------------------------------
+
+    def validate(self, payload: Any) -> Any:
+        # kserve's generic check assumes a dict or InferRequest; preprocess already validated.
+        return payload
+
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> _Batch:
+        """Decode and enforce the schema; raises ``InvalidInput`` (400 / INVALID_ARGUMENT)."""
+        if isinstance(payload, InferRequest):
+            inputs = payload.inputs
+            if not inputs:
+                raise InvalidInput("'inputs' is empty; send one input per column or one 2-D input")
+            columns = self.schema.columns_from_tensors(inputs)
+            return self._batch(columns, payload)
+        if isinstance(payload, (bytes, bytearray)):
+            # A JSON body sent without a JSON Content-Type (curl -d does that) reaches us undecoded.
+            try:
+                payload = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise InvalidInput("the request body must be a JSON object like {\"instances\": [...]} "
+                               f"(got {type(payload).__name__}); set Content-Type: application/json")
+        instances = payload.get("instances", payload.get("inputs"))
+        if instances is None:
+            raise InvalidInput("the request has no 'instances': send {\"instances\": [{column: value, ...}, ...]}")
+        if type(instances) is not list:
+            raise InvalidInput(f"'instances' must be a list, got {type(instances).__name__}")
+        self._check_rows(len(instances))
+        return self._batch(self.schema.columns_from_instances(instances), None)
+
+    def _check_rows(self, rows: int) -> None:
+        if rows == 0:
+            raise InvalidInput("empty batch: send at least one row")
+        if rows > self.max_batch:
+            raise InvalidInput(f"batch of {rows} rows is over the limit of {self.max_batch} "
+                               "(serving.max_batch); split it into smaller requests")
+
+    def _batch(self, columns: dict[str, Any], request: InferRequest | None) -> _Batch:
+        rows = len(next(iter(columns.values()))) if columns else 0
+        self._check_rows(rows)
+        return _Batch(columns, rows, request)
+
+    def predict_columns(self, columns: dict[str, Any], rows: int) -> np.ndarray:
+        """Positive-class probabilities for validated columns."""
+        if self.compiled is not None:
+            proba = self.compiled.predict_proba(columns, rows)
+        else:
+            proba = self.pipeline.predict_proba(frame_from_columns(self.schema, columns))
+        return proba
+
+    def predict(self, batch: _Batch, headers: dict[str, str] | None = None) -> Any:
+        proba = self.predict_columns(batch.columns, batch.rows)
+        positive = proba[:, 1]
+        # The estimator's own predict(): argmax, ties to the first (negative) class.
+        classes = self.labels[(proba[:, 1] > proba[:, 0]).astype(np.intp)]
+        if batch.request is None:
+            class_list = classes.tolist()
+            return {
+                "predictions": [{CLASS_OUTPUT: c, PROBABILITY_OUTPUT: p} for c, p in zip(class_list, positive.tolist())],
+                "model_name": self.name,
+                "model_version": self.version,
+            }
+        rows = batch.rows
+        class_output = InferOutput(CLASS_OUTPUT, [rows], self._class_datatype,
+                                   data=classes.tolist() if self._integer_labels else [str(c) for c in classes])
+        probability_output = InferOutput(PROBABILITY_OUTPUT, [rows], "FP64", data=positive.tolist())
+        request = batch.request
+        return InferResponse(response_id=request.id or "", model_name=self.name, model_version=self.version,
+                             infer_outputs=[class_output, probability_output], from_grpc=request.from_grpc,
+                             requested_outputs=None if request.from_grpc else request.request_outputs)

@@ -1,0 +1,45 @@
+"""Where a served version comes from: a local directory, an ``s3://`` version URI, or a registry reference.
+
+All three end as a local directory holding ``model.joblib``, ``input_schema.json`` and
+``metadata.json`` — the layout the registry writes and KServe's storage-initializer
+copies to ``/mnt/models``.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from tollgate.errors import TollgateError
+from tollgate.registry import open_registry
+from tollgate.s3 import is_s3_uri
+
+KSERVE_MODEL_DIR = "/mnt/models"
+_VERSION_URI = re.compile(r"^(?P<root>.+)/(?P<model>[^/]+)/v(?P<version>\d+)/?$")
+
+
+def fetch_version_uri(uri: str, cache_dir: str | Path | None = None) -> Path:
+    """Resolve a version directory: local path as-is, ``s3://root/<model>/v<N>`` downloaded through the registry."""
+    if not is_s3_uri(uri):
+        path = Path(uri)
+        if not path.is_dir():
+            raise TollgateError(f"model directory {path} does not exist")
+        return path
+    match = _VERSION_URI.match(uri.rstrip("/"))
+    if not match:
+        raise TollgateError(f"{uri} is not a registry version URI; expected s3://bucket[/prefix]/<model>/v<N>")
+    registry = open_registry(match["root"])
+    dest = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="tollgate-serve-"))
+    return registry.download(match["model"], int(match["version"]), dest)
+
+
+def fetch_registered(registry_uri: str, model_name: str, ref: str | int,
+                     cache_dir: str | Path | None = None) -> tuple[Path, int]:
+    """Resolve ``production``/``previous``/``v3``/``3`` in a registry to a local directory and its version."""
+    registry = open_registry(registry_uri)
+    version = registry.resolve(model_name, ref)
+    if not is_s3_uri(version.uri):
+        return Path(version.uri), version.version
+    dest = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="tollgate-serve-"))
+    return registry.download(model_name, version.version, dest), version.version
