@@ -38,3 +38,28 @@ bench-serving: $(STAMP) ## benchmark the model server against in-process predict
 
 clean: ## remove local runs, the local registry and build outputs (keeps .venv)
 	rm -rf .tollgate build
+
+# ---- the cluster path (needs Docker, kind, kubectl, helm; see README "Run on kind") ----
+VERSION         := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+GIT_SHA         := $(shell git rev-parse --short HEAD 2>/dev/null || echo nogit)
+COMPONENT_IMAGE := tollgate
+SERVING_IMAGE   := tollgate-serving
+IMAGES          := $(COMPONENT_IMAGE):$(VERSION) $(COMPONENT_IMAGE):$(VERSION)-$(GIT_SHA) \
+                   $(SERVING_IMAGE):$(VERSION) $(SERVING_IMAGE):$(VERSION)-$(GIT_SHA)
+
+.PHONY: images kind-load cluster-up cluster-down
+
+images: ## build the component and serving images, tagged <version> and <version>-<git sha>
+	@command -v docker >/dev/null 2>&1 || { echo "error: 'docker' is not installed; make images needs Docker (https://docs.docker.com/get-docker/)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "error: docker is installed but its daemon does not answer; start Docker" >&2; exit 1; }
+	docker build -f docker/Dockerfile --target component -t $(COMPONENT_IMAGE):$(VERSION) -t $(COMPONENT_IMAGE):$(VERSION)-$(GIT_SHA) .
+	docker build -f docker/Dockerfile --target serving -t $(SERVING_IMAGE):$(VERSION) -t $(SERVING_IMAGE):$(VERSION)-$(GIT_SHA) .
+
+kind-load: ## load both images into the kind cluster
+	manifests/kind/cluster.sh load $(IMAGES)
+
+cluster-up: ## create the kind cluster with MinIO, KFP 2.17 and KServe 0.20, wait, print endpoints
+	manifests/kind/cluster.sh up
+
+cluster-down: ## delete the kind cluster
+	manifests/kind/cluster.sh down
