@@ -27,6 +27,7 @@ PLURAL = "inferenceservices"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "InferenceService"
 MODEL_FORMAT = "tollgate"
+CONTAINER_NAME = "kserve-container"  # the runtime's container (manifests/base/serving) that the model spec merges into
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 VERSION_LABEL = "tollgate.io/model-version"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
@@ -78,7 +79,8 @@ def build_inference_service(name: str, storage_uri: str, version: int, settings:
 
     predictor = V1beta1PredictorSpec(
         service_account_name=settings.service_account,
-        model=V1beta1ModelSpec(model_format=V1beta1ModelFormat(name=MODEL_FORMAT),
+        # The SDK would send name "" and leave it to the webhook; say what it defaults to.
+        model=V1beta1ModelSpec(name=CONTAINER_NAME, model_format=V1beta1ModelFormat(name=MODEL_FORMAT),
                                runtime=settings.runtime, storage_uri=storage_uri),
         canary_traffic_percent=settings.canary_traffic_percent if canary else None,
     )
