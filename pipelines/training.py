@@ -99,7 +99,8 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
                              ).set_display_name("Gate: promote?").set_caching_options(False)
 
         with dsl.If(gate_task.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP needs ==)
-            infra_task = ops.infra_validate(best=select_task.outputs["best"], test=preprocess_task.outputs["test"],
+            infra_task = ops.infra_validate(config_json=config_json, best=select_task.outputs["best"],
+                                            test=preprocess_task.outputs["test"],
                                             features=preprocess_task.outputs["features"]
                                             ).set_display_name("Infra-validate in the model server")
             infra_task.set_caching_options(False)

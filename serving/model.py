@@ -88,6 +88,7 @@ class TollgateModel(Model):
         self.labels = np.array([int(v) for v in labels] if self._integer_labels else [str(v) for v in labels],
                                dtype=np.int64 if self._integer_labels else object)
         self._class_datatype = "INT64" if self._integer_labels else "BYTES"
+        self._version_parameter = {"model_version": self.version}
         self.compiled, self.path_description = compile_pipeline(self.pipeline, self.schema)
         logger.info("loaded %s v%s from %s; prediction path: %s", self.name, self.version, self.model_dir,
                     self.path_description)
@@ -174,4 +175,6 @@ class TollgateModel(Model):
         request = batch.request
         return InferResponse(response_id=request.id or "", model_name=self.name, model_version=self.version,
                              infer_outputs=[class_output, probability_output], from_grpc=request.from_grpc,
+                             # kserve's REST client drops model_version when decoding; parameters survive.
+                             parameters=self._version_parameter,
                              requested_outputs=None if request.from_grpc else request.request_outputs)

@@ -13,7 +13,8 @@ Casting rules (only safe casts):
 * ``bool`` columns take ``true``/``false`` (and the texts ``"true"``/``"false"``);
 * ``string`` columns take strings; an unseen category is passed to the model, which
   encodes it as unknown;
-* ``null`` (or NaN) only where the training data had missing values (``nullable``);
+* ``null`` (or NaN, or ``""`` for text) only where the training data had missing
+  values (``nullable``); BYTES tensors cannot carry nulls, so there ``""`` means missing;
 * inside a BYTES tensor every value is text, so numbers are parsed from text there.
 """
 
@@ -142,9 +143,9 @@ class ColumnCaster:
         raise self._refuse(value, "is not a boolean (send true or false)")
 
     def _string(self, value: Any, text: bool) -> Any:
-        if type(value) is str:
+        if type(value) is str and value:
             return value
-        if value is None:
+        if value is None or value == "":
             return self._null(value)
         raise self._refuse(value, "is not a string")
 
@@ -160,7 +161,7 @@ class ColumnCaster:
                     cast_value(math.nan, text)
                 return array
             return np.asarray([cast_value(v, text) for v in values], dtype=np.float64)
-        if self.column.dtype == "string" and set(map(type, values)) == {str}:
+        if self.column.dtype == "string" and set(map(type, values)) == {str} and "" not in values:
             return list(values)
         return [cast_value(v, text) for v in values]
 

@@ -47,7 +47,9 @@ class _StrictDataPlane(DataPlane):
     def decode(self, body, headers, protocol_version: str = "v1", model_name: str | None = None):
         try:
             return super().decode(body, headers, protocol_version=protocol_version, model_name=model_name)
-        except InvalidInput:
+        except InvalidInput as exc:
+            if str(exc).startswith("Unrecognized request format"):
+                raise InvalidInput(f"the request body is not valid JSON ({str(exc).split(': ', 1)[-1]})") from None
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise InvalidInput(f"malformed request body: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,154 @@
+"""Call a Tollgate model server with kserve's own clients (``InferenceRESTClient``, ``InferenceGRPCClient``).
+
+Used by ``tollgate predict``, by infra-validation and by the tests, so all three speak
+to the server exactly as a client application would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
+from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
+
+from tollgate.errors import TollgateError
+from tollgate.serving.model import CLASS_OUTPUT, PROBABILITY_OUTPUT
+
+PROTOCOLS = ("rest-v1", "rest-v2", "grpc")
+
+
+@dataclass
+class Predictions:
+    """What the server answered for a batch of rows."""
+
+    model_name: str
+    model_version: str
+    classes: list[Any]
+    probabilities: list[float]
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows from a JSON file (a list of objects, or ``{"instances": [...]}``) or a CSV file with a header."""
+    path = Path(path)
+    if not path.is_file():
+        raise TollgateError(f"rows file not found: {path}")
+    if path.suffix.lower() == ".csv":
+        import pandas as pd
+
+        frame = pd.read_csv(path)
+        return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise TollgateError(f"{path} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and "instances" in data:
+        data = data["instances"]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise TollgateError(f"{path} must hold a list of objects (column -> value), or {{\"instances\": [...]}}")
+    return data
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def column_inputs(rows: Sequence[dict[str, Any]], for_grpc: bool) -> list[InferInput]:
+    """One v2 input per column, typed from the values (gRPC cannot carry nulls, so those go as text)."""
+    if not rows:
+        raise TollgateError("no rows to send")
+    inputs = []
+    for name in rows[0]:
+        values = [row.get(name) for row in rows]
+        present = [v for v in values if v is not None]
+        has_null = len(present) != len(values)
+        if present and all(type(v) is bool for v in present) and not (has_null and for_grpc):
+            datatype, data = "BOOL", values
+        elif present and all(type(v) in (int, float) for v in present):
+            if all(type(v) is int for v in present) and not has_null:
+                datatype, data = "INT64", values
+            else:
+                datatype, data = "FP64", [math.nan if v is None else float(v) for v in values]
+                if not for_grpc:
+                    data = [None if v is None else float(v) for v in values]
+        else:
+            datatype = "BYTES"
+            data = ["" if v is None else (("true" if v else "false") if type(v) is bool else str(v)) for v in values]
+        inputs.append(InferInput(name=name, shape=[len(rows)], datatype=datatype, data=data))
+    return inputs
+
+
+def _from_infer_response(response: InferResponse) -> Predictions:
+    outputs = {o.name: o for o in response.outputs}
+    missing = [n for n in (CLASS_OUTPUT, PROBABILITY_OUTPUT) if n not in outputs]
+    if missing:
+        raise TollgateError(f"the server's answer lacks output(s) {missing}; is this a Tollgate model server?")
+    classes = outputs[CLASS_OUTPUT].as_numpy().tolist()
+    classes = [c.decode() if isinstance(c, bytes) else c for c in classes]
+    version = response.model_version or (response.parameters or {}).get("model_version", "")
+    return Predictions(response.model_name, str(version), classes,
+                       [float(p) for p in outputs[PROBABILITY_OUTPUT].as_numpy().tolist()])
+
+
+async def _predict(protocol: str, url: str, model_name: str, rows: Sequence[dict[str, Any]],
+                   timeout: float) -> Predictions:
+    if protocol == "rest-v1":
+        client = InferenceRESTClient(RESTConfig(protocol="v1", timeout=timeout, retries=0))
+        try:
+            answer = await client.infer(url, data={"instances": list(rows)}, model_name=model_name)
+        finally:
+            await client.close()
+        predictions = answer.get("predictions") or []
+        return Predictions(answer.get("model_name", model_name), str(answer.get("model_version", "")),
+                           [p[CLASS_OUTPUT] for p in predictions], [float(p[PROBABILITY_OUTPUT]) for p in predictions])
+    if protocol == "rest-v2":
+        client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=timeout, retries=0))
+        request = InferRequest(model_name=model_name, infer_inputs=column_inputs(rows, for_grpc=False))
+        try:
+            return _from_infer_response(await client.infer(url, data=request, model_name=model_name))
+        finally:
+            await client.close()
+    if protocol == "grpc":
+        target = url.split("://", 1)[-1].rstrip("/")
+        client = InferenceGRPCClient(target, timeout=timeout, retries=1, channel_args=[("grpc.enable_retries", 0)])
+        request = InferRequest(model_name=model_name, infer_inputs=column_inputs(rows, for_grpc=True))
+        try:
+            return _from_infer_response(await client.infer(request))
+        finally:
+            await client.close()
+    raise TollgateError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def predict(protocol: str, url: str, model_name: str, rows: Sequence[dict[str, Any]],
+            timeout: float = 30.0) -> Predictions:
+    """Send ``rows`` to the server at ``url`` and return its predictions.
+
+    ``url`` is ``http://host:port`` for the REST protocols and ``host:port`` for gRPC.
+    A refused request raises :class:`TollgateError` carrying the server's message.
+    """
+    import grpc
+    import httpx
+
+    try:
+        return asyncio.run(_predict(protocol, url, model_name, rows, timeout))
+    except httpx.HTTPStatusError as exc:
+        raise TollgateError(f"{protocol} request refused: {exc.response.status_code} {_server_error(exc.response)}") from None
+    except httpx.HTTPError as exc:
+        raise TollgateError(f"{protocol} request to {url} failed: {type(exc).__name__}: {exc}") from None
+    except grpc.RpcError as exc:
+        raise TollgateError(f"grpc request to {url} failed: {exc.code().name}: {exc.details()}") from None
+
+
+def _server_error(response: Any) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text
