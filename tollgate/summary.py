@@ -61,6 +61,9 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
                                 ("candidate_id", "family", "validation_metrics", "selection_metric")}
         summary["candidate"]["params"] = json.loads(candidate.get("params_json") or "{}")
         summary["candidate"]["test_metrics"] = candidate["metrics"]
+        summary["candidate"]["fairness"] = {
+            attribute: {k: record.get(k) for k in ("disparate_impact", "equal_opportunity_difference")}
+            for attribute, record in (candidate.get("fairness") or {}).items()}
         summary["champion"] = evaluation.get("champion")
     decision = read_json(find_output(pipeline_dir, "gate", "decision") or pipeline_dir / "-")
     if decision:
@@ -68,6 +71,9 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
     registered = task_outputs(pipeline_dir, "register").get("parameterValues", {}).get("Output")
     if registered is not None:
         summary["registered_version"] = int(registered)
+    report = find_output(pipeline_dir, "report", "html")
+    if report:
+        summary["report"] = str(report)
     deploy = read_json(find_output(pipeline_dir, "deploy", "result") or pipeline_dir / "-")
     if deploy:
         summary["deploy"] = deploy
@@ -99,6 +105,11 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         for anomaly in warnings:
             console.print(f"[yellow]warning[/] {anomaly['column']}: {anomaly['check']} "
                           f"(observed {anomaly['observed']}; allowed {anomaly['allowed']})")
+        drift = validation.get("drift") or []
+        if drift:
+            drifted = [d["column"] for d in drift if d["drifted"]]
+            console.print(f"[bold]Drift[/] vs production v{validation.get('reference_version')}: "
+                          f"{len(drifted)} of {len(drift)} features drifted" + (f" ({', '.join(drifted)})" if drifted else ""))
 
     candidate = summary.get("candidate")
     if candidate:
@@ -116,6 +127,9 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
             theirs = (champion.get("metrics") or {}).get(name)
             metrics.add_row(name, _fmt(candidate["test_metrics"].get(name)), _fmt(theirs))
         console.print(metrics)
+        for attribute, record in (candidate.get("fairness") or {}).items():
+            console.print(f"[bold]Fairness[/] {attribute}: disparate impact {_fmt(record['disparate_impact'])}, "
+                          f"equal-opportunity difference {_fmt(record['equal_opportunity_difference'])}")
         if champion.get("error"):
             console.print(f"[red]champion v{champion['version']} not comparable:[/] {champion['error']}")
         elif not champion:
@@ -138,5 +152,7 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
     if not summary["succeeded"]:
         step = summary.get("failed_step")
         console.print(f"[red bold]Run failed[/]{f' in {step}' if step else ''}: {summary.get('error')}")
+    if summary.get("report"):
+        console.print(f"[bold]Report[/] {summary['report']} (or `tollgate report {summary['run_dir']}`)")
     console.print(f"[dim]{summary['total_seconds']:.1f}s; run directory {summary['run_dir']}; "
                   f"KFP log {summary['log_file']}[/]")

@@ -123,10 +123,17 @@ def infer_data_schema(frame: pd.DataFrame, target: str, positive_label: Any, ign
         "rows": int(len(frame)),
         "target": target,
         "positive_label": positive_label,
-        "label": {"shares": category_shares(labels.dropna()), "missing": int(labels.isna().sum())},
+        "label": {"shares": category_shares(label_values(labels.dropna())), "missing": int(labels.isna().sum())},
         "duplicate_share": _duplicate_share(frame),
         "columns": columns,
     }
+
+
+def label_values(labels: pd.Series) -> pd.Series:
+    """Labels as text, with whole floats as integers: a NaN turns 0/1 into 0.0/1.0, still the same labels."""
+    if pd.api.types.is_float_dtype(labels.dtype) and labels.dropna().mod(1).eq(0).all():
+        return labels.astype("Int64").astype(str).where(labels.notna())
+    return labels.astype(str).where(labels.notna())
 
 
 def _duplicate_share(frame: pd.DataFrame) -> float:
@@ -180,7 +187,7 @@ def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, referen
     if missing:
         findings.add(target, "label_missing", f"{missing} missing labels", "0; drop or fill them")
     present = labels.dropna()
-    classes = sorted(map(str, present.unique()))
+    classes = sorted(label_values(present).unique())
     if len(classes) == 1:
         findings.add(target, "single_class", f"1 class ({classes[0]})", "2 classes")
     known = sorted((reference or {}).get("label", {}).get("shares", {}))

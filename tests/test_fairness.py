@@ -1,0 +1,102 @@
+"""Fairness: fairlearn's numbers equal hand-computed ones; the gate bounds them; sensitive
+columns reach evaluation even when the model does not use them."""
+
+import pandas as pd
+import pytest
+
+from tollgate.config import load_config
+from tollgate.data.builtin import generate_applicants
+from tollgate.errors import ConfigError, DataError
+from tollgate.steps.fairness import attribute_fairness, fairness_report, group_labels
+from tollgate.steps.gate import Champion, Policy, decide
+from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
+
+# Group a: 5 rows, positives at rows 0-1; group b: 5 rows, positive at row 5; group c: 2 rows, no positives.
+Y_TRUE = [1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+Y_PRED = [1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1]
+GROUPS = pd.Series(["a"] * 5 + ["b"] * 5 + ["c"] * 2)
+
+
+def test_group_rates_and_disparities_equal_hand_computed_values():
+    result = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=3)
+    groups = {g["group"]: g for g in result["groups"]}
+    # a: selected 2/5; TPR 1/2 (row 0 of rows 0-1); FPR 1/3 (row 2 of rows 2-4)
+    assert groups["a"]["selection_rate"] == pytest.approx(2 / 5)
+    assert groups["a"]["tpr"] == pytest.approx(1 / 2) and groups["a"]["fpr"] == pytest.approx(1 / 3)
+    # b: selected 3/5; TPR 1/1; FPR 2/4
+    assert groups["b"]["selection_rate"] == pytest.approx(3 / 5)
+    assert groups["b"]["tpr"] == pytest.approx(1.0) and groups["b"]["fpr"] == pytest.approx(2 / 4)
+    # c: too small to bound, and without positives its TPR is undefined rather than 0
+    assert groups["c"]["bounded"] is False and groups["c"]["tpr"] is None and groups["c"]["fpr"] == 0.5
+    assert result["disparate_impact"] == pytest.approx((2 / 5) / (3 / 5))
+    assert result["equal_opportunity_difference"] == pytest.approx(1.0 - 0.5)
+    assert groups["a"]["selection_ratio_to_highest"] == pytest.approx(2 / 3)
+    # with c counted (min size 1) the lowest selection rate is still a's; c has no TPR to compare
+    everyone = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=1)
+    assert everyone["disparate_impact"] == pytest.approx((2 / 5) / (3 / 5))
+    assert everyone["equal_opportunity_difference"] == pytest.approx(0.5)
+
+
+def test_too_few_eligible_groups_leave_the_disparities_unmeasured():
+    result = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=6)
+    assert result["disparate_impact"] is None and result["equal_opportunity_difference"] is None
+
+
+def test_numeric_attributes_are_binned_in_order_and_missing_is_a_group():
+    labels, order = group_labels(pd.Series([18, 29.9, 30, 49, 50, None, 90]), [30, 50])
+    assert labels.tolist() == ["<30", "<30", "30-50", "30-50", ">=50", "<missing>", ">=50"]
+    assert order == ["<30", "30-50", ">=50", "<missing>"]
+    test = pd.DataFrame({"age": [20, 25, 40, 45, 60, 65], LABEL: [1, 0, 1, 0, 1, 0]})
+    report = fairness_report(test, test[LABEL].to_numpy(), [0.9, 0.1, 0.9, 0.6, 0.2, 0.1],
+                             [{"column": "age", "bins": [30, 50]}], threshold=0.5, min_group_size=1)
+    assert [g["group"] for g in report["age"]["groups"]] == ["<30", "30-50", ">=50"]
+    assert [g["selection_rate"] for g in report["age"]["groups"]] == [0.5, 1.0, 0.0]
+    assert report["age"]["disparate_impact"] == 0.0 and report["age"]["equal_opportunity_difference"] == 1.0
+
+
+FAIR_POLICY = Policy(absolute={"roc_auc": {"min": 0.7}},
+                     fairness={"min_disparate_impact": 0.8, "max_equal_opportunity_difference": 0.1})
+
+
+def record(disparate_impact, equal_opportunity_difference):
+    return {"disparate_impact": disparate_impact, "equal_opportunity_difference": equal_opportunity_difference,
+            "min_group_size": 30, "groups": [{"group": "f", "bounded": True, "selection_rate": 0.2, "tpr": 0.5},
+                                             {"group": "m", "bounded": True, "selection_rate": 0.25, "tpr": 0.55}]}
+
+
+def test_gate_bounds_each_sensitive_attribute():
+    passed = decide({"roc_auc": 0.8}, None, FAIR_POLICY, fairness={"gender": record(0.85, 0.05)})
+    assert passed.passed and {r.name for r in passed.rules} == {
+        "roc_auc threshold", "gender disparate impact", "gender equal-opportunity difference"}
+    blocked = decide({"roc_auc": 0.8}, Champion(1, {"roc_auc": 0.79}), FAIR_POLICY,
+                     fairness={"gender": record(0.85, 0.05), "age": record(0.62, 0.3)})
+    assert not blocked.passed
+    failed = {r.name: r for r in blocked.rules if not r.passed}
+    assert set(failed) == {"age disparate impact", "age equal-opportunity difference"}
+    assert failed["age disparate impact"].observed == 0.62 and failed["age disparate impact"].allowed == ">= 0.8"
+    assert "f selected 0.200, m selected 0.250" in failed["age disparate impact"].detail
+    unmeasured = decide({"roc_auc": 0.8}, None, FAIR_POLICY, fairness={"gender": record(None, 0.05)})
+    assert not unmeasured.passed and "could not be measured" in unmeasured.reasons[0]
+    # bounds of None report fairness without gating on it
+    report_only = Policy(absolute={}, fairness={"min_disparate_impact": None, "max_equal_opportunity_difference": None})
+    assert decide({}, None, report_only, fairness={"age": record(0.1, 0.9)}).rules == []
+
+
+def test_gate_policy_reads_the_fairness_section_of_the_config():
+    policy = Policy.from_config(load_config(None, {"gate.fairness.min_disparate_impact": 0.9}).gate.model_dump())
+    assert policy.fairness == {"min_disparate_impact": 0.9, "max_equal_opportunity_difference": 0.1}
+    with pytest.raises(ConfigError, match="strictly increasing"):
+        load_config(None, {"fairness.sensitive_attributes": [{"column": "age", "bins": [50, 30]}]})
+    with pytest.raises(ConfigError, match="sensitive attributes repeated"):
+        load_config(None, {"fairness.sensitive_attributes": [{"column": "age"}, {"column": "age"}]})
+
+
+def test_sensitive_columns_travel_in_the_splits_even_when_not_features():
+    frame = generate_applicants(rows=400, seed=3)
+    spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id", "gender"], "application_date")
+    assert "gender" not in spec.columns and "age" in spec.columns
+    splits = split_dataset(frame, spec, 0.2, 0.2, 42, extra_columns=["gender", "age"])
+    assert list(splits.test.columns) == spec.columns + ["gender", LABEL]
+    assert set(splits.test["gender"]) == {"female", "male"}
+    with pytest.raises(DataError, match="fairness.sensitive_attributes name columns that are not in the data"):
+        split_dataset(frame, spec, 0.2, 0.2, 42, extra_columns=["ethnicity"])

@@ -1,0 +1,146 @@
+"""Data validation: the data schema, every anomaly class on crafted data, none on clean data,
+severities from the config, and the line between ingest and validate."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tollgate.config import ValidationConfig, load_config
+from tollgate.data.builtin import generate_applicants
+from tollgate.errors import ConfigError, DataError
+from tollgate.steps.ingest import check_table, ingest
+from tollgate.steps.validate import TABLE, infer_data_schema, validate
+
+IGNORED = ["applicant_id", "application_date"]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return infer_data_schema(generate_applicants(rows=1500, seed=7), "defaulted", 1, IGNORED)
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return generate_applicants(rows=1500, seed=8)
+
+
+def check(frame, reference_schema, settings=None, min_rows=200, positive_label=1):
+    return validate(frame, reference_schema, target="defaulted", positive_label=positive_label, min_rows=min_rows,
+                    settings=settings)
+
+
+def test_schema_describes_columns_dtypes_ranges_domains_labels_and_rows(reference):
+    columns = {c["name"]: c for c in reference["columns"]}
+    assert reference["rows"] == 1500 and reference["duplicate_share"] == 0.0
+    assert set(columns) == set(generate_applicants(rows=10).columns)
+    assert columns["defaulted"]["role"] == "label" and columns["applicant_id"]["role"] == "ignored"
+    income = columns["annual_income"]
+    assert income["family"] == "numeric" and income["dtype"] == "float64"
+    assert 0.0 < income["null_fraction"] < 0.05
+    assert income["min"] <= income["quantiles"]["0.5"] <= income["max"]
+    assert len(income["profile"]["shares"]) == len(income["profile"]["edges"]) + 2
+    assert sum(income["profile"]["shares"]) == pytest.approx(1.0)
+    region = columns["region"]
+    assert region["family"] == "string" and set(region["categories"]) == {"north", "south", "east", "west", "central"}
+    assert sum(region["categories"].values()) == pytest.approx(1.0)
+    assert columns["prior_bankruptcy"]["family"] == "bool"
+    assert set(reference["label"]["shares"]) == {"0", "1"} and reference["label"]["missing"] == 0
+
+
+def test_clean_data_has_no_anomalies_and_no_drift(reference, clean):
+    report = check(clean, reference)
+    assert report.anomalies == [] and report.passed
+    assert len(report.drift) > 20 and not any(d.drifted for d in report.drift)
+    smaller = check(generate_applicants(rows=400, seed=11), reference)
+    assert smaller.anomalies == []
+    assert check(clean, None).anomalies == []           # first training: checks of the data on its own
+
+
+def _shuffle_rows(frame, share, seed=0):
+    return np.random.default_rng(seed).random(len(frame)) < share
+
+
+CRAFTED = {
+    "missing_column": (lambda f: f.drop(columns="credit_score"), "credit_score", True),
+    "new_column": (lambda f: f.assign(loyalty_points=1), "loyalty_points", False),
+    "dtype_change": (lambda f: f.assign(age=f["age"].astype(str) + " years"), "age", True),
+    "null_fraction_spike": (lambda f: f.assign(annual_income=f["annual_income"].mask(_shuffle_rows(f, 0.4))),
+                            "annual_income", True),
+    "unseen_categories": (lambda f: f.assign(region=f["region"].mask(_shuffle_rows(f, 0.05), "atlantis")),
+                          "region", False),
+    "out_of_range": (lambda f: f.assign(age=f["age"].mask(_shuffle_rows(f, 0.05), 140)), "age", False),
+    "too_few_rows": (lambda f: f.head(150), TABLE, True),
+    "duplicate_rows": (lambda f: pd.concat([f, f.head(60)], ignore_index=True), TABLE, False),
+    "label_missing": (lambda f: f.assign(defaulted=f["defaulted"].where(f.index > 4)), "defaulted", True),
+    "single_class": (lambda f: f.assign(defaulted=0), "defaulted", True),
+    "unknown_labels": (lambda f: f.assign(defaulted=f["defaulted"].mask(f.index < 20, 2)), "defaulted", True),
+    "empty_file": (lambda f: f.head(0), TABLE, True),
+}
+
+
+@pytest.mark.parametrize("check_name", sorted(CRAFTED))
+def test_each_anomaly_class_is_detected_on_crafted_data(reference, clean, check_name):
+    mutate, column, blocking = CRAFTED[check_name]
+    report = check(mutate(clean.copy()), reference)
+    found = [a for a in report.anomalies if a.check == check_name]
+    assert [a.column for a in found] == [column], report.anomalies
+    assert found[0].blocking is blocking and report.passed is not blocking
+    # Nothing else fires, apart from drift that the mutation itself causes.
+    assert {a.check for a in report.anomalies} - {check_name, "drift"} == set(), report.anomalies
+    message = found[0].message()
+    assert column in message and check_name in message and "observed" in message and "allowed" in message
+
+
+def test_label_problems_are_found_without_a_reference(clean):
+    three = check(clean.assign(defaulted=clean.index % 3), None)
+    assert [(a.check, a.blocking) for a in three.anomalies] == [("unknown_labels", True)]
+    assert "3 classes" in three.anomalies[0].observed
+    text = check(clean.assign(defaulted=clean["defaulted"].map({0: "no", 1: "yes"})), None)
+    assert [a.check for a in text.anomalies] == ["unknown_labels"]
+    assert "positive label 1 never occurs" in text.anomalies[0].observed
+    # Labels read from CSV as text still match a numeric positive label.
+    assert check(clean.assign(defaulted=clean["defaulted"].astype(str)), None).anomalies == []
+
+
+def test_blocking_message_names_column_check_observed_allowed_and_the_setting(reference, clean):
+    report = check(clean.drop(columns="credit_score").assign(defaulted=0), reference)
+    message = report.failure_message()
+    assert "nothing will be trained or registered" in message
+    assert "credit_score: missing_column (observed absent; allowed present" in message
+    assert "validation.severity.missing_column: warning would allow it" in message
+    assert "defaulted: single_class (observed 1 class (0); allowed 2 classes)" in message
+    assert "severity.single_class" not in message             # cannot be relaxed
+
+
+def test_severity_comes_from_the_config(reference, clean):
+    relaxed = ValidationConfig(severity={"missing_column": "warning"})
+    report = check(clean.drop(columns="credit_score"), reference, settings=relaxed)
+    assert report.passed and [a.check for a in report.warnings] == ["missing_column"]
+    strict = ValidationConfig(severity={"new_column": "blocking", "duplicate_rows": "blocking"}, max_duplicate_share=0.0)
+    report = check(pd.concat([clean.assign(extra=1), clean.head(1).assign(extra=1)]), reference, settings=strict)
+    assert {(a.check, a.blocking) for a in report.anomalies} == {("new_column", True), ("duplicate_rows", True)}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"validation.severity": {"single_class": "warning"}}, "make training impossible and are always blocking"),
+    ({"validation.severity": {"missing_colum": "warning"}}, "unknown check(s) ['missing_colum']"),
+    ({"validation.drift.features": {"age": 1.5}}, "drift thresholds must be in (0, 1]"),
+])
+def test_bad_validation_config_is_refused(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, overrides)
+    assert message in str(error.value)
+
+
+def test_ingest_reads_what_validate_judges(tmp_path, clean):
+    """Ingest refuses only what it cannot address; contents are validate's, so the two never disagree."""
+    single = clean.assign(defaulted=0)
+    check_table(single, "defaulted", drop=IGNORED[:1])            # no DataError: a content problem
+    assert [a.check for a in check(single, None).anomalies] == ["single_class"]
+    header_only = tmp_path / "header.csv"
+    clean.head(0).to_csv(header_only, index=False)
+    result = ingest(str(header_only), "defaulted")
+    assert len(result.frame) == 0
+    assert [a.check for a in check(result.frame, None).anomalies] == ["empty_file"]
+    with pytest.raises(DataError, match="target column 'label' is not in the data"):
+        check_table(clean, "label")

@@ -1,0 +1,96 @@
+"""``tollgate report [RUN]``: where a local run's HTML report is, and what it says."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tollgate.cli.common import ConfigOption, JsonOption, console, emit_json, guarded, load
+from tollgate.errors import TollgateError
+
+REPORT_FILE = "report.html"
+
+
+def resolve_run_dir(run: str | None, runs_root: str | Path) -> Path:
+    """``run`` as a path, or as a run name under ``runs_root``; the latest run there when None."""
+    root = Path(runs_root).expanduser()
+    if run is None:
+        runs = sorted(p for p in root.glob("run-*") if p.is_dir())
+        if not runs:
+            raise TollgateError(f"no runs under {root}; start one with `tollgate run` or pass a run directory")
+        return runs[-1]
+    for candidate in (Path(run).expanduser(), root / run):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise TollgateError(f"run {run!r} not found (neither a directory nor a run under {root})")
+
+
+def collect_inputs(run_dir: Path, model_name: str):
+    """The report's inputs from a run's artifacts; parts the run never produced stay None."""
+    from tollgate.local_run import find_output, read_json, task_outputs
+    from tollgate.steps.report import ReportInputs
+
+    pipeline_dirs = [p for p in run_dir.iterdir() if p.is_dir()]
+    if not pipeline_dirs:
+        raise TollgateError(f"{run_dir} holds no pipeline outputs; did the run start?")
+    pipeline_dir = pipeline_dirs[0]
+
+    def artifact(task: str, output: str):
+        path = find_output(pipeline_dir, task, output)
+        return read_json(path) if path else None
+
+    raw = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
+    registered = task_outputs(pipeline_dir, "register").get("parameterValues", {}).get("Output")
+    inputs = ReportInputs(model_name=model_name, run_id=pipeline_dir.name,
+                          data={k: raw.get("metadata", {}).get(k) for k in ("source", "rows", "window")} if raw else None,
+                          validation=artifact("validate", "report"), evaluation=artifact("evaluate", "evaluation"),
+                          decision=artifact("gate", "decision"),
+                          registered_version=int(registered) if registered is not None else None)
+    return pipeline_dir, inputs
+
+
+def publish_report(run_dir: Path, model_name: str) -> tuple[Path, list[str]]:
+    """Put the run's report at ``<run_dir>/report.html`` and return it with a text summary.
+
+    The report task's KFP artifact is copied when it exists; a run that stopped before
+    the report task (for example at a blocking anomaly) gets one rendered now from the
+    artifacts it did produce.
+    """
+    from tollgate.local_run import find_output
+    from tollgate.steps.report import render_report, text_summary
+
+    pipeline_dir, inputs = collect_inputs(run_dir, model_name)
+    target = run_dir / REPORT_FILE
+    artifact = find_output(pipeline_dir, "report", "html")
+    if artifact:
+        shutil.copyfile(artifact, target)
+    else:
+        inputs.notes.append("Rendered after the run: the run stopped before its report step.")
+        target.write_text(render_report(inputs))
+    return target, text_summary(inputs)
+
+
+@guarded
+def report(
+    run: Optional[str] = typer.Argument(None, help="Run directory or run name (run-...). Default: the latest "
+                                        "run under run.root."),
+    config: Optional[Path] = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Print the path of a run's HTML report and a text summary of it."""
+    cfg = load(config)
+    run_dir = resolve_run_dir(run, cfg.run.root)
+    recorded = run_dir / "summary.json"
+    model_name = json.loads(recorded.read_text()).get("model_name", cfg.model_name) if recorded.is_file() \
+        else cfg.model_name
+    path, lines = publish_report(run_dir, model_name)
+    if as_json:
+        emit_json({"run_dir": str(run_dir), "report": str(path), "summary": lines})
+        return
+    console.print(f"[bold]Report[/] {path}")
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
