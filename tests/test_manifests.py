@@ -1,0 +1,304 @@
+"""manifests/: what `make cluster-up` applies, checked statically.
+
+No cluster runs in CI (nor on this machine): these tests render every kustomization of ours
+offline with `kubectl kustomize`, validate KServe kinds against the real KServe v0.20.0 CRD
+schemas (../shared/schemas beside the repository) and built-in kinds with
+kubernetes-validate, and check that the manifests, the kind port mappings, the config
+defaults and the compiled pipeline agree with each other.
+"""
+
+import functools
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tollgate.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFESTS = REPO / "manifests"
+KSERVE_SCHEMAS = REPO.parent / "shared" / "schemas" / "kserve-v0.20.0"
+KSERVE_KINDS = {
+    "InferenceService": "serving.kserve.io_inferenceservices.yaml",
+    "ServingRuntime": "serving.kserve.io_servingruntimes.yaml",
+    "ClusterServingRuntime": "serving.kserve.io_clusterservingruntimes.yaml",
+}
+KUBERNETES_VERSION = "1.33.0"  # the kind node image (manifests/kind/cluster.yaml)
+KUSTOMIZATIONS = sorted(path.parent for path in MANIFESTS.rglob("kustomization.yaml"))
+OVERLAYS = [path for path in KUSTOMIZATIONS if path.parent.name == "overlays"]
+
+
+def render(directory: Path) -> list[dict]:
+    """`kubectl kustomize <directory>` as a list of objects."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed, so kustomizations cannot be rendered here")
+    result = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def kind_objects() -> list[dict]:
+    return render(MANIFESTS / "overlays" / "kind")
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+# -- KServe CRD schemas ----------------------------------------------------------------------
+
+def _unknown_fields(value, schema: dict, path: str) -> list[str]:
+    """Keys the CRD does not declare: the API server would silently prune them (a typo's symptom)."""
+    problems = []
+    if isinstance(value, dict) and "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        for key, item in value.items():
+            if key not in schema["properties"]:
+                problems.append(f"{path}.{key}: not a field of the CRD (would be pruned)")
+            else:
+                problems.extend(_unknown_fields(item, schema["properties"][key], f"{path}.{key}"))
+    elif isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        for key, item in value.items():
+            problems.extend(_unknown_fields(item, schema["additionalProperties"], f"{path}.{key}"))
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            problems.extend(_unknown_fields(item, schema["items"], f"{path}[{index}]"))
+    return problems
+
+
+@functools.lru_cache(maxsize=None)
+def _crd_schema(kind: str, api_version: str) -> dict:
+    path = KSERVE_SCHEMAS / KSERVE_KINDS[kind]
+    if not path.is_file():
+        pytest.skip(f"KServe CRD schemas not found at {path} (CI clones main with shared/ beside it)")
+    # The InferenceService CRD is 2 MB of YAML: the C loader, once per session.
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return next(v for v in crd["spec"]["versions"] if v["name"] == api_version)["schema"]["openAPIV3Schema"]
+
+
+def kserve_errors(obj: dict) -> list[str]:
+    """Every way ``obj`` breaks its KServe v0.20.0 CRD schema (empty list = valid)."""
+    import jsonschema
+
+    schema = _crd_schema(obj["kind"], obj["apiVersion"].split("/")[1])
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in jsonschema.Draft7Validator(schema).iter_errors(obj)]
+    return errors + _unknown_fields({k: v for k, v in obj.items() if k != "status"}, schema, obj["kind"])
+
+
+def builtin_errors(obj: dict) -> list[str]:
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}"]
+    return []
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+def test_there_is_an_overlay_and_each_base_is_used():
+    assert OVERLAYS, "manifests/overlays/<name>/kustomization.yaml is missing"
+    bases = {path for path in KUSTOMIZATIONS if path.parent.name == "base"}
+    referenced = set()
+    for overlay in OVERLAYS:
+        for entry in yaml.safe_load((overlay / "kustomization.yaml").read_text()).get("resources", []):
+            referenced.add((overlay / entry).resolve())
+    assert bases <= referenced, f"bases no overlay uses: {sorted(map(str, bases - referenced))}"
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(MANIFESTS)))
+def test_every_kustomization_renders_offline(directory):
+    objects = render(directory)
+    assert objects, f"{directory} renders to nothing"
+
+
+def test_no_remote_bases_in_our_kustomizations():
+    """Third-party installs are applied by cluster.sh, so CI can render all of ours offline."""
+    for directory in KUSTOMIZATIONS:
+        kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+        for entry in kustomization.get("resources", []) + kustomization.get("components", []):
+            assert not re.search(r"(://|github\.com/|\?ref=)", entry), f"remote reference {entry!r} in {directory}"
+            assert (directory / entry).exists(), f"{directory}: {entry} does not exist"
+
+
+# -- validation ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(MANIFESTS)))
+def test_every_object_validates(directory):
+    problems = []
+    for obj in render(directory):
+        problems += kserve_errors(obj) if obj["kind"] in KSERVE_KINDS else builtin_errors(obj)
+    assert not problems, "\n".join(problems)
+
+
+def test_validators_reject_broken_objects(kind_objects):
+    runtime = find(kind_objects, "ClusterServingRuntime", "tollgate")
+    broken_runtime = yaml.safe_load(yaml.safe_dump(runtime))
+    broken_runtime["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
+    broken_runtime["spec"]["supportedModelFormat"] = broken_runtime["spec"].pop("supportedModelFormats")
+    errors = kserve_errors(broken_runtime)
+    assert any("containerPort" in e for e in errors) and any("supportedModelFormat" in e for e in errors)
+    service = yaml.safe_load(yaml.safe_dump(find(kind_objects, "Service", "minio")))
+    service["spec"]["ports"][0]["nodePort"] = "30900"
+    service["spec"]["typo"] = True
+    assert builtin_errors(service)
+
+
+# -- what KServe, KFP and MinIO need ---------------------------------------------------------
+
+def test_serving_runtime_serves_the_tollgate_format_with_named_ports(kind_objects):
+    runtime = find(kind_objects, "ClusterServingRuntime", "tollgate")
+    spec = runtime["spec"]
+    assert [f["name"] for f in spec["supportedModelFormats"]] == ["tollgate"]
+    assert spec["supportedModelFormats"][0]["autoSelect"] is True
+    assert {"v1", "v2", "grpc-v2"} <= set(spec["protocolVersions"])
+    container = spec["containers"][0]
+    assert container["name"] == "kserve-container"
+    assert container["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["args"] == ["--model-name={{.Name}}", "--model-dir=/mnt/models", "--http-port=8080",
+                                 "--grpc-port=8081"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+
+
+def test_runtime_flags_are_flags_of_the_model_server(kind_objects):
+    from tollgate.serving.__main__ import build_parser
+
+    container = find(kind_objects, "ClusterServingRuntime", "tollgate")["spec"]["containers"][0]
+    args = [a.replace("{{.Name}}", "credit-default") for a in container["args"]]
+    options = build_parser().parse_args(args)
+    assert (options.model_dir, options.http_port, options.grpc_port) == ("/mnt/models", 8080, 8081)
+
+
+def test_grpc_service_targets_8081_with_a_grpc_port_name(kind_objects):
+    service = find(kind_objects, "Service", "credit-default-grpc")
+    port = service["spec"]["ports"][0]
+    assert port["name"].startswith("grpc-") and port["targetPort"] == 8081
+    model_name = load_config().model_name
+    assert service["spec"]["selector"] == {"serving.kserve.io/inferenceservice": model_name}
+
+
+def test_storage_initializer_secret_and_service_account(kind_objects):
+    cfg = load_config().deploy.kserve
+    account = find(kind_objects, "ServiceAccount", cfg.service_account)
+    assert account["metadata"]["namespace"] == cfg.namespace
+    (secret_ref,) = account["secrets"]
+    secret = find(kind_objects, "Secret", secret_ref["name"])
+    annotations = secret["metadata"]["annotations"]
+    endpoint = annotations["serving.kserve.io/s3-endpoint"]
+    assert "://" not in endpoint and re.fullmatch(r"[a-z0-9.-]+:\d+", endpoint), "host:port, no scheme"
+    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret["data"])
+    minio = find(kind_objects, "Service", "minio")
+    assert endpoint == f"minio.{minio['metadata']['namespace']}.svc.cluster.local:{minio['spec']['ports'][0]['port']}"
+    assert find(kind_objects, "ClusterServingRuntime", cfg.runtime)
+
+
+def test_every_secret_is_marked_as_dev_only(kind_objects):
+    secrets = [o for o in kind_objects if o["kind"] == "Secret"]
+    assert len(secrets) == 3
+    for secret in secrets:
+        assert secret["metadata"]["labels"]["tollgate.io/credentials"] == "dev-only-kind"
+        assert "kind cluster only" in secret["metadata"]["annotations"]["tollgate.io/warning"]
+    assert "KIND CLUSTER ONLY" in (MANIFESTS / "overlays" / "kind" / "dev-credentials.env").read_text()
+
+
+def test_pipeline_pods_get_the_s3_secret_they_are_compiled_with(kind_objects):
+    from tollgate.pipelines.training import S3_SECRET_KEYS
+
+    cfg = load_config()
+    secret = find(kind_objects, "Secret", cfg.kfp.s3_secret)
+    assert secret["metadata"]["namespace"] == cfg.kfp.namespace
+    assert set(S3_SECRET_KEYS) <= set(secret["data"])
+
+
+def test_pipeline_runner_may_manage_inference_services_and_nothing_more(kind_objects):
+    cfg = load_config()
+    roles = [o for o in kind_objects if o["kind"] in ("Role", "ClusterRole")]
+    bindings = [o for o in kind_objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert [r["kind"] for r in roles] == ["Role"] and [b["kind"] for b in bindings] == ["RoleBinding"]
+    role, binding = roles[0], bindings[0]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == cfg.deploy.kserve.namespace
+    assert role["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+                              "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner",
+                                    "namespace": cfg.kfp.namespace}]
+
+
+def test_minio_has_storage_and_a_bucket_job(kind_objects):
+    deployment = find(kind_objects, "Deployment", "minio")
+    volume = deployment["spec"]["template"]["spec"]["volumes"][0]
+    find(kind_objects, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    job = find(kind_objects, "Job", "minio-buckets")
+    script = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert "mc mb --ignore-existing tollgate/models tollgate/data" in script
+    assert load_config().kfp.registry_uri == "s3://models"
+    for container in (deployment["spec"]["template"]["spec"]["containers"][0],
+                      job["spec"]["template"]["spec"]["containers"][0]):
+        assert ":" in container["image"] and not container["image"].endswith(":latest")
+
+
+# -- images, versions, ports -----------------------------------------------------------------
+
+def test_images_carry_the_project_version(kind_objects):
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    runtime = find(kind_objects, "ClusterServingRuntime", "tollgate")
+    assert runtime["spec"]["containers"][0]["image"] == f"tollgate-serving:{version}"
+    assert load_config().pipeline.image == f"tollgate:{version}"
+    makefile = (REPO / "Makefile").read_text()
+    assert "COMPONENT_IMAGE := tollgate\n" in makefile and "SERVING_IMAGE   := tollgate-serving\n" in makefile
+
+
+def test_kind_config_pins_the_node_and_maps_every_node_port(kind_objects):
+    cluster = yaml.safe_load((MANIFESTS / "kind" / "cluster.yaml").read_text())
+    (node,) = cluster["nodes"]
+    match = re.fullmatch(r"kindest/node:v1\.(\d+)\.\d+@sha256:[0-9a-f]{64}", node["image"])
+    assert match and int(match.group(1)) >= 32, "KServe v0.20.0 needs Kubernetes >= 1.32; pin by digest"
+    assert int(match.group(1)) == int(KUBERNETES_VERSION.split(".")[1]), "validate for the node's Kubernetes"
+    mapped = {m["containerPort"] for m in node["extraPortMappings"]}
+    node_ports = {p["nodePort"] for o in kind_objects if o["kind"] == "Service" for p in o["spec"]["ports"]
+                  if "nodePort" in p}
+    assert node_ports == mapped
+    assert all(m["hostPort"] == m["containerPort"] and m["listenAddress"] == "127.0.0.1"
+               for m in node["extraPortMappings"])
+    assert load_config().kfp.host == "http://localhost:30888"
+
+
+def test_cluster_script_pins_third_party_versions():
+    script = (MANIFESTS / "kind" / "cluster.sh").read_text()
+    assert 'KFP_VERSION="2.17.0"' in script and 'KSERVE_VERSION="v0.20.0"' in script
+    assert re.search(r'CERT_MANAGER_VERSION="v\d+\.\d+\.\d+"', script)
+    assert "env/platform-agnostic?ref=${KFP_VERSION}" in script and "env/dev-kind" not in script
+    assert "kserve.controller.deploymentMode=Standard" in script
+    assert not re.search(r"\b(latest|master|main)\b", script.split("case ")[0].split("say()")[0])
+    assert subprocess.run(["bash", "-n", str(MANIFESTS / "kind" / "cluster.sh")]).returncode == 0
+
+
+def test_cluster_script_says_what_is_missing(tmp_path):
+    """Without docker on PATH, `cluster-up` stops at once with the tool to install."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dirname").symlink_to(shutil.which("dirname"))
+    result = subprocess.run([shutil.which("bash"), str(MANIFESTS / "kind" / "cluster.sh"), "up"], capture_output=True,
+                            text=True, env={"PATH": str(bin_dir)}, timeout=30)
+    assert result.returncode == 1
+    assert "'docker' is not installed" in result.stderr and "get-docker" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed here")
+def test_cluster_script_says_when_the_docker_daemon_is_down(tmp_path):
+    """This machine (and CI) has the docker CLI but no daemon: the script must say so, not hang."""
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0:
+        pytest.skip("a Docker daemon is running here, so the 'daemon down' message cannot be shown")
+    result = subprocess.run(["bash", str(MANIFESTS / "kind" / "cluster.sh"), "up"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1 and "daemon does not answer" in result.stderr
