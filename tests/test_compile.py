@@ -1,0 +1,105 @@
+"""The compiled KFP IR: what a cluster would run (no cluster runs in CI, so the YAML is the check).
+
+Every task runs in the component image without installing kfp, the gate guards register and
+deploy, scheduled packages read KFP's scheduled time, tasks that touch S3 get the MinIO
+credentials from the Secret the kind overlay creates, and deploy is never served from cache.
+"""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tollgate.cli import app
+from tollgate.config import load_config
+from tollgate.pipelines.training import S3_SECRET_KEYS, compile_pipeline
+
+S3_TASKS = {"ingest", "validate", "evaluate", "register", "deploy"}
+
+
+def compiled(tmp_path, use_schedule_time=False, **overrides):
+    config = load_config(None, overrides)
+    documents = list(yaml.safe_load_all(compile_pipeline(config, tmp_path / "pipeline.yaml", use_schedule_time)
+                                        .read_text()))
+    return config, documents[0], (documents[1] if len(documents) > 1 else {})
+
+
+def all_tasks(spec):
+    """Every task of the DAG, nested ones included: name -> task."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+@pytest.fixture(scope="module")
+def cluster_package(tmp_path_factory):
+    """The package `tollgate schedule` sends: S3 registry, kserve target, scheduled time wired in."""
+    return compiled(tmp_path_factory.mktemp("ir"), use_schedule_time=True,
+                    **{"registry.uri": "s3://models", "deploy.target": "kserve"})
+
+
+def test_every_task_runs_in_the_component_image_without_installing_kfp(cluster_package):
+    config, spec, _ = cluster_package
+    executors = spec["deploymentSpec"]["executors"]
+    assert len(executors) >= 10
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"] == config.pipeline.image, name
+        assert "pip install" not in " ".join(container["command"]), f"{name} installs packages at run time"
+
+
+def test_compile_cli_sets_the_image_of_every_task(tmp_path):
+    output = tmp_path / "ir.yaml"
+    result = CliRunner().invoke(app, ["compile", "-o", str(output), "--image", "registry.local/tollgate:9.9.9-abc1234"])
+    assert result.exit_code == 0, result.output
+    executors = yaml.safe_load(output.read_text())["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"registry.local/tollgate:9.9.9-abc1234"}
+
+
+def test_the_gate_guards_register_and_deploy(cluster_package):
+    _, spec, _ = cluster_package
+    root = spec["root"]["dag"]["tasks"]
+    (condition,) = [task for task in root.values() if "triggerPolicy" in task]
+    assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
+    assert condition["inputs"]["parameters"]["pipelinechannel--gate-Output"]["taskOutputParameter"]["producerTask"] == "gate"
+    guarded = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"infra-validate", "register", "deploy"} <= set(guarded)
+    assert not {"register", "deploy"} & set(root), "register/deploy must only run inside the gate"
+
+
+def test_deploy_and_champion_dependent_tasks_skip_the_cache(cluster_package):
+    _, spec, _ = cluster_package
+    tasks = all_tasks(spec)
+    for name in ("deploy", "register", "infra-validate", "evaluate", "gate"):
+        assert not tasks[name].get("cachingOptions", {}).get("enableCache"), name
+
+
+def test_scheduled_package_passes_the_schedule_time_to_ingest(cluster_package, tmp_path):
+    _, spec, _ = cluster_package
+    scheduled = spec["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]["scheduled_time"]
+    assert scheduled == {"runtimeValue": {"constant": "{{$.pipeline_job_schedule_time_utc}}"}}
+    _, one_off, _ = compiled(tmp_path)
+    assert one_off["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]["scheduled_time"] == {
+        "componentInputParameter": "scheduled_time"}
+
+
+def test_tasks_that_touch_s3_get_the_minio_secret(cluster_package):
+    config, _, platform = cluster_package
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == S3_TASKS
+    for name, settings in executors.items():
+        (secret,) = settings["secretAsEnv"]
+        assert secret["secretName"] == config.kfp.s3_secret, name
+        assert {(m["secretKey"], m["envVar"]) for m in secret["keyToEnv"]} == {(k, k) for k in S3_SECRET_KEYS}
+
+
+def test_a_local_registry_compiles_without_kubernetes_settings(tmp_path):
+    _, _, platform = compiled(tmp_path)
+    assert "secretAsEnv" not in json.dumps(platform)
+
+
+def test_s3_data_alone_also_wires_the_secret(tmp_path):
+    _, _, platform = compiled(tmp_path, **{"data.source": "s3://data/applicants.parquet"})
+    assert "exec-ingest" in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

@@ -1,0 +1,198 @@
+"""docker/Dockerfile, checked statically: there is no Docker daemon here or in CI.
+
+A small Dockerfile reader (continuations, comments, global ARGs, stages, the per-Dockerfile
+.dockerignore) backs the checks: every base image is pinned, no `latest`, both targets end
+as a numeric non-root user, the serving target starts the model server with the flags the
+ClusterServingRuntime uses, and everything COPY needs is inside the build context.
+"""
+
+import json
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+TARGETS = ("component", "serving")
+
+
+@dataclass
+class Stage:
+    name: str
+    base: str  # image reference after ARG substitution, or a previous stage's name
+    instructions: list = field(default_factory=list)  # (KEYWORD, arguments)
+
+
+def logical_lines(text: str) -> list[str]:
+    """Instructions with backslash continuations joined and comment lines dropped (as BuildKit does)."""
+    lines, current = [], ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("#") or (not stripped and not current):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        lines.append((current + stripped).strip())
+        current = ""
+    if current.strip():
+        raise ValueError(f"dangling line continuation at the end: {current!r}")
+    return [line for line in lines if line]
+
+
+def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and the stages, in order."""
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical_lines(text):
+        keyword, _, rest = line.partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "FROM":
+            words = rest.split()
+            reference = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args.get(m.group(1) or m.group(2), ""), words[0])
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
+            stages.append(Stage(name, reference))
+        elif not stages:
+            if keyword != "ARG":
+                raise ValueError(f"only ARG may come before the first FROM, got {keyword}")
+            name, _, default = rest.partition("=")
+            global_args[name] = default
+        else:
+            stages[-1].instructions.append((keyword, rest))
+    return global_args, stages
+
+
+def problems(text: str, targets=TARGETS) -> list[str]:
+    """What is wrong with a Dockerfile under Tollgate's rules (empty list = fine)."""
+    found = []
+    _, stages = parse(text)
+    by_name = {stage.name: stage for stage in stages}
+    if "latest" in text.lower():
+        found.append("mentions 'latest'")
+    for stage in stages:
+        if stage.base in by_name:
+            continue
+        if "@sha256:" in stage.base:
+            continue
+        tag = stage.base.rpartition(":")[2] if ":" in stage.base.rpartition("/")[2] else ""
+        if not tag or not re.match(r"^\d+\.\d+\.\d+", tag):
+            found.append(f"stage {stage.name}: base image {stage.base!r} is not pinned to a digest or an exact version tag")
+    for target in targets:
+        if target not in by_name:
+            found.append(f"no stage named {target!r}")
+            continue
+        user = effective(by_name, target, "USER")
+        if user is None:
+            found.append(f"target {target}: no USER, so it runs as root")
+        elif not re.fullmatch(r"[1-9]\d*(:\d+)?", user):
+            found.append(f"target {target}: USER {user!r} is not a numeric non-root uid (runAsNonRoot needs one)")
+    return found
+
+
+def effective(by_name: dict[str, Stage], target: str, keyword: str):
+    """The last ``keyword`` value a target has, following FROM <stage> back through its parents."""
+    stage = by_name[target]
+    while True:
+        values = [rest for key, rest in stage.instructions if key == keyword]
+        if values:
+            return values[-1]
+        if stage.base not in by_name:
+            return None
+        stage = by_name[stage.base]
+
+
+def dockerignore_excludes(patterns: list[str], path: str) -> bool:
+    """BuildKit's rule: the last pattern matching the path or one of its parent directories wins."""
+    parts = path.split("/")
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = pattern.lstrip("!").strip("/")
+        regex = "^" + re.escape(body).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]") + "$"
+        if any(re.match(regex, "/".join(parts[:depth])) for depth in range(1, len(parts) + 1)):
+            excluded = not negated
+    return excluded
+
+
+@pytest.fixture(scope="module")
+def dockerfile():
+    text = DOCKERFILE.read_text()
+    global_args, stages = parse(text)
+    return text, global_args, {stage.name: stage for stage in stages}
+
+
+def test_dockerfile_parses_into_the_expected_stages(dockerfile):
+    _, global_args, stages = dockerfile
+    assert list(stages) == ["build", "runtime", "component", "serving"]
+    assert stages["component"].base == stages["serving"].base == "runtime"
+    assert global_args["PYTHON_IMAGE"].startswith("python:3.11.") and global_args["PYTHON_IMAGE"].endswith("-slim-bookworm")
+
+
+def test_dockerfile_pins_its_base_and_runs_as_non_root(dockerfile):
+    text, _, stages = dockerfile
+    assert problems(text) == []
+    assert effective(stages, "component", "USER") == effective(stages, "serving", "USER") == "10001:10001"
+
+
+@pytest.mark.parametrize("mutation, complaint", [
+    (lambda t: t.replace("python:3.11.14-slim-bookworm", "python:3.11-slim"), "not pinned"),
+    (lambda t: t.replace("python:3.11.14-slim-bookworm", "python"), "not pinned"),
+    (lambda t: t.replace("python:3.11.14-slim-bookworm", "python:latest"), "latest"),
+    (lambda t: t.replace("USER 10001:10001", "USER root"), "not a numeric non-root"),
+    (lambda t: t.replace("USER 10001:10001", "USER 0"), "not a numeric non-root"),
+    (lambda t: t.replace("USER 10001:10001\n", ""), "runs as root"),
+])
+def test_the_checks_catch_what_they_are_for(mutation, complaint):
+    assert any(complaint in problem for problem in problems(mutation(DOCKERFILE.read_text())))
+
+
+def test_images_install_the_locked_dependencies_with_kfp(dockerfile):
+    _, _, stages = dockerfile
+    runs = " ".join(rest for key, rest in stages["build"].instructions if key == "RUN")
+    assert "install --no-deps -r /tmp/requirements.lock" in runs
+    lock = (REPO / "requirements.lock").read_text().splitlines()
+    pins = dict(line.split("==", 1) for line in lock if "==" in line)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name, version = requirement.split("==")
+        assert pins.get(name) == version, f"{name} in pyproject ({version}) differs from requirements.lock"
+    assert pins["kfp"] == "2.17.0"
+    import setuptools
+
+    assert f"SETUPTOOLS_VERSION={setuptools.__version__}" in DOCKERFILE.read_text()
+
+
+def test_serving_target_starts_the_model_server(dockerfile):
+    from tollgate.serving.__main__ import build_parser
+
+    _, _, stages = dockerfile
+    serving = dict(stages["serving"].instructions)
+    assert json.loads(serving["ENTRYPOINT"]) == ["python", "-m", "tollgate.serving"]
+    assert set(serving["EXPOSE"].split()) == {"8080", "8081"}
+    options = build_parser().parse_args(json.loads(serving["CMD"]))
+    assert (options.model_dir, options.http_port, options.grpc_port) == ("/mnt/models", 8080, 8081)
+
+
+def test_everything_copied_is_in_the_build_context(dockerfile):
+    _, _, stages = dockerfile
+    patterns = [line.strip() for line in (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    sources = []
+    for stage in stages.values():
+        for key, rest in stage.instructions:
+            if key == "COPY" and not rest.startswith("--from"):
+                sources += shlex.split(rest)[:-1]
+    assert sources, "no COPY found"
+    for source in sources:
+        path = REPO / source
+        assert path.exists(), f"COPY {source}: not in the repository"
+        files = [path] if path.is_file() else [p for p in path.rglob("*.py")][:50]
+        for file in files:
+            relative = file.relative_to(REPO).as_posix()
+            assert not dockerignore_excludes(patterns, relative), f"{relative} is excluded from the build context"
+    assert dockerignore_excludes(patterns, ".venv/bin/python")
+    assert dockerignore_excludes(patterns, "tollgate/__pycache__/config.cpython-311.pyc")
