@@ -49,12 +49,12 @@ def submit(
 
     cfg, arguments = _cluster_config(config, host, registry, data, deploy_target, experiment, model_name)
     run_id, client = submit_run(cfg, arguments, run_name)
-    link = f"{cfg.kfp.host.rstrip('/')}/#/runs/details/{run_id}"
     if not wait:
         if as_json:
             emit_json({"run_id": run_id, "experiment": cfg.kfp.experiment, "arguments": arguments})
         else:
-            console.print(f"Submitted run [bold]{run_id}[/] to experiment {cfg.kfp.experiment!r} at {cfg.kfp.host}")
+            console.print(f"Submitted run [bold]{run_id}[/] to experiment {cfg.kfp.experiment!r} at {cfg.kfp.host}; "
+                          "follow it with `tollgate runs` or in the KFP UI")
         return
 
     seen: dict[str, str] = {}
@@ -75,7 +75,7 @@ def submit(
         emit_json({"run_id": run_id, "state": final, "tasks": seen})
     else:
         colour = "green" if final == "SUCCEEDED" else "red"
-        console.print(f"Run {run_id} [{colour}]{final}[/] ({link})")
+        console.print(f"Run {run_id} [{colour}]{final}[/]")
     if final != "SUCCEEDED":
         raise typer.Exit(1)
 
