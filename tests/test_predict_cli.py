@@ -1,0 +1,127 @@
+"""``tollgate serve`` as a real process and ``tollgate predict`` against it, for every protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import free_port
+from tollgate.cli import app
+from tollgate.data.builtin import generate_applicants
+
+MODEL = "credit-default"
+
+
+@pytest.fixture(scope="module")
+def registry(trained_model_dir, tmp_path_factory) -> Path:
+    """A registry holding the trained version as v1 with production -> v1."""
+    from tollgate.registry import open_registry
+
+    root = tmp_path_factory.mktemp("cli-registry") / "registry"
+    reg = open_registry(str(root))
+    staged = tmp_path_factory.mktemp("staged")
+    for name in ("model.joblib", "input_schema.json"):
+        shutil.copy(trained_model_dir / name, staged / name)
+    metadata = json.loads((trained_model_dir / "metadata.json").read_text())
+    version = reg.register(MODEL, staged, {k: v for k, v in metadata.items() if k not in ("version", "created_at")})
+    reg.promote(MODEL, version.version)
+    return root
+
+
+@pytest.fixture(scope="module")
+def served(registry, tmp_path_factory):
+    """`tollgate serve --alias production` on free loopback ports; stopped with SIGTERM afterwards."""
+    http_port, grpc_port = free_port(), free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "wb") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "tollgate.cli", "serve", "--alias", "production",
+                                    "--registry", str(registry), "--http-port", str(http_port),
+                                    "--grpc-port", str(grpc_port)],
+                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "COLUMNS": "200"})
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"tollgate serve did not become ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    time.sleep(0.5)  # gRPC starts alongside REST
+    yield {"rest": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "log": log}
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) is not None
+
+
+@pytest.fixture(scope="module")
+def rows_files(trained_model_dir, tmp_path_factory):
+    names = [c["name"] for c in json.loads((trained_model_dir / "input_schema.json").read_text())["columns"]]
+    frame = generate_applicants(rows=5, seed=77)[names]
+    folder = tmp_path_factory.mktemp("rows")
+    frame.to_csv(folder / "rows.csv", index=False)
+    frame.to_json(folder / "rows.json", orient="records")
+    expected = joblib.load(trained_model_dir / "model.joblib").predict_proba(frame)[:, 1]
+    return folder / "rows.csv", folder / "rows.json", expected
+
+
+def test_serve_prints_where_it_listens(served):
+    text = served["log"].read_text()
+    assert f"Serving credit-default v1 (production)" in text
+    assert "Uvicorn running on http://127.0.0.1" in text
+
+
+@pytest.mark.parametrize("protocol", ["rest-v1", "rest-v2", "grpc"])
+@pytest.mark.parametrize("file_kind", ["csv", "json"])
+def test_predict_json_output_matches_in_process(served, rows_files, protocol, file_kind):
+    csv_file, json_file, expected = rows_files
+    url = served["grpc"] if protocol == "grpc" else served["rest"]
+    result = CliRunner().invoke(app, ["predict", "--protocol", protocol, "--url", url, "--json",
+                                      "--file", str(csv_file if file_kind == "csv" else json_file)])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["model_version"] == "1"
+    np.testing.assert_allclose([p["probability"] for p in body["predictions"]], expected, rtol=0, atol=1e-12)
+
+
+def test_predict_prints_a_table(served, rows_files):
+    result = CliRunner().invoke(app, ["predict", "--protocol", "rest-v2", "--url", served["rest"],
+                                      "--file", str(rows_files[0])], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "credit-default v1 via rest-v2" in result.output
+    assert "predicted_class" in result.output and "probability" in result.output
+
+
+def test_predict_reports_the_servers_refusal(served, tmp_path):
+    rows = tmp_path / "bad.json"
+    rows.write_text(json.dumps([{"age": "forty"}]))
+    result = CliRunner().invoke(app, ["predict", "--protocol", "rest-v1", "--url", served["rest"], "--file", str(rows)])
+    assert result.exit_code == 1
+    assert "400" in result.output and "missing column" in result.output
+
+
+def test_predict_rejects_unknown_protocol_and_missing_file(tmp_path):
+    result = CliRunner().invoke(app, ["predict", "--protocol", "soap", "--file", str(tmp_path / "x.json")])
+    assert result.exit_code == 1 and "unknown protocol 'soap'" in result.output
+    result = CliRunner().invoke(app, ["predict", "--file", str(tmp_path / "x.json")])
+    assert result.exit_code == 1 and "rows file not found" in result.output
+
+
+def test_serve_explains_a_missing_alias(tmp_path):
+    result = CliRunner().invoke(app, ["serve", "--registry", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "production" in result.output
