@@ -139,6 +139,28 @@ def test_every_object_validates(directory):
     assert not problems, "\n".join(problems)
 
 
+def plain_manifests() -> list[Path]:
+    """YAML files of Kubernetes objects that no kustomization renders (examples)."""
+    rendered_dirs = set(KUSTOMIZATIONS)
+    return sorted(path for path in MANIFESTS.rglob("*.yaml")
+                  if path.parent not in rendered_dirs and path.name != "kustomization.yaml"
+                  and path.parent.name != "kind")
+
+
+def test_example_files_validate_and_match_the_deploy_step():
+    from tollgate.cluster.kserve import KServeSettings, build_inference_service
+
+    examples = plain_manifests()
+    assert examples, "manifests/examples/inferenceservice.yaml is missing"
+    for path in examples:
+        for obj in (doc for doc in yaml.safe_load_all(path.read_text()) if doc):
+            errors = kserve_errors(obj) if obj["kind"] in KSERVE_KINDS else builtin_errors(obj)
+            assert not errors, f"{path}: {errors}"
+    example = yaml.safe_load((MANIFESTS / "examples" / "inferenceservice.yaml").read_text())
+    model = load_config().model_name
+    assert example == build_inference_service(model, f"s3://models/{model}/v1", 1, KServeSettings())
+
+
 def test_validators_reject_broken_objects(kind_objects):
     runtime = find(kind_objects, "ClusterServingRuntime", "tollgate")
     broken_runtime = yaml.safe_load(yaml.safe_dump(runtime))
