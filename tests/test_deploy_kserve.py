@@ -410,6 +410,9 @@ def test_readiness_reads_terminal_and_pending_states():
     stale = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2,
                                                        "conditions": [{"type": "Ready", "status": "True"}]}}
     assert readiness(stale, 3)[0] == "pending"
+    assert readiness({"status": {}}, 1) == ("pending", "no Ready condition yet")
     invalid = {"status": {"modelStatus": {"transitionStatus": "InvalidSpec"}}}
     assert readiness(invalid, 1) == ("failed", "model status InvalidSpec: InvalidSpec")
     assert KServeDeployer(FakeCustomObjectsApi(), KServeSettings()).get("absent") is None
+    with pytest.raises(DeployError, match="DNS-1035"):
+        KServeDeployer(FakeCustomObjectsApi(), KServeSettings()).rollout("7-eleven", "s3://m/7-eleven/v1", 1, {})

@@ -37,6 +37,19 @@ require_docker() {
   fi
 }
 
+# Webhooks (cert-manager's, KServe's) can refuse requests for a short while after their
+# Deployments report Available; retry such steps instead of failing the whole bring-up.
+retry() {
+  local attempts="$1"; shift
+  local n
+  for n in $(seq 1 "${attempts}"); do
+    if "$@"; then return 0; fi
+    [ "${n}" -lt "${attempts}" ] && { echo "    (attempt ${n} of ${attempts} failed; retrying in 15 s)"; sleep 15; }
+  done
+  echo "error: failed after ${attempts} attempts: $*" >&2
+  return 1
+}
+
 cluster_exists() { kind get clusters 2>/dev/null | grep -qx "${CLUSTER_NAME}"; }
 
 k() { kubectl --context "${CONTEXT}" "$@"; }
@@ -46,6 +59,7 @@ up() {
   require kind "install kind >= v0.29.0 (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
   require kubectl "install kubectl >= v1.32 (https://kubernetes.io/docs/tasks/tools/)"
   require helm "install helm >= v3.8, used for KServe's OCI charts (https://helm.sh/docs/intro/install/)"
+  require git "install git; kubectl fetches KFP's remote kustomize bases with it"
 
   if cluster_exists; then
     say "kind cluster '${CLUSTER_NAME}' already exists; re-applying everything"
@@ -61,17 +75,17 @@ up() {
   say "Kubeflow Pipelines ${KFP_VERSION} (standalone, platform-agnostic)"
   k apply -k "${KFP_CLUSTER_SCOPED}"
   k wait --for=condition=established --timeout=120s crd/applications.app.k8s.io
-  k apply -k "${KFP_PLATFORM_AGNOSTIC}"
+  retry 3 k apply -k "${KFP_PLATFORM_AGNOSTIC}"
 
   say "KServe ${KSERVE_VERSION} in Standard mode"
-  helm --kube-context "${CONTEXT}" upgrade --install kserve-crd "${KSERVE_CRD_CHART}" \
+  retry 3 helm --kube-context "${CONTEXT}" upgrade --install kserve-crd "${KSERVE_CRD_CHART}" \
     --version "${KSERVE_VERSION}" --namespace kserve --create-namespace --wait
-  helm --kube-context "${CONTEXT}" upgrade --install kserve "${KSERVE_CHART}" \
+  retry 3 helm --kube-context "${CONTEXT}" upgrade --install kserve "${KSERVE_CHART}" \
     --version "${KSERVE_VERSION}" --namespace kserve \
     --set kserve.controller.deploymentMode=Standard --wait --timeout 10m
 
   say "Tollgate's resources (MinIO, serving runtime, RBAC, node ports): ${MANIFESTS}/overlays/kind"
-  k apply -k "${MANIFESTS}/overlays/kind"
+  retry 3 k apply -k "${MANIFESTS}/overlays/kind"
 
   say "Waiting until everything is ready (KFP pulls many images on the first run: up to 20 min)"
   k -n minio wait --for=condition=Available deployment/minio --timeout=300s

@@ -13,6 +13,7 @@ Role in manifests/base/kfp-access grants KFP's ``pipeline-runner``.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -110,7 +111,9 @@ def readiness(isvc: dict[str, Any], generation: int) -> tuple[str, str]:
         failure = model_status.get("lastFailureInfo") or {}
         detail = failure.get("message") or failure.get("reason") or model_status["transitionStatus"]
         return "failed", f"model status {model_status['transitionStatus']}: {detail}"
-    if int(status.get("observedGeneration") or 0) < generation:
+    # KServe 0.20 records observedGeneration; without it only the Ready condition is there to go by.
+    observed = status.get("observedGeneration")
+    if observed is not None and int(observed) < generation:
         return "pending", f"controller has not observed generation {generation} yet"
     if ready.get("status") == "True":
         return "ready", "Ready"
@@ -271,6 +274,9 @@ class KServeDeployer:
     def rollout(self, name: str, storage_uri: str, version: int, schema: dict[str, Any]) -> Rollout:
         """Serve ``storage_uri`` under ``name``; on any failure restore the previous state and raise."""
         settings = self.settings
+        if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name):
+            raise DeployError(f"model name {name!r} cannot name an InferenceService: it must start with a letter and "
+                              "hold only lowercase letters, digits and '-' (a DNS-1035 label)")
         canary = settings.canary_traffic_percent is not None
         previous = self.get(name)
         desired = build_inference_service(name, storage_uri, version, settings, canary=canary and previous is not None)
