@@ -18,7 +18,7 @@ from tollgate.steps.gate import Champion, Policy, decide
 pytestmark = pytest.mark.pipeline
 
 ALL_STEPS = {"ingest", "validate", "preprocess", "train", "select", "evaluate", "gate",
-             "infra-validate", "register", "deploy"}
+             "infra-validate", "register", "deploy", "report"}
 
 
 def tollgate(*args, check=True):
@@ -130,7 +130,7 @@ def test_bad_input_fails_fast_with_the_reason(workspace):
     result = tollgate("run", "--config", workspace["config"], "--target", "no_such_column", check=False)
     assert result.returncode == 1
     assert "target column 'no_such_column' is not in the data" in result.stdout
-    assert "ingest" in result.stdout
+    assert "Run failed in ingest" in result.stdout
     bad = tollgate("run", "--config", workspace["config"], "--model-name", "Bad Name", check=False)
     assert bad.returncode == 1 and "model_name" in bad.stderr
 

@@ -19,7 +19,9 @@ def test_dag_reads_s3_data_and_registers_into_s3(s3_bucket, tmp_path):
     generate_applicants(rows=1500, seed=5).to_csv(csv, index=False)
     client_from_env().fput_object(s3_bucket, "data/2026-11-20/applicants.csv", str(csv))
     config = make_config(tmp_path, **{"registry.uri": f"s3://{s3_bucket}/models",
-                                      "data.source": f"s3://{s3_bucket}/data/2026-11-20/applicants.csv"})
+                                      "data.source": f"s3://{s3_bucket}/data/2026-11-20/applicants.csv",
+                                      # This test is about S3, not model quality: 300 test rows are noisy.
+                                      "gate.absolute": {"roc_auc": {"min": 0.55}}})
 
     outcome, summary = run_pipeline(config)
 

@@ -151,8 +151,11 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         console.print("Nothing registered; aliases unchanged.")
     if not summary["succeeded"]:
         step = summary.get("failed_step")
-        console.print(f"[red bold]Run failed[/]{f' in {step}' if step else ''}: {summary.get('error')}")
+        # Unwrapped: an error message or a path broken across lines cannot be searched or copied.
+        console.print(f"[red bold]Run failed[/]{f' in {step}' if step else ''}: {summary.get('error')}",
+                      soft_wrap=True)
     if summary.get("report"):
-        console.print(f"[bold]Report[/] {summary['report']} (or `tollgate report {summary['run_dir']}`)")
+        console.print(f"[bold]Report[/] {summary['report']} (or `tollgate report {summary['run_dir']}`)",
+                      soft_wrap=True)
     console.print(f"[dim]{summary['total_seconds']:.1f}s; run directory {summary['run_dir']}; "
-                  f"KFP log {summary['log_file']}[/]")
+                  f"KFP log {summary['log_file']}[/]", soft_wrap=True)
