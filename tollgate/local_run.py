@@ -87,7 +87,8 @@ class _TaskEventStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self._log.flush()
+        if not self._log.closed:  # see write(): a finished run's stream may still be flushed
+            self._log.flush()
 
 
 def new_run_dir(root: str | Path) -> Path:
@@ -178,9 +179,12 @@ def _failure_reason(log_text: str) -> str | None:
     for index in range(len(lines) - 1, -1, -1):
         if "Traceback (most recent call last)" not in lines[index]:
             continue
+        # The exception line is indented like "Traceback"; source lines deeper. kfp.local's
+        # indentation of task output grows with each run in one process (tests), so compare.
+        indent = len(lines[index]) - len(lines[index].lstrip())
         for position in range(index + 1, len(lines)):
             match = _ERROR_LINE.match(lines[position])
-            if match and not lines[position].startswith("      "):
+            if match and len(lines[position]) - len(lines[position].lstrip()) <= indent:
                 message = [f"{match.group(1)}: {match.group(2) or ''}".rstrip()]
                 for follow in lines[position + 1:]:
                     stripped = follow.strip()
