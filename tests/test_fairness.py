@@ -37,9 +37,15 @@ def test_group_rates_and_disparities_equal_hand_computed_values():
     assert everyone["equal_opportunity_difference"] == pytest.approx(0.5)
 
 
-def test_too_few_eligible_groups_leave_the_disparities_unmeasured():
+def test_too_few_eligible_groups_or_no_positive_decisions_leave_the_disparities_unmeasured():
     result = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=6)
     assert result["disparate_impact"] is None and result["equal_opportunity_difference"] is None
+    assert "fewer than two groups with at least 6 test rows" in result["unmeasured"]["disparate_impact"]
+    nobody = attribute_fairness(Y_TRUE, [0] * len(Y_TRUE), GROUPS, min_group_size=3)
+    assert nobody["disparate_impact"] is None and nobody["equal_opportunity_difference"] == 0.0
+    assert "no group has a single positive decision" in nobody["unmeasured"]["disparate_impact"]
+    blocked = decide({}, None, Policy(fairness={"min_disparate_impact": 0.8}), fairness={"gender": nobody})
+    assert not blocked.passed and "no group has a single positive decision" in blocked.reasons[0]
 
 
 def test_numeric_attributes_are_binned_in_order_and_missing_is_a_group():

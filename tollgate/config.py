@@ -25,6 +25,11 @@ MODEL_FAMILIES = ("logistic_regression", "hist_gradient_boosting", "random_fores
 _EXTRA_GATE_METRICS: set[str] = set()
 
 
+def _repeated(names: list[str]) -> list[str]:
+    """Names that occur more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 class _Strict(BaseModel):
     # Unknown keys are almost always typos; reject them so they cannot silently do nothing.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -106,8 +111,7 @@ class TrainConfig(_Strict):
     @field_validator("candidates")
     @classmethod
     def _unique_names(cls, candidates: list[CandidateConfig]) -> list[CandidateConfig]:
-        names = [c.name for c in candidates]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _repeated([c.name for c in candidates])
         if duplicates:
             raise ValueError(f"candidate names must be unique, repeated: {duplicates}")
         return candidates
@@ -239,8 +243,7 @@ class FairnessConfig(_Strict):
     @field_validator("sensitive_attributes")
     @classmethod
     def _unique_columns(cls, attributes: list[SensitiveAttributeConfig]) -> list[SensitiveAttributeConfig]:
-        names = [a.column for a in attributes]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        repeated = _repeated([a.column for a in attributes])
         if repeated:
             raise ValueError(f"sensitive attributes repeated: {repeated}")
         return attributes
@@ -299,7 +302,7 @@ class KfpConfig(_Strict):
 
     host: str = Field("http://localhost:30888", description="KFP API endpoint (the kind setup maps it to port 30888).")
     experiment: str = Field("tollgate", description="KFP experiment that runs and recurring runs belong to.")
-    namespace: str = Field("kubeflow", description="Namespace where KFP runs pipeline pods.")
+    namespace: str = Field("kubeflow", description="Namespace where KFP runs pipeline pods (holds kfp.s3_secret).")
     registry_uri: str = Field("s3://models", description="Registry as the pipeline pods see it (submit/schedule default).")
     s3_secret: str = Field("tollgate-s3", description="Secret in the KFP namespace whose S3_ENDPOINT, AWS_ACCESS_KEY_ID "
                            "and AWS_SECRET_ACCESS_KEY become env vars of tasks that touch S3.")

@@ -93,4 +93,4 @@ def report(
         return
     console.print(f"[bold]Report[/] {path}")
     for line in lines:
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)

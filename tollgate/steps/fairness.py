@@ -78,12 +78,21 @@ def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series
     eligible = groups.isin([r["group"] for r in rows if r["bounded"]]).to_numpy()
     # TPR is undefined for a group without positives; such a group cannot take part in equal opportunity.
     with_positives = eligible & groups.isin([r["group"] for r in rows if r["tpr"] is not None]).to_numpy()
-    result: dict[str, Any] = {"groups": rows, "min_group_size": min_group_size,
+    # Why a disparity is None, for the gate's message.
+    unmeasured: dict[str, str] = {}
+    result: dict[str, Any] = {"groups": rows, "min_group_size": min_group_size, "unmeasured": unmeasured,
                               "disparate_impact": None, "equal_opportunity_difference": None}
-    if len(set(groups[eligible])) >= 2:
+    if len(set(groups[eligible])) < 2:
+        unmeasured["disparate_impact"] = f"fewer than two groups with at least {min_group_size} test rows"
+    else:
         result["disparate_impact"] = _finite(demographic_parity_ratio(
             y_true[eligible], y_pred[eligible], sensitive_features=groups[eligible].to_numpy()))
-    if len(set(groups[with_positives])) >= 2:
+        if result["disparate_impact"] is None:
+            unmeasured["disparate_impact"] = "no group has a single positive decision at this threshold"
+    if len(set(groups[with_positives])) < 2:
+        unmeasured["equal_opportunity_difference"] = (f"fewer than two groups with at least {min_group_size} "
+                                                      "test rows and positives")
+    else:
         result["equal_opportunity_difference"] = _finite(equal_opportunity_difference(
             y_true[with_positives], y_pred[with_positives], sensitive_features=groups[with_positives].to_numpy()))
     best_rate = max((r["selection_rate"] for r in rows if r["bounded"]), default=0.0)

@@ -149,11 +149,10 @@ def _fairness_rules(attribute: str, record: dict[str, Any], bounds: dict[str, fl
         name, allowed = f"{attribute} {label}", f"{comparison} {bound:g}"
         value = record.get(measure)
         if value is None:
-            minimum = record.get("min_group_size")
+            reason = (record.get("unmeasured") or {}).get(measure, "not reported")
             rules.append(Rule(name, measure, False, None, allowed,
-                              f"{attribute}: {label} could not be measured (fewer than two groups with at least "
-                              f"{minimum} test rows{' and positives' if measure.startswith('equal') else ''}); "
-                              f"add test rows or coarsen the groups"))
+                              f"{attribute}: {label} could not be measured ({reason}); add test rows, coarsen "
+                              f"the groups or change fairness.threshold"))
             continue
         passed = value >= bound - 1e-12 if comparison == ">=" else value <= bound + 1e-12
         groups = ", ".join(f"{g['group']} {_rate(g, measure)}" for g in record.get("groups", []) if g.get("bounded"))
