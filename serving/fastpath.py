@@ -13,7 +13,8 @@ preprocessing steps Tollgate builds (``tollgate.steps.preprocess.build_preproces
   unknown-category rules are scikit-learn's, not a re-implementation.
 
 Per request only a matrix is filled and the fitted estimator's ``predict_proba`` runs
-on it. The compiled path is checked against ``Pipeline.predict_proba`` on probe rows
+on it (for binary logistic regression, its two array operations without the per-call
+input validation). The compiled path is checked against ``Pipeline.predict_proba`` on probe rows
 (known, unseen and missing values) before it is used; a pipeline of another shape, or
 any disagreement, falls back to the DataFrame path, with the reason recorded.
 """
@@ -89,6 +90,7 @@ class CompiledPipeline:
             self.width = max(self.width, out.stop)
         if self._numeric is None and not self._categorical:
             raise NotCompilable("no transformer to compile")
+        self._estimator_proba = _direct_proba(self.estimator) or self.estimator.predict_proba
 
     # -- compilation ----------------------------------------------------------------------
 
@@ -170,7 +172,27 @@ class CompiledPipeline:
 
     def predict_proba(self, columns: dict[str, Any], rows: int) -> np.ndarray:
         """Positive-class probabilities (column 1 of the estimator's ``predict_proba``)."""
-        return self.estimator.predict_proba(self.transform(columns, rows))
+        return self._estimator_proba(self.transform(columns, rows))
+
+
+def _direct_proba(estimator: Any):
+    """Binary LogisticRegression's predict_proba without its per-call input validation.
+
+    The same operations scikit-learn runs (``X @ coef_.T + intercept_``, then expit), so
+    the answers are identical; the load-time check against the Pipeline confirms it.
+    """
+    from scipy.special import expit
+    from sklearn.linear_model import LogisticRegression
+
+    if type(estimator) is not LogisticRegression or len(estimator.classes_) != 2:
+        return None
+    coef_t, intercept = estimator.coef_.T, estimator.intercept_
+
+    def predict_proba(matrix: np.ndarray) -> np.ndarray:
+        positive = expit((matrix @ coef_t + intercept).reshape(-1))
+        return np.stack([1 - positive, positive], axis=1)
+
+    return predict_proba
 
 
 def _text(value: Any) -> str:

@@ -152,7 +152,13 @@ def _grpc_options() -> dict[str, Any]:
 def serve_model(model: TollgateModel, http_port: int = 8080, grpc_port: int = 8081, host: str = "0.0.0.0",
                 enable_grpc: bool = True, request_logging: bool = False) -> None:
     """Load ``model`` and serve it until the process is told to stop."""
+    import gc
+
     model.load()
+    # Everything loaded so far lives as long as the process: keep it out of the garbage
+    # collector's full passes, which otherwise show up as latency spikes at p99.
+    gc.collect()
+    gc.freeze()
     server = TollgateModelServer(host=host, request_logging=request_logging, http_port=http_port,
                                  grpc_port=grpc_port, enable_grpc=enable_grpc, grace_period=5)
     server.start([model])
