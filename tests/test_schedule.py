@@ -16,7 +16,7 @@ from tests.conftest import free_port
 from tollgate.cli import app
 from tollgate.cluster.cron import CronError, parse_cron
 from tollgate.config import load_config
-from tollgate.steps.ingest import ingest
+from tollgate.steps.ingest import load_source, select_window
 
 
 def test_daily_at_two_is_six_fields_seconds_first():
@@ -72,15 +72,15 @@ def test_scheduled_time_picks_the_days_before_it():
     assert scheduled == "2026-03-11T02:00:00Z"
     config = load_config(None, {"data.window_days": 7, "data.builtin.rows": 3000})
 
-    result = ingest("builtin", config.data.target, config.data.drop, config.data.builtin.model_dump(),
-                    config.data.date_column, scheduled, config.data.window_days)
+    table = load_source("builtin", config.data.builtin.model_dump())
 
-    assert result.window == ("2026-03-04", "2026-03-11")
-    days = pd.to_datetime(result.frame[config.data.date_column]).dt.date.astype(str)
+    selected, window = select_window(table, config.data.date_column, scheduled, config.data.window_days)
+
+    assert window == ("2026-03-04", "2026-03-11")
+    days = pd.to_datetime(selected[config.data.date_column]).dt.date.astype(str)
     assert sorted(days.unique()) == [f"2026-03-{day:02d}" for day in range(4, 11)]
-    everything = ingest("builtin", config.data.target, config.data.drop, config.data.builtin.model_dump(),
-                        config.data.date_column, "", config.data.window_days)
-    assert len(everything.frame) == 3000 > len(result.frame) > 0
+    unscheduled, no_window = select_window(table, config.data.date_column, "", config.data.window_days)
+    assert no_window is None and len(unscheduled) == 3000 > len(selected) > 0
 
 
 # -- the CLI, with no cluster to talk to -----------------------------------------------------

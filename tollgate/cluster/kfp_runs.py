@@ -1,7 +1,8 @@
 """Runs and recurring runs on a Kubeflow Pipelines 2.17 cluster, through ``kfp.Client``.
 
 The DAG is compiled from the config right before it is sent, so what runs in the
-cluster is exactly what ``tollgate compile`` would write. Cluster pods cannot see the
+cluster is exactly what ``tollgate compile`` would write. Standalone KFP is single-user:
+no KFP namespace is passed, the client's own default ('' in single-user mode) applies. Cluster pods cannot see the
 developer's disk: the registry and the data must be ``s3://`` (or the built-in data).
 """
 
@@ -88,7 +89,7 @@ def submit(config: TollgateConfig, arguments: dict[str, Any], run_name: str | No
         package = _compiled(config, use_schedule_time=False, directory=tmp)
         result = client.create_run_from_pipeline_package(
             package, arguments=arguments, run_name=run_name, experiment_name=config.kfp.experiment,
-            namespace=config.kfp.namespace, enable_caching=True)
+            enable_caching=True)
     return result.run_id, client
 
 
@@ -123,7 +124,7 @@ def schedule(config: TollgateConfig, cron: str, arguments: dict[str, Any], job_n
         raise TollgateError("a schedule retrains on a daily window: set data.window_days (e.g. 30) so each run "
                             "reads the days before its scheduled time instead of the whole table")
     client = client or connect(config.kfp.host)
-    experiment = client.create_experiment(config.kfp.experiment, namespace=config.kfp.namespace)
+    experiment = client.create_experiment(config.kfp.experiment)
     with tempfile.TemporaryDirectory() as tmp:
         package = _compiled(config, use_schedule_time=True, directory=tmp)
         recurring = client.create_recurring_run(
@@ -140,12 +141,10 @@ def list_runs(config: TollgateConfig, limit: int = 20, client=None) -> list[RunI
     client = client or connect(config.kfp.host)
     experiment_id = None
     try:
-        experiment_id = client.get_experiment(experiment_name=config.kfp.experiment,
-                                              namespace=config.kfp.namespace).experiment_id
+        experiment_id = client.get_experiment(experiment_name=config.kfp.experiment).experiment_id
     except Exception:  # kfp raises ValueError or ApiException for a missing experiment
         experiment_id = None
-    response = client.list_runs(page_size=limit, sort_by="created_at desc", experiment_id=experiment_id,
-                                namespace=config.kfp.namespace)
+    response = client.list_runs(page_size=limit, sort_by="created_at desc", experiment_id=experiment_id)
     return [RunInfo(run_id=run.run_id, name=run.display_name or "", state=str(run.state or ""),
                     created_at=str(run.created_at or ""), finished_at=str(run.finished_at or ""),
                     error=str(getattr(run.error, "message", "") or "") if run.error else "")
