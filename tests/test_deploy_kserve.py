@@ -301,7 +301,7 @@ def test_redeploy_patches_and_ignores_the_stale_ready_condition(s3_registry, ali
     patch = api.calls[1][2]
     assert patch["spec"]["predictor"]["canaryTrafficPercent"] is None, "a left-over canary must be removed"
     stored = api.objects[("tollgate", MODEL)]
-    assert stored["metadata"]["generation"] == 2
+    assert stored["metadata"]["generation"] == 2 and not kserve_errors(stored)
     assert "canaryTrafficPercent" not in stored["spec"]["predictor"]
     assert stored["spec"]["predictor"]["model"]["storageUri"].endswith("/v2")
     # Ready for generation 1 was already there; the rollout waited for generation 2.
@@ -322,6 +322,8 @@ def test_failed_load_restores_the_previous_spec_and_aliases(s3_registry, aliases
     assert "BlockedByFailedLoad" in message and "unpickling error" in message
     assert "restored the previous spec" in message and "production -> v1" in message
     assert api.verbs() == ["patch", "replace"]
+    restored = api.calls[-1][2]
+    assert restored["spec"] == previous["spec"] and not kserve_errors(restored)
     assert api.objects[("tollgate", MODEL)]["spec"] == previous["spec"]
     assert s3_registry.aliases(MODEL) == aliases_at_v1
 
