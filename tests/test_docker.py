@@ -150,6 +150,14 @@ def test_the_checks_catch_what_they_are_for(mutation, complaint):
     assert any(complaint in problem for problem in problems(mutation(DOCKERFILE.read_text())))
 
 
+def test_component_target_gives_kfp_artifact_roots_to_its_user(dockerfile):
+    _, _, stages = dockerfile
+    runs = " ".join(rest for key, rest in stages["component"].instructions if key == "RUN")
+    user = effective(stages, "component", "USER")
+    for root in ("/gcs", "/minio", "/s3"):
+        assert re.search(rf"mkdir -p [^&]*{root}\b", runs) and re.search(rf"chown {user} [^&]*{root}\b", runs), root
+
+
 def test_images_install_the_locked_dependencies_with_kfp(dockerfile):
     _, _, stages = dockerfile
     runs = " ".join(rest for key, rest in stages["build"].instructions if key == "RUN")
