@@ -238,7 +238,7 @@ def test_pipeline_pods_get_the_s3_secret_they_are_compiled_with(kind_objects):
     cfg = load_config()
     secret = find(kind_objects, "Secret", cfg.kfp.s3_secret)
     assert secret["metadata"]["namespace"] == cfg.kfp.namespace
-    assert set(S3_SECRET_KEYS) <= set(secret["data"])
+    assert set(S3_SECRET_KEYS) == set(secret["data"])
 
 
 def test_pipeline_runner_may_manage_inference_services_and_nothing_more(kind_objects):
