@@ -43,7 +43,7 @@ def test_reads_from_s3(s3_bucket, tmp_path):
     local = tmp_path / "applicants.parquet"
     frame.to_parquet(local, index=False)
     client_from_env().fput_object(s3_bucket, "daily/applicants.parquet", str(local))
-    result = ingest(f"s3://{s3_bucket}/daily/applicants.parquet", "defaulted", 1, min_rows=100)
+    result = ingest(f"s3://{s3_bucket}/daily/applicants.parquet", "defaulted")
     assert len(result.frame) == len(frame)
     assert result.fingerprint == fingerprint(frame)
 
@@ -64,24 +64,16 @@ def test_empty_file_is_explained(tmp_path):
         read_table(str(path))
 
 
-@pytest.mark.parametrize("mutate, kwargs, message", [
-    (lambda f: f.drop(columns="defaulted"), {}, "target column 'defaulted' is not in the data"),
-    (lambda f: f.assign(defaulted=0), {}, "single class"),
-    (lambda f: f.assign(defaulted=f["defaulted"].where(f.index > 5)), {}, "missing labels"),
-    (lambda f: f.assign(defaulted=f.index % 3), {}, "3 classes"),
-    (lambda f: f.head(50), {}, "only 50 rows; at least 100"),
-    (lambda f: f, {"positive_label": "yes"}, "positive label 'yes' never occurs"),
-    (lambda f: f, {"drop": ["nonexistent"]}, "data.drop names columns that are not in the data"),
+# Ingest refuses only what it cannot address (columns the config names); problems with the
+# contents (rows, labels, duplicates) are validate's anomalies, tested in test_validate.py.
+@pytest.mark.parametrize("mutate, drop, message", [
+    (lambda f: f.drop(columns="defaulted"), [], "target column 'defaulted' is not in the data"),
+    (lambda f: f, ["nonexistent"], "data.drop names columns that are not in the data"),
+    (lambda f: f[["defaulted", "applicant_id"]], ["applicant_id"], "no feature columns are left"),
 ])
-def test_data_that_cannot_train_fails_with_the_reason(mutate, kwargs, message):
-    arguments = {"target": "defaulted", "positive_label": 1, "min_rows": 100, **kwargs}
+def test_unaddressable_configuration_fails_with_the_reason(mutate, drop, message):
     with pytest.raises(DataError, match=message):
-        check_table(mutate(small_table()), **arguments)
-
-
-def test_text_labels_from_csv_match_numeric_positive_label(tmp_path):
-    frame = small_table().assign(defaulted=lambda f: f["defaulted"].map({0: "0", 1: "1"}))
-    check_table(frame, "defaulted", 1, min_rows=100)
+        check_table(mutate(small_table()), "defaulted", drop)
 
 
 def test_scheduled_window_keeps_whole_days_before_the_run():
