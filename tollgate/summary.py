@@ -108,8 +108,9 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         drift = validation.get("drift") or []
         if drift:
             drifted = [d["column"] for d in drift if d["drifted"]]
+            listed = f" ({', '.join(drifted)})" if drifted else ""
             console.print(f"[bold]Drift[/] vs production v{validation.get('reference_version')}: "
-                          f"{len(drifted)} of {len(drift)} features drifted" + (f" ({', '.join(drifted)})" if drifted else ""))
+                          f"{len(drifted)} of {len(drift)} features drifted{listed}")
 
     candidate = summary.get("candidate")
     if candidate:

@@ -97,7 +97,8 @@ def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series
             y_true[with_positives], y_pred[with_positives], sensitive_features=groups[with_positives].to_numpy()))
     best_rate = max((r["selection_rate"] for r in rows if r["bounded"]), default=0.0)
     for row in rows:
-        row["selection_ratio_to_highest"] = row["selection_rate"] / best_rate if best_rate > 0 and row["bounded"] else None
+        comparable = best_rate > 0 and row["bounded"]
+        row["selection_ratio_to_highest"] = row["selection_rate"] / best_rate if comparable else None
     return result
 
 

@@ -114,7 +114,8 @@ def infer_data_schema(frame: pd.DataFrame, target: str, positive_label: Any, ign
                 entry.update(min=float(numbers.min()), max=float(numbers.max()), mean=float(numbers.mean()),
                              quantiles={f"{q:g}": float(numbers.quantile(q)) for q in QUANTILES})
             entry["profile"] = numeric_profile(series, bins)
-        elif role == "feature":
+        elif role == "feature" and entry["family"] in ("string", "bool"):
+            # Datetimes are never model features (preprocess drops them), so they get no domain.
             entry["categories"] = category_shares(series, MAX_STORED_CATEGORIES)
         columns.append(entry)
     labels = frame[target] if target in frame.columns else pd.Series(dtype=object)
