@@ -18,6 +18,7 @@ What is measured, all on 127.0.0.1, load from a separate process:
 REST load: ``wrk`` (1 thread, ``--connections`` connections; ``apt-get install -y wrk``).
 gRPC load: a Python closed-loop client in a child process (asyncio, ``--connections``
 requests in flight, pre-serialised request bytes so the client does minimal work).
+Everything computes with one OpenMP/BLAS thread (see ``ONE_THREAD``).
 Batch 1 runs with ``--connections`` in flight; batch 256 with one, so its latency is
 the server time per batch. Each measurement is bounded by ``--duration`` seconds and
 ``--max-requests`` requests. Before any load, each server's answers are checked against
@@ -43,7 +44,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# Every contestant computes with one OpenMP/BLAS thread, as Tollgate's server does: with the
+# default pools HistGradientBoosting's predict spin-waits, and p99 reaches ~700 ms here. Set
+# before numpy/scikit-learn load; inherited by both servers.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+os.environ.update(ONE_THREAD)
+
+import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -276,7 +283,7 @@ class MLServerProcess:
             "name": MODEL, "implementation": "mlserver_sklearn.SKLearnModel",
             "parameters": {"uri": str(version_dir / "model.joblib"), "version": "v1"}}))
         # The pickle references tollgate.steps.preprocess.categories_as_text: MLServer needs it importable.
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD}
         mlserver = str(Path(python).parent / "mlserver")
         self.log = open(workdir / "mlserver.log", "wb")
         self.process = subprocess.Popen([mlserver, "start", str(folder)], stdout=self.log, stderr=subprocess.STDOUT,

@@ -154,7 +154,13 @@ def serve_model(model: TollgateModel, http_port: int = 8080, grpc_port: int = 80
     """Load ``model`` and serve it until the process is told to stop."""
     import gc
 
+    from threadpoolctl import threadpool_limits
+
     model.load()
+    # Requests run one at a time on the event loop; OpenMP/BLAS pools in the estimator
+    # (HistGradientBoosting) only spin-wait on small batches and fight the loop for cores.
+    # Limited after loading, so the libraries the model pulled in are loaded and covered.
+    threadpool_limits(limits=1)
     # Everything loaded so far lives as long as the process: keep it out of the garbage
     # collector's full passes, which otherwise show up as latency spikes at p99.
     gc.collect()
