@@ -289,7 +289,8 @@ def text_summary(inputs: ReportInputs) -> list[str]:
         anomalies = validation.get("anomalies", [])
         blocking = [a for a in anomalies if a["blocking"]]
         lines.append(f"validation: {'passed' if validation.get('passed') else 'FAILED'} "
-                     f"({len(blocking)} blocking, {len(anomalies) - len(blocking)} warnings)")
+                     f"({len(blocking)} blocking, {len(anomalies) - len(blocking)} warnings)"
+                     + (f"; {validation['note']}" if validation.get("note") else ""))
         lines.extend(f"  {'blocking' if a['blocking'] else 'warning'}: {a['column']}: {a['check']} "
                      f"(observed {a['observed']}; allowed {a['allowed']})" for a in anomalies)
         drifted = [d["column"] for d in validation.get("drift", []) if d["drifted"]]
