@@ -10,8 +10,9 @@ What this adds to the stock server, and why:
   INVALID_ARGUMENT on gRPC);
 * a bind address: the stock server always listens on every interface; local serving,
   tests and infra-validation listen on 127.0.0.1 only;
-* per-request logging off by default (uvicorn access log, kserve's timing trace and
-  its per-call gRPC log line): on two cores they cost a measurable share of a request.
+* per-request logging off by default (uvicorn access log, kserve's timing middleware
+  and trace, its per-call gRPC log line): on two cores they cost a measurable share of
+  a request.
 
 One uvicorn worker (kserve's default): the model is loaded once, in this process.
 """
@@ -93,6 +94,22 @@ class _BoundGRPCServer(GRPCServer):
         await self._server.wait_for_termination()
 
 
+class _RESTServer(RESTServer):
+    """kserve's REST server; its timing middleware only when request logs are wanted.
+
+    That middleware exists to write a latency log line per request, and it matches the
+    route a second time to name it; with request logging off it is pure overhead.
+    """
+
+    def __init__(self, *args: Any, request_logging: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._request_logging = request_logging
+
+    def _add_middlewares(self, app) -> None:
+        if self._request_logging:
+            super()._add_middlewares(app)
+
+
 async def _invalid_body(_: Request, exc: RequestValidationError) -> ORJSONResponse:
     problems = []
     for error in exc.errors()[:5]:
@@ -126,10 +143,11 @@ class TollgateModelServer(ModelServer):
         if not self.request_logging:
             logging.getLogger("kserve.trace").setLevel(logging.WARNING)
             logging.getLogger("kserve").addFilter(_DropPerRequestLines())
-        self._rest_server = RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
-                                       self.http_port, access_log_format=self.access_log_format, workers=1,
-                                       grace_period=self.grace_period, event_loop=self.event_loop,
-                                       timeout_keep_alive=self.timeout_keep_alive)
+        self._rest_server = _RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
+                                        self.http_port, access_log_format=self.access_log_format, workers=1,
+                                        grace_period=self.grace_period, event_loop=self.event_loop,
+                                        timeout_keep_alive=self.timeout_keep_alive,
+                                        request_logging=self.request_logging)
         self._rest_server.config.host = self.host
         self._rest_server.config.access_log = self.request_logging
         self.servers.append(self._rest_server.start())
