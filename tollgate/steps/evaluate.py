@@ -22,7 +22,6 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
-
 from threadpoolctl import threadpool_limits
 
 from tollgate.steps.fairness import fairness_report
