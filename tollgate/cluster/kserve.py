@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tollgate.errors import TollgateError
 
@@ -191,13 +191,9 @@ class KServeDeployer:
     get/create/patch/replace/delete ``*_namespaced_custom_object`` methods).
     """
 
-    def __init__(self, api, settings: KServeSettings, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, smoke: Callable[..., Any] = smoke_request):
+    def __init__(self, api, settings: KServeSettings):
         self.api = api
         self.settings = settings
-        self.sleep = sleep
-        self.clock = clock
-        self.smoke = smoke
 
     # -- API verbs ------------------------------------------------------------------------------
 
@@ -231,8 +227,7 @@ class KServeDeployer:
 
     def wait_ready(self, name: str, generation: int) -> dict[str, Any]:
         """Poll until Ready for ``generation``; raise on a terminal failure or after the timeout."""
-        deadline = self.clock() + self.settings.ready_timeout_seconds
-        reason = "not read yet"
+        deadline = time.monotonic() + self.settings.ready_timeout_seconds
         while True:
             current = self.get(name)
             if current is None:
@@ -242,10 +237,10 @@ class KServeDeployer:
                 return current
             if state == "failed":
                 raise DeployError(f"InferenceService {self.settings.namespace}/{name} failed: {reason}")
-            if self.clock() >= deadline:
+            if time.monotonic() >= deadline:
                 raise DeployError(f"InferenceService {self.settings.namespace}/{name} not Ready after "
                                   f"{self.settings.ready_timeout_seconds:g} s: {reason}")
-            self.sleep(self.settings.poll_seconds)
+            time.sleep(self.settings.poll_seconds)
 
     def restore(self, name: str, previous: dict[str, Any] | None) -> str:
         """Put ``previous`` back (or delete what this rollout created); returns what was done."""
@@ -287,7 +282,7 @@ class KServeDeployer:
             if settings.smoke_request:
                 if not url:
                     raise DeployError(f"InferenceService {settings.namespace}/{name} is Ready but has no URL to smoke-test")
-                self.smoke(url, name, schema)
+                smoke_request(url, name, schema)
             if canary and previous is not None:
                 # The new revision answered on its share of traffic: give it all of it.
                 promoted = self.apply(build_inference_service(name, storage_uri, version, settings), ready)
