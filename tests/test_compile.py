@@ -103,3 +103,14 @@ def test_a_local_registry_compiles_without_kubernetes_settings(tmp_path):
 def test_s3_data_alone_also_wires_the_secret(tmp_path):
     _, _, platform = compiled(tmp_path, **{"data.source": "s3://data/applicants.parquet"})
     assert "exec-ingest" in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_submit_compiles_for_the_cluster_registry(tmp_path):
+    """`tollgate submit` defaults the registry to kfp.registry_uri, so its package carries the S3 Secret."""
+    from tollgate.cli.cluster import _cluster_config
+
+    config, arguments = _cluster_config(None, None, None, None, "kserve", None, None)
+    assert arguments == {"data_source": "builtin", "registry_uri": "s3://models", "model_name": "credit-default"}
+    assert config.deploy.target == "kserve"
+    documents = list(yaml.safe_load_all(compile_pipeline(config, tmp_path / "p.yaml").read_text()))
+    assert "exec-deploy" in documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
