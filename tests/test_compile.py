@@ -114,3 +114,18 @@ def test_submit_compiles_for_the_cluster_registry(tmp_path):
     assert config.deploy.target == "kserve"
     documents = list(yaml.safe_load_all(compile_pipeline(config, tmp_path / "p.yaml").read_text()))
     assert "exec-deploy" in documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_compiled_ir_loads_back_into_kfp_and_recompiles(tmp_path):
+    from kfp import compiler, components
+
+    path = compile_pipeline(load_config(), tmp_path / "pipeline.yaml")
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == "tollgate-training"
+    assert set(loaded.component_spec.inputs) == {"data_source", "registry_uri", "model_name", "scheduled_time"}
+    assert loaded.component_spec.inputs["data_source"].default == "builtin"
+    again = tmp_path / "again.yaml"
+    compiler.Compiler().compile(loaded, str(again))
+    original = yaml.safe_load(path.read_text())
+    recompiled = yaml.safe_load(again.read_text())
+    assert recompiled["root"]["dag"]["tasks"].keys() == original["root"]["dag"]["tasks"].keys()
