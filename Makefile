@@ -52,8 +52,8 @@ IMAGES          := $(COMPONENT_IMAGE):$(VERSION) $(COMPONENT_IMAGE):$(VERSION)-$
 images: ## build the component and serving images, tagged <version> and <version>-<git sha>
 	@command -v docker >/dev/null 2>&1 || { echo "error: 'docker' is not installed; make images needs Docker (https://docs.docker.com/get-docker/)" >&2; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "error: docker is installed but its daemon does not answer; start Docker" >&2; exit 1; }
-	docker build -f docker/Dockerfile --target component -t $(COMPONENT_IMAGE):$(VERSION) -t $(COMPONENT_IMAGE):$(VERSION)-$(GIT_SHA) .
-	docker build -f docker/Dockerfile --target serving -t $(SERVING_IMAGE):$(VERSION) -t $(SERVING_IMAGE):$(VERSION)-$(GIT_SHA) .
+	docker build -f docker/Dockerfile --build-arg GIT_SHA=$(GIT_SHA) --target component -t $(COMPONENT_IMAGE):$(VERSION) -t $(COMPONENT_IMAGE):$(VERSION)-$(GIT_SHA) .
+	docker build -f docker/Dockerfile --build-arg GIT_SHA=$(GIT_SHA) --target serving -t $(SERVING_IMAGE):$(VERSION) -t $(SERVING_IMAGE):$(VERSION)-$(GIT_SHA) .
 
 kind-load: ## load both images into the kind cluster
 	manifests/kind/cluster.sh load $(IMAGES)

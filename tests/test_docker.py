@@ -204,3 +204,15 @@ def test_everything_copied_is_in_the_build_context(dockerfile):
             assert not dockerignore_excludes(patterns, relative), f"{relative} is excluded from the build context"
     assert dockerignore_excludes(patterns, ".venv/bin/python")
     assert dockerignore_excludes(patterns, "tollgate/__pycache__/config.cpython-311.pyc")
+
+
+def test_images_record_the_commit_they_were_built_from(dockerfile):
+    """register reads TOLLGATE_GIT_SHA for each version's code_version; the image must set it."""
+    _, _, stages = dockerfile
+    runtime = stages["runtime"].instructions
+    assert ("ARG", "GIT_SHA=unknown") in runtime
+    env = " ".join(rest for key, rest in runtime if key == "ENV")
+    assert "TOLLGATE_GIT_SHA=${GIT_SHA}" in env
+    makefile = (DOCKERFILE.parent.parent / "Makefile").read_text()
+    builds = [line for line in makefile.splitlines() if "docker build" in line]
+    assert len(builds) == 2 and all("--build-arg GIT_SHA=$(GIT_SHA)" in line for line in builds)
