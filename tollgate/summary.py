@@ -156,7 +156,8 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(f"[red bold]Run failed[/]{f' in {step}' if step else ''}: {summary.get('error')}",
                       soft_wrap=True)
     if summary.get("report"):
-        console.print(f"[bold]Report[/] {summary['report']} (or `tollgate report {summary['run_dir']}`)",
-                      soft_wrap=True)
+        console.print(f"[bold]Report[/] {summary['report']}", soft_wrap=True)
+    if summary.get("report_error"):
+        console.print(f"[yellow]report not written:[/] {summary['report_error']}", soft_wrap=True)
     console.print(f"[dim]{summary['total_seconds']:.1f}s; run directory {summary['run_dir']}; "
                   f"KFP log {summary['log_file']}[/]", soft_wrap=True)

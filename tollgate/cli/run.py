@@ -60,6 +60,15 @@ def run(
         outcome = execute_pipeline(cfg, arguments, run_dir, on_event)
 
     summary = build_summary(outcome, reg, cfg.model_name)
+    if outcome.pipeline_dir is not None:
+        from tollgate.cli.report import publish_report
+
+        # A browser-ready copy beside the run (KFP's HTML artifact has no .html suffix); a run
+        # stopped early still gets a report of what it produced.
+        try:
+            summary["report"] = str(publish_report(run_dir, cfg.model_name)[0])
+        except Exception as exc:  # the run's outcome matters more than its report
+            summary["report_error"] = f"{type(exc).__name__}: {exc}"
     (run_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2, default=str))
     if as_json:
         emit_json(summary)
