@@ -69,7 +69,6 @@ class CompiledPipeline:
         self.width = 0
         self._numeric: tuple[list[int], Any] | None = None
         self._categorical: list[tuple[int, dict[str, int], np.ndarray, int, int]] = []
-        self._categorical_slice = slice(0, 0)
         position = {name: i for i, name in enumerate(schema.names)}
         blocks = []
         for name, transformer, columns in preprocess.transformers_:
@@ -112,8 +111,8 @@ class CompiledPipeline:
         shift = scale = None
         if len(steps) == 2:
             scaler = steps[1]
-            shift = None if scaler.mean_ is None else np.asarray(scaler.mean_, dtype=np.float64)
-            scale = None if scaler.scale_ is None else np.asarray(scaler.scale_, dtype=np.float64)
+            shift = np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else None
+            scale = np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else None
         self._numeric = ([position[c] for c in columns], (statistics, np.asarray(indicator), shift, scale, out))
 
     def _compile_categorical(self, transformer: Any, columns: list[str], position: dict[str, int], out: slice) -> None:
@@ -141,7 +140,6 @@ class CompiledPipeline:
             codes = {value: row for row, value in enumerate(values[:-2])}
             self._categorical.append((position[column], codes, np.ascontiguousarray(table), offset, size))
             offset += size
-        self._categorical_slice = out
 
     # -- prediction -----------------------------------------------------------------------
 
@@ -171,7 +169,7 @@ class CompiledPipeline:
         return matrix
 
     def predict_proba(self, columns: dict[str, Any], rows: int) -> np.ndarray:
-        """Positive-class probabilities (column 1 of the estimator's ``predict_proba``)."""
+        """The estimator's ``predict_proba`` matrix (column 1 is the positive class)."""
         return self._estimator_proba(self.transform(columns, rows))
 
 
