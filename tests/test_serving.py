@@ -101,6 +101,31 @@ def test_grpc_single_2d_input(server, sample, expected):
     np.testing.assert_allclose(list(outputs["probability"].contents.fp64_contents), expected[:3, 1], rtol=0, atol=1e-12)
 
 
+def test_v2_requested_outputs_and_binary_data_extension(server, sample, expected):
+    """Only the requested output comes back; binary tensors (kserve's extension) still decode."""
+    from kserve.protocol.infer_type import InferRequest
+
+    from tollgate.serving.client import column_inputs
+
+    body = {**_v2_columns(sample, rows=3), "outputs": [{"name": "probability"}]}
+    response = httpx.post(f"{server.rest_url}/v2/models/{MODEL}/infer", json=body)
+    assert response.status_code == 200, response.text
+    assert [o["name"] for o in response.json()["outputs"]] == ["probability"]
+
+    inputs = column_inputs(_records(sample.head(3)), for_grpc=True)
+    for tensor in inputs:
+        if tensor.datatype in ("FP64", "INT64"):
+            tensor.set_data_from_numpy(tensor.as_numpy(), binary_data=True)
+    payload, json_length = InferRequest(model_name=MODEL, infer_inputs=inputs).to_rest()
+    assert json_length is not None
+    response = httpx.post(f"{server.rest_url}/v2/models/{MODEL}/infer", content=payload,
+                          headers={"content-type": "application/octet-stream",
+                                   "inference-header-content-length": str(json_length)})
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    np.testing.assert_allclose(outputs["probability"]["data"], expected[:3, 1], rtol=0, atol=1e-12)
+
+
 def test_unseen_category_goes_to_the_model(server, sample, trained_model_dir):
     row = _records(sample.head(1))[0]
     row["region"] = "atlantis"
@@ -206,6 +231,10 @@ BAD_REST = [
     ("v2-empty-batch", "v2", lambda s: _v2_columns(s, rows=0), 400, ["empty"]),
     ("v2-over-max-batch", "v2", lambda s: _v2_columns(s, rows=MAX_BATCH + 1), 400, ["limit"]),
     ("v2-binary-without-length-header", "v2-raw", lambda s: b"\x00\x01", 400, ["header"]),
+    ("v2-input-not-an-object", "v2", lambda s: {"inputs": [42]}, 400, ["inputs.0"]),
+    ("v2-shape-not-integers", "v2", lambda s: {"inputs": [{"name": "age", "shape": ["one"], "datatype": "INT64",
+                                                             "data": [40]}]}, 400, ["shape"]),
+    ("v2-unknown-output-requested", "v2", lambda s: {**_v2_columns(s), "outputs": [{"name": "nope"}]}, 400, ["nope"]),
     ("unknown-model", "v1-other", lambda s: {"instances": [_row(s)]}, 404, ["nope"]),
 ]
 
