@@ -18,7 +18,7 @@ err_console = Console(stderr=True)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file merged over the built-in defaults.",
                             exists=False, dir_okay=False)
-RegistryOption = typer.Option(None, "--registry", help="Registry URI: a local directory or s3://bucket[/prefix]. "
+RegistryOption = typer.Option(None, "--registry", help="Registry URI: a local directory or s3://bucket/prefix (prefix optional). "
                               "Default: registry.uri from the config.")
 ModelNameOption = typer.Option(None, "--model-name", help="Registered model name. Default: model_name from the config.")
 JsonOption = typer.Option(False, "--json", help="Print one JSON object instead of tables (for scripts).")
