@@ -8,6 +8,7 @@ goes to ``kfp.log`` in the run directory, and the console gets progress and a su
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import json
@@ -130,10 +131,15 @@ def execute_pipeline(config: TollgateConfig, arguments: dict[str, Any], run_dir:
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
                        raise_on_error=True)
+            # kfp.local indents task output by swapping builtins.print from each worker thread;
+            # with parallel tasks the swaps interleave and a patched print can outlive the run.
+            saved_print = builtins.print
             try:
                 pipeline(**arguments)
             except Exception as exc:  # kfp.local raises a generic error; the cause is in the log
                 error = str(exc)
+            finally:
+                builtins.print = saved_print
         stream.flush()
     total = time.perf_counter() - started
     pipeline_dirs = [p for p in run_dir.iterdir() if p.is_dir()]
