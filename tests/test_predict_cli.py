@@ -81,7 +81,7 @@ def rows_files(trained_model_dir, tmp_path_factory):
 
 def test_serve_prints_where_it_listens(served):
     text = served["log"].read_text()
-    assert f"Serving credit-default v1 (production)" in text
+    assert "Serving credit-default v1 (production)" in text
     assert "Uvicorn running on http://127.0.0.1" in text
 
 

@@ -7,7 +7,6 @@ load time with the field path and the reason, before any work starts.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -418,8 +417,3 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         return TollgateConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, origin)) from None
-
-
-def dump_config(config: TollgateConfig) -> str:
-    """Render a config back to YAML (used by ``tollgate config show``)."""
-    return yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False)
