@@ -62,6 +62,10 @@ class Store(ABC):
         """Version numbers of ``model``; incomplete ones only when asked (to avoid reusing a number)."""
 
     @abstractmethod
+    def is_complete(self, model: str, version: int) -> bool:
+        """True if ``version`` of ``model`` exists and is complete (one cheap check, no listing)."""
+
+    @abstractmethod
     def publish(self, model: str, source_dir: Path, metadata: dict[str, Any]) -> int:
         """Store ``source_dir`` plus ``metadata`` as the next version; visible only when complete."""
 
@@ -100,16 +104,20 @@ class Registry:
 
     def list_versions(self, model: str) -> list[ModelVersion]:
         """Complete versions of ``model``, oldest first."""
-        return [self.get_version(model, n) for n in sorted(self.store.version_numbers(model))]
+        # One listing, then each version's metadata: get_version would re-check every number.
+        return [self._load(model, n) for n in sorted(self.store.version_numbers(model))]
 
     def get_version(self, model: str, version: int) -> ModelVersion:
         """One complete version; :class:`RegistryError` if it does not exist."""
-        if version not in self.store.version_numbers(model):
+        if not self.store.is_complete(model, version):
             known = sorted(self.store.version_numbers(model))
             raise RegistryError(
                 f"{model} v{version} does not exist in {self.uri}"
                 + (f" (versions: {', '.join(f'v{n}' for n in known)})" if known else " (no versions yet)")
             )
+        return self._load(model, version)
+
+    def _load(self, model: str, version: int) -> ModelVersion:
         metadata = self.store.read_json(f"{model}/v{version}/{METADATA_FILE}") or {}
         return ModelVersion(model, version, self.store.version_uri(model, version), metadata)
 
@@ -188,7 +196,7 @@ class Registry:
         restored = self.get_version(model, target)
         updated = {"production": self._record(target, "rollback")}
         before = restored.metadata.get("replaced_champion")
-        if before is not None and before in self.store.version_numbers(model):
+        if before is not None and self.store.is_complete(model, int(before)):
             updated["previous"] = self._record(int(before), "rollback")
         self.store.write_json_atomic(f"{model}/aliases.json", updated)
         return updated

@@ -31,6 +31,10 @@ class LocalStore(Store):
         # Staging directories are hidden (.staging-*), so every v<N> here is complete.
         return sorted(int(m.group(1)) for p in model_dir.iterdir() if (m := VERSION_DIR.match(p.name)) and p.is_dir())
 
+    def is_complete(self, model: str, version: int) -> bool:
+        # Only a finished version is ever renamed to v<N>.
+        return (self.root / model / f"v{version}").is_dir()
+
     def publish(self, model: str, source_dir: Path, metadata: dict[str, Any]) -> int:
         model_dir = self.root / model
         model_dir.mkdir(parents=True, exist_ok=True)

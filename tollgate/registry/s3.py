@@ -62,6 +62,10 @@ class S3Store(Store):
                 numbers.append(number)
         return sorted(numbers)
 
+    def is_complete(self, model: str, version: int) -> bool:
+        self._ensure_bucket()
+        return self._exists(f"{model}/v{version}/{COMPLETE_MARKER}")
+
     def _exists(self, key: str) -> bool:
         from minio.error import S3Error
 
