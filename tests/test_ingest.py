@@ -68,7 +68,7 @@ def test_empty_file_is_explained(tmp_path):
 # contents (rows, labels, duplicates) are validate's anomalies, tested in test_validate.py.
 @pytest.mark.parametrize("mutate, drop, message", [
     (lambda f: f.drop(columns="defaulted"), [], "target column 'defaulted' is not in the data"),
-    (lambda f: f, ["nonexistent"], "data.drop names columns that are not in the data"),
+    (lambda f: f, ["nonexistent"], "data.drop names 'nonexistent', which is not in the data"),
     (lambda f: f[["defaulted", "applicant_id"]], ["applicant_id"], "no feature columns are left"),
 ])
 def test_unaddressable_configuration_fails_with_the_reason(mutate, drop, message):

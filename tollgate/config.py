@@ -44,6 +44,44 @@ class BuiltinDataConfig(_Strict):
     days: int = Field(90, ge=1, description="Number of daily partitions the rows spread over.")
 
 
+class CsvConfig(_Strict):
+    """How a CSV file is read (ignored for Parquet and the built-in data)."""
+
+    separator: str | None = Field(None, min_length=1, max_length=1, description="Field separator; null = detected "
+                                  "from the file's first lines among ',', ';', tab and '|'.")
+    quotechar: str = Field('"', min_length=1, max_length=1, description="Character that quotes fields.")
+    header: int | None = Field(0, ge=0, description="Row number of the header; null = the file has no header row "
+                               "(then name the columns in data.csv.columns).")
+    columns: list[str] | None = Field(None, description="Column names in file order: needed when header is null; "
+                                      "with a header row they replace its names.")
+    missing_values: list[str] = Field(default_factory=list, description="Extra markers read as missing, e.g. "
+                                      "['?', 'n/a']; empty and blank fields always are.")
+    strip_whitespace: bool = Field(True, description="Strip spaces around header names and text values "
+                                   "(' Private' is read as 'Private').")
+    encoding: str = Field("utf-8", description="Text encoding of the file, e.g. utf-8, latin-1, cp1252.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r}; for example utf-8, latin-1 or cp1252") from None
+        return encoding
+
+    @model_validator(mode="after")
+    def _headerless_needs_names(self) -> "CsvConfig":
+        if self.header is None and not self.columns:
+            raise ValueError("header: null (no header row) needs the column names in data.csv.columns")
+        if self.columns:
+            repeated = _repeated(self.columns)
+            if repeated:
+                raise ValueError(f"data.csv.columns repeats {repeated}")
+        return self
+
+
 class DataConfig(_Strict):
     """Where the training table comes from and how to read it."""
 
@@ -53,7 +91,8 @@ class DataConfig(_Strict):
     drop: list[str] = Field(default_factory=list, description="Columns removed before training.")
     date_column: str | None = Field("application_date", description="Date column used for daily windows; dropped from features.")
     window_days: int | None = Field(None, ge=1, description="If set, scheduled runs train on the last N days before the scheduled time.")
-    min_rows: int = Field(200, ge=10, description="Fewer rows than this fails ingest.")
+    min_rows: int = Field(200, ge=10, description="Fewer rows than this is a too_few_rows anomaly at validate.")
+    csv: CsvConfig = Field(default_factory=CsvConfig)
     builtin: BuiltinDataConfig = Field(default_factory=BuiltinDataConfig)
 
 
@@ -381,12 +420,31 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _format_validation_error(error: ValidationError, origin: str) -> str:
+def _format_validation_error(error: ValidationError, origin: str, overridden: set[str] = frozenset()) -> str:
+    """Every bad field with its reason; a field set by an override (a CLI option) says so,
+    so the message blames what the user actually typed, not the file it never came from."""
+    items = error.errors()
+    from_overrides = [_overridden_by(item["loc"], overridden) for item in items]
+    if all(from_overrides):
+        origin = "command-line options"
+    elif any(from_overrides):
+        origin = f"{origin} and command-line options"
     lines = [f"invalid configuration ({origin}):"]
-    for item in error.errors():
+    for item, override in zip(items, from_overrides):
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {item['msg']}")
+        suffix = f" (set on the command line: {override}={item.get('input')!r})" if override else ""
+        lines.append(f"  - {where}: {item['msg']}{suffix}")
     return "\n".join(lines)
+
+
+def _overridden_by(loc: tuple, overridden: set[str]) -> str | None:
+    """The override key that set the field at ``loc`` (or one of its parents), if any."""
+    path = [str(p) for p in loc]
+    for depth in range(len(path), 0, -1):
+        dotted = ".".join(path[:depth])
+        if dotted in overridden:
+            return dotted
+    return None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TollgateConfig:
@@ -410,10 +468,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         # A user file that lists candidates replaces the default list rather than merging into it.
         tree = _deep_merge(tree, user_tree)
         origin = str(path)
+    overridden = set()
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)
+            overridden.add(dotted)
     try:
         return TollgateConfig.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin)) from None
+        raise ConfigError(_format_validation_error(exc, origin, overridden)) from None

@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tollgate.local_run import RunOutcome, find_output, read_json, task_outputs
@@ -47,7 +48,10 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
         return summary
     ingest = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
     if ingest:
-        summary["data"] = {k: ingest.get("metadata", {}).get(k) for k in ("source", "rows", "window", "fingerprint")}
+        summary["data"] = {k: ingest.get("metadata", {}).get(k)
+                           for k in ("source", "rows", "window", "fingerprint", "notes")}
+        if isinstance(summary["data"].get("rows"), float):  # KFP's Struct metadata stores numbers as floats
+            summary["data"]["rows"] = int(summary["data"]["rows"])
     validation = read_json(find_output(pipeline_dir, "validate", "report") or pipeline_dir / "-")
     if validation:
         summary["validation"] = validation
@@ -85,6 +89,17 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
 
 
+def _e(value: Any) -> str:
+    """Any dynamic value as text Rich prints literally: ``[lowercase ...]`` in a message, a
+    candidate id or a hint would otherwise be read as a style tag and vanish."""
+    return escape(str(value))
+
+
+def _rows(value: Any) -> str:
+    # Artifact metadata turns ints into floats (KFP's Struct): show 32,561, not 32,561.0.
+    return f"{int(value):,}" if isinstance(value, (int, float)) else _e(value)
+
+
 def render_summary(summary: dict[str, Any], console: Console) -> None:
     """Print the summary as a few compact tables."""
     steps = Table(title="Steps", show_edge=False, header_style="bold")
@@ -92,32 +107,34 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         steps.add_column(column, justify="right" if column in ("tasks", "seconds") else "left")
     for row in summary["steps"]:
         style = "red" if row["status"] == "FAILURE" else None
-        steps.add_row(row["step"], str(row["tasks"]), f"{row['seconds']:.2f}", row["status"], style=style)
+        steps.add_row(_e(row["step"]), str(row["tasks"]), f"{row['seconds']:.2f}", _e(row["status"]), style=style)
     console.print(steps)
 
     data = summary.get("data")
     if data:
-        window = f", window {data['window'][0]} .. {data['window'][1]}" if data.get("window") else ""
-        console.print(f"[bold]Data[/] {data['source']}: {data['rows']:,} rows{window}")
+        window = f", window {_e(data['window'][0])} .. {_e(data['window'][1])}" if data.get("window") else ""
+        console.print(f"[bold]Data[/] {_e(data['source'])}: {_rows(data['rows'])} rows{window}")
+        for note in data.get("notes") or []:
+            console.print(f"  [dim]-[/] {_e(note)}", soft_wrap=True)
     validation = summary.get("validation")
     if validation:
         warnings = [a for a in validation.get("anomalies", []) if not a.get("blocking")]
         for anomaly in warnings:
-            console.print(f"[yellow]warning[/] {anomaly['column']}: {anomaly['check']} "
-                          f"(observed {anomaly['observed']}; allowed {anomaly['allowed']})")
+            console.print(f"[yellow]warning[/] {_e(anomaly['column'])}: {_e(anomaly['check'])} "
+                          f"(observed {_e(anomaly['observed'])}; allowed {_e(anomaly['allowed'])})")
         drift = validation.get("drift") or []
         if drift:
             drifted = [d["column"] for d in drift if d["drifted"]]
-            listed = f" ({', '.join(drifted)})" if drifted else ""
+            listed = f" ({_e(', '.join(map(str, drifted)))})" if drifted else ""
             console.print(f"[bold]Drift[/] vs production v{validation.get('reference_version')}: "
                           f"{len(drifted)} of {len(drift)} features drifted{listed}")
 
     candidate = summary.get("candidate")
     if candidate:
-        params = ", ".join(f"{k}={v}" for k, v in sorted(candidate["params"].items()))
+        params = _e(", ".join(f"{k}={v}" for k, v in sorted(candidate["params"].items())))
         leaders = summary.get("leaderboard") or []
-        console.print(f"[bold]Selected[/] {candidate['candidate_id']} ({candidate['family']}; {params}) "
-                      f"out of {len(leaders)} candidates by validation {candidate.get('selection_metric')}")
+        console.print(f"[bold]Selected[/] {_e(candidate['candidate_id'])} ({_e(candidate['family'])}; {params}) "
+                      f"out of {len(leaders)} candidates by validation {_e(candidate.get('selection_metric'))}")
         champion = summary.get("champion") or {}
         metrics = Table(title="Test metrics", show_edge=False, header_style="bold")
         metrics.add_column("metric")
@@ -129,10 +146,10 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
             metrics.add_row(name, _fmt(candidate["test_metrics"].get(name)), _fmt(theirs))
         console.print(metrics)
         for attribute, record in (candidate.get("fairness") or {}).items():
-            console.print(f"[bold]Fairness[/] {attribute}: disparate impact {_fmt(record['disparate_impact'])}, "
+            console.print(f"[bold]Fairness[/] {_e(attribute)}: disparate impact {_fmt(record['disparate_impact'])}, "
                           f"equal-opportunity difference {_fmt(record['equal_opportunity_difference'])}")
         if champion.get("error"):
-            console.print(f"[red]champion v{champion['version']} not comparable:[/] {champion['error']}")
+            console.print(f"[red]champion v{champion['version']} not comparable:[/] {_e(champion['error'])}")
         elif not champion:
             console.print("No champion yet: only absolute thresholds apply.")
 
@@ -141,23 +158,23 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         verdict = "[green]PASSED[/]" if gate["passed"] else "[red]BLOCKED[/]"
         console.print(f"[bold]Gate[/] {verdict}")
         for reason in gate["reasons"]:
-            console.print(f"  - {reason}")
+            console.print(f"  - {_e(reason)}")
 
     if "registered_version" in summary:
         aliases = summary.get("aliases", {})
-        parts = [f"{name} -> v{record['version']}" for name, record in sorted(aliases.items())]
-        console.print(f"[bold]Registered[/] {summary['model_name']} v{summary['registered_version']} "
-                      f"in {summary['registry']}; aliases: {', '.join(parts) or 'none'}")
+        parts = [f"{_e(name)} -> v{record['version']}" for name, record in sorted(aliases.items())]
+        console.print(f"[bold]Registered[/] {_e(summary['model_name'])} v{summary['registered_version']} "
+                      f"in {_e(summary['registry'])}; aliases: {', '.join(parts) or 'none'}")
     elif summary.get("succeeded") and gate and not gate["passed"]:
         console.print("Nothing registered; aliases unchanged.")
     if not summary["succeeded"]:
         step = summary.get("failed_step")
         # Unwrapped: an error message or a path broken across lines cannot be searched or copied.
-        console.print(f"[red bold]Run failed[/]{f' in {step}' if step else ''}: {summary.get('error')}",
+        console.print(f"[red bold]Run failed[/]{f' in {_e(step)}' if step else ''}: {_e(summary.get('error'))}",
                       soft_wrap=True)
     if summary.get("report"):
-        console.print(f"[bold]Report[/] {summary['report']}", soft_wrap=True)
+        console.print(f"[bold]Report[/] {_e(summary['report'])}", soft_wrap=True)
     if summary.get("report_error"):
-        console.print(f"[yellow]report not written:[/] {summary['report_error']}", soft_wrap=True)
-    console.print(f"[dim]{summary['total_seconds']:.1f}s; run directory {summary['run_dir']}; "
-                  f"KFP log {summary['log_file']}[/]", soft_wrap=True)
+        console.print(f"[yellow]report not written:[/] {_e(summary['report_error'])}", soft_wrap=True)
+    console.print(f"[dim]{summary['total_seconds']:.1f}s; run directory {_e(summary['run_dir'])}; "
+                  f"KFP log {_e(summary['log_file'])}[/]", soft_wrap=True)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tollgate.config import TollgateConfig, load_config
 from tollgate.errors import TollgateError
@@ -36,7 +37,7 @@ def emit_json(value: Any) -> None:
 
 def fail(error: Exception) -> None:
     """Print an expected error without a traceback and exit with status 1."""
-    err_console.print(f"[red]error:[/] {error}", highlight=False)
+    err_console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

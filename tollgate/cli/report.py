@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from tollgate.cli.common import ConfigOption, JsonOption, console, emit_json, guarded, load
 from tollgate.errors import TollgateError
@@ -91,6 +92,6 @@ def report(
     if as_json:
         emit_json({"run_dir": str(run_dir), "report": str(path), "summary": lines})
         return
-    console.print(f"[bold]Report[/] {path}")
+    console.print(f"[bold]Report[/] {escape(str(path))}", soft_wrap=True)
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from tollgate.cli.common import (
@@ -46,16 +47,16 @@ def run(
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True, disable=as_json) as progress:
-        overall = progress.add_task(f"Running {cfg.pipeline.name} locally", total=None)
+        overall = progress.add_task(escape(f"Running {cfg.pipeline.name} locally"), total=None)
         running: dict[str, int] = {}
 
         def on_event(event: str, task: str) -> None:
             running[task] = running.get(task, 0) + (1 if event == "start" else -1)
             active = ", ".join(name for name, count in running.items() if count > 0)
-            progress.update(overall, description=f"Running {cfg.pipeline.name}: {active or '...'}")
+            progress.update(overall, description=escape(f"Running {cfg.pipeline.name}: {active or '...'}"))
             if event != "start" and not as_json:
                 mark = "[green]done[/]" if event == "success" else f"[red]{event}[/]"
-                progress.console.print(f"  {task:<16} {mark}")
+                progress.console.print(f"  {escape(task):<16} {mark}")
 
         outcome = execute_pipeline(cfg, arguments, run_dir, on_event)
 
@@ -100,4 +101,4 @@ def compile(
 
     cfg = load(config, pipeline__image=image)
     path = compile_pipeline(cfg, output, use_schedule_time=scheduled)
-    console.print(f"Compiled {cfg.pipeline.name} (image {cfg.pipeline.image}) to {path}")
+    console.print(f"Compiled {cfg.pipeline.name} (image {cfg.pipeline.image}) to {path}", markup=False)

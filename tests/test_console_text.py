@@ -1,0 +1,83 @@
+"""What the console prints equals what --json says: Rich must not eat `[lowercase ...]` text."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+from tollgate.cli import app
+from tollgate.summary import render_summary
+
+HINT = "  [validation.severity.dtype_change: warning would allow it]"
+CANDIDATE = "hgb[learning_rate=0.1-max_leaf_nodes=15]"
+
+
+def bracketed_summary() -> dict:
+    """A summary whose every dynamic string holds text Rich would read as markup."""
+    return {
+        "run_dir": "/runs/run-[a]", "log_file": "/runs/run-[a]/kfp.log", "succeeded": False,
+        "total_seconds": 1.5, "model_name": "m", "registry": "/reg/[b]",
+        "steps": [{"step": "validate", "tasks": 1, "seconds": 0.5, "status": "FAILURE"}],
+        "data": {"source": "/data/[raw].csv", "rows": 32561.0, "window": None,
+                 "notes": ["'[x]': read as numeric; 3 blank values are missing"]},
+        "validation": {"reference_version": 1, "anomalies": [
+            {"column": "col[i]", "check": "new_column", "observed": "present ([int64])",
+             "allowed": "only [the reference's] columns", "blocking": False}],
+            "drift": [{"column": "f[1]", "drifted": True}]},
+        "leaderboard": [{}],
+        "candidate": {"candidate_id": CANDIDATE, "family": "hist_gradient_boosting",
+                      "params": {"learning_rate": 0.1, "max_leaf_nodes": 15}, "selection_metric": "roc_auc",
+                      "test_metrics": {"roc_auc": 0.8}, "fairness": {"sex[bin]": {
+                          "disparate_impact": 0.9, "equal_opportunity_difference": 0.05}}},
+        "champion": {"version": 2, "error": "needs columns ['Unnamed: 0']", "metrics": {}},
+        "gate": {"passed": False, "reasons": ["roc_auc [0.7] below [min 0.8]"]},
+        "error": "validation failed; nothing will be trained or registered:\n  x: dtype_change (observed a; "
+                 "allowed b)" + HINT,
+        "failed_step": "validate",
+        "report": "/runs/run-[a]/report.html",
+    }
+
+
+def rendered(summary: dict) -> str:
+    console = Console(record=True, width=400, color_system=None)
+    render_summary(summary, console)
+    return console.export_text()
+
+
+def test_every_dynamic_string_reaches_the_console_verbatim():
+    summary = bracketed_summary()
+    text = rendered(summary)
+    expected = [
+        HINT, CANDIDATE, "learning_rate=0.1, max_leaf_nodes=15", "/data/[raw].csv", "32,561 rows",
+        "'[x]': read as numeric; 3 blank values are missing",
+        "col[i]: new_column (observed present ([int64]); allowed only [the reference's] columns)",
+        "(f[1])", "Fairness sex[bin]", "needs columns ['Unnamed: 0']", "roc_auc [0.7] below [min 0.8]",
+        "/runs/run-[a]/report.html", "run directory /runs/run-[a]", "/runs/run-[a]/kfp.log",
+    ]
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} was lost on the console:\n{text}"
+    # and each one is the very text the JSON form carries
+    as_json = json.dumps(summary)
+    for fragment in (HINT.strip(), CANDIDATE, "roc_auc [0.7] below [min 0.8]", "needs columns ['Unnamed: 0']"):
+        assert json.dumps(fragment)[1:-1] in as_json
+
+
+def test_config_errors_keep_their_regex_and_blame_the_flag(tmp_path):
+    result = CliRunner().invoke(app, ["run", "--model-name", "Bad[*]"], terminal_width=300)
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "invalid configuration (command-line options):" in output
+    assert "model_name: String should match pattern '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$'" in output
+    assert "(set on the command line: model_name='Bad[*]')" in output
+    assert "built-in defaults" not in output
+
+
+def test_config_errors_from_a_file_blame_the_file(tmp_path):
+    config = tmp_path / "my.yaml"
+    config.write_text("data:\n  targt: y\n")
+    result = CliRunner().invoke(app, ["run", "--config", str(config)], terminal_width=300)
+    assert result.exit_code == 1
+    assert f"invalid configuration ({config}):" in result.output
+    assert "data.targt: Extra inputs are not permitted" in result.output
