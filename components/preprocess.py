@@ -12,10 +12,15 @@ def preprocess(config_json: str, raw: Input[Dataset], train: Output[Dataset], va
 
     from tollgate.config import TollgateConfig
     from tollgate.steps.preprocess import build_feature_spec, split_dataset
+    from tollgate.steps.validate import identifier_columns
 
     config = TollgateConfig.from_json(config_json)
     frame = pd.read_parquet(raw.path)
-    spec = build_feature_spec(frame, config.data.target, config.data.positive_label, config.data.drop,
+    data = config.data
+    ignored = [data.target, *data.drop] + ([data.date_column] if data.date_column else [])
+    # Validate reported these as identifier_column anomalies; the same function finds the same ones.
+    drop = list(data.drop) + (list(identifier_columns(frame, ignored)) if data.drop_identifiers else [])
+    spec = build_feature_spec(frame, config.data.target, config.data.positive_label, drop,
                               config.data.date_column, config.features.numeric, config.features.categorical,
                               config.features.max_categories)
     splits = split_dataset(frame, spec, config.split.test_size, config.split.validation_size, config.split.seed,

@@ -26,10 +26,11 @@ def validate(config_json: str, raw: Input[Dataset], registry_uri: str, model_nam
         reference = registry.store.read_json(f"{model_name}/v{champion.version}/{DATA_SCHEMA_FILE}")
         note = (f"compared with the data production v{champion.version} was trained on" if reference else
                 f"production v{champion.version} has no {DATA_SCHEMA_FILE}: only checks of the data on its own apply")
+    ignored = list(data.drop) + ([data.date_column] if data.date_column else [])
     outcome = run_validate(frame, reference, target=data.target, positive_label=data.positive_label,
                            min_rows=data.min_rows, settings=config.validation,
-                           reference_version=champion.version if champion else None, note=note)
-    ignored = list(data.drop) + ([data.date_column] if data.date_column else [])
+                           reference_version=champion.version if champion else None, note=note,
+                           ignored=ignored, drop_identifiers=data.drop_identifiers)
     schema = infer_data_schema(frame, data.target, data.positive_label, ignored, config.validation.drift.bins)
     with open(data_schema.path, "w") as handle:
         json.dump(schema, handle, indent=2, default=str)

@@ -124,6 +124,10 @@ def test_blocked_candidate_registers_nothing_and_leaves_aliases(workspace, secon
     summary = json.loads((Path(sorted((workspace["root"] / "runs").iterdir())[-1]) / "summary.json").read_text())
     assert not summary["gate"]["passed"]
     assert {step["step"] for step in summary["steps"]}.isdisjoint({"infra-validate", "register", "deploy"})
+    # Scripts can ask for a distinct exit code when the gate blocks (a failed run is 1).
+    strict = tollgate("run", "--config", str(path), "--fail-on-block", "--json", check=False)
+    assert strict.returncode == 3, strict.stderr
+    assert json.loads(strict.stdout)["gate"]["passed"] is False
 
 
 def test_bad_input_fails_fast_with_the_reason(workspace):
@@ -131,6 +135,9 @@ def test_bad_input_fails_fast_with_the_reason(workspace):
     assert result.returncode == 1
     assert "target column 'no_such_column' is not in the data" in result.stdout
     assert "Run failed in ingest" in result.stdout
+    # The failed run's HTML report carries the error, not an empty page.
+    report = Path(result.stdout.split("Report ")[1].split()[0]).read_text()
+    assert "Run failed:" in report and "target column &#x27;no_such_column&#x27; is not in the data" in report
     bad = tollgate("run", "--config", workspace["config"], "--model-name", "Bad Name", check=False)
     assert bad.returncode == 1 and "model_name" in bad.stderr
 

@@ -59,7 +59,8 @@ def inputs():
     reference = infer_data_schema(generate_applicants(rows=1000, seed=7), "defaulted", 1,
                                   ["applicant_id", "application_date"])
     frame = generate_applicants(rows=1000, seed=8, drift=1.0)
-    validation = validate(frame, reference, target="defaulted", positive_label=1, min_rows=200, reference_version=1)
+    validation = validate(frame, reference, target="defaulted", positive_label=1, min_rows=200, reference_version=1,
+                          ignored=["applicant_id", "application_date"])
     spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date")
     splits = split_dataset(frame, spec, 0.3, 0.2, 42, extra_columns=["gender", "age"])
     model = train_candidate(splits.train, splits.validation, {"candidate_id": "logreg", "family": "logistic_regression",

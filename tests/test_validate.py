@@ -25,8 +25,9 @@ def clean():
 
 
 def check(frame, reference_schema, settings=None, min_rows=200, positive_label=1):
+    # as the default config does: applicant_id is in data.drop, application_date is the date column
     return validate(frame, reference_schema, target="defaulted", positive_label=positive_label, min_rows=min_rows,
-                    settings=settings)
+                    settings=settings, ignored=["applicant_id", "application_date"])
 
 
 def test_schema_describes_columns_dtypes_ranges_domains_labels_and_rows(reference):
@@ -144,3 +145,42 @@ def test_ingest_reads_what_validate_judges(tmp_path, clean):
     assert [a.check for a in check(result.frame, None).anomalies] == ["empty_file"]
     with pytest.raises(DataError, match="target column 'label' is not in the data"):
         check_table(clean, "label")
+
+
+def test_identifier_columns_are_found_and_named():
+    from tollgate.steps.validate import identifier_columns, validate
+
+    frame = generate_applicants(rows=400, seed=2)
+    frame.insert(0, "Unnamed: 0", range(len(frame)))                       # pandas' saved index
+    frame["PassengerId"] = range(1, len(frame) + 1)
+    frame["Name"] = [f"Passenger {i}, Mr." for i in range(len(frame))]
+    frame["Ticket"] = [f"T{i // 2}" for i in range(len(frame))]            # half the rows share a ticket
+    frame["credit_score_int"] = frame["credit_score"].round().astype("Int64")  # a real integer feature
+    found = identifier_columns(frame, ["defaulted", "applicant_id"])
+    assert set(found) == {"Unnamed: 0", "PassengerId", "Name", "Ticket"}
+    assert found["Unnamed: 0"] == "a running index 0..399"
+    assert found["Name"] == "text with 400 distinct values in 400 rows"
+
+    report = validate(frame, None, target="defaulted", positive_label=1, min_rows=10,
+                      ignored=["applicant_id"], drop_identifiers=True)
+    flagged = {a.column: a for a in report.anomalies if a.check == "identifier_column"}
+    assert set(flagged) == set(found) and report.passed
+    assert flagged["Ticket"].allowed == "not a feature: left out (data.drop_identifiers)"
+    strict = ValidationConfig(severity={"identifier_column": "blocking"})
+    assert not validate(frame, None, target="defaulted", positive_label=1, min_rows=10, settings=strict,
+                        ignored=["applicant_id"]).passed
+
+
+def test_a_check_on_thousands_of_columns_is_reported_once():
+    from tollgate.steps.validate import infer_data_schema, validate
+
+    frame = generate_applicants(rows=300, seed=4)
+    reference = infer_data_schema(frame, "defaulted", 1)
+    wide = pd.concat([frame, pd.DataFrame(np.zeros((len(frame), 2000)), columns=[f"x{i}" for i in range(2000)])],
+                     axis=1)
+    report = validate(wide, reference, target="defaulted", positive_label=1, min_rows=10, ignored=["applicant_id"])
+    new = [a for a in report.anomalies if a.check == "new_column"]
+    assert len(new) == 1
+    assert new[0].column == "2,000 columns ('x0', 'x1', 'x2', 'x3', 'x4' and 1,995 more)"
+    assert new[0].observed == "present (float64) (first of 2,000)"
+    assert len(report.to_dict()["anomalies"]) < 20

@@ -92,6 +92,8 @@ class DataConfig(_Strict):
     date_column: str | None = Field("application_date", description="Date column used for daily windows; dropped from features.")
     window_days: int | None = Field(None, ge=1, description="If set, scheduled runs train on the last N days before the scheduled time.")
     min_rows: int = Field(200, ge=10, description="Fewer rows than this is a too_few_rows anomaly at validate.")
+    drop_identifiers: bool = Field(True, description="Leave identifier-like columns (a running index, text "
+                                   "unique to most rows) out of the features; validate reports them either way.")
     csv: CsvConfig = Field(default_factory=CsvConfig)
     builtin: BuiltinDataConfig = Field(default_factory=BuiltinDataConfig)
 
@@ -201,12 +203,13 @@ class GateConfig(_Strict):
 # impossible (nothing to learn from, or labels a binary classifier cannot use), so they
 # cannot be downgraded to warnings.
 VALIDATION_CHECKS = ("missing_column", "new_column", "dtype_change", "null_fraction_spike", "unseen_categories",
-                     "out_of_range", "too_few_rows", "duplicate_rows", "drift",
+                     "out_of_range", "too_few_rows", "duplicate_rows", "drift", "identifier_column",
                      "empty_file", "label_missing", "single_class", "unknown_labels")
 ALWAYS_BLOCKING_CHECKS = frozenset({"empty_file", "label_missing", "single_class", "unknown_labels"})
 _DEFAULT_SEVERITY = {"missing_column": "blocking", "new_column": "warning", "dtype_change": "blocking",
                      "null_fraction_spike": "blocking", "unseen_categories": "warning", "out_of_range": "warning",
                      "too_few_rows": "blocking", "duplicate_rows": "warning", "drift": "warning",
+                     "identifier_column": "warning",
                      "empty_file": "blocking", "label_missing": "blocking", "single_class": "blocking",
                      "unknown_labels": "blocking"}
 

@@ -54,7 +54,7 @@ def collect_inputs(run_dir: Path, model_name: str):
     return pipeline_dir, inputs
 
 
-def publish_report(run_dir: Path, model_name: str) -> tuple[Path, list[str]]:
+def publish_report(run_dir: Path, model_name: str, failure: str | None = None) -> tuple[Path, list[str]]:
     """Put the run's report at ``<run_dir>/report.html`` and return it with a text summary.
 
     The report task's KFP artifact is copied when it exists; a run that stopped before
@@ -65,6 +65,7 @@ def publish_report(run_dir: Path, model_name: str) -> tuple[Path, list[str]]:
     from tollgate.steps.report import render_report, text_summary
 
     pipeline_dir, inputs = collect_inputs(run_dir, model_name)
+    inputs.failure = failure
     target = run_dir / REPORT_FILE
     artifact = find_output(pipeline_dir, "report", "html")
     if artifact:
@@ -86,9 +87,9 @@ def report(
     cfg = load(config)
     run_dir = resolve_run_dir(run, cfg.run.root)
     recorded = run_dir / "summary.json"
-    model_name = json.loads(recorded.read_text()).get("model_name", cfg.model_name) if recorded.is_file() \
-        else cfg.model_name
-    path, lines = publish_report(run_dir, model_name)
+    summary = json.loads(recorded.read_text()) if recorded.is_file() else {}
+    failure = summary.get("error") if summary.get("succeeded") is False else None
+    path, lines = publish_report(run_dir, summary.get("model_name", cfg.model_name), failure)
     if as_json:
         emit_json({"run_dir": str(run_dir), "report": str(path), "summary": lines})
         return

@@ -14,6 +14,11 @@ from tollgate.cli.common import (
 )
 
 
+# Distinct from 1 (a failed run) so a script can tell "the data or code is broken" from
+# "the candidate was not good enough".
+EXIT_BLOCKED = 3
+
+
 @guarded
 def run(
     config: Optional[Path] = ConfigOption,
@@ -31,8 +36,15 @@ def run(
     scheduled_time: str = typer.Option("", "--scheduled-time", help="Act as a scheduled run at this RFC 3339 time "
                                        "(uses data.window_days)."),
     as_json: bool = JsonOption,
+    fail_on_block: bool = typer.Option(False, "--fail-on-block", help=f"Exit with {EXIT_BLOCKED} (not 0) when the "
+                                       "gate blocks the candidate, for scripts and CI. A failed run exits 1."),
 ) -> None:
-    """Run the whole gated DAG locally with kfp.local and print a summary."""
+    """Run the whole gated DAG locally with kfp.local and print a summary.
+
+    Exit codes: 0 the run finished (promoted, or blocked by the gate without
+    --fail-on-block); 1 the run failed (bad config or data, a failing step); 3 the gate
+    blocked the candidate and --fail-on-block was given.
+    """
     from tollgate.local_run import execute_pipeline, new_run_dir
     from tollgate.registry import open_registry
     from tollgate.summary import build_summary, render_summary
@@ -67,7 +79,9 @@ def run(
         # A browser-ready copy beside the run (KFP's HTML artifact has no .html suffix); a run
         # stopped early still gets a report of what it produced.
         try:
-            summary["report"] = str(publish_report(run_dir, cfg.model_name)[0])
+            failure = None if outcome.succeeded else \
+                f"{summary.get('failed_step') or 'a step'}: {summary.get('error')}"
+            summary["report"] = str(publish_report(run_dir, cfg.model_name, failure)[0])
         except Exception as exc:  # the run's outcome matters more than its report
             summary["report_error"] = f"{type(exc).__name__}: {exc}"
     (run_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2, default=str))
@@ -77,6 +91,8 @@ def run(
         render_summary(summary, console)
     if not outcome.succeeded:
         raise typer.Exit(1)
+    if fail_on_block and not (summary.get("gate") or {}).get("passed", True):
+        raise typer.Exit(EXIT_BLOCKED)
 
 
 def _label(value: Optional[str]):

@@ -46,6 +46,7 @@ class ReportInputs:
     decision: dict[str, Any] | None = None
     registered_version: int | None = None
     notes: list[str] = field(default_factory=list)
+    failure: str | None = None  # why the run stopped, when it failed (an ingest error, say)
 
 
 # ---------------------------------------------------------------------------- plots
@@ -164,6 +165,8 @@ def _summary_section(inputs: ReportInputs) -> str:
     if inputs.registered_version is not None:
         parts.append(f"<p>Registered as v{inputs.registered_version}.</p>")
     parts.extend(_note(n) for n in inputs.notes)
+    if inputs.failure:
+        parts.insert(0, f'<p class="verdict"><span class="fail">Run failed:</span> {_esc(inputs.failure)}</p>')
     return "".join(parts)
 
 
@@ -283,7 +286,7 @@ def render_report(inputs: ReportInputs) -> str:
 
 def text_summary(inputs: ReportInputs) -> list[str]:
     """A few plain lines for the terminal: validation, drift, metrics, fairness, gate."""
-    lines = []
+    lines = [f"run failed: {inputs.failure}"] if inputs.failure else []
     validation = inputs.validation
     if validation is not None:
         anomalies = validation.get("anomalies", [])

@@ -152,11 +152,71 @@ class _Findings:
         blocking = check in ALWAYS_BLOCKING_CHECKS or self.severity.get(check, "blocking") == "blocking"
         self.anomalies.append(Anomaly(column, check, observed, allowed, blocking))
 
+    def summarized(self) -> list[Anomaly]:
+        """The anomalies, with a check that fired on more than ``MAX_LISTED`` columns folded
+        into one entry: a wide file must not print ten thousand ``new_column`` lines."""
+        by_check: dict[str, list[Anomaly]] = {}
+        for anomaly in self.anomalies:
+            by_check.setdefault(anomaly.check, []).append(anomaly)
+        result = []
+        for check, found in by_check.items():
+            if len(found) <= MAX_LISTED:
+                result.extend(found)
+                continue
+            first = found[0]
+            names = ", ".join(repr(a.column) for a in found[:SHOWN_WHEN_FOLDED])
+            result.append(Anomaly(f"{len(found):,} columns ({names} and {len(found) - SHOWN_WHEN_FOLDED:,} more)",
+                                  check, f"{first.observed} (first of {len(found):,})", first.allowed,
+                                  first.blocking))
+        return result
+
+
+# A check firing on more columns than this is reported once, with a count and a few names.
+MAX_LISTED = 10
+SHOWN_WHEN_FOLDED = 5
+# Identifier detection: a text column is identifier-like when at least this share of its
+# values are distinct; tables smaller than IDENTIFIER_MIN_ROWS are too small to tell.
+IDENTIFIER_UNIQUE_SHARE = 0.5
+IDENTIFIER_MIN_ROWS = 20
+
+
+def identifier_columns(frame: pd.DataFrame, exclude: list[str] | tuple = ()) -> dict[str, str]:
+    """Columns that identify rows rather than describe them, each with the reason.
+
+    A running integer index (``Unnamed: 0``, ``PassengerId``: distinct consecutive integers)
+    or a text column whose values are mostly distinct (``Name``, ``Ticket``). As features
+    they let a model memorize rows and one-hot encode into noise.
+    """
+    if len(frame) < IDENTIFIER_MIN_ROWS:
+        return {}
+    found = {}
+    for name in frame.columns:
+        if name in set(exclude):
+            continue
+        series = frame[name].dropna()
+        if len(series) < IDENTIFIER_MIN_ROWS:
+            continue
+        family = column_family(frame[name])
+        if family == "numeric" and pd.api.types.is_integer_dtype(series.dtype) and series.is_unique:
+            ordered = series.sort_values().to_numpy()
+            if (ordered[1:] - ordered[:-1] == 1).all():
+                found[str(name)] = f"a running index {ordered[0]}..{ordered[-1]}"
+        elif family == "string":
+            distinct = series.astype(str).nunique()
+            if distinct >= IDENTIFIER_UNIQUE_SHARE * len(series):
+                found[str(name)] = f"text with {distinct:,} distinct values in {len(series):,} rows"
+    return found
+
 
 def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: str, positive_label: Any,
              min_rows: int, settings: ValidationConfig | None = None, reference_version: int | None = None,
-             note: str = "") -> Report:
-    """Check ``frame`` on its own and, if given, against the ``reference`` data schema."""
+             note: str = "", ignored: list[str] | tuple = (), drop_identifiers: bool = True) -> Report:
+    """Check ``frame`` on its own and, if given, against the ``reference`` data schema.
+
+    ``ignored`` columns (``data.drop``, the date column) are not features, so they are not
+    checked for being identifiers; ``drop_identifiers`` only changes what the anomaly says
+    happens to one (preprocess leaves it out of the features).
+    """
     settings = settings or ValidationConfig()
     findings = _Findings(settings.severity)
     report = Report(reference_version=reference_version, rows=int(len(frame)), note=note)
@@ -170,6 +230,10 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
     if duplicates > settings.max_duplicate_share:
         findings.add(TABLE, "duplicate_rows", f"{duplicates:.2%} of rows", f"<= {settings.max_duplicate_share:.2%}")
     _check_labels(frame, target, positive_label, reference, findings)
+    for name, reason in identifier_columns(frame, [target, *ignored]).items():
+        findings.add(name, "identifier_column", reason,
+                     "not a feature: left out (data.drop_identifiers)" if drop_identifiers else
+                     "a feature only because data.drop_identifiers is false; add it to data.drop")
     if reference:
         _check_columns(frame, reference, settings, findings)
         report.drift = feature_drift(frame, reference, settings)
@@ -177,7 +241,7 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
             if drift.drifted:
                 findings.add(drift.column, "drift", f"{drift.measure.replace('_', '-')} {drift.value:.4f}",
                              f"<= {drift.threshold:g}")
-    report.anomalies = findings.anomalies
+    report.anomalies = findings.summarized()
     return report
 
 
