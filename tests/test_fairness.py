@@ -18,7 +18,7 @@ GROUPS = pd.Series(["a"] * 5 + ["b"] * 5 + ["c"] * 2)
 
 
 def test_group_rates_and_disparities_equal_hand_computed_values():
-    result = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=3)
+    result = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=3, min_group_positives=1)
     groups = {g["group"]: g for g in result["groups"]}
     # a: selected 2/5; TPR 1/2 (row 0 of rows 0-1); FPR 1/3 (row 2 of rows 2-4)
     assert groups["a"]["selection_rate"] == pytest.approx(2 / 5)
@@ -32,16 +32,17 @@ def test_group_rates_and_disparities_equal_hand_computed_values():
     assert result["equal_opportunity_difference"] == pytest.approx(1.0 - 0.5)
     assert groups["a"]["selection_ratio_to_highest"] == pytest.approx(2 / 3)
     # with c counted (min size 1) the lowest selection rate is still a's; c has no TPR to compare
-    everyone = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=1)
+    everyone = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=1, min_group_positives=1)
     assert everyone["disparate_impact"] == pytest.approx((2 / 5) / (3 / 5))
     assert everyone["equal_opportunity_difference"] == pytest.approx(0.5)
 
 
 def test_too_few_eligible_groups_or_no_positive_decisions_leave_the_disparities_unmeasured():
-    result = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=6)
+    result = attribute_fairness(Y_TRUE, Y_PRED, GROUPS, min_group_size=6, min_group_positives=1)
     assert result["disparate_impact"] is None and result["equal_opportunity_difference"] is None
     assert "fewer than two groups with at least 6 test rows" in result["unmeasured"]["disparate_impact"]
-    nobody = attribute_fairness(Y_TRUE, [0] * len(Y_TRUE), GROUPS, min_group_size=3)
+    nobody = attribute_fairness(Y_TRUE, [0] * len(Y_TRUE), GROUPS, min_group_size=3,
+                                min_group_positives=1)
     assert nobody["disparate_impact"] is None and nobody["equal_opportunity_difference"] == 0.0
     assert "no group has a single positive decision" in nobody["unmeasured"]["disparate_impact"]
     blocked = decide({}, None, Policy(fairness={"min_disparate_impact": 0.8}), fairness={"gender": nobody})
@@ -54,10 +55,29 @@ def test_numeric_attributes_are_binned_in_order_and_missing_is_a_group():
     assert order == ["<30", "30-50", ">=50", "<missing>"]
     test = pd.DataFrame({"age": [20, 25, 40, 45, 60, 65], LABEL: [1, 0, 1, 0, 1, 0]})
     report = fairness_report(test, test[LABEL].to_numpy(), [0.9, 0.1, 0.9, 0.6, 0.2, 0.1],
-                             [{"column": "age", "bins": [30, 50]}], threshold=0.5, min_group_size=1)
+                             [{"column": "age", "bins": [30, 50]}], threshold=0.5, min_group_size=1,
+                             min_group_positives=1)
     assert [g["group"] for g in report["age"]["groups"]] == ["<30", "30-50", ">=50"]
     assert [g["selection_rate"] for g in report["age"]["groups"]] == [0.5, 1.0, 0.0]
     assert report["age"]["disparate_impact"] == 0.0 and report["age"]["equal_opportunity_difference"] == 1.0
+
+
+def test_a_tpr_over_a_handful_of_positives_is_unmeasured_and_not_bounded():
+    # The census-income case: two large groups, but one has 4 positives and one 9; by chance
+    # their TPRs are 1.0 and 0.444, which alone would decide the equal-opportunity bound.
+    y_true = [1] * 4 + [0] * 96 + [1] * 9 + [0] * 91 + [1] * 40 + [0] * 60
+    y_pred = [1] * 4 + [0] * 96 + [1] * 4 + [0] * 5 + [0] * 91 + [1] * 30 + [0] * 10 + [0] * 60
+    groups = pd.Series(["tiny"] * 100 + ["small"] * 100 + ["large"] * 100)
+    noisy = attribute_fairness(y_true, y_pred, groups, min_group_size=30, min_group_positives=1)
+    assert noisy["equal_opportunity_difference"] == pytest.approx(1.0 - 4 / 9)
+    result = attribute_fairness(y_true, y_pred, groups, min_group_size=30, min_group_positives=20)
+    by_group = {g["group"]: g for g in result["groups"]}
+    assert by_group["tiny"]["tpr"] is None and by_group["small"]["tpr"] is None
+    assert by_group["tiny"]["positives"] == 4 and by_group["large"]["tpr"] == pytest.approx(0.75)
+    assert result["equal_opportunity_difference"] is None
+    assert result["unmeasured"]["equal_opportunity_difference"] == \
+        "fewer than two groups with at least 30 test rows and 20 positives"
+    assert result["disparate_impact"] is not None   # selection rates need rows, not positives
 
 
 FAIR_POLICY = Policy(absolute={"roc_auc": {"min": 0.7}},

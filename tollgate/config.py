@@ -280,6 +280,8 @@ class FairnessConfig(_Strict):
         default_factory=list, description="Columns to compare groups on; they need not be model features.")
     threshold: float = Field(0.5, gt=0, lt=1, description="Probability at or above which a prediction is positive.")
     min_group_size: int = Field(30, ge=1, description="Smaller test groups are reported but not bounded.")
+    min_group_positives: int = Field(20, ge=1, description="A group's true-positive rate is measured (and bounded "
+                                     "by equal opportunity) only with at least this many positive test rows.")
 
     @field_validator("sensitive_attributes")
     @classmethod

@@ -109,7 +109,8 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
               "importance": top_feature_importance(model, test, columns)}
     if fairness and fairness.get("sensitive_attributes"):
         result["fairness"] = fairness_report(test, y_true, proba, fairness["sensitive_attributes"],
-                                             fairness.get("threshold", 0.5), fairness.get("min_group_size", 30))
+                                             fairness.get("threshold", 0.5), fairness.get("min_group_size", 30),
+                                             fairness.get("min_group_positives", 20))
     return result
 
 

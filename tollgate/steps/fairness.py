@@ -9,7 +9,10 @@ false-positive rate (FPR) from a fairlearn ``MetricFrame``; then
   ``equal_opportunity_difference``).
 
 Groups smaller than ``min_group_size`` are reported but left out of both summary numbers:
-a rate over a handful of rows would make the gate flip on noise.
+a rate over a handful of rows would make the gate flip on noise. TPR is a rate over a
+group's *positives*, so a group needs ``min_group_positives`` of them before its TPR is
+measured (a large group with 4 positives gives TPR 1.0 or 0.5 by chance); below that its
+TPR is reported as unmeasured and it takes no part in equal opportunity.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def group_labels(values: pd.Series, bins: list[float] | None = None) -> tuple[pd
 
 
 def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series,
-                       min_group_size: int = 30, order: list[str] | None = None) -> dict[str, Any]:
+                       min_group_size: int = 30, order: list[str] | None = None,
+                       min_group_positives: int = 20) -> dict[str, Any]:
     """Per-group rates and the two summary disparities for one sensitive attribute."""
     y_true = np.asarray(y_true).astype(int)
     y_pred = np.asarray(y_pred).astype(int)
@@ -66,21 +70,22 @@ def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series
     rows = []
     for group, values in by_group.iterrows():
         size = int(values["count"])
-        has_positives = int(positives.get(group, 0)) > 0
-        rows.append({"group": str(group), "count": size, "positives": int(positives.get(group, 0)),
+        group_positives = int(positives.get(group, 0))
+        rows.append({"group": str(group), "count": size, "positives": group_positives,
                      "selection_rate": float(values["selection_rate"]),
-                     "tpr": float(values["tpr"]) if has_positives else None,
+                     "tpr": float(values["tpr"]) if group_positives >= min_group_positives else None,
                      "fpr": float(values["fpr"]) if size > positives.get(group, 0) else None,
                      "bounded": size >= min_group_size})
     if order:
         rank = {name: position for position, name in enumerate(order)}
         rows.sort(key=lambda row: rank.get(row["group"], len(rank)))
     eligible = groups.isin([r["group"] for r in rows if r["bounded"]]).to_numpy()
-    # TPR is undefined for a group without positives; such a group cannot take part in equal opportunity.
+    # A group whose TPR is unmeasured (too few positives) cannot take part in equal opportunity.
     with_positives = eligible & groups.isin([r["group"] for r in rows if r["tpr"] is not None]).to_numpy()
     # Why a disparity is None, for the gate's message.
     unmeasured: dict[str, str] = {}
-    result: dict[str, Any] = {"groups": rows, "min_group_size": min_group_size, "unmeasured": unmeasured,
+    result: dict[str, Any] = {"groups": rows, "min_group_size": min_group_size,
+                              "min_group_positives": min_group_positives, "unmeasured": unmeasured,
                               "disparate_impact": None, "equal_opportunity_difference": None}
     if len(set(groups[eligible])) < 2:
         unmeasured["disparate_impact"] = f"fewer than two groups with at least {min_group_size} test rows"
@@ -91,7 +96,7 @@ def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series
             unmeasured["disparate_impact"] = "no group has a single positive decision at this threshold"
     if len(set(groups[with_positives])) < 2:
         unmeasured["equal_opportunity_difference"] = (f"fewer than two groups with at least {min_group_size} "
-                                                      "test rows and positives")
+                                                      f"test rows and {min_group_positives} positives")
     else:
         result["equal_opportunity_difference"] = _finite(equal_opportunity_difference(
             y_true[with_positives], y_pred[with_positives], sensitive_features=groups[with_positives].to_numpy()))
@@ -108,7 +113,7 @@ def _finite(value: float) -> float | None:
 
 def fairness_report(test: pd.DataFrame, y_true: np.ndarray, positive_proba: np.ndarray,
                     attributes: list[dict[str, Any]], threshold: float = 0.5,
-                    min_group_size: int = 30) -> dict[str, Any]:
+                    min_group_size: int = 30, min_group_positives: int = 20) -> dict[str, Any]:
     """Fairness of the decisions ``positive_proba >= threshold`` for every configured attribute.
 
     ``attributes`` are ``{"column": ..., "bins": [...] | None}`` (``fairness.sensitive_attributes``).
@@ -119,6 +124,7 @@ def fairness_report(test: pd.DataFrame, y_true: np.ndarray, positive_proba: np.n
     for attribute in attributes:
         column = attribute["column"]
         groups, order = group_labels(test[column], attribute.get("bins"))
-        report[column] = {**attribute_fairness(y_true, y_pred, groups.reset_index(drop=True), min_group_size, order),
+        report[column] = {**attribute_fairness(y_true, y_pred, groups.reset_index(drop=True), min_group_size, order,
+                                                 min_group_positives),
                           "bins": attribute.get("bins"), "threshold": threshold}
     return report

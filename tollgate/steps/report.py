@@ -248,7 +248,8 @@ def _fairness_section(evaluation: dict[str, Any] | None) -> str:
     for attribute, record in fairness.items():
         parts.append(f"<h3>{_esc(attribute)}</h3><p>disparate impact {_num(record.get('disparate_impact'))}; "
                      f"equal-opportunity difference {_num(record.get('equal_opportunity_difference'))} "
-                     f"(groups with fewer than {_esc(record.get('min_group_size'))} test rows are not bounded)</p>")
+                     f"(groups with fewer than {_esc(record.get('min_group_size'))} test rows are not bounded; a TPR needs "
+                     f"{_esc(record.get('min_group_positives', 1))} positives, or it is shown as -)</p>")
         parts.append(f'<div class="plots">{_img(_group_rates(attribute, record["groups"]), f"fairness {attribute}")}</div>')
         rows = [[_esc(g["group"]), _esc(g["count"]), _esc(g["positives"]), _num(g["selection_rate"]), _num(g["tpr"]),
                  _num(g["fpr"]), _num(g.get("selection_ratio_to_highest")), "yes" if g["bounded"] else "no"]
