@@ -25,7 +25,7 @@ pytestmark = pytest.mark.pipeline
 SENSITIVE = [{"column": "gender"}, {"column": "age", "bins": [30, 50]}]
 # Loose fairness bounds: 300 test rows are too few for the defaults not to flip on noise.
 FAIRNESS = {"fairness.sensitive_attributes": SENSITIVE, "gate.fairness.min_disparate_impact": 0.3,
-            "gate.fairness.max_equal_opportunity_difference": 0.6}
+            "gate.fairness.max_equal_opportunity_difference": 0.6, "fairness.min_group_positives": 5}
 
 
 @pytest.fixture(scope="module")
