@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.spatial.distance import jensenshannon
 
 MISSING = "<missing>"
 
@@ -56,18 +57,15 @@ def category_shares(values: pd.Series, limit: int | None = None) -> dict[str, fl
 
 
 def jensen_shannon(p: list[float] | np.ndarray, q: list[float] | np.ndarray) -> float:
-    """Jensen-Shannon divergence with log base 2: 0 for identical, 1 for disjoint distributions."""
+    """Jensen-Shannon divergence with log base 2: 0 for identical, 1 for disjoint distributions.
+
+    scipy's ``jensenshannon`` returns the *distance* (the square root of the divergence);
+    TFDV's threshold is on the divergence, so it is squared here.
+    """
     p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
     if p.sum() == 0 or q.sum() == 0:
         return 0.0 if p.sum() == q.sum() else 1.0
-    p, q = p / p.sum(), q / q.sum()
-    mixture = (p + q) / 2
-
-    def kl(a: np.ndarray) -> float:
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / mixture[mask])))
-
-    return max(0.0, min(1.0, (kl(p) + kl(q)) / 2))
+    return max(0.0, min(1.0, float(jensenshannon(p, q, base=2) ** 2)))
 
 
 def l_infinity(reference: dict[str, float], current: dict[str, float]) -> float:
