@@ -306,18 +306,19 @@ class KServeDeployConfig(_Strict):
                                  "storage-initializer read s3://models.")
     runtime: str = Field("tollgate", description="ClusterServingRuntime that serves the 'tollgate' model format.")
     deployment_mode: Literal["Standard", "Knative"] = Field("Standard", description="KServe deployment mode "
-                                                            "(Standard = raw Deployment; Knative enables canary).")
-    ready_timeout_seconds: int = Field(300, ge=10, description="How long to wait for the InferenceService to be Ready.")
-    canary_traffic_percent: int | None = Field(None, ge=1, le=99, description="Send this share of traffic to the "
-                                               "new version first (Knative mode only); promoted after the smoke request.")
-    smoke_request: bool = Field(True, description="Send one prediction to the new version before calling it deployed.")
-
-    @model_validator(mode="after")
-    def _canary_needs_knative(self) -> "KServeDeployConfig":
-        if self.canary_traffic_percent is not None and self.deployment_mode != "Knative":
-            raise ValueError("canary_traffic_percent works only with deployment_mode: Knative "
-                             "(Standard mode has only a rolling update); remove it or switch the mode")
-        return self
+                                                            "(Standard = raw Deployments; Knative = Knative Services).")
+    ready_timeout_seconds: int = Field(300, ge=10, description="How long an update may take to be Ready and proven.")
+    first_ready_timeout_seconds: int = Field(900, ge=10, description="How long the first deploy may take (its "
+                                             "predictor pod pulls the storage-initializer and the serving image).")
+    canary_traffic_percent: int | None = Field(None, ge=1, le=99, description="Serve this share of traffic from the "
+                                               "new version first (Standard: spec.canary; Knative: "
+                                               "canaryTrafficPercent), then promote it.")
+    canary_observe_seconds: int = Field(60, ge=0, description="How long a Standard-mode canary must answer with the "
+                                        "new version and no errors before it is promoted.")
+    smoke_request: bool = Field(True, description="Prove the rollout with real v1 and v2 predictions that must carry "
+                                "the new model_version.")
+    consecutive_answers: int = Field(5, ge=1, le=100, description="How many answers in a row must come from the new "
+                                     "version before it counts as serving.")
 
 
 class DeployConfig(_Strict):

@@ -2,8 +2,9 @@
 
 Target ``local``: move the ``production`` alias; ``tollgate serve`` serves it.
 Target ``kserve``: move the alias *and* roll the version out as a KServe
-InferenceService (create or patch, wait for Ready, smoke request); if the rollout
-fails, both the InferenceService and the aliases go back to what they were.
+InferenceService (create or patch, wait for Ready, prove the new version serves, or
+canary then promote); if the rollout fails, both the InferenceService and the aliases
+go back to what they were.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ def deploy_local(registry: Registry, model_name: str, version: int) -> DeployRes
 
 
 def deploy_kserve(registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None,
-                  api=None) -> DeployResult:
+                  api=None, apps_api=None, base_url=None) -> DeployResult:
     """Promote ``version`` and serve it from an InferenceService named after the model.
 
-    ``options`` is ``DeployConfig.model_dump()``; ``api`` a ``CustomObjectsApi`` (default:
-    in-cluster credentials, else the kubeconfig). On failure the previous InferenceService
+    ``options`` is ``DeployConfig.model_dump()``; ``api`` a ``CustomObjectsApi`` and ``apps_api``
+    an ``AppsV1Api`` (default for both: in-cluster credentials, else the kubeconfig);
+    ``base_url(service)`` where a predictor Service answers (default: its cluster DNS name). On failure the previous InferenceService
     spec and the previous aliases are restored and :class:`DeployError` says why.
     """
     from tollgate.cluster.kserve import DeployError, KServeDeployer, KServeSettings
@@ -50,13 +52,13 @@ def deploy_kserve(registry: Registry, model_name: str, version: int, options: di
                           f"got {registry.uri!r}; use the cluster's MinIO (s3://models, see kfp.registry_uri)")
     schema = registry.store.read_json(f"{model_name}/v{version}/{SCHEMA_FILE}") or {}
     if api is None:
-        from tollgate.cluster.kube import custom_objects_api
+        from tollgate.cluster.kube import apps_v1_api, custom_objects_api
 
-        api = custom_objects_api()
+        api, apps_api = custom_objects_api(), apps_v1_api()
     aliases_before = registry.aliases(model_name)
     aliases = registry.promote(model_name, version, reason="gate passed")
     try:
-        rollout = KServeDeployer(api, settings).rollout(model_name, target.uri, version, schema)
+        rollout = KServeDeployer(api, settings, apps_api, base_url).rollout(model_name, target.uri, version, schema)
     except DeployError as exc:
         registry.restore_aliases(model_name, aliases_before)
         restored = aliases_before.get("production", {}).get("version")
@@ -65,7 +67,7 @@ def deploy_kserve(registry: Registry, model_name: str, version: int, options: di
     canary = f", canary {rollout.canary_percent}% then promoted" if rollout.canary_percent else ""
     return DeployResult("kserve", version, aliases,
                         f"production -> v{version}; InferenceService {rollout.namespace}/{rollout.name} "
-                        f"{rollout.action}, Ready at {rollout.url}{canary}")
+                        f"{rollout.action}, Ready at {rollout.url}{canary}; proven by {rollout.proof}")
 
 
 def deploy(target: str, registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None) -> DeployResult:
