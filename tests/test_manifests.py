@@ -241,19 +241,52 @@ def test_pipeline_pods_get_the_s3_secret_they_are_compiled_with(kind_objects):
     assert set(S3_SECRET_KEYS) == set(secret["data"])
 
 
-def test_pipeline_runner_may_manage_inference_services_and_nothing_more(kind_objects):
+def _verbs_the_deployer_uses() -> dict[tuple[str, str], set[str]]:
+    """API verbs tollgate/cluster/kserve.py calls, read from its source: (group, resource) -> RBAC verbs."""
+    source = (REPO / "tollgate" / "cluster" / "kserve.py").read_text()
+    to_rbac = {"get": "get", "create": "create", "patch": "patch", "replace": "update", "delete": "delete",
+               "list": "list"}
+    custom = {to_rbac[verb] for verb in re.findall(r"self\.api\.(\w+?)_namespaced_custom_object", source)}
+    apps = {"get" for _ in re.findall(r"self\.apps_api\.read_namespaced_deployment", source)}
+    return {("serving.kserve.io", "inferenceservices"): custom, ("apps", "deployments"): apps}
+
+
+def test_pipeline_runner_may_do_what_the_deployer_does_and_nothing_more(kind_objects):
     cfg = load_config()
     roles = [o for o in kind_objects if o["kind"] in ("Role", "ClusterRole")]
     bindings = [o for o in kind_objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
     assert [r["kind"] for r in roles] == ["Role"] and [b["kind"] for b in bindings] == ["RoleBinding"]
     role, binding = roles[0], bindings[0]
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == cfg.deploy.kserve.namespace
-    assert role["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
-                              "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]}]
+    granted = {(rule["apiGroups"][0], rule["resources"][0]): set(rule["verbs"]) for rule in role["rules"]}
+    assert all(len(rule["apiGroups"]) == len(rule["resources"]) == 1 for rule in role["rules"])
+    # Exactly the verbs the code calls: no list/watch it never uses, and get on the Deployments it proves.
+    assert granted == _verbs_the_deployer_uses()
+    assert granted[("serving.kserve.io", "inferenceservices")] == {"get", "create", "patch", "update", "delete"}
+    assert granted[("apps", "deployments")] == {"get"}
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner",
                                     "namespace": cfg.kfp.namespace}]
+
+
+def test_serving_runtime_is_hardened(kind_objects):
+    spec = find(kind_objects, "ClusterServingRuntime", "tollgate")["spec"]
+    container = spec["containers"][0]
+    security = container["securityContext"]
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    # The server writes only under /tmp: an emptyDir of the runtime's own.
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == "/tmp"
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert "emptyDir" in volume
+
+
+def test_model_service_account_mounts_no_token(kind_objects):
+    cfg = load_config().deploy.kserve
+    assert find(kind_objects, "ServiceAccount", cfg.service_account)["automountServiceAccountToken"] is False
 
 
 def test_minio_has_storage_and_a_bucket_job(kind_objects):
