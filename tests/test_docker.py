@@ -150,12 +150,39 @@ def test_the_checks_catch_what_they_are_for(mutation, complaint):
     assert any(complaint in problem for problem in problems(mutation(DOCKERFILE.read_text())))
 
 
-def test_component_target_gives_kfp_artifact_roots_to_its_user(dockerfile):
-    _, _, stages = dockerfile
+def test_component_target_prepares_no_kfp_artifact_roots(dockerfile):
+    """KFP 2.17's launcher mounts emptyDirs at /gcs, /minio, /s3, /.local, /.cache, /.config
+    (kubeflow/pipelines#10857): a chown of them in the image is stale and would hide a regression."""
+    text, _, stages = dockerfile
     runs = " ".join(rest for key, rest in stages["component"].instructions if key == "RUN")
-    user = effective(stages, "component", "USER")
-    for root in ("/gcs", "/minio", "/s3"):
-        assert re.search(rf"mkdir -p [^&]*{root}\b", runs) and re.search(rf"chown {user} [^&]*{root}\b", runs), root
+    assert not re.search(r"chown|mkdir", runs)
+    assert "#10857" in text and "#10397" not in text
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if "==" in line and not line.startswith("#")]
+    return {name.lower().replace("_", "-"): version for name, version in (line.split("==", 1) for line in lines)}
+
+
+TEST_ONLY = ("pytest", "moto", "cfn-lint", "docker", "kubernetes-validate", "jsonschema", "responses", "flask")
+
+
+def test_images_install_the_runtime_lock_only(dockerfile):
+    """Defect 7: both images installed pytest, moto, cfn-lint, docker... from one lock."""
+    text, _, stages = dockerfile
+    runtime, test = _pins(REPO / "requirements.lock"), _pins(REPO / "requirements-test.lock")
+    assert not set(runtime) & set(test), "a package is pinned in both locks"
+    assert not set(TEST_ONLY) & set(runtime), "test-only packages in the runtime lock"
+    assert set(TEST_ONLY) <= set(test)
+    assert not any("requirements-test.lock" in line for line in logical_lines(text))
+    copies = [rest for stage in stages.values() for key, rest in stage.instructions if key == "COPY"]
+    assert any(rest.startswith("requirements.lock ") for rest in copies)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in project["optional-dependencies"]["test"]:
+        name, version = requirement.split("==")
+        assert test.get(name.split("[")[0].lower()) == version, f"{name} of the test extra is not in requirements-test.lock"
+    makefile = (REPO / "Makefile").read_text()
+    assert "-r requirements.lock -r requirements-test.lock" in makefile
 
 
 def test_images_install_the_locked_dependencies_with_kfp(dockerfile):
@@ -163,7 +190,7 @@ def test_images_install_the_locked_dependencies_with_kfp(dockerfile):
     runs = " ".join(rest for key, rest in stages["build"].instructions if key == "RUN")
     assert "install --no-deps -r /tmp/requirements.lock" in runs
     lock = (REPO / "requirements.lock").read_text().splitlines()
-    pins = dict(line.split("==", 1) for line in lock if "==" in line)
+    pins = dict(line.split("==", 1) for line in lock if "==" in line and not line.startswith("#"))
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for requirement in project["dependencies"]:
         name, version = requirement.split("==")
