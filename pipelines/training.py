@@ -28,27 +28,30 @@ STEPS = ("ingest", "validate", "preprocess", "train", "select", "evaluate", "gat
 S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
-def s3_env_from_secret(config: TollgateConfig):
-    """A function that gives a task the S3 credentials from ``kfp.s3_secret`` when the config uses S3.
+def s3_env_from_secret(config: TollgateConfig, for_cluster: bool = False):
+    """A function that gives a task the S3 credentials from ``kfp.s3_secret``.
 
-    In the cluster the tasks reach MinIO only with these variables; local runs ignore
-    Kubernetes settings, so the same compiled DAG still runs under kfp.local.
+    A package compiled for the cluster always carries them: the registry and the data source
+    are run parameters, so a package compiled with local defaults may well run with
+    ``registry_uri=s3://...``. Local runs (kfp.local ignores Kubernetes settings anyway) get
+    them only when the config itself uses S3.
     """
-    if not (is_s3_uri(config.registry.uri) or is_s3_uri(config.data.source)):
+    if not (for_cluster or is_s3_uri(config.registry.uri) or is_s3_uri(config.data.source)):
         return lambda task: task
     from kfp import kubernetes
 
     return lambda task: kubernetes.use_secret_as_env(task, config.kfp.s3_secret, {key: key for key in S3_SECRET_KEYS})
 
 
-def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
+def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_cluster: bool = False):
     """Return the ``@dsl.pipeline`` function for ``config``.
 
     ``use_schedule_time`` wires KFP's scheduled-time placeholder into ingest, for
     recurring runs that train on a daily window; one-off runs pass ``scheduled_time``.
+    ``for_cluster`` gives every S3-touching task the ``kfp.s3_secret`` credentials.
     """
     ops = build_components(config.pipeline.image)
-    with_s3 = s3_env_from_secret(config)
+    with_s3 = s3_env_from_secret(config, for_cluster)
     config_json = config.to_json()
     policy_json = json.dumps(config.gate.model_dump())
     # Loop items travel as protobuf Structs, which turn every int into a float; the
@@ -128,8 +131,8 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False):
 
 
 def compile_pipeline(config: TollgateConfig, output, use_schedule_time: bool = False) -> Path:
-    """Compile the DAG to KFP IR YAML at ``output``."""
+    """Compile the DAG to KFP IR YAML at ``output``: a package for the cluster, S3 credentials included."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(config, use_schedule_time), str(output))
+    compiler.Compiler().compile(build_pipeline(config, use_schedule_time, for_cluster=True), str(output))
     return output

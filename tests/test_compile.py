@@ -54,7 +54,7 @@ def test_compile_cli_sets_the_image_of_every_task(tmp_path):
     output = tmp_path / "ir.yaml"
     result = CliRunner().invoke(app, ["compile", "-o", str(output), "--image", "registry.local/tollgate:9.9.9-abc1234"])
     assert result.exit_code == 0, result.output
-    executors = yaml.safe_load(output.read_text())["deploymentSpec"]["executors"]
+    executors = next(yaml.safe_load_all(output.read_text()))["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {"registry.local/tollgate:9.9.9-abc1234"}
 
 
@@ -95,9 +95,23 @@ def test_tasks_that_touch_s3_get_the_minio_secret(cluster_package):
         assert {(m["secretKey"], m["envVar"]) for m in secret["keyToEnv"]} == {(k, k) for k in S3_SECRET_KEYS}
 
 
-def test_a_local_registry_compiles_without_kubernetes_settings(tmp_path):
-    _, _, platform = compiled(tmp_path)
-    assert "secretAsEnv" not in json.dumps(platform)
+def test_every_cluster_package_carries_the_s3_secret(tmp_path):
+    """Defect: a package compiled with local defaults and run with registry_uri=s3://... had no credentials."""
+    config, spec, platform = compiled(tmp_path)
+    assert not config.registry.uri.startswith("s3://") and "registry_uri" in spec["root"]["inputDefinitions"]["parameters"]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {name.removeprefix("exec-") for name in executors} == S3_TASKS
+    for settings in executors.values():
+        (secret,) = settings["secretAsEnv"]
+        assert secret["secretName"] == config.kfp.s3_secret and not secret.get("optional")
+
+
+def test_local_runs_build_without_kubernetes_settings_for_a_local_config(tmp_path):
+    from tollgate.pipelines.training import s3_env_from_secret
+
+    marker = object()
+    assert s3_env_from_secret(load_config())(marker) is marker
+    assert s3_env_from_secret(load_config(), for_cluster=True) is not None
 
 
 def test_s3_data_alone_also_wires_the_secret(tmp_path):
@@ -126,6 +140,6 @@ def test_compiled_ir_loads_back_into_kfp_and_recompiles(tmp_path):
     assert loaded.component_spec.inputs["data_source"].default == "builtin"
     again = tmp_path / "again.yaml"
     compiler.Compiler().compile(loaded, str(again))
-    original = yaml.safe_load(path.read_text())
-    recompiled = yaml.safe_load(again.read_text())
+    original = next(yaml.safe_load_all(path.read_text()))
+    recompiled = next(yaml.safe_load_all(again.read_text()))
     assert recompiled["root"]["dag"]["tasks"].keys() == original["root"]["dag"]["tasks"].keys()
