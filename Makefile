@@ -47,7 +47,7 @@ SERVING_IMAGE   := tollgate-serving
 IMAGES          := $(COMPONENT_IMAGE):$(VERSION) $(COMPONENT_IMAGE):$(VERSION)-$(GIT_SHA) \
                    $(SERVING_IMAGE):$(VERSION) $(SERVING_IMAGE):$(VERSION)-$(GIT_SHA)
 
-.PHONY: images kind-load cluster-up cluster-down
+.PHONY: images kind-load cluster-up cluster-down e2e-kind
 
 images: ## build the component and serving images, tagged <version> and <version>-<git sha>
 	@command -v docker >/dev/null 2>&1 || { echo "error: 'docker' is not installed; make images needs Docker (https://docs.docker.com/get-docker/)" >&2; exit 1; }
@@ -63,3 +63,6 @@ cluster-up: ## create the kind cluster with MinIO, KFP 2.17 and KServe 0.20, wai
 
 cluster-down: ## delete the kind cluster
 	manifests/kind/cluster.sh down
+
+e2e-kind: ## end to end on kind: cluster-up, images, submit, v1/v2/gRPC answers, update, rollback, cluster-down
+	scripts/e2e-kind.sh

@@ -8,6 +8,7 @@ defaults and the compiled pipeline agree with each other.
 """
 
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -338,6 +339,19 @@ def test_cluster_script_pins_third_party_versions():
     assert subprocess.run(["bash", "-n", str(MANIFESTS / "kind" / "cluster.sh")]).returncode == 0
 
 
+def test_cluster_up_preloads_the_images_the_first_deploy_pulls():
+    """The predictor pod's init container is KServe's storage-initializer (kserve v0.20.0
+    charts/kserve-resources/values.yaml: kserve.storage.image kserve/storage-initializer, tag =
+    the chart version). `cluster-up` pulls it once and loads it into the node, after the cluster
+    exists and before the first deploy; `make kind-load` loads our own two images."""
+    script = (MANIFESTS / "kind" / "cluster.sh").read_text()
+    assert 'FIRST_DEPLOY_IMAGES=("kserve/storage-initializer:${KSERVE_VERSION}")' in script
+    up = script[script.index("up() {"):script.index("endpoints() {")]
+    load = up.index('kind load docker-image --name "${CLUSTER_NAME}" "${FIRST_DEPLOY_IMAGES[@]}"')
+    assert up.index("kind create cluster") < up.index('docker pull "${image}"') < load
+    assert load < up.index("Waiting until everything is ready")
+
+
 def test_cluster_script_says_what_is_missing(tmp_path):
     """Without docker on PATH, `cluster-up` stops at once with the tool to install."""
     bin_dir = tmp_path / "bin"
@@ -357,3 +371,65 @@ def test_cluster_script_says_when_the_docker_daemon_is_down(tmp_path):
     result = subprocess.run(["bash", str(MANIFESTS / "kind" / "cluster.sh"), "up"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1 and "daemon does not answer" in result.stderr
+
+
+# -- the end-to-end checklist (make e2e-kind) -------------------------------------------------
+
+E2E_SCRIPT = REPO / "scripts" / "e2e-kind.sh"
+E2E_STEPS = ["cluster-up", "images", "kind-load", "submit #1", "answers #1", "submit #2", "answers #2",
+             "broken version", "cluster-down"]
+
+
+def test_e2e_script_reads_as_the_users_checklist():
+    text = E2E_SCRIPT.read_text()
+    assert subprocess.run(["bash", "-n", str(E2E_SCRIPT)]).returncode == 0
+    header = [re.match(r"#\s+\d\s+(\S+(?: #\d| version)?)", line) for line in text.splitlines()]
+    listed = [m.group(1) for m in header if m]
+    assert listed == ["preflight"] + E2E_STEPS, listed
+    run_order = re.findall(r'^\s+step "([^"]+)"', text, flags=re.MULTILINE)
+    assert run_order == E2E_STEPS
+    assert "submit --config" in text and "--deploy-target kserve --wait" in text
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^e2e-kind: ## .+\n\tscripts/e2e-kind\.sh$", makefile, flags=re.MULTILINE)
+    assert "e2e-kind" in re.search(r"^\.PHONY: images.*$", makefile, flags=re.MULTILINE).group(0)
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "kind-e2e.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    commands = [step.get("run", "") for step in job["steps"]]
+    assert "make e2e-kind" in commands and "make venv" in commands
+    assert job["env"]["KIND_VERSION"] == "v0.29.0"
+
+
+def _without(tmp_path, *tools):
+    """A PATH with the usual tools but none of ``tools``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "printf", "tail", "mkdir", "cat", "make", "env", "sed", "grep", "awk"):
+        found = shutil.which(tool)
+        if found and tool not in tools:
+            (bin_dir / tool).symlink_to(found)
+    return str(bin_dir)
+
+
+def test_e2e_fails_at_once_without_docker(tmp_path):
+    log_dir = tmp_path / "logs"
+    result = subprocess.run([shutil.which("bash"), str(E2E_SCRIPT)], capture_output=True, text=True, timeout=60,
+                            env={"PATH": _without(tmp_path, "docker", "kind", "helm"), "E2E_LOG_DIR": str(log_dir)})
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith("FAIL  preflight") for line in lines)
+    assert any("docker is not installed" in line for line in lines)
+    assert any("kind is not installed" in line for line in lines)
+    assert "nothing was started" in result.stderr
+    assert not log_dir.exists(), "no step may run after a failed preflight"
+
+
+@pytest.mark.skipif(shutil.which("docker") is None or shutil.which("make") is None,
+                    reason="needs the docker CLI (without a daemon) and make")
+def test_make_e2e_kind_fails_at_once_when_the_docker_daemon_is_down(tmp_path):
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0:
+        pytest.skip("a Docker daemon is running here, so the 'daemon down' failure cannot be shown")
+    result = subprocess.run(["make", "-s", "-C", str(REPO), "e2e-kind"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "E2E_LOG_DIR": str(tmp_path / "logs")})
+    assert result.returncode != 0
+    assert "FAIL  preflight" in result.stdout and "daemon does not answer" in result.stdout
+    assert "PASS" not in result.stdout and not (tmp_path / "logs").exists()

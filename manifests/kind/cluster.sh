@@ -18,6 +18,10 @@ KFP_CLUSTER_SCOPED="github.com/kubeflow/pipelines/manifests/kustomize/cluster-sc
 KFP_PLATFORM_AGNOSTIC="github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${KFP_VERSION}"
 KSERVE_CRD_CHART="oci://ghcr.io/kserve/charts/kserve-crd"
 KSERVE_CHART="oci://ghcr.io/kserve/charts/kserve-resources"
+# Images the first InferenceService's pod needs besides ours (make kind-load loads ours): KServe's
+# storage-initializer (charts/kserve-resources values.yaml kserve.storage.image, tag = the chart's
+# version). Pulled once on the host and loaded into the node, so the first deploy waits for no pull.
+FIRST_DEPLOY_IMAGES=("kserve/storage-initializer:${KSERVE_VERSION}")
 
 say() { printf '\n==> %s\n' "$*"; }
 
@@ -83,6 +87,12 @@ up() {
   retry 3 helm --kube-context "${CONTEXT}" upgrade --install kserve "${KSERVE_CHART}" \
     --version "${KSERVE_VERSION}" --namespace kserve \
     --set kserve.controller.deploymentMode=Standard --wait --timeout 10m
+
+  say "Images the first deploy needs, pulled once and loaded into the node: ${FIRST_DEPLOY_IMAGES[*]}"
+  for image in "${FIRST_DEPLOY_IMAGES[@]}"; do
+    docker image inspect "${image}" >/dev/null 2>&1 || retry 3 docker pull "${image}"
+  done
+  kind load docker-image --name "${CLUSTER_NAME}" "${FIRST_DEPLOY_IMAGES[@]}"
 
   say "Tollgate's resources (MinIO, serving runtime, RBAC, node ports): ${MANIFESTS}/overlays/kind"
   retry 3 k apply -k "${MANIFESTS}/overlays/kind"
