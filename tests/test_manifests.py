@@ -8,10 +8,14 @@ defaults and the compiled pipeline agree with each other.
 """
 
 import functools
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
+import time
+import urllib.request
 import tomllib
 from pathlib import Path
 
@@ -433,3 +437,50 @@ def test_make_e2e_kind_fails_at_once_when_the_docker_daemon_is_down(tmp_path):
     assert result.returncode != 0
     assert "FAIL  preflight" in result.stdout and "daemon does not answer" in result.stdout
     assert "PASS" not in result.stdout and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0,
+                    reason="needs root and setpriv to run the model server as an unprivileged user")
+def test_model_server_needs_no_writable_filesystem_but_tmp(trained_model_dir):
+    """The runtime sets readOnlyRootFilesystem with an emptyDir at /tmp: the server, run here as
+    `nobody` with no writable home, no writable working directory and only a private TMPDIR,
+    must load and answer v1 and v2, and its TMPDIR is all it may touch."""
+    from tests.conftest import free_port
+    from tollgate.cluster.kserve import served_versions
+
+    import tempfile
+
+    # pytest's own tmp directories are private to root: share a fresh one under the system temp dir.
+    shared = Path(tempfile.mkdtemp(prefix="tollgate-readonly-"))
+    model_dir = shared / "model"
+    shutil.copytree(trained_model_dir, model_dir)
+    writable = shared / "tmp"
+    writable.mkdir()
+    for path in (shared, model_dir, *model_dir.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    writable.chmod(0o1777)
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "TMPDIR": str(writable), "PYTHONDONTWRITEBYTECODE": "1",
+           "MPLCONFIGDIR": str(writable / "matplotlib")}
+    process = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "tollgate.serving",
+         "--model-dir", str(model_dir), "--model-name", "credit-default", "--http-port", str(port), "--no-grpc",
+         "--host", "127.0.0.1"], cwd="/", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited as an unprivileged user: {process.stderr.read().decode()[-1500:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not become ready"
+                time.sleep(0.3)
+        schema = json.loads((model_dir / "input_schema.json").read_text())
+        versions = served_versions(f"http://127.0.0.1:{port}", "credit-default", schema)
+        assert set(versions) == {"v1", "v2"} and len(set(versions.values())) == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        shutil.rmtree(shared, ignore_errors=True)
