@@ -89,12 +89,23 @@ def answers(expect: int) -> int:
     return 0
 
 
-def broken_deploy(timeout: int) -> int:
+def broken_deploy(timeout: int, registry=None, model: str | None = None, check_answers=None, **cluster) -> int:
+    """Register a copy of production that cannot load, deploy it, require the rollback.
+
+    ``registry``, ``model``, ``check_answers(version) -> int`` and ``cluster`` (``api``,
+    ``apps_api``, ``base_url`` for ``deploy_kserve``) default to the kind cluster seen from the
+    host; tests pass their own.
+    """
     from tollgate.cluster.kserve import DeployError
+    from tollgate.config import load_config
     from tollgate.registry.base import METADATA_FILE, MODEL_FILE
     from tollgate.steps.deploy import deploy_kserve
 
-    registry, model, config = _registry_and_model()
+    if registry is None:
+        registry, model, _ = _registry_and_model()
+    model = model or load_config().model_name
+    check_answers = check_answers or answers
+    cluster.setdefault("base_url", lambda service: REST_FROM_HOST)  # from the host: the model NodePort
     before = registry.aliases(model)
     serving = before.get("production", {}).get("version")
     if serving is None:
@@ -105,11 +116,10 @@ def broken_deploy(timeout: int) -> int:
         (directory / METADATA_FILE).unlink(missing_ok=True)
         (directory / MODEL_FILE).write_bytes(b"this is not a pickle: the model server cannot load it\n")
         broken = registry.register(model, directory, {"note": "deliberately broken by scripts/e2e_kind.py"}).version
-    options = config.deploy.model_dump()
+    options = load_config().deploy.model_dump()
     options["kserve"].update(ready_timeout_seconds=timeout, canary_traffic_percent=None)
     try:
-        # From the host the predictor Services are reached through the model NodePort.
-        deploy_kserve(registry, model, broken, options, base_url=lambda service: REST_FROM_HOST)
+        deploy_kserve(registry, model, broken, options, **cluster)
     except DeployError as exc:
         message = str(exc)
     else:
@@ -122,7 +132,7 @@ def broken_deploy(timeout: int) -> int:
     if after != serving:
         print(f"production is v{after} after the failed deploy, wanted v{serving}")
         return 1
-    status = answers(serving)
+    status = check_answers(serving)
     if status == 0:
         print(f"broken v{broken} was refused and rolled back; v{serving} still serves ({message[:160]}...)")
     return status

@@ -920,3 +920,32 @@ def test_examples_are_admitted_by_the_webhook():
             if obj.get("kind") == "InferenceService":
                 assert not admission_errors(obj), path
                 assert not storage_problems(obj), path
+
+
+def test_the_e2e_broken_version_check_sees_a_rollback(cluster_factory, s3_registry, aliases_at_v1, schema,
+                                                       tmp_path):
+    """scripts/e2e_kind.py broken-deploy, run against the simulated cluster instead of kind: it
+    registers a copy of production whose model.joblib cannot load, deploys it with the deploy
+    step and passes only if the step fails, restores, and v1 still answers."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import e2e_kind
+    finally:
+        sys.path.pop(0)
+    broken = max(s3_registry.store.version_numbers(MODEL)) + 1
+    cluster = cluster_factory(broken={str(broken)})
+    cluster.existing("1")
+    checked = []
+
+    def check_answers(version):
+        checked.append(version)
+        return 0 if _answers(cluster, schema) == {(str(version), str(version))} else 1
+
+    status = e2e_kind.broken_deploy(1, registry=s3_registry, model=MODEL, check_answers=check_answers,
+                                    api=cluster.api, apps_api=cluster.apps, base_url=cluster.base_url)
+
+    assert status == 0 and checked == [1]
+    assert s3_registry.aliases(MODEL) == aliases_at_v1
+    assert cluster.api.verbs() == ["patch", "replace"]
+    directory = s3_registry.download(MODEL, broken, tmp_path / "broken")
+    assert (directory / "model.joblib").read_bytes().startswith(b"this is not a pickle")
