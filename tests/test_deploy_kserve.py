@@ -900,6 +900,26 @@ def test_deployment_rollout_reads_the_deployment_status():
     assert deployment_rollout(deployment(progressing="False"), 2)[0] == "failed"
 
 
+def test_deployment_rollout_reads_what_the_real_client_returns():
+    """KServeDeployer.get_deployment serializes the client's V1Deployment the way the API sends it."""
+    from kubernetes.client import (
+        ApiClient, V1Deployment, V1DeploymentSpec, V1DeploymentStatus, V1LabelSelector, V1ObjectMeta,
+        V1PodTemplateSpec,
+    )
+
+    deployment = V1Deployment(
+        metadata=V1ObjectMeta(name="credit-default-predictor", generation=3),
+        spec=V1DeploymentSpec(replicas=1, selector=V1LabelSelector(),
+                              template=V1PodTemplateSpec(metadata=V1ObjectMeta(labels={VERSION_LABEL: "2"}))),
+        status=V1DeploymentStatus(observed_generation=3, replicas=2, updated_replicas=1, available_replicas=2))
+    as_json = ApiClient().sanitize_for_serialization(deployment)
+    assert deployment_rollout(as_json, 2) == ("pending", "Deployment credit-default-predictor: 1 of 1 pods updated, "
+                                                         "2 available, 1 old pod(s) still running")
+    deployment.status.replicas = 1
+    deployment.status.available_replicas = 1
+    assert deployment_rollout(ApiClient().sanitize_for_serialization(deployment), 2)[0] == "ready"
+
+
 def test_metrics_errors_counts_server_errors_only():
     text = ('# TYPE http_requests counter\n'
             'http_requests_total{code="200"} 7\n'
