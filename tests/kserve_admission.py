@@ -103,8 +103,11 @@ def _component_extension(spec: dict[str, Any], where: str) -> list[str]:
 def _autoscaling(annotations: dict[str, str], spec: dict[str, Any], where: str) -> list[str]:
     """inference_service_validation.go ``validateAutoScalingCompExtension``: in Knative mode (any mode that
     is not Standard) without the HPA class, ``validateScalingKPACompExtension`` applies."""
-    if _mode(annotations.get(DEPLOYMENT_MODE)) == "Standard" or annotations.get(KNATIVE_AUTOSCALING_CLASS) == "hpa.autoscaling.knative.dev":
+    if _mode(annotations.get(DEPLOYMENT_MODE)) == "Standard":
         return []
+    if annotations.get(KNATIVE_AUTOSCALING_CLASS) == "hpa.autoscaling.knative.dev":
+        return []  # validateScalingHPACompExtension then; not restated: Tollgate sets no HPA class
+
     errors = []
     if spec.get("deploymentStrategy") is not None:
         errors.append(f"{where}: customizing deploymentStrategy is only supported for raw deployment mode "
@@ -223,7 +226,8 @@ def storage_problems(isvc: dict[str, Any]) -> list[str]:
     """
     spec = isvc.get("spec") or {}
     predictors = [("spec.predictor", spec.get("predictor") or {})]
-    predictors += [(f"spec.canary[{i}].predictor", c.get("predictor") or {}) for i, c in enumerate(spec.get("canary") or [])]
+    predictors += [(f"spec.canary[{i}].predictor", canary.get("predictor") or {})
+                   for i, canary in enumerate(spec.get("canary") or [])]
     problems = []
     for where, predictor in predictors:
         uri = storage_uri(predictor)

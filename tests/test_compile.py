@@ -5,8 +5,6 @@ deploy, scheduled packages read KFP's scheduled time, tasks that touch S3 get th
 credentials from the Secret the kind overlay creates, and deploy is never served from cache.
 """
 
-import json
-
 import pytest
 import yaml
 from typer.testing import CliRunner

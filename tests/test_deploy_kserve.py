@@ -108,7 +108,8 @@ class FakeCustomObjectsApi:
         denial = self.deny.get(verb)
         errors = [denial] if denial else admission_errors(new, old)
         if errors:
-            raise _api_exception(403, "Forbidden", f'admission webhook "{WEBHOOK_NAME}" denied the request: {errors[0]}')
+            message = f'admission webhook "{WEBHOOK_NAME}" denied the request: {errors[0]}'
+            raise _api_exception(403, "Forbidden", message)
         # Status is a subresource: writes to the main resource never set it.
         schema = kserve_errors({key: value for key, value in new.items() if key != "status"})
         if schema:
@@ -736,7 +737,8 @@ def test_rbac_refusal_names_the_role_file_that_exists(s3_registry, aliases_at_v1
 
     text = str(raised.value)
     assert "403" in text and 'cannot create resource "inferenceservices"' in text
-    assert "manifests/base/kfp/deployer-rbac.yaml" in text and (REPO / "manifests/base/kfp/deployer-rbac.yaml").is_file()
+    role_file = "manifests/base/kfp/deployer-rbac.yaml"
+    assert role_file in text and (REPO / role_file).is_file()
     assert s3_registry.alias_version(MODEL, "production") == 1
 
 

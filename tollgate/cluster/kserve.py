@@ -405,7 +405,8 @@ class KServeDeployer:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise DeployError(self._api_error("read", f"InferenceService {self.settings.namespace}/{name}", exc)) from None
+            what = f"InferenceService {self.settings.namespace}/{name}"
+            raise DeployError(self._api_error("read", what, exc)) from None
 
     def get_deployment(self, name: str) -> dict[str, Any] | None:
         """The predictor Deployment ``name`` as JSON, or None when it does not exist (yet)."""
@@ -445,12 +446,14 @@ class KServeDeployer:
         try:
             return call()
         except ApiException as exc:
-            raise DeployError(self._api_error(verb, f"InferenceService {self.settings.namespace}/{name}", exc)) from None
+            what = f"InferenceService {self.settings.namespace}/{name}"
+            raise DeployError(self._api_error(verb, what, exc)) from None
 
     def _timeout(self, first: bool) -> float:
         return self.settings.first_ready_timeout_seconds if first else self.settings.ready_timeout_seconds
 
-    def _poll(self, what: str, check: Callable[[], tuple[str, str]], timeout: float) -> None:
+    def _poll(self, what: str, check: Callable[[], tuple[str, str]], timeout: float,
+              unfinished: str = "not done") -> None:
         """Call ``check`` until it says ready; raise on failed or after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
@@ -460,7 +463,7 @@ class KServeDeployer:
             if state == "failed":
                 raise DeployError(f"{what} failed: {reason}")
             if time.monotonic() >= deadline:
-                raise DeployError(f"{what} not done after {timeout:g} s: {reason}")
+                raise DeployError(f"{what} {unfinished} after {timeout:g} s: {reason}")
             time.sleep(self.settings.poll_seconds)
 
     def _current(self, name: str) -> dict[str, Any]:
@@ -477,11 +480,7 @@ class KServeDeployer:
             seen["isvc"] = self._current(name)
             return readiness(seen["isvc"], generation, use_observed_generation=not self.standard)
 
-        timeout = self._timeout(first)
-        try:
-            self._poll(f"InferenceService {self.settings.namespace}/{name}", check, timeout)
-        except DeployError as exc:
-            raise DeployError(str(exc).replace(f"not done after {timeout:g} s", f"not Ready after {timeout:g} s")) from None
+        self._poll(f"InferenceService {self.settings.namespace}/{name}", check, self._timeout(first), "not Ready")
         return seen["isvc"]
 
     # -- proof ----------------------------------------------------------------------------------
@@ -551,7 +550,8 @@ class KServeDeployer:
                 raise DeployError(f"canary {service} counted {server_errors} error response(s) in its /metrics "
                                   f"while observed")
             if time.monotonic() >= deadline:
-                return f"canary {service} answered {answers} time(s) with v{version} in {settings.canary_observe_seconds:g} s, no errors"
+                return (f"canary {service} answered {answers} time(s) with v{version} in "
+                        f"{settings.canary_observe_seconds:g} s, no errors")
             time.sleep(settings.poll_seconds)
 
     # -- restore --------------------------------------------------------------------------------
