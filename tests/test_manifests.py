@@ -166,6 +166,17 @@ def test_example_files_validate_and_match_the_deploy_step():
     assert example == build_inference_service(model, f"s3://models/{model}/v1", 1, KServeSettings())
 
 
+def test_canary_example_matches_the_deploy_step():
+    from tollgate.cluster.kserve import KServeSettings, build_inference_service, canary_name, standard_canary
+
+    example = yaml.safe_load((MANIFESTS / "examples" / "inferenceservice-canary.yaml").read_text())
+    model = load_config().model_name
+    expected = build_inference_service(model, f"s3://models/{model}/v1", 1, KServeSettings())
+    expected["spec"]["canary"] = [standard_canary(f"s3://models/{model}/v2", 2, KServeSettings(canary_traffic_percent=20),
+                                                  canary_name(2, ""))]
+    assert example == expected and not kserve_errors(example)
+
+
 def test_validators_reject_broken_objects(kind_objects):
     runtime = find(kind_objects, "ClusterServingRuntime", "tollgate")
     broken_runtime = yaml.safe_load(yaml.safe_dump(runtime))
