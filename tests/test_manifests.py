@@ -172,8 +172,8 @@ def test_canary_example_matches_the_deploy_step():
     example = yaml.safe_load((MANIFESTS / "examples" / "inferenceservice-canary.yaml").read_text())
     model = load_config().model_name
     expected = build_inference_service(model, f"s3://models/{model}/v1", 1, KServeSettings())
-    expected["spec"]["canary"] = [standard_canary(f"s3://models/{model}/v2", 2, KServeSettings(canary_traffic_percent=20),
-                                                  canary_name(2, ""))]
+    canary = KServeSettings(canary_traffic_percent=20)
+    expected["spec"]["canary"] = [standard_canary(f"s3://models/{model}/v2", 2, canary, canary_name(2, ""))]
     assert example == expected and not kserve_errors(example)
 
 
