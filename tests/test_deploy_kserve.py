@@ -971,3 +971,24 @@ def test_the_e2e_broken_version_check_sees_a_rollback(cluster_factory, s3_regist
     assert cluster.api.verbs() == ["patch", "replace"]
     directory = s3_registry.download(MODEL, broken, tmp_path / "broken")
     assert (directory / "model.joblib").read_bytes().startswith(b"this is not a pickle")
+
+
+def test_a_role_without_deployments_get_is_named(cluster_factory, s3_registry, aliases_at_v1):
+    """A cluster whose Role predates the Deployment check: the 403 says which verb and which file grants it."""
+    cluster = cluster_factory()
+    previous = cluster.existing("1")
+
+    def forbidden(name, namespace, **kwargs):
+        raise _api_exception(403, "Forbidden", f'deployments.apps "{name}" is forbidden: User '
+                             f'"system:serviceaccount:kubeflow:pipeline-runner" cannot get resource "deployments" '
+                             f'in API group "apps" in the namespace "{namespace}"')
+
+    cluster.apps.read_namespaced_deployment = forbidden
+    with pytest.raises(DeployError) as raised:
+        _deploy(cluster, s3_registry, 2)
+
+    text = str(raised.value)
+    assert f"cannot read Deployment {NAMESPACE}/{MODEL}-predictor: 403 Forbidden" in text
+    assert "manifests/base/kfp/deployer-rbac.yaml" in text and "restored the previous spec" in text
+    assert cluster.api.objects[(NAMESPACE, MODEL)]["spec"] == previous["spec"]
+    assert s3_registry.aliases(MODEL) == aliases_at_v1
