@@ -214,6 +214,23 @@ def test_double_matches_the_real_client_signatures():
         assert fake == real, method
 
 
+def test_the_real_client_sends_a_merge_patch():
+    """The double applies RFC 7386 merge patches (null deletes): that is what the real client sends."""
+    from kubernetes.client import ApiClient
+
+    client = ApiClient()
+    sent = {}
+
+    def call_api(resource_path, method, path_params=None, query_params=None, header_params=None, body=None, **kwargs):
+        sent.update(method=method, content_type=header_params["Content-Type"], body=body)
+
+    client.call_api = call_api
+    CustomObjectsApi(client).patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, MODEL,
+                                                            {"spec": {"canary": None}})
+    assert sent == {"method": "PATCH", "content_type": "application/merge-patch+json",
+                    "body": {"spec": {"canary": None}}}
+
+
 # -- a Standard-mode cluster in miniature -----------------------------------------------------
 
 class Deployment:
