@@ -345,6 +345,9 @@ class FakeCluster:
                 del self.deployments[name]
         if isvc is None:
             return
+        # The controller's finalizer, added on its first reconcile
+        # (pkg/controller/v1beta1/inferenceservice/controller.go).
+        isvc["metadata"].setdefault("finalizers", ["inferenceservice.finalizers"])
         predictor = isvc["spec"]["predictor"]
         stable = self.deployments[predictor_service_name(MODEL, predictor.get("name") or "")]
         available = bool(stable.available_versions())
@@ -651,7 +654,11 @@ def test_a_version_that_never_becomes_available_is_rolled_back(cluster_factory, 
     assert "1 of 1 pods updated, 1 available, 1 old pod(s) still running" in message
     assert "restored the previous spec" in message and "production -> v1" in message
     assert cluster.api.verbs() == ["patch", "replace"]
-    assert cluster.api.objects[(NAMESPACE, MODEL)]["spec"] == previous["spec"]
+    restored = cluster.api.objects[(NAMESPACE, MODEL)]
+    assert restored["spec"] == previous["spec"]
+    assert restored["metadata"]["labels"] == previous["metadata"]["labels"]
+    # The replace is a PUT: the controller's finalizer must survive it.
+    assert cluster.api.calls[-1][2]["metadata"]["finalizers"] == ["inferenceservice.finalizers"]
     cluster.tick()
     assert _answers(cluster, schema) == {("1", "1")}
     assert s3_registry.aliases(MODEL) == aliases_at_v1

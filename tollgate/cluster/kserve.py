@@ -573,7 +573,9 @@ class KServeDeployer:
             current = self.get(name)
             metadata = {key: previous["metadata"].get(key) for key in ("name", "namespace", "labels", "annotations")}
             if current is not None:
-                metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
+                # A replace is a PUT: keep what the controller owns (its finalizer) and the version we read.
+                metadata.update({key: current["metadata"][key] for key in
+                                 ("resourceVersion", "finalizers", "ownerReferences") if key in current["metadata"]})
             body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": previous["spec"]}
             if current is None:
                 self.api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
