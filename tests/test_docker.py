@@ -151,8 +151,10 @@ def test_the_checks_catch_what_they_are_for(mutation, complaint):
 
 
 def test_component_target_prepares_no_kfp_artifact_roots(dockerfile):
-    """KFP 2.17's launcher mounts emptyDirs at /gcs, /minio, /s3, /.local, /.cache, /.config
-    (kubeflow/pipelines#10857): a chown of them in the image is stale and would hide a regression."""
+    """KFP 2.17 mounts emptyDirs at /gcs, /minio, /s3, /.local, /.cache, /.config into every task pod
+    (kubeflow/pipelines#10857; at tag 2.17.0 backend/src/v2/compiler/argocompiler/container.go, the
+    *ScratchLocation constants and their EmptyDir volumes in workflowCompiler): a chown of them in
+    the image is stale."""
     text, _, stages = dockerfile
     runs = " ".join(rest for key, rest in stages["component"].instructions if key == "RUN")
     assert not re.search(r"chown|mkdir", runs)
