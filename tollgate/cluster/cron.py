@@ -4,6 +4,14 @@ KFP hands the expression to robfig/cron with a seconds field, so the classic fiv
 ``0 2 * * *`` does not mean "daily at 02:00" there (kubeflow/pipelines#5014). This module
 rejects it with the six-field spelling to use instead, and can list the next fire times
 so that a schedule can be checked by eye before it is created.
+
+Why not croniter (checked with croniter 7.0.0, ``second_at_beginning=True``): it reads a
+different dialect than the robfig/cron that KFP runs. It accepts ``0 0 5-2 * * *`` (robfig
+refuses a backwards range) and a seventh (year) field; with ``0 0 0 */2 * MON`` it fires on
+any odd day *or* Monday, where robfig treats a ``*/2`` day field as unrestricted and fires
+only on Mondays that are odd days; and its errors do not name the field ("[0 0 24 * * *] is
+not acceptable, out of range"). A schedule checked here must fire when KFP fires it, so this
+module implements robfig's rules (about 100 lines) and is tested against them.
 """
 
 from __future__ import annotations
