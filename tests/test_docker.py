@@ -1,11 +1,12 @@
 """docker/Dockerfile, checked statically: there is no Docker daemon here or in CI.
 
-A small Dockerfile reader (continuations, comments, global ARGs, stages, the per-Dockerfile
-.dockerignore) backs the checks: every base image is pinned, no `latest`, both targets end
+dockerfile-parse reads the Dockerfile (continuations, comments); a few lines here find the
+global ARGs, the stages and the per-Dockerfile .dockerignore rules; they back the checks: every base image is pinned, no `latest`, both targets end
 as a numeric non-root user, the serving target starts the model server with the flags the
 ClusterServingRuntime uses, and everything COPY needs is inside the build context.
 """
 
+import io
 import json
 import re
 import shlex
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from dockerfile_parse import DockerfileParser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
@@ -27,30 +29,18 @@ class Stage:
     instructions: list = field(default_factory=list)  # (KEYWORD, arguments)
 
 
-def logical_lines(text: str) -> list[str]:
-    """Instructions with backslash continuations joined and comment lines dropped (as BuildKit does)."""
-    lines, current = [], ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if stripped.startswith("#") or (not stripped and not current):
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        lines.append((current + stripped).strip())
-        current = ""
-    if current.strip():
-        raise ValueError(f"dangling line continuation at the end: {current!r}")
-    return [line for line in lines if line]
-
-
 def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
-    """Global ARG defaults and the stages, in order."""
+    """Global ARG defaults and the stages, in order.
+
+    dockerfile-parse joins continuations and drops comments as BuildKit does; stages, the
+    global ARGs a FROM may use and the FROM ... AS name are read from its instruction list.
+    """
     global_args: dict[str, str] = {}
     stages: list[Stage] = []
-    for line in logical_lines(text):
-        keyword, _, rest = line.partition(" ")
-        keyword, rest = keyword.upper(), rest.strip()
+    for item in DockerfileParser(fileobj=io.BytesIO(text.encode())).structure:
+        keyword, rest = item["instruction"].upper(), item["value"].strip()
+        if keyword == "COMMENT":
+            continue
         if keyword == "FROM":
             words = rest.split()
             reference = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args.get(m.group(1) or m.group(2), ""), words[0])
@@ -176,7 +166,7 @@ def test_images_install_the_runtime_lock_only(dockerfile):
     assert not set(runtime) & set(test), "a package is pinned in both locks"
     assert not set(TEST_ONLY) & set(runtime), "test-only packages in the runtime lock"
     assert set(TEST_ONLY) <= set(test)
-    assert not any("requirements-test.lock" in line for line in logical_lines(text))
+    assert not any("requirements-test.lock" in rest for stage in stages.values() for _, rest in stage.instructions)
     copies = [rest for stage in stages.values() for key, rest in stage.instructions if key == "COPY"]
     assert any(rest.startswith("requirements.lock ") for rest in copies)
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
