@@ -21,9 +21,6 @@ from tollgate.config import TollgateConfig
 from tollgate.s3 import is_s3_uri
 from tollgate.steps.train import expand_candidates
 
-# Task names the local runner and the summary rely on (kfp.local names tasks after components).
-STEPS = ("ingest", "validate", "preprocess", "train", "select", "evaluate", "gate",
-         "infra-validate", "register", "deploy", "report")
 # Keys of the kfp.s3_secret Secret; each becomes the env var of the same name (see tollgate/s3.py).
 S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 

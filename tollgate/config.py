@@ -19,9 +19,6 @@ from tollgate.errors import ConfigError
 METRIC_NAMES = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
 # Metrics where a smaller value is better; the gate and the selector flip comparisons for them.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
-MODEL_FAMILIES = ("logistic_regression", "hist_gradient_boosting", "random_forest")
-# Metrics beyond the classification set that other steps (fairness) may contribute to the gate.
-_EXTRA_GATE_METRICS: set[str] = set()
 
 
 def _repeated(names: list[str]) -> list[str]:
@@ -184,7 +181,7 @@ class GateConfig(_Strict):
     @field_validator("absolute", "max_degradation")
     @classmethod
     def _known_metrics(cls, rules: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(rules) - set(METRIC_NAMES) - _EXTRA_GATE_METRICS)
+        unknown = sorted(set(rules) - set(METRIC_NAMES))
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; known: {list(METRIC_NAMES)}")
         return rules

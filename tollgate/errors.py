@@ -16,6 +16,3 @@ class DataError(TollgateError):
 class RegistryError(TollgateError):
     """The model registry is missing something or refused an operation."""
 
-
-class GateBlocked(TollgateError):
-    """A candidate was stopped before promotion."""

@@ -1,15 +1,24 @@
 """The gate: decide whether a candidate may replace the production champion.
 
-Two kinds of rule, as in TFX's Evaluator:
+Every rule that can stop a promotion here, as in TFX's Evaluator plus fairness:
 
-* absolute thresholds on the candidate's own test metrics (``roc_auc >= 0.70``);
-* change thresholds against the champion, measured on the same test rows
-  (``roc_auc`` no more than 0.005 below the champion's);
-* fairness bounds on every configured sensitive attribute (disparate impact at
-  least 0.8, equal-opportunity difference at most 0.1), when fairness was measured.
+* **absolute threshold**, per metric in ``gate.absolute``: the candidate's test metric is
+  outside ``{min, max}``, or was not measured;
+* **change threshold**, per metric in ``gate.max_degradation``: the candidate is worse than
+  the champion on the same test rows by more than the tolerance, or either value is missing
+  (skipped when there is no champion);
+* **champion comparable**: a champion exists but could not score this test set (a column it
+  needs is gone, its files fail their digest, it does not load);
+* **disparate impact**, per sensitive attribute, when ``gate.fairness.min_disparate_impact``
+  is set: the ratio is lower, or could not be measured;
+* **equal-opportunity difference**, per sensitive attribute, when
+  ``gate.fairness.max_equal_opportunity_difference`` is set: the gap is larger, or could not
+  be measured.
 
-With no champion, only the absolute thresholds apply. Every rule is reported, passed
-or not, so the summary can show exactly why a candidate was or was not promoted.
+Every rule is reported, passed or not, so the summary can show exactly why a candidate was or
+was not promoted. Before the gate, validation can stop the run; after it, infra-validation
+can, and promotion itself is conditional on the champion still being the one scored here
+(see :mod:`tollgate.steps.deploy`).
 """
 
 from __future__ import annotations
