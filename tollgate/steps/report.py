@@ -14,10 +14,9 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display in pipeline pods or CI; also set before any pyplot import elsewhere
-from matplotlib.figure import Figure  # noqa: E402 (after choosing the backend)
+# Figure objects render to PNG through their own canvas: no pyplot, no global backend choice,
+# nothing done at import time.
+from matplotlib.figure import Figure
 
 SECTIONS = (("summary", "Summary"), ("validation", "Data validation"), ("drift", "Drift per feature"),
             ("performance", "Model performance"), ("importance", "Feature importance"),
