@@ -2,19 +2,23 @@
 
 What this adds to the stock server, and why:
 
-* client mistakes never answer 500. kserve answers a body FastAPI cannot parse (bad
-  JSON, wrong field types in a v2 request) with FastAPI's 422, and some malformed
-  requests with a 500 from inside its decoders. We register a handler for FastAPI's
-  ``RequestValidationError`` on the app kserve builds (``kserve.model_server.app``) and
-  give the data plane a decoder that turns decoding errors into ``InvalidInput`` (400;
-  INVALID_ARGUMENT on gRPC);
-* the v2 infer route decodes JSON with orjson into kserve's ``InferRequest`` instead of
-  a pydantic model round trip (``serving/rest_v2.py``);
-* a bind address: the stock server always listens on every interface; local serving,
-  tests and infra-validation listen on 127.0.0.1 only;
-* per-request logging off by default (uvicorn access log, kserve's timing middleware
-  and trace, its per-call gRPC log line): on two cores they cost a measurable share of
-  a request.
+* **a client's mistake is never a 5xx.** kserve answers some malformed requests with a
+  500 from inside its decoders (binary tensors, gRPC raw contents) and undecodable gRPC
+  messages with UNKNOWN. Tollgate decodes v2 REST bodies itself (``serving/rest_v2.py``),
+  decodes gRPC raw contents with the same code, gives gRPC a deserializer that turns
+  undecodable bytes into INVALID_ARGUMENT, and maps every client error to 400 /
+  INVALID_ARGUMENT with a message;
+* **no client can take the model down.** kserve's model repository extension lets anyone
+  who reaches the port unload the model (``POST /v2/repository/models/<name>/unload``,
+  gRPC ``RepositoryModelUnload``). A Tollgate server serves one immutable version: those
+  routes and RPCs do not exist (404 / UNIMPLEMENTED), and readiness (``/v2/health/ready``,
+  gRPC ``ServerReady``) is true only while every registered model can answer;
+* **bounded logs and answers.** kserve logs a full traceback for every 400 and echoes
+  client input unbounded. Here a client's mistake is one short log line at most
+  (rate-limited), and messages are cut to :data:`MESSAGE_LIMIT` characters;
+* a bind address (the stock server always listens on every interface), a clear one-line
+  error when a port is taken, and per-request logs (uvicorn access log, kserve's timing
+  middleware, its per-call gRPC line) only with ``request_logging``.
 
 One uvicorn worker (kserve's default): the model is loaded once, in this process.
 """
@@ -23,30 +27,98 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import threading
+import time
 from concurrent import futures
-from typing import Any
+from typing import Any, Callable
 
-from fastapi import Request
+import grpc
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
+from google.protobuf.message import DecodeError
+from grpc_interceptor.exceptions import GrpcException
 from kserve import ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-from kserve.errors import InvalidInput
+from kserve.errors import (InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServerNotLive, ServerNotReady,
+                           UnsupportedProtocol)
 from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.rest.server import RESTServer, metrics_handler
+from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
 
+from tollgate.errors import TollgateError
 from tollgate.serving.model import TollgateModel
-from tollgate.serving.rest_v2 import register_fast_v2_infer
+from tollgate.serving.rest_v2 import check_version, decode_raw_tensor, json_response, register_v2_routes, served_version
 
 logger = logging.getLogger("tollgate.serving")
 
+# Longest error message a client gets back (REST body or gRPC details), and the longest one logged.
+MESSAGE_LIMIT = 1000
+LOG_MESSAGE_LIMIT = 200
+GRPC_SERVICE = "inference.GRPCInferenceService"
+
+
+class PortInUse(TollgateError):
+    """A port the server needs is taken; the message names the flag that chooses another."""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = _cut(text, limit)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class ClientErrorLog:
+    """One short line per client mistake, at most ``per_second`` on average (bursts of ``burst``).
+
+    Lines over the budget are counted, and the next line written says how many were dropped,
+    so a flood of bad requests costs a bounded amount of log.
+    """
+
+    def __init__(self, per_second: float = 5.0, burst: int = 20, clock: Callable[[], float] = time.monotonic):
+        self.per_second = per_second
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, level: int, kind: str, where: str, message: str, exc_info: BaseException | None = None) -> bool:
+        """Log ``kind where: message`` if the budget allows; returns whether it was written."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.per_second)
+            self._last = now
+            if self._tokens < 1:
+                self._dropped += 1
+                return False
+            self._tokens -= 1
+            dropped, self._dropped = self._dropped, 0
+        suffix = f" ({dropped} more not logged)" if dropped else ""
+        logger.log(level, "%s %s: %s%s", kind, _one_line(where, 120), _one_line(message, LOG_MESSAGE_LIMIT), suffix,
+                   exc_info=exc_info)
+        return True
+
+
+client_errors = ClientErrorLog()
+
+
+# -- the data plane ---------------------------------------------------------------------------
+
 
 class _StrictDataPlane(DataPlane):
-    """kserve's data plane, except that a request it cannot decode is the client's error."""
+    """kserve's data plane, except: undecodable requests are the client's error, readiness means
+    every model can answer, and model metadata lists the served version."""
 
     def decode(self, body, headers, protocol_version: str = "v1", model_name: str | None = None):
         try:
@@ -55,119 +127,349 @@ class _StrictDataPlane(DataPlane):
             if str(exc).startswith("Unrecognized request format"):
                 raise InvalidInput(f"the request body is not valid JSON ({str(exc).split(': ', 1)[-1]})") from None
             raise
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise InvalidInput(f"malformed request body: {type(exc).__name__}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, InferenceError, UnicodeError) as exc:
+            raise InvalidInput(f"malformed request body: {type(exc).__name__}: {_cut(str(exc), 200)}") from None
+
+    def metadata(self) -> dict:
+        # kserve advertises its model repository extension; Tollgate does not serve it.
+        return {**super().metadata(), "extensions": []}
+
+    async def ready(self) -> bool:
+        models = self.model_registry.get_models()
+        if not models:
+            return False
+        for name in list(models):
+            if not await self.model_registry.is_model_ready(name):
+                return False
+        return True
+
+    async def model_metadata(self, model_name: str) -> dict:
+        metadata = await super().model_metadata(model_name)
+        version = served_version(self, model_name)
+        if version:
+            metadata["versions"] = [version]
+        return metadata
 
 
-class _StrictServicer(InferenceServicer):
-    """gRPC servicer whose request decoding errors become INVALID_ARGUMENT."""
-
-    async def ModelInfer(self, request, context):
-        try:
-            return await super().ModelInfer(request, context)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            if isinstance(exc, InvalidInput):
-                raise
-            raise InvalidInput(f"malformed ModelInfer request: {type(exc).__name__}: {exc}") from None
+# -- REST -------------------------------------------------------------------------------------
 
 
-class _BoundGRPCServer(GRPCServer):
-    """kserve's gRPC server, listening on a chosen host instead of every interface."""
+def _error(status: int, message: str) -> Response:
+    return json_response({"error": _cut(message, MESSAGE_LIMIT)}, status_code=status)
 
-    def __init__(self, *args: Any, host: str, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._host = host
 
-    async def start(self, max_workers: int) -> None:
-        from grpc import aio
+def _where(request: Request) -> str:
+    return f"{request.method} {request.url.path}"
 
-        self._server = aio.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
-            options=[("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
-                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length"))],
-        )
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            _StrictServicer(self._data_plane, self._model_repository_extension), self._server)
-        address = f"[{self._host}]:{self._port}" if ":" in self._host else f"{self._host}:{self._port}"
-        if not self._server.add_insecure_port(address):
-            raise OSError(f"gRPC cannot listen on {address}")
-        logger.info("gRPC listening on %s", address)
-        await self._server.start()
-        await self._server.wait_for_termination()
+
+async def _client_error(request: Request, exc: Exception) -> Response:
+    status = 404 if isinstance(exc, ModelNotFound) else 400
+    message = str(exc)
+    client_errors(logging.INFO, f"client error {status}", _where(request), message)
+    return _error(status, message)
+
+
+async def _invalid_body(request: Request, exc: RequestValidationError) -> Response:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        problems.append(f"{_cut(where, 80)}: {_cut(str(error.get('msg', 'invalid')), 120)}")
+    message = "invalid request: " + "; ".join(problems)
+    client_errors(logging.INFO, "client error 400", _where(request), message)
+    return _error(400, message)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    client_errors(logging.WARNING, "unavailable 503", _where(request), str(exc))
+    return _error(503, str(exc))
+
+
+async def _not_implemented(request: Request, exc: Exception) -> Response:
+    client_errors(logging.INFO, "not implemented 501", _where(request), str(exc))
+    return _error(501, str(exc))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # A real fault of the server: the traceback is worth having, but not once per request of a flood.
+    client_errors(logging.ERROR, "server error 500", _where(request), f"{type(exc).__name__}: {exc}", exc_info=exc)
+    return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
 class _RESTServer(RESTServer):
-    """kserve's REST server with a faster v2 infer route (``rest_v2``); its timing middleware
-    only when request logs are wanted.
+    """kserve's REST server with Tollgate's v2 routes (``rest_v2``), no repository routes, bounded
+    error handling, and its timing middleware only when request logs are wanted (that middleware
+    exists to write a latency line per request and matches the route a second time to name it)."""
 
-    That middleware exists to write a latency log line per request, and it matches the
-    route a second time to name it; with request logging off it is pure overhead.
-    """
-
-    def __init__(self, *args: Any, request_logging: bool = False, **kwargs: Any):
+    def __init__(self, *args: Any, request_logging: bool = False, listen_socket: socket.socket | None = None,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._request_logging = request_logging
+        self._socket = listen_socket
 
     def _add_middlewares(self, app) -> None:
         if self._request_logging:
             super()._add_middlewares(app)
 
     def _register_endpoints(self, app) -> None:
-        # First registered, first matched: our v2 infer route shadows kserve's for the same paths.
-        register_fast_v2_infer(app, self.dataplane)
-        super()._register_endpoints(app)
+        # kserve's table minus the model repository extension (see ``register_v2_routes``) and
+        # the OpenAI / time-series routes, which serve no Tollgate model.
+        root = APIRouter()
+        root.add_api_route("/", self.dataplane.live, methods=["GET"])
+        root.add_api_route("/metrics", metrics_handler, methods=["GET"])
+        app.include_router(root)
+        register_v1_endpoints(app, self.dataplane, self.model_repository_extension)
+        register_v2_routes(app, self.dataplane)
+
+    def _add_exception_handlers(self, app) -> None:
+        app.add_exception_handler(RequestValidationError, _invalid_body)
+        app.add_exception_handler(InvalidInput, _client_error)
+        app.add_exception_handler(ModelNotFound, _client_error)
+        app.add_exception_handler(ModelNotReady, _unavailable)
+        app.add_exception_handler(ServerNotReady, _unavailable)
+        app.add_exception_handler(ServerNotLive, _unavailable)
+        app.add_exception_handler(NotImplementedError, _not_implemented)
+        app.add_exception_handler(UnsupportedProtocol, _not_implemented)
+        app.add_exception_handler(InferenceError, _server_error)
+        app.add_exception_handler(Exception, _server_error)
+
+    async def start(self) -> None:
+        self.create_application()
+        if self._socket is None:
+            await self._server.serve()
+            return
+        # uvicorn announces itself only when it opens the socket; the same line, for whoever waits on it.
+        host, port = self._socket.getsockname()[:2]
+        logging.getLogger("uvicorn.error").info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)",
+                                                f"[{host}]" if ":" in host else host, port)
+        await self._server.serve(sockets=[self._socket])
 
 
-async def _invalid_body(_: Request, exc: RequestValidationError) -> ORJSONResponse:
-    problems = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        problems.append(f"{where}: {error.get('msg', 'invalid')}")
-    return ORJSONResponse(status_code=400, content={"error": "invalid request body: " + "; ".join(problems)})
+# -- gRPC -------------------------------------------------------------------------------------
 
 
-class _DropPerRequestLines(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("grpc method:")
+class _Undecodable:
+    """Stands in for a request message whose bytes protobuf cannot parse."""
+
+    __slots__ = ("kind", "error")
+
+    def __init__(self, kind: str, error: Exception):
+        self.kind = kind
+        self.error = error
+
+
+def _tolerant(message_class: Any) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            return _Undecodable(message_class.__name__, exc)
+
+    return deserialize
+
+
+class _StrictServicer(InferenceServicer):
+    """kserve's servicer with version checks, decoded raw contents and the served version in metadata."""
+
+    async def ModelReady(self, request, context):
+        check_version(self._data_plane, request.name, request.version)
+        return await super().ModelReady(request, context)
+
+    async def ModelMetadata(self, request, context):
+        check_version(self._data_plane, request.name, request.version)
+        metadata = await self._data_plane.model_metadata(model_name=request.name)
+        return pb.ModelMetadataResponse(name=metadata["name"], versions=metadata.get("versions", []),
+                                        platform=metadata["platform"], inputs=metadata["inputs"],
+                                        outputs=metadata["outputs"])
+
+    async def ModelInfer(self, request, context):
+        check_version(self._data_plane, request.model_name, request.model_version)
+        self.validate_grpc_request(request)
+        raw = list(request.raw_input_contents)
+        infer_request = InferRequest.from_grpc(request)
+        # kserve decodes raw contents lazily inside the model, where a bad BYTES prefix is a
+        # struct.error (INTERNAL); decode them here with the checks the REST binary path uses.
+        for tensor, contents in zip(infer_request.inputs, raw):
+            data = decode_raw_tensor(tensor.name, tensor.datatype, list(tensor.shape), contents)
+            tensor._raw_data = None
+            tensor.data = data
+        try:
+            response, _ = await self._data_plane.infer(request=infer_request, headers=None,
+                                                       model_name=request.model_name)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            if isinstance(exc, InvalidInput):
+                raise
+            raise InvalidInput(f"malformed ModelInfer request: {type(exc).__name__}: {_cut(str(exc), 200)}") from None
+        return response if isinstance(response, pb.ModelInferResponse) else response.to_grpc()
+
+
+class _StatusInterceptor(ExceptionToStatusInterceptor):
+    """Client errors become INVALID_ARGUMENT / NOT_FOUND with a bounded message and one short log line."""
+
+    async def intercept(self, method, request_or_iterator, context, method_name):
+        if isinstance(request_or_iterator, _Undecodable):
+            bad = request_or_iterator
+
+            async def refuse(_request, _context):
+                raise InvalidInput(f"the {bad.kind} message cannot be decoded: {_cut(str(bad.error), 200)}")
+
+            method = refuse
+        return await super().intercept(method, request_or_iterator, context, method_name)
+
+    async def handle_exception(self, ex, request_or_iterator, context, method_name):
+        message = str(ex)
+        if isinstance(ex, InvalidInput):
+            code, level, kind = grpc.StatusCode.INVALID_ARGUMENT, logging.INFO, "client error INVALID_ARGUMENT"
+        elif isinstance(ex, ModelNotFound):
+            code, level, kind = grpc.StatusCode.NOT_FOUND, logging.INFO, "client error NOT_FOUND"
+        elif isinstance(ex, (ModelNotReady, ServerNotReady, ServerNotLive)):
+            code, level, kind = grpc.StatusCode.UNAVAILABLE, logging.WARNING, "unavailable"
+        elif isinstance(ex, (NotImplementedError, UnsupportedProtocol)):
+            code, level, kind = grpc.StatusCode.UNIMPLEMENTED, logging.INFO, "not implemented"
+        elif isinstance(ex, GrpcException):
+            await super().handle_exception(ex, request_or_iterator, context, method_name)
+            return
+        else:
+            client_errors(logging.ERROR, "server error INTERNAL", method_name, f"{type(ex).__name__}: {ex}", exc_info=ex)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(ex).__name__}); "
+                                                          "the server log has the details")
+            return
+        client_errors(level, kind, method_name, message)
+        await context.abort(code, _cut(message, MESSAGE_LIMIT))
+
+
+# (request class, response class) of every RPC Tollgate serves; the repository RPCs are left out.
+_RPCS = {
+    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
+    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
+    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
+    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+    "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+}
+
+
+def add_servicer(servicer: InferenceServicer, server: Any) -> None:
+    """Register ``servicer``'s RPCs (not the repository ones) with deserializers that never raise.
+
+    The same table kserve's generated ``add_GRPCInferenceServiceServicer_to_server`` builds,
+    through grpc's public handler API, with two differences: RepositoryModelLoad/Unload are
+    absent (UNIMPLEMENTED), and undecodable bytes reach the interceptor as :class:`_Undecodable`
+    (INVALID_ARGUMENT) instead of failing inside grpc (UNKNOWN).
+    """
+    handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name),
+                                                           request_deserializer=_tolerant(request_class),
+                                                           response_serializer=response_class.SerializeToString)
+                for name, (request_class, response_class) in _RPCS.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(GRPC_SERVICE, handlers),))
+    if hasattr(server, "add_registered_method_handlers"):
+        server.add_registered_method_handlers(GRPC_SERVICE, handlers)
+
+
+class _BoundGRPCServer(GRPCServer):
+    """kserve's gRPC server on a chosen host, with Tollgate's servicer, handler table and interceptor."""
+
+    def __init__(self, *args: Any, host: str, request_logging: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._host = host
+        self._request_logging = request_logging
+
+    async def start(self, max_workers: int) -> None:
+        from grpc import aio
+        from kserve.protocol.grpc.interceptors import LoggingInterceptor
+
+        interceptors = ((LoggingInterceptor(),) if self._request_logging else ()) + (_StatusInterceptor(),)
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=interceptors,
+            options=[("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+                     # Without this, a second server on the same port would silently share it.
+                     ("grpc.so_reuseport", 0)],
+        )
+        add_servicer(_StrictServicer(self._data_plane, self._model_repository_extension), self._server)
+        address = f"[{self._host}]:{self._port}" if ":" in self._host else f"{self._host}:{self._port}"
+        if not self._server.add_insecure_port(address):
+            raise PortInUse(f"port {self._port} is in use; choose another with --grpc-port")
+        logger.info("gRPC listening on %s", address)
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+def bind_port(host: str, port: int, flag: str) -> socket.socket:
+    """A listening socket on ``host:port`` (as uvicorn would open it), or :class:`PortInUse` naming ``flag``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} is in use; choose another with {flag}") from None
+        raise TollgateError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _check_free(host: str, port: int, flag: str) -> None:
+    bind_port(host, port, flag).close()
 
 
 class TollgateModelServer(ModelServer):
     """``kserve.ModelServer`` with a bind address, strict client-error handling and quiet request logs."""
 
-    def __init__(self, host: str = "0.0.0.0", request_logging: bool = False, **kwargs: Any):
+    def __init__(self, host: str = "0.0.0.0", request_logging: bool = False,
+                 http_socket: socket.socket | None = None, **kwargs: Any):
         kwargs.setdefault("enable_latency_logging", request_logging)
         kwargs["workers"] = 1
         super().__init__(**kwargs)
         self.host = host
         self.request_logging = request_logging
+        self.http_socket = http_socket
         self.dataplane = _StrictDataPlane(model_registry=self.registered_models)
 
     def start(self, models: list[TollgateModel]) -> None:
         """Register the models, then serve REST (and gRPC) until SIGTERM/SIGINT."""
-        import kserve.model_server as kserve_server
-
         self._register_and_check_atleast_one_model_is_ready(models)
-        kserve_server.app.add_exception_handler(RequestValidationError, _invalid_body)
+        _log_like_kserve(logger)
         if not self.request_logging:
             logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-            logging.getLogger("kserve").addFilter(_DropPerRequestLines())
+            # uvicorn writes access lines whenever its logger has a handler (kserve configures one);
+            # no handler and no propagation is how uvicorn itself turns them off.
+            access = logging.getLogger("uvicorn.access")
+            access.handlers = []
+            access.propagate = False
         self._rest_server = _RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
                                         self.http_port, access_log_format=self.access_log_format, workers=1,
                                         grace_period=self.grace_period, event_loop=self.event_loop,
                                         timeout_keep_alive=self.timeout_keep_alive,
-                                        request_logging=self.request_logging)
+                                        request_logging=self.request_logging, listen_socket=self.http_socket)
         self._rest_server.config.host = self.host
         self._rest_server.config.access_log = self.request_logging
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:
             self._grpc_server = _BoundGRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
                                                  kwargs=_grpc_options(), grace_period=self.grace_period,
-                                                 host=self.host)
+                                                 host=self.host, request_logging=self.request_logging)
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()
         asyncio.run(self._serve())
+
+
+def _log_like_kserve(ours: logging.Logger) -> None:
+    """Write Tollgate's serving lines (client errors, load) through kserve's configured handlers."""
+    kserve_logger = logging.getLogger("kserve")
+    if not ours.handlers and kserve_logger.handlers:
+        ours.handlers = list(kserve_logger.handlers)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
 
 
 def _grpc_options() -> dict[str, Any]:
@@ -178,11 +480,21 @@ def _grpc_options() -> dict[str, Any]:
 
 def serve_model(model: TollgateModel, http_port: int = 8080, grpc_port: int = 8081, host: str = "0.0.0.0",
                 enable_grpc: bool = True, request_logging: bool = False) -> None:
-    """Load ``model`` and serve it until the process is told to stop."""
+    """Load ``model`` and serve it until the process is told to stop.
+
+    Raises :class:`PortInUse` (before loading anything) when a port is taken.
+    """
     import gc
 
     from threadpoolctl import threadpool_limits
 
+    http_socket = bind_port(host, http_port, "--http-port")
+    if enable_grpc:
+        try:
+            _check_free(host, grpc_port, "--grpc-port")
+        except TollgateError:
+            http_socket.close()
+            raise
     model.load()
     # Requests run one at a time on the event loop; OpenMP/BLAS pools in the estimator
     # (HistGradientBoosting) only spin-wait on small batches and fight the loop for cores.
@@ -192,6 +504,6 @@ def serve_model(model: TollgateModel, http_port: int = 8080, grpc_port: int = 80
     # collector's full passes, which otherwise show up as latency spikes at p99.
     gc.collect()
     gc.freeze()
-    server = TollgateModelServer(host=host, request_logging=request_logging, http_port=http_port,
-                                 grpc_port=grpc_port, enable_grpc=enable_grpc, grace_period=5)
+    server = TollgateModelServer(host=host, request_logging=request_logging, http_socket=http_socket,
+                                 http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc, grace_period=5)
     server.start([model])
