@@ -92,7 +92,9 @@ class ColumnCaster:
     def _float(self, value: Any, text: bool) -> float:
         kind = type(value)
         if kind is float:
-            return value if value == value or self.column.nullable else self._null(value)
+            if value != value:
+                return value if self.column.nullable else self._null(value)
+            return value if math.isfinite(value) else self._not_finite(value)
         if kind is int:
             return float(value)
         if value is None:
@@ -101,10 +103,21 @@ class ColumnCaster:
             if value in _NULL_TEXT:
                 return self._null(value)
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+            else:
+                return self._not_finite(value) if math.isinf(number) else self._float(number, False)
         raise self._refuse(value, "is not a number (only safe casts are made)")
+
+    def _not_finite(self, value: Any) -> Any:
+        raise self._refuse(value, "is not a finite number (infinities and overflowing numbers are refused)")
+
+    def _check_finite(self, array: np.ndarray) -> np.ndarray:
+        infinite = np.isinf(array)
+        if infinite.any():
+            self._not_finite(float(array[infinite.argmax()]))
+        return array
 
     def _int(self, value: Any, text: bool) -> Any:
         kind = type(value)
@@ -119,6 +132,8 @@ class ColumnCaster:
         if kind is float:
             if value != value:
                 return self._null(value)
+            if math.isinf(value):
+                return self._not_finite(value)
             if value.is_integer():
                 return int(value)
             raise self._refuse(value, "is not an integer (casting it would lose the fraction)")
@@ -156,7 +171,7 @@ class ColumnCaster:
             kinds = set(map(type, values))
             # The common case (a clean numeric column) skips the per-value Python calls.
             if kinds <= {float, int} and (self.column.dtype == "float64" or kinds == {int}):
-                array = np.asarray(values, dtype=np.float64)
+                array = self._check_finite(np.asarray(values, dtype=np.float64))
                 if not self.column.nullable and np.isnan(array).any():
                     cast_value(math.nan, text)
                 return array
@@ -173,7 +188,7 @@ class ColumnCaster:
         if self.numeric:
             if kind == "b":
                 raise self._refuse(bool(array[0]), "is not a number (BOOL tensor for a numeric column)")
-            values = array.astype(np.float64)
+            values = self._check_finite(array.astype(np.float64))
             if self.column.dtype == "int64" and kind == "f":
                 finite = values[~np.isnan(values)]
                 fractional = finite[finite != np.floor(finite)]
