@@ -32,16 +32,27 @@ class Predictions:
     probabilities: list[float]
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows from a JSON file (a list of objects, or ``{"instances": [...]}``) or a CSV file with a header."""
+def read_rows(path: str | Path, input_types: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Rows from a JSON file (a list of objects, or ``{"instances": [...]}``) or a CSV file with a header.
+
+    A CSV file holds only text, so its values are typed by ``input_types`` (column -> OIP
+    datatype, from the model's own metadata, see :func:`fetch_input_types`): ``FP64`` and
+    ``INT64`` columns become numbers, ``BOOL`` columns booleans, ``BYTES`` columns stay text;
+    an empty cell is missing. Columns the model does not list, or a value that does not parse,
+    stay text for the server to judge. Without ``input_types`` pandas guesses the types.
+    JSON values are typed by whoever wrote the file and are sent as they are.
+    """
     path = Path(path)
     if not path.is_file():
         raise TollgateError(f"rows file not found: {path}")
     if path.suffix.lower() == ".csv":
         import pandas as pd
 
-        frame = pd.read_csv(path)
-        return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+        if input_types is None:
+            frame = pd.read_csv(path)
+            return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return [{k: _typed(v, input_types.get(k)) for k, v in row.items()} for row in frame.to_dict("records")]
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
@@ -51,6 +62,66 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise TollgateError(f"{path} must hold a list of objects (column -> value), or {{\"instances\": [...]}}")
     return data
+
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def _typed(text: str, datatype: str | None) -> Any:
+    """One CSV cell as the Python value the model's input datatype calls for."""
+    if text == "":
+        return None
+    if datatype in ("FP16", "FP32", "FP64"):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if datatype in ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"):
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return text
+            return int(number) if number.is_integer() else number
+    if datatype == "BOOL":
+        lowered = text.strip().lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else text
+    return text
+
+
+def fetch_input_types(protocol: str, url: str, model_name: str, timeout: float = 10.0) -> dict[str, str] | None:
+    """Column -> OIP datatype from the server's model metadata (``GET /v2/models/<name>`` or gRPC
+    ``ModelMetadata``); ``None`` when the server does not describe its inputs."""
+    import grpc
+    import httpx
+
+    try:
+        if protocol == "grpc":
+            from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+            from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+            with grpc.insecure_channel(url.split("://", 1)[-1].rstrip("/")) as channel:
+                answer = GRPCInferenceServiceStub(channel).ModelMetadata(pb.ModelMetadataRequest(name=model_name),
+                                                                        timeout=timeout)
+            inputs = [{"name": i.name, "datatype": i.datatype} for i in answer.inputs]
+        else:
+            response = httpx.get(f"{url.rstrip('/')}/v2/models/{model_name}", timeout=timeout)
+            if response.status_code == 404:
+                raise TollgateError(f"the server at {url} has no model {model_name!r}: {_server_error(response)}")
+            if response.status_code != 200:
+                return None
+            inputs = response.json().get("inputs") or []
+    except httpx.HTTPError as exc:
+        raise TollgateError(f"cannot reach the model server at {url}: {type(exc).__name__}: {exc}") from None
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            raise TollgateError(f"the server at {url} has no model {model_name!r}: {exc.details()}") from None
+        raise TollgateError(f"cannot read the model's metadata at {url}: {exc.code().name}: {exc.details()}") from None
+    types = {i["name"]: i["datatype"] for i in inputs if isinstance(i, dict) and "name" in i and "datatype" in i}
+    return types or None
 
 
 def _plain(value: Any) -> Any:
@@ -134,9 +205,15 @@ def predict(protocol: str, url: str, model_name: str, rows: Sequence[dict[str, A
     ``url`` is ``http://host:port`` for the REST protocols and ``host:port`` for gRPC.
     A refused request raises :class:`TollgateError` carrying the server's message.
     """
+    import logging
+
     import grpc
     import httpx
 
+    # kserve's clients log a full traceback before raising; the raised error is reported below, once.
+    kserve_logger = logging.getLogger("kserve")
+    saved_level = kserve_logger.level
+    kserve_logger.setLevel(logging.CRITICAL)
     try:
         return asyncio.run(_predict(protocol, url, model_name, rows, timeout))
     except httpx.HTTPStatusError as exc:
@@ -145,6 +222,8 @@ def predict(protocol: str, url: str, model_name: str, rows: Sequence[dict[str, A
         raise TollgateError(f"{protocol} request to {url} failed: {type(exc).__name__}: {exc}") from None
     except grpc.RpcError as exc:
         raise TollgateError(f"grpc request to {url} failed: {exc.code().name}: {exc.details()}") from None
+    finally:
+        kserve_logger.setLevel(saved_level)
 
 
 def _server_error(response: Any) -> str:

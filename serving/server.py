@@ -417,8 +417,11 @@ def bind_port(host: str, port: int, flag: str) -> socket.socket:
     return sock
 
 
-def _check_free(host: str, port: int, flag: str) -> None:
-    bind_port(host, port, flag).close()
+def check_ports_free(host: str, http_port: int, grpc_port: int | None) -> None:
+    """:class:`PortInUse` (one line naming the flag) if either port is taken right now."""
+    bind_port(host, http_port, "--http-port").close()
+    if grpc_port is not None:
+        bind_port(host, grpc_port, "--grpc-port").close()
 
 
 class TollgateModelServer(ModelServer):
@@ -491,7 +494,7 @@ def serve_model(model: TollgateModel, http_port: int = 8080, grpc_port: int = 80
     http_socket = bind_port(host, http_port, "--http-port")
     if enable_grpc:
         try:
-            _check_free(host, grpc_port, "--grpc-port")
+            bind_port(host, grpc_port, "--grpc-port").close()
         except TollgateError:
             http_socket.close()
             raise

@@ -28,7 +28,7 @@ def serve(
 ) -> None:
     """Serve a registered model version over REST (v1, v2) and gRPC (v2) until Ctrl+C."""
     from tollgate.serving.model import TollgateModel
-    from tollgate.serving.server import serve_model
+    from tollgate.serving.server import check_ports_free, serve_model
     from tollgate.serving.source import fetch_registered, fetch_version_uri
 
     if alias is not None and version is not None:
@@ -42,6 +42,7 @@ def serve(
         ref = version if version is not None else (alias or "production")
         directory, number = fetch_registered(cfg.registry.uri, cfg.model_name, ref)
         label = f"v{number}" + (f" ({alias or 'production'})" if version is None else "")
+    check_ports_free(settings.host, settings.http_port, settings.grpc_port)
     model = TollgateModel(cfg.model_name, directory, max_batch=settings.max_batch,
                           unknown_columns=settings.unknown_columns)
     console.print(f"Serving [bold]{cfg.model_name}[/] {label} from {directory}\n"
@@ -66,7 +67,7 @@ def predict(
     as_json: bool = JsonOption,
 ) -> None:
     """Score rows with a running model server (kserve's REST or gRPC client) and print the predictions."""
-    from tollgate.serving.client import PROTOCOLS, predict as send, read_rows
+    from tollgate.serving.client import PROTOCOLS, fetch_input_types, predict as send, read_rows
 
     if protocol not in PROTOCOLS:
         raise TollgateError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -74,7 +75,9 @@ def predict(
     if url is None:
         url = (f"127.0.0.1:{cfg.serving.grpc_port}" if protocol == "grpc"
                else f"http://127.0.0.1:{cfg.serving.http_port}")
-    rows = read_rows(file)
+    # A CSV file holds only text: type its columns as the model itself declares them.
+    input_types = fetch_input_types(protocol, url, cfg.model_name, timeout) if file.suffix.lower() == ".csv" else None
+    rows = read_rows(file, input_types)
     answer = send(protocol, url, cfg.model_name, rows, timeout=timeout)
     if as_json:
         emit_json({"model_name": answer.model_name, "model_version": answer.model_version, "protocol": protocol,
