@@ -125,10 +125,12 @@ class ColumnCaster:
             return value
         if text and kind is str and value not in _NULL_TEXT:
             try:
-                value = float(value)
-                kind = float
+                number = float(value)
             except ValueError:
                 raise self._refuse(value, "is not an integer") from None
+            if math.isinf(number):
+                return self._not_finite(value)
+            value, kind = number, float
         if kind is float:
             if value != value:
                 return self._null(value)
