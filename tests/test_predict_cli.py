@@ -83,6 +83,7 @@ def test_serve_prints_where_it_listens(served):
     text = served["log"].read_text()
     assert "Serving credit-default v1 (production)" in text
     assert "Uvicorn running on http://127.0.0.1" in text
+    assert "HTTP/1.1" not in text, "no access log unless serving.request_logging is true"
 
 
 @pytest.mark.parametrize("protocol", ["rest-v1", "rest-v2", "grpc"])
@@ -125,3 +126,59 @@ def test_serve_explains_a_missing_alias(tmp_path):
     result = CliRunner().invoke(app, ["serve", "--registry", str(tmp_path / "empty")])
     assert result.exit_code == 1
     assert "production" in result.output
+
+
+def test_serve_on_a_taken_port_is_one_line(registry):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--registry", str(registry), "--http-port", str(port),
+                                          "--grpc-port", str(free_port())])
+        assert result.exit_code == 1
+        assert result.output.strip() == f"error: port {port} is in use; choose another with --http-port"
+        result = CliRunner().invoke(app, ["serve", "--registry", str(registry), "--http-port", str(free_port()),
+                                          "--grpc-port", str(port)])
+        assert result.exit_code == 1
+        assert result.output.strip() == f"error: port {port} is in use; choose another with --grpc-port"
+
+
+def test_predict_over_grpc_reports_a_refusal_without_a_traceback(served, tmp_path):
+    rows = tmp_path / "bad.json"
+    rows.write_text(json.dumps([{"age": "forty"}]))
+    result = subprocess.run([sys.executable, "-m", "tollgate.cli", "predict", "--protocol", "grpc", "--url",
+                             served["grpc"], "--file", str(rows)], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "Failed to infer" not in result.stderr, result.stderr
+    assert "inference_client" not in result.stderr, result.stderr
+    # One message (Rich may wrap it over several terminal lines).
+    assert result.stderr.startswith("error: grpc request") and result.stderr.count("error:") == 1, result.stderr
+    assert "INVALID_ARGUMENT" in result.stderr
+
+
+@pytest.mark.parametrize("protocol", ["rest-v1", "rest-v2", "grpc"])
+def test_predict_types_csv_columns_from_the_models_metadata(served, trained_model_dir, tmp_path, protocol):
+    """A text column whose values look like numbers (pandas would read floats) is sent as text,
+    because the model's v2 metadata says BYTES; numbers and booleans are typed the same way."""
+    from tests.test_serving_fuzz import in_process, json_records
+
+    names = [c["name"] for c in json.loads((trained_model_dir / "input_schema.json").read_text())["columns"]]
+    frame = generate_applicants(rows=4, seed=91)[names]
+    frame["region"] = ["29.85", "7", "29.85", "1e3"]
+    csv_file = tmp_path / "rows.csv"
+    frame.to_csv(csv_file, index=False)
+    expected = in_process(trained_model_dir, json_records(frame))
+    url = served["grpc"] if protocol == "grpc" else served["rest"]
+    result = CliRunner().invoke(app, ["predict", "--protocol", protocol, "--url", url, "--json", "--file", str(csv_file)])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    np.testing.assert_allclose([p["probability"] for p in body["predictions"]], expected, rtol=0, atol=1e-12)
+
+
+def test_predict_names_a_model_the_server_does_not_have(served, rows_files):
+    result = CliRunner().invoke(app, ["predict", "--protocol", "rest-v2", "--url", served["rest"], "--model-name",
+                                      "nope", "--file", str(rows_files[0])])
+    assert result.exit_code == 1 and "has no model 'nope'" in result.output, result.output
