@@ -50,7 +50,7 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer, metrics_handler
-from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
+from kserve.protocol.rest.v1_endpoints import V1Endpoints
 
 from tollgate.errors import TollgateError
 from tollgate.serving.model import TollgateModel
@@ -211,13 +211,18 @@ class _RESTServer(RESTServer):
             super()._add_middlewares(app)
 
     def _register_endpoints(self, app) -> None:
-        # kserve's table minus the model repository extension (see ``register_v2_routes``) and
-        # the OpenAI / time-series routes, which serve no Tollgate model.
+        # kserve's table minus the model repository extension (see ``register_v2_routes``), v1
+        # ``:explain`` (a Tollgate model has no explainer: kserve answers 501) and the OpenAI /
+        # time-series routes, which serve no Tollgate model.
         root = APIRouter()
         root.add_api_route("/", self.dataplane.live, methods=["GET"])
         root.add_api_route("/metrics", metrics_handler, methods=["GET"])
+        v1 = V1Endpoints(self.dataplane, self.model_repository_extension)
+        root.add_api_route("/v1/models", v1.models, methods=["GET"], tags=["V1"])
+        root.add_api_route("/v1/models/{model_name}", v1.model_ready, methods=["GET"], tags=["V1"])
+        root.add_api_route("/v1/models/{model_name}:predict", v1.predict, methods=["POST"], response_model=None,
+                           tags=["V1"])
         app.include_router(root)
-        register_v1_endpoints(app, self.dataplane, self.model_repository_extension)
         register_v2_routes(app, self.dataplane)
 
     def _add_exception_handlers(self, app) -> None:

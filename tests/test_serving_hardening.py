@@ -258,6 +258,9 @@ def test_repository_routes_and_rpcs_do_not_exist(server, rows):
     paths = httpx.get(f"{server.rest_url}/openapi.json").json()["paths"]
     assert not [p for p in paths if "repository" in p or p.endswith(("/load", "/unload"))], list(paths)
     assert httpx.get(f"{server.rest_url}/v2").json()["extensions"] == []
+    # No explainer either: kserve's v1 :explain answered 501.
+    assert httpx.post(f"{server.rest_url}/v1/models/{MODEL}:explain", json={"instances": []}).status_code == 404
+    assert not [p for p in paths if p.endswith(":explain")]
     with _grpc(server) as channel:
         stub = GRPCInferenceServiceStub(channel)
         for rpc, message in (("RepositoryModelUnload", pb.RepositoryModelUnloadRequest(model_name=MODEL)),
