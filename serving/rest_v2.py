@@ -1,4 +1,9 @@
-"""The Open Inference Protocol v2 REST routes Tollgate answers itself, ahead of kserve's.
+"""The Open Inference Protocol v2 REST routes: Tollgate registers this table instead of kserve's.
+
+kserve's ``register_v2_endpoints`` would add its model repository extension too
+(``/v2/repository/models/<name>/load|unload``), which lets any client unload the model. The
+health, server-metadata and model-list routes here answer as kserve's do (from kserve's data
+plane); the others differ:
 
 * **infer** (plain and versioned): kserve's own route parses every body into its pydantic
   ``InferenceRequest``, converts that to an ``InferRequest``, and validates the answer into
@@ -47,7 +52,9 @@ DATATYPES = frozenset(_FIXED_DTYPES) | {"BYTES"}
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON answer serialised with orjson (FastAPI deprecates its ``ORJSONResponse``)."""
-    return Response(content=orjson.dumps(content), status_code=status_code, headers=headers,
+    # The options FastAPI's ORJSONResponse used: numpy values and non-string keys serialise.
+    body = orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content=body, status_code=status_code, headers=headers,
                     media_type="application/json")
 
 
