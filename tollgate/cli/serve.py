@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tollgate.cli.common import ConfigOption, JsonOption, ModelNameOption, RegistryOption, console, emit_json, guarded, load
@@ -45,11 +46,12 @@ def serve(
     check_ports_free(settings.host, settings.http_port, settings.grpc_port)
     model = TollgateModel(cfg.model_name, directory, max_batch=settings.max_batch,
                           unknown_columns=settings.unknown_columns)
-    console.print(f"Serving [bold]{cfg.model_name}[/] {label} from {directory}\n"
-                  f"  REST v1  POST http://{settings.host}:{settings.http_port}/v1/models/{cfg.model_name}:predict\n"
-                  f"  REST v2  POST http://{settings.host}:{settings.http_port}/v2/models/{cfg.model_name}/infer\n"
-                  f"  gRPC v2  {settings.host}:{settings.grpc_port} (inference.GRPCInferenceService/ModelInfer)\n"
-                  f"  metrics  GET  http://{settings.host}:{settings.http_port}/metrics\n"
+    name, host = escape(cfg.model_name), escape(settings.host)
+    console.print(f"Serving [bold]{name}[/] {escape(label)} from {escape(str(directory))}\n"
+                  f"  REST v1  POST http://{host}:{settings.http_port}/v1/models/{name}:predict\n"
+                  f"  REST v2  POST http://{host}:{settings.http_port}/v2/models/{name}/infer\n"
+                  f"  gRPC v2  {host}:{settings.grpc_port} (inference.GRPCInferenceService/ModelInfer)\n"
+                  f"  metrics  GET  http://{host}:{settings.http_port}/metrics\n"
                   "Ctrl+C stops it.", highlight=False)
     serve_model(model, http_port=settings.http_port, grpc_port=settings.grpc_port, host=settings.host,
                 request_logging=settings.request_logging)
@@ -84,10 +86,10 @@ def predict(
                    "predictions": [{"predicted_class": c, "probability": p}
                                    for c, p in zip(answer.classes, answer.probabilities)]})
         return
-    table = Table(title=f"{answer.model_name} v{answer.model_version} via {protocol}", header_style="bold",
+    table = Table(title=escape(f"{answer.model_name} v{answer.model_version} via {protocol}"), header_style="bold",
                   show_edge=False)
     for column in ("row", "predicted_class", "probability"):
         table.add_column(column, justify="right")
     for index, (label, probability) in enumerate(zip(answer.classes, answer.probabilities)):
-        table.add_row(str(index), str(label), f"{probability:.4f}")
+        table.add_row(str(index), escape(str(label)), f"{probability:.4f}")
     console.print(table)
