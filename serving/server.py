@@ -68,6 +68,62 @@ class PortInUse(TollgateError):
     """A port the server needs is taken; the message names the flag that chooses another."""
 
 
+class BodyTooLarge(Exception):
+    """A request body over the server's limit (413; gRPC answers RESOURCE_EXHAUSTED by itself)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"the request body is over the limit of {limit} bytes; send fewer rows per request "
+                         "(the limit follows serving.max_batch)")
+
+
+def body_limit(max_batch: int, columns: int) -> int:
+    """Largest request body (REST) and message (gRPC) accepted: room for ``max_batch`` rows of
+    ``columns`` values at 256 bytes each, and never under 8 MiB (kserve's gRPC default)."""
+    return max(8 * 2**20, max_batch * max(columns, 1) * 256)
+
+
+class _BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes is refused before it is read into memory.
+
+    A declared ``content-length`` over the limit is answered at once; a chunked body is counted
+    as it arrives and stops the request with :class:`BodyTooLarge` when it passes the limit.
+    """
+
+    def __init__(self, app: Any, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                try:
+                    too_large = int(value) > self.limit
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    message = str(BodyTooLarge(self.limit))
+                    client_errors(logging.INFO, "client error 413", f"{scope.get('method')} {scope.get('path')}",
+                                  message)
+                    await json_response({"error": message}, status_code=413,
+                                        headers={"connection": "close"})(scope, receive, send)
+                    return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -179,6 +235,11 @@ async def _invalid_body(request: Request, exc: RequestValidationError) -> Respon
     return _error(400, message)
 
 
+async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+    client_errors(logging.INFO, "client error 413", _where(request), str(exc))
+    return _error(413, str(exc))
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     client_errors(logging.WARNING, "unavailable 503", _where(request), str(exc))
     return _error(503, str(exc))
@@ -201,14 +262,16 @@ class _RESTServer(RESTServer):
     exists to write a latency line per request and matches the route a second time to name it)."""
 
     def __init__(self, *args: Any, request_logging: bool = False, listen_socket: socket.socket | None = None,
-                 **kwargs: Any):
+                 max_body_bytes: int = 8 * 2**20, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._request_logging = request_logging
         self._socket = listen_socket
+        self._max_body_bytes = max_body_bytes
 
     def _add_middlewares(self, app) -> None:
         if self._request_logging:
             super()._add_middlewares(app)
+        app.add_middleware(_BodyLimit, limit=self._max_body_bytes)
 
     def _register_endpoints(self, app) -> None:
         # kserve's table minus the model repository extension (see ``register_v2_routes``), v1
@@ -228,6 +291,7 @@ class _RESTServer(RESTServer):
     def _add_exception_handlers(self, app) -> None:
         app.add_exception_handler(RequestValidationError, _invalid_body)
         app.add_exception_handler(InvalidInput, _client_error)
+        app.add_exception_handler(BodyTooLarge, _too_large)
         app.add_exception_handler(ModelNotFound, _client_error)
         app.add_exception_handler(ModelNotReady, _unavailable)
         app.add_exception_handler(ServerNotReady, _unavailable)
@@ -373,10 +437,12 @@ def add_servicer(servicer: InferenceServicer, server: Any) -> None:
 class _BoundGRPCServer(GRPCServer):
     """kserve's gRPC server on a chosen host, with Tollgate's servicer, handler table and interceptor."""
 
-    def __init__(self, *args: Any, host: str, request_logging: bool = False, **kwargs: Any):
+    def __init__(self, *args: Any, host: str, request_logging: bool = False, max_message_bytes: int = 8 * 2**20,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._host = host
         self._request_logging = request_logging
+        self._max_message_bytes = max_message_bytes
 
     async def start(self, max_workers: int) -> None:
         from grpc import aio
@@ -387,7 +453,8 @@ class _BoundGRPCServer(GRPCServer):
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=interceptors,
             options=[("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
-                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+                     # The same limit as a REST body: RESOURCE_EXHAUSTED over it.
+                     ("grpc.max_receive_message_length", self._max_message_bytes),
                      # Without this, a second server on the same port would silently share it.
                      ("grpc.so_reuseport", 0)],
         )
@@ -436,13 +503,14 @@ class TollgateModelServer(ModelServer):
     """``kserve.ModelServer`` with a bind address, strict client-error handling and quiet request logs."""
 
     def __init__(self, host: str = "0.0.0.0", request_logging: bool = False,
-                 http_socket: socket.socket | None = None, **kwargs: Any):
+                 http_socket: socket.socket | None = None, max_body_bytes: int = 8 * 2**20, **kwargs: Any):
         kwargs.setdefault("enable_latency_logging", request_logging)
         kwargs["workers"] = 1
         super().__init__(**kwargs)
         self.host = host
         self.request_logging = request_logging
         self.http_socket = http_socket
+        self.max_body_bytes = max_body_bytes
         self.dataplane = _StrictDataPlane(model_registry=self.registered_models)
 
     def start(self, models: list[TollgateModel]) -> None:
@@ -460,14 +528,16 @@ class TollgateModelServer(ModelServer):
                                         self.http_port, access_log_format=self.access_log_format, workers=1,
                                         grace_period=self.grace_period, event_loop=self.event_loop,
                                         timeout_keep_alive=self.timeout_keep_alive,
-                                        request_logging=self.request_logging, listen_socket=self.http_socket)
+                                        request_logging=self.request_logging, listen_socket=self.http_socket,
+                                        max_body_bytes=self.max_body_bytes)
         self._rest_server.config.host = self.host
         self._rest_server.config.access_log = self.request_logging
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:
             self._grpc_server = _BoundGRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
                                                  kwargs=_grpc_options(), grace_period=self.grace_period,
-                                                 host=self.host, request_logging=self.request_logging)
+                                                 host=self.host, request_logging=self.request_logging,
+                                                 max_message_bytes=self.max_body_bytes)
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()
@@ -515,6 +585,8 @@ def serve_model(model: TollgateModel, http_port: int = 8080, grpc_port: int = 80
     # collector's full passes, which otherwise show up as latency spikes at p99.
     gc.collect()
     gc.freeze()
+    limit = body_limit(getattr(model, "max_batch", 1024), len(model.get_input_types()))
     server = TollgateModelServer(host=host, request_logging=request_logging, http_socket=http_socket,
+                                 max_body_bytes=limit,
                                  http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc, grace_period=5)
     server.start([model])

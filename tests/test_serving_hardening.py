@@ -374,6 +374,31 @@ def test_a_huge_input_name_is_not_echoed_back(server, rows):
     assert server.log_path.stat().st_size - before < 2_000
 
 
+def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
+    """REST 413 (declared length or chunked), gRPC RESOURCE_EXHAUSTED; the limit follows max_batch."""
+    from tollgate.serving.server import body_limit
+
+    limit = body_limit(1024, 24)
+    assert limit == 8 * 2**20 and body_limit(100_000, 24) == 100_000 * 24 * 256
+    url = f"{server.rest_url}/v2/models/{MODEL}/infer"
+    big = b'{"inputs": [{"name": "' + b"x" * (limit + 1) + b'", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}'
+    response = httpx.post(url, content=big, headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == 413 and "limit" in response.json()["error"], response.text
+
+    def chunks():
+        for _ in range(limit // 2**20 + 2):
+            yield b"x" * 2**20
+
+    for path in (url, f"{server.rest_url}/v1/models/{MODEL}:predict"):
+        response = httpx.post(path, content=chunks(), headers={"content-type": "application/json"}, timeout=30)
+        assert response.status_code == 413, (path, response.text)
+    with _grpc(server) as channel, pytest.raises(grpc.RpcError) as caught:
+        GRPCInferenceServiceStub(channel).ModelInfer(pb.ModelInferRequest(model_name=MODEL, id="x" * (limit + 1)),
+                                                     timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert httpx.get(f"{server.rest_url}/v2/health/ready").status_code == 200
+
+
 def test_a_flood_of_mistakes_costs_a_bounded_log_without_tracebacks(server):
     before = server.log_path.stat().st_size
     with httpx.Client(base_url=server.rest_url) as client:
