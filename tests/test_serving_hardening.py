@@ -259,7 +259,8 @@ def test_repository_routes_and_rpcs_do_not_exist(server, rows):
     assert not [p for p in paths if "repository" in p or p.endswith(("/load", "/unload"))], list(paths)
     assert httpx.get(f"{server.rest_url}/v2").json()["extensions"] == []
     # No explainer either: kserve's v1 :explain answered 501.
-    assert httpx.post(f"{server.rest_url}/v1/models/{MODEL}:explain", json={"instances": []}).status_code == 404
+    # (405: the path then only matches GET /v1/models/{model_name}.)
+    assert httpx.post(f"{server.rest_url}/v1/models/{MODEL}:explain", json={"instances": []}).status_code == 405
     assert not [p for p in paths if p.endswith(":explain")]
     with _grpc(server) as channel:
         stub = GRPCInferenceServiceStub(channel)
@@ -278,7 +279,6 @@ def test_repository_routes_and_rpcs_do_not_exist(server, rows):
 def test_readiness_is_false_whenever_the_model_cannot_answer(trained_model_dir):
     """The data plane, REST routes and gRPC servicer the server runs, around a model that is not ready."""
     from fastapi import FastAPI
-    from fastapi.testclient import TestClient
     from kserve.model_repository import ModelRepository
 
     from tollgate.serving.model import TollgateModel
@@ -294,18 +294,22 @@ def test_readiness_is_false_whenever_the_model_cannot_answer(trained_model_dir):
     register_v2_routes(app, dataplane)
     _RESTServer._add_exception_handlers(None, app)
     servicer = _StrictServicer(dataplane, None)
-    with TestClient(app) as client:
-        assert client.get("/v2/health/ready").status_code == 200
-        assert asyncio.run(servicer.ServerReady(pb.ServerReadyRequest(), None)).ready
-        model.ready = False
-        assert client.get("/v2/health/ready").status_code == 503
-        assert client.get(f"/v2/models/{MODEL}/ready").status_code == 503
-        assert client.post(f"/v2/models/{MODEL}/infer", json={"inputs": []}).status_code == 503
-        assert client.get("/v2/health/live").status_code == 200
-        assert not asyncio.run(servicer.ServerReady(pb.ServerReadyRequest(), None)).ready
-        registry.unload(MODEL)
-        assert client.get("/v2/health/ready").status_code == 503
-        assert not asyncio.run(dataplane.ready())
+
+    async def check() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://server") as client:
+            assert (await client.get("/v2/health/ready")).status_code == 200
+            assert (await servicer.ServerReady(pb.ServerReadyRequest(), None)).ready
+            model.ready = False
+            assert (await client.get("/v2/health/ready")).status_code == 503
+            assert (await client.get(f"/v2/models/{MODEL}/ready")).status_code == 503
+            assert (await client.post(f"/v2/models/{MODEL}/infer", json={"inputs": []})).status_code == 503
+            assert (await client.get("/v2/health/live")).status_code == 200
+            assert not (await servicer.ServerReady(pb.ServerReadyRequest(), None)).ready
+            registry.unload(MODEL)
+            assert (await client.get("/v2/health/ready")).status_code == 503
+            assert not await dataplane.ready()
+
+    asyncio.run(check())
 
 
 # -- 5. versions -----------------------------------------------------------------------------------
