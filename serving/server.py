@@ -34,7 +34,7 @@ from concurrent import futures
 from typing import Any, Callable
 
 import grpc
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from google.protobuf.message import DecodeError
@@ -277,15 +277,13 @@ class _RESTServer(RESTServer):
         # kserve's table minus the model repository extension (see ``register_v2_routes``), v1
         # ``:explain`` (a Tollgate model has no explainer: kserve answers 501) and the OpenAI /
         # time-series routes, which serve no Tollgate model.
-        root = APIRouter()
-        root.add_api_route("/", self.dataplane.live, methods=["GET"])
-        root.add_api_route("/metrics", metrics_handler, methods=["GET"])
+        app.add_api_route("/", self.dataplane.live, methods=["GET"])
+        app.add_api_route("/metrics", metrics_handler, methods=["GET"])
         v1 = V1Endpoints(self.dataplane, self.model_repository_extension)
-        root.add_api_route("/v1/models", v1.models, methods=["GET"], tags=["V1"])
-        root.add_api_route("/v1/models/{model_name}", v1.model_ready, methods=["GET"], tags=["V1"])
-        root.add_api_route("/v1/models/{model_name}:predict", v1.predict, methods=["POST"], response_model=None,
-                           tags=["V1"])
-        app.include_router(root)
+        app.add_api_route("/v1/models", v1.models, methods=["GET"], tags=["V1"])
+        app.add_api_route("/v1/models/{model_name}", v1.model_ready, methods=["GET"], tags=["V1"])
+        app.add_api_route("/v1/models/{model_name}:predict", v1.predict, methods=["POST"], response_model=None,
+                          tags=["V1"])
         register_v2_routes(app, self.dataplane)
 
     def _add_exception_handlers(self, app) -> None:

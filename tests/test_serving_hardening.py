@@ -490,3 +490,23 @@ def test_raw_contents_live_where_the_servicer_decodes_them(rows):
     del request.inputs[1:]
     decoded = InferRequest.from_grpc(request)
     assert decoded.inputs[0]._raw_data == struct.pack("<I", 3) + b"abc"
+
+
+def test_kserve_still_calls_the_hooks_tollgate_overrides():
+    """Pins kserve's ``RESTServer.create_application``: it must call ``_add_middlewares``,
+    ``_register_endpoints`` and ``_add_exception_handlers``, which Tollgate overrides to drop the
+    repository routes, bound bodies and answer client errors without tracebacks."""
+    import kserve.model_server as kserve_server
+    from kserve.errors import InvalidInput
+    from kserve.model_repository import ModelRepository
+
+    from tollgate.serving.server import _BodyLimit, _client_error, _RESTServer, _StrictDataPlane
+
+    rest = _RESTServer("kserve.model_server:app", _StrictDataPlane(model_registry=ModelRepository()), None, 0)
+    rest.create_application()
+    app = kserve_server.app
+    paths = {getattr(route, "path", "") for route in app.routes}
+    assert {"/v2/models/{model_name}/infer", "/v2/health/ready", "/v1/models/{model_name}:predict"} <= paths
+    assert not [p for p in paths if "repository" in p or "explain" in p], paths
+    assert app.exception_handlers[InvalidInput] is _client_error
+    assert any(m.cls is _BodyLimit for m in app.user_middleware)
