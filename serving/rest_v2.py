@@ -28,6 +28,7 @@ plane); the others differ:
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -238,6 +239,9 @@ def decode_binary_request(body: bytes, json_length: str, model_name: str) -> Inf
 
 # -- routes -----------------------------------------------------------------------------------
 
+# Set to "1" to put kserve's stock v2 infer route in place of Tollgate's (a conformance test compares them).
+STOCK_ROUTE_ENV = "TOLLGATE_STOCK_V2_INFER"
+
 
 # The OIP v2 inference request, for the OpenAPI document (the route reads the raw body itself).
 _INFER_REQUEST_SCHEMA = {
@@ -279,8 +283,10 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
     async def models() -> Response:
         return json_response({"models": list(dataplane.model_registry.get_models())})
 
-    async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
-        check_version(dataplane, model_name, model_version)
+    async def infer(request: Request) -> Response:
+        model_name = request.path_params["model_name"]
+        check_version(dataplane, model_name,
+                      request.path_params.get("model_version") or request.query_params.get("model_version"))
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
         body = await request.body()
@@ -314,6 +320,21 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
             raise ModelNotReady(model_name)
         return json_response({"name": model_name, "ready": True})
 
+    async def documented_infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
+        return await infer(request)  # pragma: no cover - the plain route with the same path answers first
+
+    infer_paths = ("/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer")
+    if os.environ.get(STOCK_ROUTE_ENV) == "1":
+        from kserve.protocol.rest.v2_endpoints import V2Endpoints
+
+        stock = V2Endpoints(dataplane, None)
+        for path in infer_paths:
+            app.add_api_route(path, stock.infer, methods=["POST"], response_model=None, tags=["V2"])
+    else:
+        # Plain Starlette routes, matched before the documented ones below: FastAPI's per-request
+        # parameter and dependency resolution is skipped (the app's exception handlers still apply).
+        for path in infer_paths:
+            app.add_route(path, infer, methods=["POST"], include_in_schema=False)
     body = {"requestBody": {"required": True, "content": {"application/json": {"schema": _INFER_REQUEST_SCHEMA}}}}
     for path, endpoint, method, extra in (
             ("/v2", server_metadata, "GET", None),
@@ -324,6 +345,6 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
             ("/v2/models/{model_name}/versions/{model_version}", metadata, "GET", None),
             ("/v2/models/{model_name}/ready", ready, "GET", None),
             ("/v2/models/{model_name}/versions/{model_version}/ready", ready, "GET", None),
-            ("/v2/models/{model_name}/infer", infer, "POST", body),
-            ("/v2/models/{model_name}/versions/{model_version}/infer", infer, "POST", body)):
+            (infer_paths[0], documented_infer, "POST", body),
+            (infer_paths[1], documented_infer, "POST", body)):
         app.add_api_route(path, endpoint, methods=[method], response_model=None, tags=["V2"], openapi_extra=extra)
