@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tollgate-installed
 
-.PHONY: run test serve compile bench bench-pipeline bench-serving clean venv help
+.PHONY: run test serve compile bench bench-pipeline bench-serving bench-fuzz bench-soak clean venv help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ bench-pipeline: $(STAMP) ## benchmark the local DAG against a plain script
 
 bench-serving: $(STAMP) ## benchmark the model server against in-process predict and MLServer
 	$(BIN)/python bench/serving.py $(ARGS)
+
+bench-fuzz: $(STAMP) ## full-count fuzz of the model server (REST, gRPC, schemathesis): 0 5xx expected
+	$(BIN)/python bench/fuzz.py $(ARGS)
+
+bench-soak: $(STAMP) ## bounded soak of the model server: errors 0, RSS flat
+	$(BIN)/python bench/soak.py $(ARGS)
 
 clean: ## remove local runs, the local registry and build outputs (keeps .venv)
 	rm -rf .tollgate build
