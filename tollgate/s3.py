@@ -64,3 +64,33 @@ def client_from_env():
         host, secure = endpoint, os.environ.get("S3_USE_HTTPS", "0") == "1"
     return Minio(host, access_key=access_key, secret_key=secret_key, secure=secure,
                  region=os.environ.get("AWS_REGION") or None)
+
+
+def put_conditional(client, bucket: str, key: str, data: bytes, *, if_match: str | None = None,
+                    if_none_match: bool = False, content_type: str = "application/octet-stream") -> str | None:
+    """PUT one object only if a precondition holds; returns the new ETag, or None if it did not.
+
+    ``if_none_match=True`` sends ``If-None-Match: *`` (create only if absent); ``if_match``
+    sends ``If-Match: "<etag>"`` (replace only if unchanged). AWS S3, MinIO and the
+    S3-compatible test server answer 412 PreconditionFailed when the condition fails; AWS
+    answers 404 for If-Match on a missing key and 409 when two conditional writes collide.
+
+    minio 7.2.20's public ``put_object`` turns unknown headers into ``x-amz-meta-*`` user
+    metadata, so this goes through its ``_put_object`` (one PutObject call with the headers
+    as given); tests/test_registry_concurrency.py pins that behaviour.
+    """
+    from minio.error import S3Error
+
+    headers = {"Content-Type": content_type}
+    if if_none_match:
+        headers["If-None-Match"] = "*"
+    if if_match is not None:
+        headers["If-Match"] = f'"{if_match.strip(chr(34))}"'
+    try:
+        result = client._put_object(bucket, key, data, headers=headers)
+    except S3Error as exc:
+        if exc.code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey") or \
+                (exc.response is not None and exc.response.status in (409, 412)):
+            return None
+        raise
+    return result.etag

@@ -1,15 +1,24 @@
-"""Model registry: immutable versions and aliases on local disk or S3."""
+"""Model registry: immutable versions and aliases on local disk or S3.
+
+Read a version's files only through :meth:`Registry.download` (verified copy), or
+:meth:`Registry.download_champion` for the production model; a directory already on
+disk (KServe's /mnt/models) is checked with :func:`verify_directory`.
+"""
 
 from __future__ import annotations
 
 from tollgate.registry.base import (
     ALIASES,
+    MANIFEST_FILE,
     METADATA_FILE,
     MODEL_FILE,
     SCHEMA_FILE,
+    GcReport,
     ModelVersion,
     Registry,
     Store,
+    VerifyResult,
+    verify_directory,
 )
 from tollgate.s3 import is_s3_uri
 
@@ -25,4 +34,5 @@ def open_registry(uri: str) -> Registry:
     return Registry(LocalStore(uri))
 
 
-__all__ = ["ALIASES", "METADATA_FILE", "MODEL_FILE", "SCHEMA_FILE", "ModelVersion", "Registry", "Store", "open_registry"]
+__all__ = ["ALIASES", "MANIFEST_FILE", "METADATA_FILE", "MODEL_FILE", "SCHEMA_FILE", "GcReport", "ModelVersion",
+           "Registry", "Store", "VerifyResult", "open_registry", "verify_directory"]
