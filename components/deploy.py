@@ -11,11 +11,14 @@ def deploy(config_json: str, registry_uri: str, model_name: str, version: int, r
     from tollgate.config import TollgateConfig
     from tollgate.registry import open_registry
     from tollgate.steps.deploy import deploy as run_deploy
+    from tollgate.steps.deploy import scored_champion
 
     config = TollgateConfig.from_json(config_json)
-    outcome = run_deploy(config.deploy.target, open_registry(registry_uri), model_name, version,
-                         config.deploy.model_dump())
+    registry = open_registry(registry_uri)
+    # Promote only over the champion the gate compared against (recorded by register).
+    outcome = run_deploy(config.deploy.target, registry, model_name, version, config.deploy.model_dump(),
+                         expect_production=scored_champion(registry, model_name, version))
     with open(result.path, "w") as handle:
         json.dump(asdict(outcome), handle, indent=2, default=str)
-    result.metadata.update({"target": outcome.target, "version": version})
+    result.metadata.update({"target": outcome.target, "version": version, "promoted": outcome.promoted})
     return outcome.detail

@@ -39,13 +39,15 @@ def evaluate(best: Input[Model], test: Input[Dataset], features: Input[Artifact]
     champion = None
     if champion_version is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            registry.download(model_name, champion_version.version, tmp)
+            # Verified copy: a file that fails its sha256 stops the run here, before unpickling.
+            registry.download_champion(model_name, tmp, champion_version.version)
             with open(os.path.join(tmp, SCHEMA_FILE)) as handle:
                 schema = json.load(handle)
             try:
                 champion_model = joblib.load(os.path.join(tmp, MODEL_FILE))
-            except Exception as exc:
-                champion = {"error": f"cannot load the champion: {type(exc).__name__}: {exc}"}
+            except Exception as exc:  # no run can compare against it: say how to get past it
+                raise registry.unreadable_champion(model_name, champion_version.version,
+                                                   f"{MODEL_FILE} does not load: {type(exc).__name__}: {exc}")
             else:
                 champion = evaluate_champion(champion_model, schema, test_frame)
         champion["version"] = champion_version.version

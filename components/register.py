@@ -13,7 +13,7 @@ def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Ar
     from pathlib import Path
 
     from tollgate.registry import open_registry
-    from tollgate.steps.register import build_metadata, register_model
+    from tollgate.steps.register import build_metadata, hold_for_tests as _hold_for_tests, register_model
 
     with open(features.path) as handle:
         spec = json.load(handle)
@@ -36,6 +36,7 @@ def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Ar
                             "target": spec["target"], "positive_label": spec["positive_label"],
                             "negative_label": spec["negative_label"]}},
     )
+    _hold_for_tests()
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "model"
         shutil.copytree(best.path, staged)

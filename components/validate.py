@@ -23,7 +23,7 @@ def validate(config_json: str, raw: Input[Dataset], registry_uri: str, model_nam
     champion = registry.champion(model_name)
     reference, note = None, "no production version yet: only checks of the data on its own apply"
     if champion is not None:
-        reference = registry.store.read_json(f"{model_name}/v{champion.version}/{DATA_SCHEMA_FILE}")
+        reference = registry.read_version_json(model_name, champion.version, DATA_SCHEMA_FILE)
         note = (f"compared with the data production v{champion.version} was trained on" if reference else
                 f"production v{champion.version} has no {DATA_SCHEMA_FILE}: only checks of the data on its own apply")
     ignored = list(data.drop) + ([data.date_column] if data.date_column else [])

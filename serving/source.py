@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from tollgate.errors import TollgateError
-from tollgate.registry import open_registry
+from tollgate.registry import open_registry, verify_directory
 from tollgate.s3 import is_s3_uri
 
 KSERVE_MODEL_DIR = "/mnt/models"
@@ -25,6 +25,7 @@ def fetch_version_uri(uri: str, cache_dir: str | Path | None = None) -> Path:
         path = Path(uri)
         if not path.is_dir():
             raise TollgateError(f"model directory {path} does not exist")
+        verify_directory(path)  # against its _COMPLETE manifest, before anything is unpickled
         return path
     match = _VERSION_URI.match(uri.rstrip("/"))
     if not match:
@@ -39,7 +40,6 @@ def fetch_registered(registry_uri: str, model_name: str, ref: str | int,
     """Resolve ``production``/``previous``/``v3``/``3`` in a registry to a local directory and its version."""
     registry = open_registry(registry_uri)
     version = registry.resolve(model_name, ref)
-    if not is_s3_uri(version.uri):
-        return Path(version.uri), version.version
+    # Always a verified private copy (also for a local registry): what is checked is what loads.
     dest = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="tollgate-serve-"))
     return registry.download(model_name, version.version, dest), version.version

@@ -81,6 +81,7 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
     deploy = read_json(find_output(pipeline_dir, "deploy", "result") or pipeline_dir / "-")
     if deploy:
         summary["deploy"] = deploy
+        summary["promoted"] = deploy.get("promoted", True)
     summary["aliases"] = registry.aliases(model_name)
     return summary
 
@@ -165,6 +166,9 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         parts = [f"{_e(name)} -> v{record['version']}" for name, record in sorted(aliases.items())]
         console.print(f"[bold]Registered[/] {_e(summary['model_name'])} v{summary['registered_version']} "
                       f"in {_e(summary['registry'])}; aliases: {', '.join(parts) or 'none'}")
+        deploy = summary.get("deploy") or {}
+        if deploy and not deploy.get("promoted", True):
+            console.print(f"[yellow bold]Not promoted:[/] {_e(deploy.get('detail', ''))}", soft_wrap=True)
     elif summary.get("succeeded") and gate and not gate["passed"]:
         console.print("Nothing registered; aliases unchanged.")
     if not summary["succeeded"]:

@@ -1,4 +1,4 @@
-"""``tollgate models``: list, show, promote and roll back registered versions."""
+"""``tollgate models``: list, show, verify, promote, roll back and garbage-collect registered versions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from tollgate.cli.common import ConfigOption, JsonOption, ModelNameOption, RegistryOption, console, emit_json, guarded, load
+from rich.markup import escape
+
+from tollgate.cli.common import (
+    ConfigOption, JsonOption, ModelNameOption, RegistryOption, console, emit_json, err_console, guarded, load,
+)
+from tollgate.errors import TollgateError
 
 app = typer.Typer(help="Inspect and move model versions and aliases in the registry.", no_args_is_help=True)
 
@@ -33,25 +38,36 @@ def list_versions(config: Optional[Path] = ConfigOption, registry: Optional[str]
                   model_name: Optional[str] = ModelNameOption, as_json: bool = JsonOption) -> None:
     """List versions with their test metrics and aliases."""
     reg, model = _open(config, registry, model_name)
-    versions = reg.list_versions(model)
+    versions, problems = reg.scan_versions(model)
     labels = _alias_labels(reg, model)
     if as_json:
         emit_json({"model": model, "registry": reg.uri, "aliases": reg.aliases(model),
                    "versions": [{"version": v.version, "uri": v.uri, "aliases": labels.get(v.version, []),
-                                 **v.metadata} for v in versions]})
+                                 **v.metadata} for v in versions], "unreadable": problems})
+        if problems:
+            raise typer.Exit(1)
         return
-    if not versions:
-        console.print(f"No versions of {model} in {reg.uri} yet; `tollgate run` registers the first.")
+    if not versions and not problems:
+        console.print(f"No versions of {escape(model)} in {escape(reg.uri)} yet; `tollgate run` registers the first.")
         return
-    table = Table(title=f"{model} in {reg.uri}", header_style="bold", show_edge=False)
+    table = Table(title=escape(f"{model} in {reg.uri}"), header_style="bold", show_edge=False)
     for column in ("version", "aliases", "created", "candidate", "roc_auc", "pr_auc", "rows"):
         table.add_column(column)
     for v in versions:
         metrics = v.metadata.get("test_metrics", {})
-        table.add_row(f"v{v.version}", ", ".join(labels.get(v.version, [])), v.created_at,
-                      str(v.metadata.get("candidate_id", "")), f"{metrics.get('roc_auc', float('nan')):.4f}",
-                      f"{metrics.get('pr_auc', float('nan')):.4f}", str((v.metadata.get("data") or {}).get("rows", "")))
+        table.add_row(f"v{v.version}", ", ".join(labels.get(v.version, [])), escape(str(v.created_at)),
+                      escape(str(v.metadata.get("candidate_id", ""))), _metric(metrics, "roc_auc"),
+                      _metric(metrics, "pr_auc"), escape(str((v.metadata.get("data") or {}).get("rows", ""))))
     console.print(table)
+    for problem in problems:
+        err_console.print(f"[red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _metric(metrics, name: str) -> str:
+    value = metrics.get(name) if isinstance(metrics, dict) else None
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
 
 
 @app.command("show")
@@ -61,20 +77,32 @@ def show(ref: str = typer.Argument("production", help="Alias (production, previo
          model_name: Optional[str] = ModelNameOption, as_json: bool = JsonOption) -> None:
     """Show one version's metadata."""
     reg, model = _open(config, registry, model_name)
-    version = reg.resolve(model, ref)
+    version = reg.resolve(model, ref)  # metadata.json is checked against the manifest before parsing
+    integrity = reg.verify(model, version.version)
+    if integrity.status == "failed":
+        raise TollgateError(integrity.detail)
     record = {"model": model, "version": version.version, "uri": version.uri,
-              "aliases": _alias_labels(reg, model).get(version.version, []), "metadata": version.metadata}
+              "aliases": _alias_labels(reg, model).get(version.version, []), "metadata": version.metadata,
+              "integrity": integrity.detail}
     if as_json:
         emit_json(record)
         return
     meta = version.metadata
-    console.print(f"[bold]{model} v{version.version}[/] {record['aliases'] or ''}  {version.uri}")
-    console.print(f"created {version.created_at}; run {meta.get('pipeline_run_id')}; code {meta.get('code_version')}")
-    console.print(f"candidate {meta.get('candidate_id')} ({meta.get('family')}): {meta.get('params')}")
-    console.print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in (meta.get("test_metrics") or {}).items()))
-    data = meta.get("data") or {}
-    console.print(f"data: {data.get('source')} ({data.get('rows')} rows, {data.get('fingerprint')})")
-    console.print(f"replaced champion: {meta.get('replaced_champion')}; gate: {(meta.get('gate') or {}).get('reasons')}")
+
+    def line(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    console.print(f"[bold]{escape(model)} v{version.version}[/] {escape(str(record['aliases'] or ''))}  "
+                  f"{escape(version.uri)}")
+    line(f"created {version.created_at}; run {meta.get('pipeline_run_id')}; code {meta.get('code_version')}")
+    line(f"candidate {meta.get('candidate_id')} ({meta.get('family')}): {meta.get('params')}")
+    metrics = meta.get("test_metrics") if isinstance(meta.get("test_metrics"), dict) else {}
+    line("test metrics: " + ", ".join(f"{k}={_metric(metrics, k)}" for k in metrics))
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    line(f"data: {data.get('source')} ({data.get('rows')} rows, {data.get('fingerprint')})")
+    gate = meta.get("gate") if isinstance(meta.get("gate"), dict) else {}
+    line(f"replaced champion: {meta.get('replaced_champion')}; gate: {gate.get('reasons')}")
+    line(f"integrity: {integrity.detail}")
 
 
 @app.command("promote")
@@ -95,6 +123,94 @@ def rollback(config: Optional[Path] = ConfigOption, registry: Optional[str] = Re
     """Point 'production' back at 'previous'."""
     reg, model = _open(config, registry, model_name)
     _print_aliases(model, reg.rollback(model), as_json)
+
+
+@app.command("verify")
+@guarded
+def verify(ref: Optional[str] = typer.Argument(None, help="Alias (production, previous) or version (v3 or 3). "
+                                               "Default: production; see --all."),
+           all_versions: bool = typer.Option(False, "--all", help="Verify every version of the model."),
+           config: Optional[Path] = ConfigOption, registry: Optional[str] = RegistryOption,
+           model_name: Optional[str] = ModelNameOption, as_json: bool = JsonOption) -> None:
+    """Check every file of a version against the sha256 and size recorded when it was registered.
+
+    Exit code 1 if any file does not match (or cannot be read); versions registered before
+    digests are reported as unverified and do not fail.
+    """
+    reg, model = _open(config, registry, model_name)
+    if all_versions and ref is not None:
+        raise TollgateError("give either a version or --all, not both")
+    numbers = reg.store.version_numbers(model) if all_versions else [_resolve_number(reg, model, ref or "production")]
+    results = [reg.verify(model, n) for n in numbers]
+    if as_json:
+        emit_json({"model": model, "registry": reg.uri,
+                   "versions": [{"version": r.version, "status": r.status, "detail": r.detail} for r in results]})
+    else:
+        if not results:
+            console.print(f"No versions of {escape(model)} in {escape(reg.uri)} yet.")
+        for r in results:
+            colour = {"ok": "green", "unverified": "yellow", "failed": "red"}[r.status]
+            console.print(f"{escape(model)} v{r.version}: [{colour}]{r.status}[/] {escape(r.detail)}",
+                          highlight=False, soft_wrap=True)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _resolve_number(reg, model: str, ref: str) -> int:
+    # Resolve the alias or number without reading metadata: verify must work on a corrupt version.
+    import re
+
+    from tollgate.registry import ALIASES
+
+    if ref in ALIASES:
+        number = reg.alias_version(model, ref)
+        if number is None:
+            raise TollgateError(f"{model} has no {ref!r} alias yet in {reg.uri}")
+        return number
+    match = re.fullmatch(r"v?(\d+)", ref)
+    if not match:
+        raise TollgateError(f"{ref!r} is neither an alias ({', '.join(ALIASES)}) nor a version like v3")
+    number = int(match.group(1))
+    if not reg.store.is_complete(model, number):
+        raise TollgateError(f"{model} v{number} does not exist in {reg.uri}")
+    return number
+
+
+@app.command("gc")
+@guarded
+def gc(older_than: str = typer.Option("1h", "--older-than", help="Only leftovers older than this: 90s, 30m, 1h, 2d."),
+       dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
+       config: Optional[Path] = ConfigOption, registry: Optional[str] = RegistryOption,
+       as_json: bool = JsonOption) -> None:
+    """Remove crashed writers' leftovers: staging directories and incomplete versions.
+
+    Complete versions and alias targets are never touched. On S3 an incomplete version's
+    claim object stays, so its number is never handed out again.
+    """
+    from tollgate.registry import open_registry
+
+    seconds = _parse_duration(older_than)
+    cfg = load(config, registry__uri=registry)
+    reg = open_registry(cfg.registry.uri)
+    report = reg.gc(older_than_seconds=seconds, dry_run=dry_run)
+    if as_json:
+        emit_json({"registry": reg.uri, "dry_run": dry_run, "older_than_seconds": seconds,
+                   "removed": report.removed, "kept_recent": report.kept_recent})
+        return
+    verb = "would remove" if dry_run else "removed"
+    for name in report.removed:
+        console.print(f"{verb} {escape(name)}", highlight=False)
+    console.print(f"{len(report.removed)} leftover(s) {verb}; {len(report.kept_recent)} younger than "
+                  f"{escape(older_than)} kept (a writer may still be working on them).", highlight=False)
+
+
+def _parse_duration(text: str) -> float:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise TollgateError(f"--older-than {text!r}: use a number with s, m, h or d (for example 1h)")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 def _print_aliases(model: str, aliases: dict, as_json: bool) -> None:

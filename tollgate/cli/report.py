@@ -68,7 +68,13 @@ def publish_report(run_dir: Path, model_name: str, failure: str | None = None) -
     inputs.failure = failure
     target = run_dir / REPORT_FILE
     artifact = find_output(pipeline_dir, "report", "html")
-    if artifact:
+    deploy = find_output(pipeline_dir, "deploy", "result")
+    deployed = json.loads(deploy.read_text()) if deploy else {}
+    if not deployed.get("promoted", True):
+        # The report task ran before deploy found the champion changed: render it again with that.
+        inputs.notes.append(f"Not promoted: {deployed.get('detail')}")
+        target.write_text(render_report(inputs))
+    elif artifact:
         shutil.copyfile(artifact, target)
     else:
         inputs.notes.append("Rendered after the run: the run stopped before its report step.")

@@ -255,7 +255,8 @@ class Store(ABC):
         return None if raw is None else parse_json_object(raw, f"{self.root_uri}/{key}")
 
 
-_UNCONDITIONAL = object()
+# expect_production's default: promote whatever production currently is.
+UNCONDITIONAL = object()
 
 
 def _label(version: int | None) -> str:
@@ -309,10 +310,10 @@ class Registry:
         return None if raw is None else parse_manifest(raw, self._where(key))
 
     def read_version_json(self, model: str, version: int, name: str,
-                          manifest: dict[str, Any] | None | object = _UNCONDITIONAL) -> dict[str, Any] | None:
+                          manifest: dict[str, Any] | None | object = UNCONDITIONAL) -> dict[str, Any] | None:
         """A JSON object file of a version (metadata, schemas), checked against the manifest
         before it is parsed; None if the version has no such file."""
-        if manifest is _UNCONDITIONAL:
+        if manifest is UNCONDITIONAL:
             manifest = self.manifest(model, version)
         key = f"{model}/v{version}/{name}"
         raw = self.store.read_bytes(key)
@@ -478,11 +479,18 @@ class Registry:
         except (RegistryIntegrityError, RegistryCorruptError) as exc:
             raise self._ways_forward(model, version, str(exc)) from None
 
-    def download_champion(self, model: str, dest: str | Path) -> ModelVersion | None:
-        """Verified copy of the champion into ``dest`` (see :meth:`download`); None if there is none."""
-        champion = self.champion(model)
-        if champion is None:
-            return None
+    def download_champion(self, model: str, dest: str | Path, version: int | None = None) -> ModelVersion | None:
+        """Verified copy of the champion (``version`` if given, else production's) into ``dest``
+        (see :meth:`download`); None if there is none. A failure names the ways forward."""
+        if version is None:
+            champion = self.champion(model)
+            if champion is None:
+                return None
+        else:
+            try:
+                champion = self.get_version(model, version)
+            except (RegistryIntegrityError, RegistryCorruptError) as exc:
+                raise self._ways_forward(model, version, str(exc)) from None
         try:
             self.download(model, champion.version, dest)
         except (RegistryIntegrityError, RegistryCorruptError) as exc:
@@ -522,7 +530,7 @@ class Registry:
         raise RegistryError(f"{self._where(key)} kept changing under {CAS_ATTEMPTS} attempts; try again")
 
     def promote(self, model: str, version: int, reason: str = "promote",
-                expect_production: int | None | object = _UNCONDITIONAL) -> dict[str, dict[str, Any]]:
+                expect_production: int | None | object = UNCONDITIONAL) -> dict[str, dict[str, Any]]:
         """Point ``production`` at ``version``; the old production becomes ``previous``.
 
         With ``expect_production`` (a version, or None for "no champion yet") the move happens
@@ -534,7 +542,7 @@ class Registry:
         def change(current):
             production = current.get("production")
             actual = int(production["version"]) if production else None
-            if expect_production is not _UNCONDITIONAL and actual != expect_production:
+            if expect_production is not UNCONDITIONAL and actual != expect_production:
                 raise ChampionChangedError(
                     f"champion changed during the run: {_label(expect_production)} → {_label(actual)}; "
                     f"not promoted — rerun to compare against {_label(actual)}",
@@ -546,7 +554,7 @@ class Registry:
                 updated["previous"] = self._record(actual, reason)
             return updated
 
-        return self.update_aliases(model, change, allow_corrupt=expect_production is _UNCONDITIONAL)
+        return self.update_aliases(model, change, allow_corrupt=expect_production is UNCONDITIONAL)
 
     def rollback(self, model: str) -> dict[str, dict[str, Any]]:
         """Point ``production`` back at ``previous``.

@@ -5,6 +5,11 @@ Target ``kserve``: move the alias *and* roll the version out as a KServe
 InferenceService (create or patch, wait for Ready, prove the new version serves, or
 canary then promote); if the rollout fails, both the InferenceService and the aliases
 go back to what they were.
+
+Promotion is conditional: with ``expect_production`` (the champion evaluate scored the
+candidate against, None for "no champion"), ``production`` moves only if it still points
+there. If another run moved it meanwhile, nothing is promoted and the result says so:
+the candidate was never compared with the new champion.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.errors import TollgateError
+from tollgate.errors import ChampionChangedError, TollgateError
 from tollgate.registry import Registry
+from tollgate.registry.base import UNCONDITIONAL
 
 
 @dataclass(frozen=True)
@@ -24,16 +30,34 @@ class DeployResult:
     version: int
     aliases: dict[str, Any]
     detail: str
+    promoted: bool = True
 
 
-def deploy_local(registry: Registry, model_name: str, version: int) -> DeployResult:
-    """Promote ``version`` to production in the registry."""
-    aliases = registry.promote(model_name, version, reason="gate passed")
+def scored_champion(registry: Registry, model_name: str, version: int) -> int | None:
+    """The champion a registered version was compared with (``replaced_champion`` in its metadata,
+    written by register from evaluate's record); None when there was no champion."""
+    recorded = registry.get_version(model_name, version).metadata.get("replaced_champion")
+    return int(recorded) if recorded is not None else None
+
+
+def _not_promoted(target: str, version: int, registry: Registry, model_name: str,
+                  exc: ChampionChangedError) -> DeployResult:
+    return DeployResult(target, version, registry.aliases(model_name), str(exc), promoted=False)
+
+
+def deploy_local(registry: Registry, model_name: str, version: int,
+                 expect_production: int | None | object = UNCONDITIONAL) -> DeployResult:
+    """Promote ``version`` to production in the registry (if ``production`` is still ``expect_production``)."""
+    try:
+        aliases = registry.promote(model_name, version, reason="gate passed", expect_production=expect_production)
+    except ChampionChangedError as exc:
+        return _not_promoted("local", version, registry, model_name, exc)
     return DeployResult("local", version, aliases, f"production -> v{version}")
 
 
 def deploy_kserve(registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None,
-                  api=None, apps_api=None, base_url=None) -> DeployResult:
+                  api=None, apps_api=None, base_url=None,
+                  expect_production: int | None | object = UNCONDITIONAL) -> DeployResult:
     """Promote ``version`` and serve it from an InferenceService named after the model.
 
     ``options`` is ``DeployConfig.model_dump()``; ``api`` a ``CustomObjectsApi`` and ``apps_api``
@@ -50,17 +74,21 @@ def deploy_kserve(registry: Registry, model_name: str, version: int, options: di
     if not is_s3_uri(target.uri):
         raise DeployError(f"the kserve target needs an s3:// registry that KServe's storage-initializer can read, "
                           f"got {registry.uri!r}; use the cluster's MinIO (s3://models, see kfp.registry_uri)")
-    schema = registry.store.read_json(f"{model_name}/v{version}/{SCHEMA_FILE}") or {}
+    schema = registry.read_version_json(model_name, version, SCHEMA_FILE) or {}
     if api is None:
         from tollgate.cluster.kube import apps_v1_api, custom_objects_api
 
         api, apps_api = custom_objects_api(), apps_v1_api()
     aliases_before = registry.aliases(model_name)
-    aliases = registry.promote(model_name, version, reason="gate passed")
+    try:
+        aliases = registry.promote(model_name, version, reason="gate passed", expect_production=expect_production)
+    except ChampionChangedError as exc:
+        return _not_promoted("kserve", version, registry, model_name, exc)
     try:
         rollout = KServeDeployer(api, settings, apps_api, base_url).rollout(model_name, target.uri, version, schema)
     except DeployError as exc:
-        registry.restore_aliases(model_name, aliases_before)
+        if not registry.restore_aliases(model_name, aliases_before, only_if=aliases):
+            raise DeployError(f"{exc}; registry aliases not restored: another writer moved them meanwhile") from None
         restored = aliases_before.get("production", {}).get("version")
         raise DeployError(f"{exc}; registry aliases restored (production -> "
                           f"{f'v{restored}' if restored is not None else 'unset'})") from None
@@ -70,10 +98,11 @@ def deploy_kserve(registry: Registry, model_name: str, version: int, options: di
                         f"{rollout.action}, Ready at {rollout.url}{canary}; proven by {rollout.proof}")
 
 
-def deploy(target: str, registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None) -> DeployResult:
+def deploy(target: str, registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None,
+           expect_production: int | None | object = UNCONDITIONAL) -> DeployResult:
     """Dispatch to the configured deploy target."""
     if target == "local":
-        return deploy_local(registry, model_name, version)
+        return deploy_local(registry, model_name, version, expect_production)
     if target == "kserve":
-        return deploy_kserve(registry, model_name, version, options)
+        return deploy_kserve(registry, model_name, version, options, expect_production=expect_production)
     raise TollgateError(f"deploy target {target!r} is not available; use 'local' or 'kserve'")

@@ -64,6 +64,7 @@ def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample
                    log_dir: str | Path | None = None) -> dict[str, Any]:
     """Return ``{"passed": bool, "reason": str, ...}``; never raises for a broken candidate."""
     from tollgate.errors import TollgateError
+    from tollgate.registry import verify_directory
     from tollgate.serving.client import predict
     from tollgate.serving.process import ServerNotReady, ServerProcess
 
@@ -71,8 +72,9 @@ def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample
     staging = Path(tempfile.mkdtemp(prefix="tollgate-infra-"))
     try:
         try:
+            verify_directory(model_dir)  # a directory with a registry manifest must match it
             version_dir = stage_version_dir(model_dir, spec, staging / "model")
-        except OSError as exc:
+        except (OSError, TollgateError) as exc:
             return {**report, "reason": f"cannot stage the candidate: {exc}"}
         sample, records = _sample_rows(test, spec, sample_rows)
         report["rows"] = len(records)

@@ -13,6 +13,25 @@ from tollgate.registry import METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
 from tollgate.steps.validate import DATA_SCHEMA_FILE
 
 
+# Tests force two runs to overlap: while the file named here exists, register waits (at most
+# HOLD_SECONDS). Unset in normal use.
+HOLD_ENV = "TOLLGATE_TEST_HOLD_REGISTER"
+HOLD_SECONDS = 300
+
+
+def hold_for_tests() -> None:
+    """Wait while ``$TOLLGATE_TEST_HOLD_REGISTER`` names an existing file (a test's barrier)."""
+    import time
+
+    hold = os.environ.get(HOLD_ENV)
+    if not hold:
+        return
+    Path(hold + ".reached").touch()
+    deadline = time.monotonic() + HOLD_SECONDS
+    while Path(hold).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def code_version() -> str:
     """Tollgate's version plus the git commit: baked into images as TOLLGATE_GIT_SHA, else asked of git."""
     sha = os.environ.get("TOLLGATE_GIT_SHA")
