@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.errors import RegistryError
-from tollgate.registry import open_registry
+from tollgate.errors import ChampionChangedError, RegistryCorruptError, RegistryError, RegistryIntegrityError
+from tollgate.registry import open_registry, verify_directory
 
 MODEL = "credit-default"
 
@@ -136,3 +136,216 @@ def test_s3_problems_are_explained(s3_server, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(Exception, match="AWS_SECRET_ACCESS_KEY"):
         open_registry("s3://models")
+
+
+# -- integrity ------------------------------------------------------------------------------
+
+def _overwrite(registry, key: str, data: bytes) -> None:
+    """Replace one stored file behind the registry's back (what an attacker or a bad disk does)."""
+    store = registry.store
+    if hasattr(store, "bucket"):
+        import io
+
+        store.client.put_object(store.bucket, store._key(key), io.BytesIO(data), len(data))
+    else:
+        (store.root / key).write_bytes(data)
+
+
+def test_every_file_gets_a_sha256_in_the_manifest_and_download_checks_it(registry, tmp_path):
+    source = version_dir(tmp_path, "a", "model-a")
+    (source / "model.onnx").write_bytes(b"\x08\x01future-file")  # any file, not just the known ones
+    version = registry.register(MODEL, source, {}).version
+    manifest = registry.manifest(MODEL, version)
+    paths = {f["path"] for f in manifest["files"]}
+    assert paths == {"model.joblib", "input_schema.json", "metadata.json", "model.onnx"}
+    assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in manifest["files"])
+    assert registry.verify(MODEL, version).status == "ok"
+
+    _overwrite(registry, f"{MODEL}/v{version}/model.onnx", b"\x08\x01future-fil3")
+    with pytest.raises(RegistryIntegrityError, match=r"model.onnx does not match its manifest: sha256 [0-9a-f]{64} "
+                                                     r"\(13 bytes\), recorded [0-9a-f]{64} \(13 bytes\)"):
+        registry.download(MODEL, version, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.onnx").exists() and not (tmp_path / "out" / "model.joblib").exists()
+    result = registry.verify(MODEL, version)
+    assert result.status == "failed" and "model.onnx" in result.detail
+
+
+def test_tampered_metadata_is_refused_before_it_is_parsed(registry, tmp_path):
+    version = registry.register(MODEL, version_dir(tmp_path, "a", "a"), {"test_metrics": {"roc_auc": 0.7}}).version
+    _overwrite(registry, f"{MODEL}/v{version}/metadata.json", b'{"test_metrics": {"roc_auc": 0.99}}')
+    with pytest.raises(RegistryIntegrityError, match="metadata.json does not match its manifest"):
+        registry.get_version(MODEL, version)
+    versions, problems = registry.scan_versions(MODEL)
+    assert versions == [] and len(problems) == 1 and problems[0].startswith("v1: ")
+
+
+def test_versions_without_digests_read_as_unverified(tmp_path):
+    registry = open_registry(str(tmp_path / "registry"))
+    version = registry.register(MODEL, version_dir(tmp_path, "a", "a"), {}).version
+    (tmp_path / "registry" / MODEL / f"v{version}" / "_COMPLETE").unlink()  # as registered before digests
+    assert registry.get_version(MODEL, version).version == version
+    assert (registry.download(MODEL, version, tmp_path / "out") / "model.joblib").read_text() == "a"
+    result = registry.verify(MODEL, version)
+    assert (result.status, result.detail.split(":")[0]) == ("unverified", "unverified (no digests)")
+    assert verify_directory(tmp_path / "registry" / MODEL / f"v{version}") == "unverified (no digests)"
+
+
+def test_s3_versions_from_before_digests_read_as_unverified(s3_bucket, tmp_path):
+    from tollgate.s3 import client_from_env
+
+    client = client_from_env()
+    source = version_dir(tmp_path, "a", "a")
+    # The layout the S3 backend wrote before digests: files, metadata, then a size-only marker.
+    for name in ("model.joblib", "input_schema.json"):
+        client.fput_object(s3_bucket, f"{MODEL}/v1/{name}", str(source / name))
+    (tmp_path / "meta.json").write_text(json.dumps({"version": 1}))
+    client.fput_object(s3_bucket, f"{MODEL}/v1/metadata.json", str(tmp_path / "meta.json"))
+    sizes = [{"path": name, "bytes": (source / name).stat().st_size} for name in ("model.joblib", "input_schema.json")]
+    (tmp_path / "marker.json").write_text(json.dumps({"files": sizes}))
+    client.fput_object(s3_bucket, f"{MODEL}/v1/_COMPLETE", str(tmp_path / "marker.json"))
+    registry = open_registry(f"s3://{s3_bucket}")
+    fetched = registry.download(MODEL, 1, tmp_path / "out")
+    assert json.loads((fetched / "metadata.json").read_text()) == {"version": 1}
+    assert registry.verify(MODEL, 1).status == "unverified"
+
+
+def test_corrupt_files_give_one_line_errors_naming_the_file(registry, tmp_path):
+    version = registry.register(MODEL, version_dir(tmp_path, "a", "a"), {}).version
+    registry.promote(MODEL, version)
+    _overwrite(registry, f"{MODEL}/aliases.json", b'{"production": {"vers')
+    with pytest.raises(RegistryCorruptError, match=r"aliases.json is not valid JSON .*`tollgate models promote vN` "
+                                                   r"rewrites it"):
+        registry.aliases(MODEL)
+    registry.promote(MODEL, version)  # a manual promote repairs it
+    assert registry.alias_version(MODEL, "production") == version
+    _overwrite(registry, f"{MODEL}/aliases.json", b'{"production": "v1"}')
+    with pytest.raises(RegistryCorruptError, match="invalid entry 'production'"):
+        registry.champion(MODEL)
+    registry.promote(MODEL, version)
+    _overwrite(registry, f"{MODEL}/v{version}/_COMPLETE", b"[]")
+    with pytest.raises(RegistryCorruptError, match="_COMPLETE is not a version manifest"):
+        registry.download(MODEL, version, tmp_path / "out")
+    with pytest.raises(RegistryError, match=r"production model credit-default v1 is unreadable: .* Ways forward: "
+                                            r"`tollgate models rollback`.*`tollgate models promote vN`"):
+        registry.champion(MODEL)
+
+
+# -- compare-and-swap -------------------------------------------------------------------------
+
+def test_promotion_is_conditional_on_the_champion_that_was_scored(registry, tmp_path):
+    for name in "abc":
+        registry.register(MODEL, version_dir(tmp_path, name, name), {})
+    registry.promote(MODEL, 1, expect_production=None)
+    with pytest.raises(ChampionChangedError, match="champion changed during the run: none → v1; not promoted — "
+                                                   "rerun to compare against v1"):
+        registry.promote(MODEL, 2, expect_production=None)
+    registry.promote(MODEL, 2, expect_production=1)
+    with pytest.raises(ChampionChangedError, match="v1 → v2"):
+        registry.promote(MODEL, 3, expect_production=1)
+    assert (registry.alias_version(MODEL, "production"), registry.alias_version(MODEL, "previous")) == (2, 1)
+
+
+def test_alias_writes_are_compare_and_swap(registry, tmp_path):
+    key = f"{MODEL}/aliases.json"
+    data, token = registry.store.read_with_token(key)
+    assert (data, token) == (None, None)
+    assert registry.store.write_if(key, b'{"a": 1}', None)
+    assert not registry.store.write_if(key, b'{"a": 2}', None)  # exists now
+    data, token = registry.store.read_with_token(key)
+    assert registry.store.write_if(key, b'{"a": 3}', token)
+    assert not registry.store.write_if(key, b'{"a": 4}', token)  # stale token
+    assert registry.store.read_bytes(key) == b'{"a": 3}'
+
+
+def test_rollback_refuses_when_production_moves_underneath(registry, tmp_path):
+    for name in "abc":
+        registry.register(MODEL, version_dir(tmp_path, name, name), {})
+    registry.promote(MODEL, 1)
+    registry.promote(MODEL, 2)
+    real_write = registry.store.write_if
+    calls = []
+
+    def interfering_write(key, data, token):
+        if not calls:  # another writer promotes v3 between our read and our write
+            calls.append(1)
+            registry.store.write_if = real_write
+            registry.promote(MODEL, 3)
+        return real_write(key, data, token)
+
+    registry.store.write_if = interfering_write
+    with pytest.raises(ChampionChangedError, match="production moved from v2 to v3 while rolling back; nothing changed"):
+        registry.rollback(MODEL)
+    assert registry.alias_version(MODEL, "production") == 3
+
+
+def test_restore_only_if_unchanged(registry, tmp_path):
+    for name in "ab":
+        registry.register(MODEL, version_dir(tmp_path, name, name), {})
+    snapshot = registry.aliases(MODEL)
+    ours = registry.promote(MODEL, 1)
+    registry.promote(MODEL, 2)  # someone else, after our deploy set v1
+    assert registry.restore_aliases(MODEL, snapshot, only_if=ours) is False
+    assert registry.alias_version(MODEL, "production") == 2
+
+
+def test_conditional_put_through_the_minio_sdk_private_call(s3_bucket):
+    """tollgate.s3.put_conditional relies on minio 7.2.20's ``Minio._put_object(bucket, key, data, headers=)``
+    sending headers as given (public put_object would turn them into x-amz-meta-*)."""
+    from tollgate.s3 import client_from_env, put_conditional
+
+    client = client_from_env()
+    etag = put_conditional(client, s3_bucket, "k", b"one", if_none_match=True)
+    assert etag and put_conditional(client, s3_bucket, "k", b"two", if_none_match=True) is None
+    assert put_conditional(client, s3_bucket, "k", b"two", if_match="0" * 32) is None
+    assert put_conditional(client, s3_bucket, "k", b"two", if_match=etag)
+    assert client.get_object(s3_bucket, "k").read() == b"two"
+    assert "x-amz-meta-if-none-match" not in {k.lower() for k in client.stat_object(s3_bucket, "k").metadata}
+
+
+def test_s3_version_numbers_are_claimed_and_never_reused(s3_bucket, tmp_path):
+    from tollgate.s3 import client_from_env
+
+    registry = open_registry(f"s3://{s3_bucket}")
+    # Another writer claimed v1 and died before uploading anything.
+    client_from_env().put_object(s3_bucket, f"{MODEL}/v1/_CLAIM", __import__("io").BytesIO(b"{}"), 2)
+    assert registry.register(MODEL, version_dir(tmp_path, "a", "a"), {}).version == 2
+    assert registry.store.version_numbers(MODEL) == [2]
+
+
+# -- garbage collection ---------------------------------------------------------------------
+
+def test_gc_removes_old_litter_and_never_a_complete_version(tmp_path):
+    import os
+    import time
+
+    registry = open_registry(str(tmp_path / "registry"))
+    registry.register(MODEL, version_dir(tmp_path, "a", "a"), {})
+    registry.promote(MODEL, 1)
+    model_dir = tmp_path / "registry" / MODEL
+    old, fresh = model_dir / ".staging-old", model_dir / ".staging-fresh"
+    for path in (old, fresh):
+        path.mkdir()
+        (path / "model.joblib").write_text("half")
+    stamp = time.time() - 7200
+    os.utime(old / "model.joblib", (stamp, stamp))
+    os.utime(old, (stamp, stamp))
+    dry = registry.gc(older_than_seconds=3600, dry_run=True)
+    assert dry.removed == [f"{MODEL}/.staging-old"] and old.exists()
+    report = registry.gc(older_than_seconds=3600)
+    assert report.removed == [f"{MODEL}/.staging-old"] and report.kept_recent == [f"{MODEL}/.staging-fresh"]
+    assert not old.exists() and fresh.exists() and registry.verify(MODEL, 1).status == "ok"
+
+
+def test_s3_gc_removes_incomplete_versions_but_keeps_their_claim(s3_bucket, tmp_path):
+    from tollgate.s3 import client_from_env
+
+    registry = open_registry(f"s3://{s3_bucket}/p")
+    registry.register(MODEL, version_dir(tmp_path, "a", "a"), {})
+    client = client_from_env()
+    client.fput_object(s3_bucket, f"p/{MODEL}/v2/model.joblib", str(version_dir(tmp_path, "b", "b") / "model.joblib"))
+    assert registry.gc(older_than_seconds=3600).kept_recent == [f"{MODEL}/v2"]
+    assert registry.gc(older_than_seconds=0).removed == [f"{MODEL}/v2"]
+    names = [o.object_name for o in client.list_objects(s3_bucket, prefix=f"p/{MODEL}/v2/", recursive=True)]
+    assert names == [f"p/{MODEL}/v2/_CLAIM"]
+    assert registry.store.litter(MODEL) == [] and registry.verify(MODEL, 1).status == "ok"
+    assert registry.register(MODEL, version_dir(tmp_path, "c", "c"), {}).version == 3
