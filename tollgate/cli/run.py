@@ -53,6 +53,7 @@ def run(
                data__positive_label=_label(positive_label), registry__uri=registry, model_name=model_name,
                data__builtin__rows=rows, data__builtin__drift=drift, data__builtin__seed=seed)
     reg = open_registry(cfg.registry.uri)
+    _check_champion(reg, cfg.model_name)
     run_dir = new_run_dir(cfg.run.root)
     arguments = {"data_source": cfg.data.source, "registry_uri": reg.uri, "model_name": cfg.model_name,
                  "scheduled_time": scheduled_time}
@@ -93,6 +94,15 @@ def run(
         raise typer.Exit(1)
     if fail_on_block and not (summary.get("gate") or {}).get("passed", True):
         raise typer.Exit(EXIT_BLOCKED)
+
+
+def _check_champion(reg, model_name: str) -> None:
+    """Fail in one line before any training if the aliases or the champion's files are unreadable
+    (evaluate checks again inside the DAG, which is what protects cluster runs)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tollgate-champion-") as tmp:
+        reg.download_champion(model_name, tmp)
 
 
 def _label(value: Optional[str]):
