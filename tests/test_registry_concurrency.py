@@ -15,7 +15,7 @@ import registry_chaos as chaos  # noqa: E402
 
 API_TRIALS = 10
 CLI_TRIALS = 1
-KILLS = 3
+KILLS = 2
 
 
 @pytest.fixture(params=["local", "s3"])
