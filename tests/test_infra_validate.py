@@ -40,6 +40,7 @@ def test_good_candidate_passes_over_rest_and_grpc(trained_model_dir, spec, test_
 def test_broken_artifact_is_blocked(trained_model_dir, spec, test_rows, tmp_path):
     broken = tmp_path / "candidate"
     shutil.copytree(trained_model_dir, broken)
+    (broken / "_COMPLETE").unlink()  # a candidate from train has no registry manifest to fail first
     (broken / "model.joblib").write_bytes(b"this is not a pickle")
     report = infra_validate(str(broken), test_rows, spec, sample_rows=4, ready_timeout=60)
     assert not report["passed"]
