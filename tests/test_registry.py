@@ -349,3 +349,33 @@ def test_s3_gc_removes_incomplete_versions_but_keeps_their_claim(s3_bucket, tmp_
     assert names == [f"p/{MODEL}/v2/_CLAIM"]
     assert registry.store.litter(MODEL) == [] and registry.verify(MODEL, 1).status == "ok"
     assert registry.register(MODEL, version_dir(tmp_path, "c", "c"), {}).version == 3
+
+
+def test_models_gc_and_verify_on_the_command_line(tmp_path):
+    import os
+    import time
+
+    from typer.testing import CliRunner
+
+    from tollgate.cli import app
+
+    root = tmp_path / "registry"
+    registry = open_registry(str(root))
+    registry.register(MODEL, version_dir(tmp_path, "a", "a"), {})
+    (root / MODEL / "v1" / "_COMPLETE").rename(tmp_path / "manifest")  # v1 as before digests
+    registry.register(MODEL, version_dir(tmp_path, "b", "b"), {})
+    leftover = root / MODEL / ".staging-crashed"
+    leftover.mkdir()
+    stamp = time.time() - 600
+    os.utime(leftover, (stamp, stamp))
+    runner = CliRunner()
+    common = ["--registry", str(root), "--model-name", MODEL]
+    result = runner.invoke(app, ["models", "verify", "--all", *common])
+    assert result.exit_code == 0, result.output
+    assert "v1: unverified unverified (no digests)" in result.stdout and "v2: ok" in result.stdout
+    result = runner.invoke(app, ["models", "gc", "--older-than", "5m", "--dry-run", "--registry", str(root)])
+    assert result.exit_code == 0 and f"would remove {MODEL}/.staging-crashed" in result.stdout and leftover.exists()
+    result = runner.invoke(app, ["models", "gc", "--older-than", "5m", "--registry", str(root)])
+    assert result.exit_code == 0 and not leftover.exists()
+    result = runner.invoke(app, ["models", "gc", "--older-than", "soon", "--registry", str(root)])
+    assert result.exit_code == 1 and "use a number with s, m, h or d" in result.stderr
