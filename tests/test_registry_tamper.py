@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from tests.conftest import free_port, make_config, run_pipeline
 from tollgate.cli import app
-from tollgate.registry import open_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from registry_chaos import MarkerPickle  # noqa: E402

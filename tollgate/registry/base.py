@@ -33,7 +33,6 @@ import json
 import logging
 import random
 import re
-import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -249,6 +248,10 @@ class Store(ABC):
     def remove_litter(self, model: str, label: str) -> None:
         """Remove one leftover named by :meth:`litter`; never a complete version."""
 
+    def model_dirs(self) -> list[str]:
+        """Every model directory, including ones holding only litter (for :meth:`Registry.gc`)."""
+        return self.models()
+
     def read_json(self, key: str) -> dict[str, Any] | None:
         """Read a JSON object at ``key`` without verification (None if absent)."""
         raw = self.read_bytes(key)
@@ -257,6 +260,8 @@ class Store(ABC):
 
 # expect_production's default: promote whatever production currently is.
 UNCONDITIONAL = object()
+# read_version_json's default: read the version's manifest first.
+_READ_IT = object()
 
 
 def _label(version: int | None) -> str:
@@ -310,10 +315,10 @@ class Registry:
         return None if raw is None else parse_manifest(raw, self._where(key))
 
     def read_version_json(self, model: str, version: int, name: str,
-                          manifest: dict[str, Any] | None | object = UNCONDITIONAL) -> dict[str, Any] | None:
+                          manifest: dict[str, Any] | None | object = _READ_IT) -> dict[str, Any] | None:
         """A JSON object file of a version (metadata, schemas), checked against the manifest
         before it is parsed; None if the version has no such file."""
-        if manifest is UNCONDITIONAL:
+        if manifest is _READ_IT:
             manifest = self.manifest(model, version)
         key = f"{model}/v{version}/{name}"
         raw = self.store.read_bytes(key)
@@ -615,7 +620,7 @@ class Registry:
         """Remove crashed writers' leftovers older than the bound: staging directories and
         incomplete versions. Complete versions and alias targets are never touched."""
         report = GcReport()
-        for model in models if models is not None else self._all_model_dirs():
+        for model in models if models is not None else self.store.model_dirs():
             protected = set()
             try:
                 protected = {int(r["version"]) for r in self.aliases(model).values()}
@@ -633,10 +638,6 @@ class Registry:
                     self.store.remove_litter(model, label)
                 report.removed.append(name)
         return report
-
-    def _all_model_dirs(self) -> list[str]:
-        lister = getattr(self.store, "model_dirs", None)
-        return lister() if lister else self.store.models()
 
     @staticmethod
     def _record(version: int, reason: str) -> dict[str, Any]:
