@@ -376,6 +376,81 @@ def _overwrite(registry, key: str, data: bytes) -> None:
         store.client.put_object(store.bucket, store._key(key), io.BytesIO(data), len(data))
 
 
+# -- the corruption table -------------------------------------------------------------------
+
+FILES = ("model.joblib", "input_schema.json", "metadata.json", "data_schema.json", "_COMPLETE", "aliases.json")
+DAMAGE = ("truncated", "wrong-type", "random bytes")
+
+
+def damage(path: Path, how: str) -> None:
+    """Truncate a file to half, replace it with a JSON list, or with 64 random bytes."""
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "wrong-type":
+        path.write_bytes(b"[]")
+    else:
+        path.write_bytes(random.Random(path.name).randbytes(64))
+
+
+def write_run_config(directory: Path) -> Path:
+    """A config that keeps `tollgate run`'s run directories under ``directory``."""
+    path = directory / "run-config.yaml"
+    path.write_text(f"run:\n  root: {directory / 'cli-runs'}\n")
+    return path
+
+
+def cli(*args: str) -> tuple[int, str]:
+    """Run one `tollgate` command in this process; (exit code, stdout + stderr)."""
+    from typer.testing import CliRunner
+
+    from tollgate.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, (result.stdout + result.stderr).strip()
+
+
+def corruption_row(registry: Path, model: str, name: str, how: str, work: Path) -> dict[str, tuple[int, str]]:
+    """Damage one file of production v1 in a local registry and record (exit code, output) of
+    `models list`, `models show`, `serve` and `run` (serve and run stop before any port or training)."""
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        ports = [str(a.getsockname()[1]), str(b.getsockname()[1])]
+    damage(registry / model / (name if name == "aliases.json" else f"v1/{name}"), how)
+    common = ("--registry", str(registry), "--model-name", model)
+    return {
+        "models list": cli("models", "list", *common),
+        "models show": cli("models", "show", "production", *common),
+        "serve": cli("serve", *common, "--http-port", ports[0], "--grpc-port", ports[1]),
+        "run": cli("run", *common, "--config", str(write_run_config(work))),
+    }
+
+
+def corruption_table(work: Path) -> str:
+    """Train one real version with `tollgate run`, then damage each file each way; a Markdown table."""
+    trained = work / "trained"
+    process = subprocess.run([sys.executable, "-m", "tollgate.cli", "run", "--registry", str(trained / "registry"),
+                              "--rows", "1500", "--config", str(write_run_config(trained.parent)), "--json"],
+                             capture_output=True, text=True, cwd=ROOT)
+    if process.returncode != 0:
+        raise RuntimeError(process.stderr[-2000:])
+    model = json.loads(process.stdout)["model_name"]
+    lines = ["| file | damage | models list | models show | serve | run |", "|---|---|---|---|---|---|"]
+    for name in FILES:
+        for how in DAMAGE:
+            copy = work / f"copy-{name}-{how.replace(' ', '-')}"
+            shutil.copytree(trained / "registry", copy)
+            row = corruption_row(copy, model, name, how, work)
+            cells = []
+            for code, output in row.values():
+                error = next((line for line in output.splitlines() if line.startswith("error:")), "")
+                error = error.replace(str(copy), "…").replace("|", "\\|")
+                cells.append(f"{code}" + (f": `{error[:160]}`" if error else ""))
+            lines.append(f"| {name} | {how} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def start_s3_server() -> tuple[subprocess.Popen, str]:
     """moto's S3-compatible test server on a free loopback port, credentials in the environment."""
     with socket.socket() as sock:
@@ -404,7 +479,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tamper-trials", type=int, default=50, help="Tampered files per backend.")
     parser.add_argument("--backends", default="local,s3", help="Comma-separated: local, s3.")
     parser.add_argument("--json", dest="json_path", default=None, help="Also write the results here.")
+    parser.add_argument("--corruption-table", action="store_true",
+                        help="Only print the corruption table (exit code and error line per command).")
     options = parser.parse_args(argv)
+    if options.corruption_table:
+        with tempfile.TemporaryDirectory(prefix="tollgate-corrupt-") as tmp:
+            print(corruption_table(Path(tmp)))
+        return 0
     server = None
     results: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="tollgate-chaos-"))

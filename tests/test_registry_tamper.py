@@ -1,9 +1,7 @@
 """Tampered and corrupt registry files: refused before anything is unpickled or parsed, with
 one clear line (never a traceback) on every command, and never a marker from a malicious pickle."""
 
-import json
 import pickle
-import random
 import shutil
 import subprocess
 import sys
@@ -11,13 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from tests.conftest import free_port, make_config, run_pipeline
-from tollgate.cli import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from registry_chaos import MarkerPickle  # noqa: E402
+from registry_chaos import DAMAGE, FILES, MarkerPickle, corruption_row, write_run_config  # noqa: E402
+from registry_chaos import cli as _cli  # noqa: E402
 
 MODEL = "credit-default"
 ONE_CANDIDATE = [{"name": "logreg", "family": "logistic_regression", "params": {"max_iter": 300}, "grid": {}}]
@@ -37,11 +34,6 @@ def tampered(registry_copy, tmp_path):
     marker = tmp_path / "pwned"
     (registry_copy / MODEL / "v1" / "model.joblib").write_bytes(pickle.dumps(MarkerPickle(str(marker))))
     return registry_copy, marker
-
-
-def _cli(*args):
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, (result.stdout + result.stderr).strip()
 
 
 def test_models_verify_refuses_the_tampered_version_and_names_both_digests(tampered):
@@ -95,51 +87,17 @@ def test_a_new_run_stops_at_evaluate_and_names_the_ways_forward(tampered, tmp_pa
     assert "`tollgate models rollback`" in outcome.error and "`tollgate models promote vN`" in outcome.error
     assert not marker.exists()
     # The CLI says the same before training anything.
-    code, output = _cli("run", "--registry", str(registry), "--config", str(_write_config(tmp_path)))
+    code, output = _cli("run", "--registry", str(registry), "--config", str(write_run_config(tmp_path)))
     assert code == 1 and "is unreadable" in output and "Traceback" not in output
     assert not marker.exists()
 
 
-def _write_config(tmp_path: Path) -> Path:
-    path = tmp_path / "cfg.yaml"
-    path.write_text(f"run:\n  root: {tmp_path / 'cli-runs'}\n")
-    return path
-
-
 # -- the corruption table -------------------------------------------------------------------
-
-FILES = ("model.joblib", "input_schema.json", "metadata.json", "data_schema.json", "_COMPLETE", "aliases.json")
-DAMAGE = ("truncated", "wrong-type", "random bytes")
-
-
-def damage(path: Path, how: str) -> None:
-    data = path.read_bytes()
-    if how == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "wrong-type":
-        path.write_bytes(b"[]")
-    else:
-        path.write_bytes(random.Random(path.name).randbytes(64))
-
-
-def corruption_row(registry: Path, name: str, how: str, tmp_path: Path) -> dict[str, tuple[int, str]]:
-    """Damage one file of production v1 and record (exit code, output) of each command."""
-    path = registry / MODEL / (name if name == "aliases.json" else f"v1/{name}")
-    damage(path, how)
-    common = ("--registry", str(registry), "--model-name", MODEL)
-    row = {
-        "models list": _cli("models", "list", *common),
-        "models show": _cli("models", "show", "production", *common),
-        "serve": _cli("serve", *common, "--http-port", str(free_port()), "--grpc-port", str(free_port())),
-        "run": _cli("run", *common, "--config", str(_write_config(tmp_path))),
-    }
-    return row
-
 
 @pytest.mark.parametrize("how", DAMAGE)
 @pytest.mark.parametrize("name", FILES)
 def test_corruption_gives_one_clear_line_never_a_traceback(registry_copy, name, how, tmp_path):
-    row = corruption_row(registry_copy, name, how, tmp_path)
+    row = corruption_row(registry_copy, MODEL, name, how, tmp_path)
     for command, (code, output) in row.items():
         assert "Traceback" not in output, (command, output)
         if command == "models list" and name not in ("metadata.json", "_COMPLETE", "aliases.json"):
