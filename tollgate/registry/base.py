@@ -56,6 +56,8 @@ MANIFEST_FILE = "_COMPLETE"
 CLAIM_FILE = "_CLAIM"
 ALIASES_FILE = "aliases.json"
 REQUIRED_FILES = (MODEL_FILE, SCHEMA_FILE)
+# Files readers parse as JSON objects; a download checks their shape so readers need not.
+JSON_OBJECT_FILES = (METADATA_FILE, SCHEMA_FILE, "data_schema.json")
 MANIFEST_FORMAT = 2
 # Alias CAS retries: each retry follows a real concurrent write, so this bounds contention, not time.
 CAS_ATTEMPTS = 200
@@ -361,7 +363,7 @@ class Registry:
         Every file the manifest lists is copied and its sha256 and size checked on the copy,
         before anything is parsed or unpickled; a mismatch raises
         :class:`RegistryIntegrityError` naming the file and both digests (and the copied
-        files are removed). JSON files must hold objects. This is the one way read paths
+        files are removed). metadata and schema files must hold JSON objects. This is the one way read paths
         (serving, champion scoring, ``models show``/``verify``) should read a version.
         """
         self.get_version(model, version)
@@ -387,7 +389,7 @@ class Registry:
                 if "bytes" in entry:
                     check_file(target, entry, self._where(f"{base}/{entry['path']}"))
             for entry in entries:
-                if entry["path"].endswith(".json"):
+                if entry["path"] in JSON_OBJECT_FILES:
                     parse_json_object((dest / entry["path"]).read_bytes(),
                                       self._where(f"{base}/{entry['path']}"))
             if manifest is not None:
