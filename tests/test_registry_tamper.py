@@ -36,6 +36,18 @@ def tampered(registry_copy, tmp_path):
     return registry_copy, marker
 
 
+def test_an_untouched_real_version_verifies_and_loads_from_its_verified_copy(registry_copy, tmp_path):
+    import joblib
+
+    from tollgate.serving.source import fetch_registered
+
+    code, output = _cli("models", "verify", "--registry", str(registry_copy), "--model-name", MODEL)
+    assert code == 0 and "v1: ok" in output
+    directory, number = fetch_registered(str(registry_copy), MODEL, "production", tmp_path / "copy")
+    assert number == 1 and directory == tmp_path / "copy"
+    assert hasattr(joblib.load(directory / "model.joblib"), "predict_proba")
+
+
 def test_models_verify_refuses_the_tampered_version_and_names_both_digests(tampered):
     registry, marker = tampered
     code, output = _cli("models", "verify", "--all", "--registry", str(registry), "--model-name", MODEL)
