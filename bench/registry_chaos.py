@@ -14,6 +14,8 @@ shared start time (CLI), against a local directory and the S3-compatible test se
   order of the operations that reported success produces;
 * kill -9 at a random point of publish and of promote, then ``gc``: complete versions
   lost, half-written versions visible, aliases pointing nowhere, litter left after gc;
+* control: promote ∥ promote with alias writes made unconditional (the code before the
+  fix), to show the harness does see lost updates when they happen;
 * tampering: a pickle that creates a marker file when loaded, swapped into a registered
   version, then every read path (verified download, serving fetch and load, infra-
   validation's check, ``verify``): how many times the marker appeared.
@@ -24,6 +26,7 @@ tests/test_registry_concurrency.py runs the same functions with small counts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -229,6 +232,33 @@ def _run_cli_pair(uri: str, model: str, ops) -> list[tuple]:
         results.append((op, arg, "ok" if process.returncode == 0 else "failed", (out + err).strip()))
     shutil.rmtree(go.parent, ignore_errors=True)
     return results
+
+
+@contextlib.contextmanager
+def blind_alias_writes():
+    """Control for the harness: alias writes without compare-and-swap (last writer wins), as
+    before the fix. Applied before the workers fork, so they inherit it."""
+    from tollgate.registry.local import LocalStore
+    from tollgate.registry.s3 import S3Store
+
+    saved = LocalStore.write_if, S3Store.write_if
+
+    def local_blind(self, key, data, token):
+        path = self.root / key
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+        return True
+
+    def s3_blind(self, key, data, token):
+        self._put(key, data, "application/json")
+        return True
+
+    LocalStore.write_if, S3Store.write_if = local_blind, s3_blind
+    try:
+        yield
+    finally:
+        LocalStore.write_if, S3Store.write_if = saved
 
 
 _PUBLISH_CHILD = """
@@ -508,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(backend, case, section[case], flush=True)
                 section[f"{case} (CLI)"] = race_aliases(uri, case, options.cli_trials, work, via_cli=True)
                 print(backend, f"{case} (CLI)", section[f"{case} (CLI)"], flush=True)
+            with blind_alias_writes():
+                section["control: promote||promote without CAS"] = race_aliases(uri, "promote||promote",
+                                                                                 options.trials, work)
+            print(backend, "control", section["control: promote||promote without CAS"], flush=True)
             for target in ("publish", "promote"):
                 section[f"kill -9 during {target}"] = chaos_kill(uri, target, options.kills, work, seed=7)
                 print(backend, f"kill -9 during {target}", section[f"kill -9 during {target}"], flush=True)
@@ -525,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.json_path:
         Path(options.json_path).write_text(json.dumps(results, indent=2, default=str))
     bad = [(backend, case) for backend, section in results.items() if isinstance(section, dict)
-           for case, r in section.items()
+           for case, r in section.items() if not case.startswith("control")
            if r.get("duplicates") or r.get("mixed_files") or r.get("lost_updates") or r.get("problems")
            or r.get("tampered_loads") or r.get("missed_refusals") or r.get("failed_verification")]
     print(json.dumps({"failures": bad, "seconds": results["seconds"]}))

@@ -71,3 +71,10 @@ def test_kill_9_loses_no_complete_version_and_gc_leaves_no_litter(registry_uri, 
 
 def test_tampered_files_never_load(registry_uri, tmp_path):
     assert chaos.tamper_trials(registry_uri, 4, tmp_path) == {"trials": 4, "tampered_loads": 0, "missed_refusals": 0}
+
+
+def test_the_harness_sees_lost_updates_when_alias_writes_are_blind(tmp_path):
+    """Control: without compare-and-swap (last writer wins) the same harness must count lost updates."""
+    with chaos.blind_alias_writes():
+        result = chaos.race_aliases(str(tmp_path / "registry"), "promote||promote", 15, tmp_path)
+    assert result["lost_updates"] >= 1
