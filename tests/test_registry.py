@@ -379,3 +379,22 @@ def test_models_gc_and_verify_on_the_command_line(tmp_path):
     assert result.exit_code == 0 and not leftover.exists()
     result = runner.invoke(app, ["models", "gc", "--older-than", "soon", "--registry", str(root)])
     assert result.exit_code == 1 and "use a number with s, m, h or d" in result.stderr
+
+
+def test_deploy_promotes_only_over_the_scored_champion(s3_bucket, tmp_path):
+    from tollgate.steps.deploy import deploy, deploy_kserve, scored_champion
+
+    registry = open_registry(f"s3://{s3_bucket}")
+    registry.register(MODEL, version_dir(tmp_path, "a", "a"), {"replaced_champion": None})
+    registry.register(MODEL, version_dir(tmp_path, "b", "b"), {"replaced_champion": None})
+    registry.register(MODEL, version_dir(tmp_path, "c", "c"), {"replaced_champion": 1})
+    assert scored_champion(registry, MODEL, 2) is None and scored_champion(registry, MODEL, 3) == 1
+    assert deploy("local", registry, MODEL, 1, expect_production=None).promoted
+    # v2 was scored against "no champion", but v1 got there first: not promoted, aliases untouched.
+    result = deploy("local", registry, MODEL, 2, expect_production=None)
+    assert not result.promoted and result.detail.startswith("champion changed during the run: none → v1")
+    # The KServe target gives up before touching the cluster (this api object has no methods).
+    result = deploy_kserve(registry, MODEL, 2, {"target": "kserve"}, api=object(), expect_production=None)
+    assert not result.promoted and registry.alias_version(MODEL, "production") == 1
+    assert deploy("local", registry, MODEL, 3, expect_production=1).promoted
+    assert (registry.alias_version(MODEL, "production"), registry.alias_version(MODEL, "previous")) == (3, 1)
