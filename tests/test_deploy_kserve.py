@@ -506,6 +506,8 @@ def model_servers(trained_model_dir, tmp_path_factory):
         metadata = json.loads((directory / "metadata.json").read_text())
         metadata["version"] = int(version)
         (directory / "metadata.json").write_text(json.dumps(metadata))
+        # An edited copy no longer matches its registry manifest, which the server would refuse.
+        (directory / "_COMPLETE").unlink()
         started[version] = _start_server(directory)
     for process, url in started.values():
         _wait_ready(process, url)
