@@ -217,4 +217,5 @@ def _print_aliases(model: str, aliases: dict, as_json: bool) -> None:
     if as_json:
         emit_json({"model": model, "aliases": aliases})
     else:
-        console.print(f"{model}: " + ", ".join(f"{a} -> v{r['version']}" for a, r in sorted(aliases.items())))
+        console.print(escape(f"{model}: " + ", ".join(f"{a} -> v{r['version']}" for a, r in sorted(aliases.items()))),
+                      highlight=False)
