@@ -78,6 +78,15 @@ def test_dag_trains_serves_and_compares_on_a_messy_csv_with_config_alone(tmp_pat
     assert schema["existing_balance"]["dtype"] == "float64"
     assert "?" not in (schema["region"].get("categories") or [])
     assert "application_date" not in schema
+    rows = version.metadata["data"]["rows"]
+    assert rows == 2000 and isinstance(rows, int)        # not 2000.0 from KFP's Struct metadata
+    from typer.testing import CliRunner
+
+    from tollgate.cli import app
+
+    listing = CliRunner().invoke(app, ["models", "list", "--registry", config.registry.uri, "--model-name", "messy"],
+                                 terminal_width=200)
+    assert listing.exit_code == 0 and "2000" in listing.output and "2000.0" not in listing.output
 
     second, summary = run_pipeline(config)
     assert second.succeeded, second.error

@@ -455,12 +455,24 @@ class Registry:
         if text in ALIASES:
             version = self.alias_version(model, text)
             if version is None:
-                raise RegistryError(f"{model} has no {text!r} alias yet in {self.uri}; run `tollgate run` first")
+                raise self._absent(model, f"{model} has no {text!r} alias yet in {self.uri}; run `tollgate run` first")
             return self.get_version(model, version)
         match = re.fullmatch(r"v?(\d+)", text)
         if not match:
             raise RegistryError(f"{ref!r} is neither an alias ({', '.join(ALIASES)}) nor a version like v3")
         return self.get_version(model, int(match.group(1)))
+
+    def _absent(self, model: str, message: str) -> RegistryError:
+        """``message``, or, when ``model`` has no version here at all, which models this registry
+        does hold: the likely mistake is a missing --model-name, not a missing run."""
+        if self.store.version_numbers(model):
+            return RegistryError(message)
+        others = [name for name in self.models() if name != model]
+        if not others:
+            return RegistryError(message)
+        listed = ", ".join(repr(name) for name in others[:10]) + (" ..." if len(others) > 10 else "")
+        return RegistryError(f"{self.uri} has no model {model!r}; it holds {listed}: pass --model-name "
+                             f"{others[0]} (or set model_name in the config)")
 
     def _ways_forward(self, model: str, version: int, problem: str) -> RegistryError:
         try:

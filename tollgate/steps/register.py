@@ -54,13 +54,23 @@ def build_metadata(*, candidate: dict[str, Any], test_metrics: dict[str, float],
         "params": candidate["params"],
         "validation_metrics": candidate.get("validation_metrics", {}),
         "test_metrics": test_metrics,
-        "data": data,
+        "data": _whole_numbers(data),
         "gate": {"passed": decision["passed"], "reasons": decision["reasons"]},
         "replaced_champion": champion_version,
         "pipeline_run_id": run_id,
         "code_version": code_version(),
         **(extra or {}),
     }
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Counts as ints again: KFP artifact metadata is a protobuf Struct, which stores every
+    number as a float (32561 rows would be recorded, and listed, as 32561.0)."""
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def register_model(registry: Registry, model_name: str, model_dir: Path, input_schema: dict[str, Any],
