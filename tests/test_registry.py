@@ -87,9 +87,9 @@ def test_errors_name_what_exists(registry, tmp_path):
         registry.resolve(MODEL, "production")
     registry.register(MODEL, version_dir(tmp_path, "a", "a"), {})
     # A model this registry does not hold at all: say which ones it does (a missing --model-name).
-    with pytest.raises(RegistryError, match=rf"has no model 'credit-default'; it holds '{MODEL}': "
+    with pytest.raises(RegistryError, match=rf"has no model 'churn'; it holds '{MODEL}': "
                                             rf"pass --model-name {MODEL}"):
-        registry.resolve("credit-default", "production")
+        registry.resolve("churn", "production")
     with pytest.raises(RegistryError, match="no 'production' alias yet"):
         registry.resolve(MODEL, "production")
     with pytest.raises(RegistryError, match=r"v7 does not exist .*\(versions: v1\)"):
