@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tollgate-installed
 
-.PHONY: run test serve compile bench bench-pipeline bench-serving bench-fuzz bench-soak clean venv help
+.PHONY: run test lint serve compile bench bench-pipeline bench-serving bench-fuzz bench-soak clean venv help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ run: $(STAMP) ## run the whole gated DAG locally on built-in data
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP) ## ruff (style, imports, bugbear, pyupgrade) and mypy (with the pydantic plugin); settings in pyproject.toml
+	$(BIN)/ruff check tollgate components pipelines serving tests bench scripts
+	$(BIN)/mypy
 
 serve: $(STAMP) ## serve the production model on localhost (HTTP 8080, gRPC 8081)
 	$(BIN)/tollgate serve $(ARGS)

@@ -15,11 +15,12 @@ def report(model_name: str, run_id: str, raw: Input[Dataset], validation: Input[
         with open(artifact.path) as handle:
             return json.load(handle)
 
+    gate, checks = load(decision), load(validation)  # this task runs after the gate: both exist
     inputs = ReportInputs(model_name=model_name, run_id=run_id,
                           data={key: raw.metadata.get(key) for key in ("source", "rows", "window")},
-                          validation=load(validation), evaluation=load(evaluation), decision=load(decision))
+                          validation=checks, evaluation=load(evaluation), decision=gate)
     with open(html.path, "w") as handle:
         handle.write(render_report(inputs))
-    verdict = "passed" if inputs.decision["passed"] else "blocked"
-    html.metadata.update({"gate": verdict, "anomalies": len(inputs.validation.get("anomalies", []))})
+    verdict = "passed" if gate["passed"] else "blocked"
+    html.metadata.update({"gate": verdict, "anomalies": len(checks.get("anomalies", []))})
     return verdict

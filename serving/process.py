@@ -85,6 +85,8 @@ class ServerProcess:
         """Block until REST reports the model ready and gRPC answers; returns the seconds it took."""
         import httpx
 
+        if self.process is None:
+            raise ServerNotReady("the model server was never started")
         deadline = self._started + timeout
         ready_url = f"{self.rest_url}/v2/models/{self.model_name}/ready"
         with httpx.Client(timeout=2.0) as client:

@@ -200,14 +200,14 @@ def _decode_document(document: Any, model_name: str, binary: memoryview | None) 
             if type(out_parameters.get("binary_data", False)) is not bool:
                 raise InvalidInput(f"invalid request body: outputs.{index}.parameters.binary_data: expected a boolean")
             requested.append(RequestedOutput(name=output["name"], parameters=out_parameters))
-    parameters = _parameters(document.get("parameters"), "parameters")
-    if parameters and type(parameters.get("binary_data_output", False)) is not bool:
+    request_parameters = _parameters(document.get("parameters"), "parameters")
+    if request_parameters and type(request_parameters.get("binary_data_output", False)) is not bool:
         raise InvalidInput("invalid request body: parameters.binary_data_output: expected a boolean")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput(f"invalid request body: id: expected a string, got {type(request_id).__name__}")
     return InferRequest(model_name=model_name, infer_inputs=inputs, request_id=request_id,
-                        parameters=parameters, request_outputs=requested)
+                        parameters=request_parameters, request_outputs=requested)
 
 
 def decode_json_request(body: bytes, model_name: str) -> InferRequest:

@@ -203,7 +203,8 @@ VALIDATION_CHECKS = ("missing_column", "new_column", "dtype_change", "null_fract
                      "out_of_range", "too_few_rows", "duplicate_rows", "drift", "identifier_column",
                      "empty_file", "label_missing", "single_class", "unknown_labels")
 ALWAYS_BLOCKING_CHECKS = frozenset({"empty_file", "label_missing", "single_class", "unknown_labels"})
-_DEFAULT_SEVERITY = {"missing_column": "blocking", "new_column": "warning", "dtype_change": "blocking",
+Severity = Literal["blocking", "warning"]
+_DEFAULT_SEVERITY: dict[str, Severity] = {"missing_column": "blocking", "new_column": "warning", "dtype_change": "blocking",
                      "null_fraction_spike": "blocking", "unseen_categories": "warning", "out_of_range": "warning",
                      "too_few_rows": "blocking", "duplicate_rows": "warning", "drift": "warning",
                      "identifier_column": "warning",
@@ -233,7 +234,7 @@ class DriftConfig(_Strict):
 class ValidationConfig(_Strict):
     """Data validation against the production version's data schema."""
 
-    severity: dict[str, Literal["blocking", "warning"]] = Field(default_factory=lambda: dict(_DEFAULT_SEVERITY))
+    severity: dict[str, Severity] = Field(default_factory=lambda: dict(_DEFAULT_SEVERITY))
     max_null_fraction_increase: float = Field(0.1, ge=0, le=1, description="Allowed rise of a column's null "
                                               "fraction over the reference's.")
     max_unseen_category_share: float = Field(0.01, ge=0, le=1, description="Allowed share of rows whose category "
@@ -423,7 +424,8 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _format_validation_error(error: ValidationError, origin: str, overridden: set[str] = frozenset()) -> str:
+def _format_validation_error(error: ValidationError, origin: str, overridden: frozenset[str] | set[str] = frozenset()
+                             ) -> str:
     """Every bad field with its reason; a field set by an override (a CLI option) says so,
     so the message blames what the user actually typed, not the file it never came from."""
     items = error.errors()
@@ -440,7 +442,7 @@ def _format_validation_error(error: ValidationError, origin: str, overridden: se
     return "\n".join(lines)
 
 
-def _overridden_by(loc: tuple, overridden: set[str]) -> str | None:
+def _overridden_by(loc: tuple, overridden: frozenset[str] | set[str]) -> str | None:
     """The override key that set the field at ``loc`` (or one of its parents), if any."""
     path = [str(p) for p in loc]
     for depth in range(len(path), 0, -1):

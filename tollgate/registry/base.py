@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from tollgate.errors import ChampionChangedError, RegistryCorruptError, RegistryError, RegistryIntegrityError
 
@@ -108,10 +108,10 @@ def parse_manifest(raw: bytes, where: str) -> dict[str, Any]:
     return manifest
 
 
-def has_digests(manifest: dict[str, Any] | None) -> bool:
+def has_digests(manifest: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
     """True when a manifest records a sha256 for every file (versions registered since digests)."""
-    return bool(manifest) and all(f.get("sha256") for f in manifest["files"]) and any(
-        f["path"] == METADATA_FILE for f in manifest["files"])
+    return manifest is not None and bool(manifest.get("files")) and all(
+        f.get("sha256") for f in manifest["files"]) and any(f["path"] == METADATA_FILE for f in manifest["files"])
 
 
 def check_file(path: Path, entry: dict[str, Any], where: str) -> None:
@@ -320,7 +320,7 @@ class Registry:
                           manifest: dict[str, Any] | None | object = _READ_IT) -> dict[str, Any] | None:
         """A JSON object file of a version (metadata, schemas), checked against the manifest
         before it is parsed; None if the version has no such file."""
-        if manifest is _READ_IT:
+        if not isinstance(manifest, dict | None):  # the _READ_IT sentinel: read it here
             manifest = self.manifest(model, version)
         key = f"{model}/v{version}/{name}"
         raw = self.store.read_bytes(key)

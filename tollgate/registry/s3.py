@@ -129,7 +129,7 @@ class S3Store(Store):
         self._put(f"{base}/{METADATA_FILE}", record, "application/json")
         entries.append({"path": METADATA_FILE, "bytes": len(record), "sha256": hashlib.sha256(record).hexdigest()})
         manifest = {"format": MANIFEST_FORMAT, "version": version, "created_at": utc_now(),
-                    "files": sorted(entries, key=lambda e: e["path"])}
+                    "files": sorted(entries, key=lambda e: str(e["path"]))}
         # Written last, and only once: nobody else can complete a number this writer claimed.
         if put_conditional(self.client, self.bucket, self._key(f"{base}/{COMPLETE_MARKER}"), dumps(manifest).encode(),
                            if_none_match=True, content_type="application/json") is None:

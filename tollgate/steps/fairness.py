@@ -67,7 +67,7 @@ def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series
     frame = MetricFrame(metrics=GROUP_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
     by_group = frame.by_group
     positives = pd.Series(y_true).groupby(groups.to_numpy()).sum()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for group, values in by_group.iterrows():
         size = int(values["count"])
         group_positives = int(positives.get(group, 0))

@@ -108,7 +108,7 @@ def _group_rates(attribute: str, groups: list[dict[str, Any]]) -> Figure:
     width = 0.27
     for offset, (key, label, color) in enumerate((("selection_rate", "selection rate", "#1f5fa8"),
                                                   ("tpr", "TPR", "#17702f"), ("fpr", "FPR", "#b3261e"))):
-        values = [g.get(key) if g.get(key) is not None else 0.0 for g in groups]
+        values = [float(g[key]) if g.get(key) is not None else 0.0 for g in groups]
         axes.bar([i + (offset - 1) * width for i in range(len(names))], values, width, label=label, color=color)
     axes.set_xticks(range(len(names)), names)
     axes.set(title=f"{attribute}: rates per group", ylim=(0, 1))

@@ -15,6 +15,7 @@ is an anomaly here, with a severity from ``validation.severity``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -144,7 +145,7 @@ def _duplicate_share(frame: pd.DataFrame) -> float:
 class _Findings:
     """Collects anomalies, looking up each check's severity once."""
 
-    def __init__(self, severity: dict[str, str]):
+    def __init__(self, severity: Mapping[str, str]):
         self.severity = severity
         self.anomalies: list[Anomaly] = []
 
