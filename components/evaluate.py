@@ -7,23 +7,24 @@ def evaluate(best: Input[Model], test: Input[Dataset], features: Input[Artifact]
              model_name: str, fairness_json: str, metrics: Output[Metrics],
              classification: Output[ClassificationMetrics], evaluation: Output[Artifact]) -> float:
     """Score candidate and champion on the same test rows (with curves, feature importance and
-    group fairness for the report); returns the candidate's ROC AUC."""
+    group fairness for the report) by running their ONNX graphs, the bytes that are served;
+    returns the candidate's ROC AUC. Nothing is unpickled."""
     import json
     import os
     import tempfile
 
-    import joblib
     import pandas as pd
 
-    from tollgate.registry import MODEL_FILE, SCHEMA_FILE, open_registry
+    from tollgate.registry import ONNX_FILE, SCHEMA_FILE, open_registry
+    from tollgate.serving.runtime import OnnxModel
     from tollgate.steps.evaluate import evaluate_champion, evaluate_model
     from tollgate.steps.preprocess import FeatureSpec
 
     with open(features.path) as handle:
         spec = FeatureSpec.from_dict(json.load(handle))
     test_frame = pd.read_parquet(test.path)
-    candidate = evaluate_model(joblib.load(os.path.join(best.path, MODEL_FILE)), test_frame, spec.columns,
-                               fairness=json.loads(fairness_json))
+    candidate = evaluate_model(OnnxModel.from_file(os.path.join(best.path, ONNX_FILE), spec.schema), test_frame,
+                               spec.columns, fairness=json.loads(fairness_json))
     for name, value in candidate["metrics"].items():
         metrics.log_metric(name, value)
     for attribute, record in candidate.get("fairness", {}).items():
@@ -39,15 +40,21 @@ def evaluate(best: Input[Model], test: Input[Dataset], features: Input[Artifact]
     champion = None
     if champion_version is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            # Verified copy: a file that fails its sha256 stops the run here, before unpickling.
+            # Verified copy: a file that fails its sha256 stops the run here, before it is parsed.
             registry.download_champion(model_name, tmp, champion_version.version)
             with open(os.path.join(tmp, SCHEMA_FILE)) as handle:
                 schema = json.load(handle)
+            graph = os.path.join(tmp, ONNX_FILE)
             try:
-                champion_model = joblib.load(os.path.join(tmp, MODEL_FILE))
-            except Exception as exc:  # no run can compare against it: say how to get past it
+                champion_model = OnnxModel.from_file(graph, schema)
+            except FileNotFoundError:  # no run can compare against it: say how to get past it
+                raise registry.unreadable_champion(
+                    model_name, champion_version.version,
+                    f"it has no {ONNX_FILE} (registered before the ONNX contract), so the gate cannot score "
+                    "what it serves") from None
+            except Exception as exc:
                 raise registry.unreadable_champion(model_name, champion_version.version,
-                                                   f"{MODEL_FILE} does not load: {type(exc).__name__}: {exc}")
+                                                   f"{ONNX_FILE} does not load: {type(exc).__name__}: {exc}")
             else:
                 champion = evaluate_champion(champion_model, schema, test_frame)
         champion["version"] = champion_version.version

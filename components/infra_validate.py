@@ -5,7 +5,8 @@ from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 def infra_validate(config_json: str, best: Input[Model], test: Input[Dataset], features: Input[Artifact],
                    report: Output[Artifact]) -> None:
-    """Serve the candidate on loopback, query it over REST v2 and gRPC, compare with in-process answers."""
+    """Serve the candidate's model.onnx on loopback, query it over REST v2 and gRPC, require answers identical
+    to in-process onnxruntime and within tolerance of the scikit-learn Pipeline's saved test probabilities."""
     import json
     import os
 
@@ -25,9 +26,12 @@ def infra_validate(config_json: str, best: Input[Model], test: Input[Dataset], f
                                  sample_rows=serving.infra_validation.sample_rows,
                                  ready_timeout=serving.infra_validation.ready_timeout_seconds,
                                  tolerance=serving.infra_validation.tolerance, max_batch=serving.max_batch,
-                                 unknown_columns=serving.unknown_columns, log_dir=log_dir)
+                                 unknown_columns=serving.unknown_columns, log_dir=log_dir,
+                                 sklearn_tolerance=serving.infra_validation.sklearn_tolerance,
+                                 max_class_flips=serving.infra_validation.max_class_flips)
     with open(report.path, "w") as handle:
         json.dump(outcome, handle, indent=2, default=str)
-    report.metadata.update({"passed": outcome["passed"]})
+    report.metadata.update({"passed": outcome["passed"], "warnings": outcome.get("warnings", []),
+                            "sklearn_agreement": outcome.get("sklearn_agreement")})
     if not outcome["passed"]:
         raise RuntimeError(f"infra validation failed, promotion blocked: {outcome['reason']}")

@@ -79,6 +79,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
         with dsl.ParallelFor(candidates, parallelism=config.train.parallelism, name="candidates") as candidate:
             train_task = ops.train(candidate=candidate, train=preprocess_task.outputs["train"],
                                    validation=preprocess_task.outputs["validation"],
+                                   test=preprocess_task.outputs["test"],
                                    features=preprocess_task.outputs["features"]
                                    ).set_display_name("Train candidate")
             threads = str(config.train.threads_per_candidate)

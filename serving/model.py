@@ -4,6 +4,11 @@ The same class runs in the cluster's serving image (loading KServe's ``/mnt/mode
 and locally (``tollgate serve``, infra-validation, tests). It answers v1 REST, Open
 Inference Protocol v2 REST and v2 gRPC; every answer carries the predicted class, the
 positive-class probability and the model version.
+
+What it serves is ``model.onnx``, run by onnxruntime with one intra-op thread, after the
+input schema has validated the request and made the graph's inputs
+(:meth:`InputSchema.model_feeds`). It never unpickles: ``model.joblib`` beside it is a
+training artifact and is not read.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from tollgate.registry import METADATA_FILE, MODEL_FILE, SCHEMA_FILE
-from tollgate.serving.fastpath import compile_pipeline, frame_from_columns
+from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
+from tollgate.serving.runtime import GraphError, OnnxModel
 from tollgate.serving.schema import InputSchema
 
 logger = logging.getLogger("tollgate.serving")
@@ -46,7 +51,7 @@ class _Batch:
 
 
 class TollgateModel(Model):
-    """Serve one registered version directory (``model.joblib``, ``input_schema.json``, ``metadata.json``)."""
+    """Serve one registered version directory (``model.onnx``, ``input_schema.json``, ``metadata.json``)."""
 
     def __init__(self, name: str, model_dir: str | Path, max_batch: int = DEFAULT_MAX_BATCH,
                  unknown_columns: str = "reject"):
@@ -60,26 +65,22 @@ class TollgateModel(Model):
     # -- loading --------------------------------------------------------------------------
 
     def load(self) -> bool:
-        """Read the three files, compile the schema and the prediction path, then mark ready."""
-        import joblib
-
-        missing = [name for name in (MODEL_FILE, SCHEMA_FILE) if not (self.model_dir / name).is_file()]
+        """Read the schema, the metadata and the graph; check the graph takes the schema's inputs; mark ready."""
+        missing = [name for name in (ONNX_FILE, SCHEMA_FILE) if not (self.model_dir / name).is_file()]
         if missing:
             raise ModelLoadError(f"{self.model_dir} is not a Tollgate model version: missing {', '.join(missing)}")
         try:
-            self.schema = InputSchema.from_dict(json.loads((self.model_dir / SCHEMA_FILE).read_text()),
-                                                self.unknown_columns)
+            schema = json.loads((self.model_dir / SCHEMA_FILE).read_text())
+            self.schema = InputSchema.from_dict(schema, self.unknown_columns)
         except (ValueError, OSError) as exc:
             raise ModelLoadError(f"{self.model_dir / SCHEMA_FILE}: {exc}") from exc
         metadata_path = self.model_dir / METADATA_FILE
         self.metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
         self.version = str(self.metadata.get("version", ""))
         try:
-            self.pipeline = joblib.load(self.model_dir / MODEL_FILE)
-        except Exception as exc:  # unpickling can raise anything; all of it means "cannot serve"
-            raise ModelLoadError(f"{self.model_dir / MODEL_FILE} does not load: {type(exc).__name__}: {exc}") from exc
-        if not hasattr(self.pipeline, "predict_proba"):
-            raise ModelLoadError(f"{self.model_dir / MODEL_FILE} has no predict_proba")
+            self.graph = OnnxModel.from_file(self.model_dir / ONNX_FILE, schema, threads=1)
+        except GraphError as exc:
+            raise ModelLoadError(f"{self.model_dir / ONNX_FILE}: {exc}") from exc
         features = self.metadata.get("features") or {}
         labels = [features.get("negative_label", 0), features.get("positive_label", 1)]
         # Output tensors are typed once here: INT64 classes for integer labels, BYTES otherwise.
@@ -89,7 +90,7 @@ class TollgateModel(Model):
                                dtype=np.int64 if self._integer_labels else object)
         self._class_datatype = "INT64" if self._integer_labels else "BYTES"
         self._version_parameter = {"model_version": self.version}
-        self.compiled, self.path_description = compile_pipeline(self.pipeline, self.schema)
+        self.path_description = f"onnxruntime {_onnxruntime_version()}, 1 intra-op thread"
         logger.info("loaded %s v%s from %s; prediction path: %s", self.name, self.version, self.model_dir,
                     self.path_description)
         self.ready = True
@@ -149,16 +150,13 @@ class TollgateModel(Model):
         return _Batch(columns, rows, request)
 
     def predict_columns(self, columns: dict[str, Any], rows: int) -> np.ndarray:
-        """Positive-class probabilities for validated columns."""
-        if self.compiled is not None:
-            proba = self.compiled.predict_proba(columns, rows)
-        else:
-            proba = self.pipeline.predict_proba(frame_from_columns(self.schema, columns))
-        return proba
+        """Class probabilities ``[rows, 2]`` (float32, as the graph computes them) for validated columns."""
+        return self.graph.run(self.schema.model_feeds(columns))
 
     def predict(self, batch: _Batch, headers: dict[str, str] | None = None) -> Any:
         proba = self.predict_columns(batch.columns, batch.rows)
-        positive = proba[:, 1]
+        # float32 from the graph; widened exactly to the FP64 the protocol answers with.
+        positive = proba[:, 1].astype(np.float64)
         # The estimator's own predict(): argmax, ties to the first (negative) class.
         classes = self.labels[(proba[:, 1] > proba[:, 0]).astype(np.intp)]
         if batch.request is None:
@@ -178,3 +176,9 @@ class TollgateModel(Model):
                              # kserve's REST client drops model_version when decoding; parameters survive.
                              parameters=self._version_parameter,
                              requested_outputs=None if request.from_grpc else request.request_outputs)
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

@@ -16,6 +16,14 @@ Casting rules (only safe casts):
 * ``null`` (or NaN, or ``""`` for text) only where the training data had missing
   values (``nullable``); BYTES tensors cannot carry nulls, so there ``""`` means missing;
 * inside a BYTES tensor every value is text, so numbers are parsed from text there.
+
+The model contract (what enters the ONNX graph) is also made here, by the same code for
+the server, training, evaluation and infra-validation (:func:`model_inputs`,
+:meth:`InputSchema.model_feeds`): one ``[n, 1]`` tensor per column, named after it;
+numeric columns as float32 (NaN where missing, imputed inside the graph); categorical
+columns as strings: the value's text (``True``, ``3``, ``rent``) or ``__missing__``.
+The text cast and the missing bucket live here rather than in the scikit-learn Pipeline
+because neither converts to ONNX, and because this layer already sees every request.
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ import numpy as np
 from kserve.errors import InvalidInput
 
 NUMERIC_DTYPES = ("float64", "int64")
+# The category every missing categorical value becomes before the graph (a one-hot column of its own).
+MISSING_CATEGORY = "__missing__"
+# What each role enters the ONNX graph as.
+MODEL_INPUT_TYPES = {"numeric": "float32", "categorical": "string"}
 # Open Inference Protocol datatype advertised (and preferred) for each schema dtype.
 OIP_DATATYPE = {"float64": "FP64", "int64": "INT64", "bool": "BOOL", "string": "BYTES"}
 _NUMERIC_OIP = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
@@ -259,6 +271,19 @@ class InputSchema:
             raise InvalidInput(f"unknown column(s) {unknown}; the model accepts only {self.names} "
                                "(set serving.unknown_columns: ignore to drop extra columns instead)")
 
+    # -- the model contract: validated columns -> ONNX feeds --------------------------------
+
+    def model_feeds(self, columns: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The graph's inputs for validated columns (what :meth:`ColumnCaster.cast` returned)."""
+        feeds = {}
+        for caster in self.casters:
+            values = columns[caster.name]
+            if caster.numeric:
+                feeds[caster.name] = np.asarray(values, dtype=np.float64).astype(np.float32).reshape(-1, 1)
+            else:
+                feeds[caster.name] = np.array([category_text(v) for v in values], dtype=object).reshape(-1, 1)
+        return feeds
+
     # -- v1: {"instances": [...]} ---------------------------------------------------------
 
     def columns_from_instances(self, instances: Any) -> dict[str, Any]:
@@ -392,3 +417,41 @@ def _cast_tensor(caster: ColumnCaster, tensor: Any, rows: int) -> Any:
     if tensor.datatype == "BOOL":
         raise InvalidInput(f"input '{tensor.name}' is BOOL but column '{caster.name}' is numeric")
     return caster.cast(values)
+
+
+# -- the model contract for tables (training, evaluation, infra-validation) --------------
+
+
+def category_text(value: Any) -> str:
+    """One categorical value as the graph sees it: its text, or the missing bucket."""
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING_CATEGORY
+    return str(value)
+
+
+def model_inputs(frame: Any, schema: dict[str, Any]) -> Any:
+    """The model's input table for a pandas DataFrame: schema columns, numerics as float32,
+    categoricals as text with ``__missing__``; exactly what :meth:`InputSchema.model_feeds`
+    gives the server for the same values (a test holds the two to that).
+
+    The scikit-learn Pipeline is fitted on this table and the ONNX graph is fed from it.
+    """
+    import pandas as pd
+
+    data = {}
+    for column in schema["columns"]:
+        name = column["name"]
+        series = frame[name]
+        if column["role"] == "numeric":
+            # Through float64 first, as the server's casters do, so both round the same way.
+            values = pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
+            data[name] = values.astype(np.float32)
+        else:
+            # Vectorised str() per value: the same text category_text gives the server's values.
+            data[name] = series.astype(str).where(series.notna(), MISSING_CATEGORY).to_numpy(dtype=object)
+    return pd.DataFrame(data, index=frame.index)
+
+
+def feeds_from_inputs(inputs: Any) -> dict[str, np.ndarray]:
+    """ONNX feeds (one ``[n, 1]`` array per column) from a :func:`model_inputs` table."""
+    return {name: inputs[name].to_numpy().reshape(-1, 1) for name in inputs.columns}

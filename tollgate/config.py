@@ -355,7 +355,12 @@ class InfraValidationConfig(_Strict):
 
     ready_timeout_seconds: float = Field(60.0, gt=0, description="How long the server may take to become ready.")
     sample_rows: int = Field(32, ge=1, le=1024, description="Test rows sent over REST v2 and gRPC.")
-    tolerance: float = Field(1e-9, ge=0, description="Largest allowed |server - in-process| probability difference.")
+    tolerance: float = Field(0.0, ge=0, description="Largest allowed |server - in-process onnxruntime| probability "
+                             "difference on the same model.onnx (0: identical).")
+    sklearn_tolerance: float = Field(1e-5, ge=0, description="Largest allowed |ONNX graph - scikit-learn Pipeline| "
+                                     "probability difference on the test split (the float32 contract).")
+    max_class_flips: int | None = Field(None, ge=0, description="Test rows allowed to change class between the "
+                                        "Pipeline and the graph; null reports them as a warning only.")
 
 
 class ServingConfig(_Strict):

@@ -12,6 +12,7 @@ from tollgate.registry.base import (
     MANIFEST_FILE,
     METADATA_FILE,
     MODEL_FILE,
+    ONNX_FILE,
     SCHEMA_FILE,
     GcReport,
     ModelVersion,
@@ -34,5 +35,5 @@ def open_registry(uri: str) -> Registry:
     return Registry(LocalStore(uri))
 
 
-__all__ = ["ALIASES", "MANIFEST_FILE", "METADATA_FILE", "MODEL_FILE", "SCHEMA_FILE", "GcReport", "ModelVersion",
-           "Registry", "Store", "VerifyResult", "open_registry", "verify_directory"]
+__all__ = ["ALIASES", "MANIFEST_FILE", "METADATA_FILE", "MODEL_FILE", "ONNX_FILE", "SCHEMA_FILE", "GcReport",
+           "ModelVersion", "Registry", "Store", "VerifyResult", "open_registry", "verify_directory"]

@@ -2,7 +2,8 @@
 
 Layout, identical on both backends::
 
-    <root>/<model>/v<N>/model.joblib          the fitted scikit-learn Pipeline
+    <root>/<model>/v<N>/model.onnx            the graph that is gated and served
+    <root>/<model>/v<N>/model.joblib          the fitted scikit-learn Pipeline (training artifact only)
     <root>/<model>/v<N>/input_schema.json     columns, dtypes, categories
     <root>/<model>/v<N>/metadata.json         metrics, parameters, lineage
     <root>/<model>/v<N>/_COMPLETE             the manifest: sha256 and size of every other file
@@ -49,13 +50,14 @@ logger = logging.getLogger(__name__)
 ALIASES = ("production", "previous")
 VERSION_DIR = re.compile(r"^v(\d+)$")
 MODEL_FILE = "model.joblib"
+ONNX_FILE = "model.onnx"
 SCHEMA_FILE = "input_schema.json"
 METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "_COMPLETE"
 # S3 only: created with If-None-Match: * to claim a version number before any upload.
 CLAIM_FILE = "_CLAIM"
 ALIASES_FILE = "aliases.json"
-REQUIRED_FILES = (MODEL_FILE, SCHEMA_FILE)
+REQUIRED_FILES = (ONNX_FILE, SCHEMA_FILE)
 # Files readers parse as JSON objects; a download checks their shape so readers need not.
 JSON_OBJECT_FILES = (METADATA_FILE, SCHEMA_FILE, "data_schema.json")
 MANIFEST_FORMAT = 2
@@ -346,7 +348,7 @@ class Registry:
     def register(self, model: str, source_dir: str | Path, metadata: dict[str, Any]) -> ModelVersion:
         """Publish the files in ``source_dir`` as a new immutable version.
 
-        ``source_dir`` must contain ``model.joblib`` and ``input_schema.json``; ``metadata``
+        ``source_dir`` must contain ``model.onnx`` and ``input_schema.json``; ``metadata``
         is stored as ``metadata.json`` with the version number and creation time added, and
         every file's sha256 goes into the version's manifest.
         """

@@ -1,4 +1,10 @@
-"""Evaluate: test-set metrics of the selected candidate and of the current champion."""
+"""Evaluate: test-set metrics of the selected candidate and of the current champion.
+
+Both are scored by running their ONNX graphs (the bytes that are served) through
+onnxruntime (:class:`tollgate.serving.runtime.OnnxModel`); nothing here unpickles. Any
+object with ``predict_proba(frame)`` works, which is what the tests use to compare with
+the scikit-learn Pipeline.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
@@ -77,6 +84,30 @@ def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.
     }
 
 
+class _GraphEstimator(ClassifierMixin, BaseEstimator):
+    """A fitted model seen through scikit-learn's estimator interface, for ``permutation_importance``."""
+
+    def __init__(self, model=None):
+        self.model = model
+
+    def fit(self, X, y=None):  # pragma: no cover - never refitted: it scores a fixed graph
+        raise NotImplementedError("a served graph is not refitted")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.array([0, 1])
+
+    def predict_proba(self, X):
+        return np.asarray(self.model.predict_proba(X), dtype=np.float64)
+
+    def predict(self, X):
+        proba = self.predict_proba(X)
+        return (proba[:, 1] > proba[:, 0]).astype(int)
+
+
 def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: int = TOP_FEATURES,
                            repeats: int = IMPORTANCE_REPEATS, seed: int = 0) -> list[dict[str, Any]]:
     """Permutation importance (drop in test ROC AUC when a column is shuffled), largest first."""
@@ -84,7 +115,7 @@ def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: i
     # Many small predictions: OpenMP thread start-up and spinning (HistGradientBoosting) made
     # this 7x slower on 2 busy cores than a single thread.
     with threadpool_limits(limits=1):
-        result = permutation_importance(model, sample[columns], sample[LABEL].to_numpy(), scoring="roc_auc",
+        result = permutation_importance(_GraphEstimator(model), sample[columns], sample[LABEL].to_numpy(), scoring="roc_auc",
                                         n_repeats=repeats, random_state=seed)
     order = np.argsort(-result.importances_mean)[:top]
     return [{"feature": columns[i], "importance": float(result.importances_mean[i]),
@@ -92,8 +123,8 @@ def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: i
 
 
 def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """Positive-class probabilities of ``model`` on ``test``."""
-    return model.predict_proba(test[columns])[:, 1]
+    """Positive-class probabilities of ``model`` (an :class:`OnnxModel`) on ``test``, as float64."""
+    return np.asarray(model.predict_proba(test[columns])[:, 1], dtype=np.float64)
 
 
 def evaluate_model(model, test: pd.DataFrame, columns: list[str],

@@ -1,12 +1,20 @@
 """Infra-validate (TFX InfraValidator style): the candidate must load and answer in the real model server.
 
-Before promotion the candidate is packaged exactly as the registry will store it
-(``model.joblib`` + ``input_schema.json`` + ``metadata.json``), started with
+Before promotion the candidate is packaged exactly as the registry will store it for
+serving (``model.onnx`` + ``input_schema.json`` + ``metadata.json``), started with
 ``python -m tollgate.serving`` — the serving image's entry point — on free loopback
-ports, queried with sample test rows over Open Inference Protocol v2 REST and gRPC, and
-its answers compared with in-process ``predict_proba``. Any failure (the server does
-not start or become ready in time, refuses the rows, or answers differently) blocks
-promotion with the reason.
+ports, and queried with sample test rows over Open Inference Protocol v2 REST and gRPC.
+Two comparisons, neither of which unpickles anything:
+
+* the server's answers must be *identical* to onnxruntime in this process running the
+  same bytes (``tolerance``, 0 by default): same graph, same schema code, same numbers;
+* that graph must stay within ``sklearn_tolerance`` (1e-5) of the scikit-learn Pipeline
+  on the whole test split, using the Pipeline's probabilities that train saved beside
+  the graph. Rows whose predicted class differs (float32 rounding at the decision
+  threshold) are counted: any is a warning; more than ``max_class_flips`` blocks.
+
+Any failure (the server does not start or become ready in time, refuses the rows, or
+answers differently) blocks promotion with the reason.
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tollgate.registry import METADATA_FILE, MODEL_FILE, SCHEMA_FILE
+from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
+from tollgate.steps.export import probability_agreement
 from tollgate.steps.preprocess import FeatureSpec
+from tollgate.steps.train import REFERENCE_FILE
 
 VALIDATED_PROTOCOLS = ("rest-v2", "grpc")
 
@@ -31,10 +41,10 @@ def stage_version_dir(model_dir: str | Path, spec: FeatureSpec, dest: str | Path
     """Lay out the candidate as a registry version directory (what KServe mounts at /mnt/models)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    source = Path(model_dir) / MODEL_FILE
+    source = Path(model_dir) / ONNX_FILE
     if not source.is_file():
-        raise FileNotFoundError(f"candidate has no {MODEL_FILE} in {model_dir}")
-    shutil.copyfile(source, dest / MODEL_FILE)
+        raise FileNotFoundError(f"candidate has no {ONNX_FILE} in {model_dir}")
+    shutil.copyfile(source, dest / ONNX_FILE)
     (dest / SCHEMA_FILE).write_text(json.dumps(spec.schema, indent=2))
     (dest / METADATA_FILE).write_text(json.dumps({
         "version": "candidate",
@@ -59,16 +69,20 @@ def _is_missing(value: Any) -> bool:
 
 
 def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample_rows: int = 32,
-                   ready_timeout: float = 60.0, tolerance: float = 1e-9, max_batch: int | None = None,
+                   ready_timeout: float = 60.0, tolerance: float = 0.0, max_batch: int | None = None,
                    unknown_columns: str | None = None, model_name: str = "candidate",
-                   log_dir: str | Path | None = None) -> dict[str, Any]:
-    """Return ``{"passed": bool, "reason": str, ...}``; never raises for a broken candidate."""
+                   log_dir: str | Path | None = None, sklearn_tolerance: float = 1e-5,
+                   max_class_flips: int | None = None) -> dict[str, Any]:
+    """Return ``{"passed": bool, "reason": str, "warnings": [...], ...}``; never raises for a broken candidate.
+
+    ``test`` must be the split train saved the Pipeline's probabilities for (same rows, same order).
+    """
     from tollgate.errors import TollgateError
     from tollgate.registry import verify_directory
     from tollgate.serving.client import predict
     from tollgate.serving.process import ServerNotReady, ServerProcess
 
-    report: dict[str, Any] = {"passed": False, "protocols": list(VALIDATED_PROTOCOLS)}
+    report: dict[str, Any] = {"passed": False, "protocols": list(VALIDATED_PROTOCOLS), "warnings": []}
     staging = Path(tempfile.mkdtemp(prefix="tollgate-infra-"))
     try:
         try:
@@ -99,20 +113,31 @@ def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample
                 report.setdefault("latency_ms", {})[protocol] = round((time.perf_counter() - started) * 1000, 2)
             if not server.alive():
                 return {**report, "reason": f"model server died while answering:\n{server.log_tail()}"}
-        return {**report, **_compare(version_dir, sample, answers, tolerance)}
+        report.update(_compare_with_onnxruntime(version_dir, spec, sample, answers, tolerance))
+        if not report["passed"]:
+            return report
+        report.update(_compare_with_sklearn(Path(model_dir), version_dir, spec, test, sklearn_tolerance,
+                                            max_class_flips, report["warnings"]))
+        if report["passed"]:
+            agreement = report["sklearn_agreement"]
+            report["reason"] += (f"; the graph is within {agreement['max_abs_difference']:.3g} of the scikit-learn "
+                                 f"Pipeline on {agreement['rows']} test rows ({agreement['class_flips']} class flips)")
+        return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _compare(version_dir: Path, sample: pd.DataFrame, answers: dict[str, Any], tolerance: float) -> dict[str, Any]:
-    import joblib
+def _compare_with_onnxruntime(version_dir: Path, spec: FeatureSpec, sample: pd.DataFrame, answers: dict[str, Any],
+                              tolerance: float) -> dict[str, Any]:
+    from tollgate.serving.runtime import OnnxModel
 
     try:
-        expected = joblib.load(version_dir / MODEL_FILE).predict_proba(sample)
-    except Exception as exc:  # the server answered, but the artifact is still unusable in-process
-        return {"passed": False, "reason": f"in-process predict_proba failed: {type(exc).__name__}: {exc}"}
+        expected = OnnxModel.from_file(version_dir / ONNX_FILE, spec.schema).predict_proba(sample).astype(np.float64)
+    except Exception as exc:  # the server answered, but this process cannot run the same bytes
+        return {"passed": False, "reason": f"in-process onnxruntime failed: {type(exc).__name__}: {exc}"}
     expected_positive = expected[:, 1]
     expected_positive_class = expected[:, 1] > expected[:, 0]
+    positive_label = json.loads((version_dir / METADATA_FILE).read_text())["features"]["positive_label"]
     differences = {}
     for protocol, answer in answers.items():
         got = np.asarray(answer.probabilities, dtype=np.float64)
@@ -122,13 +147,47 @@ def _compare(version_dir: Path, sample: pd.DataFrame, answers: dict[str, Any], t
         differences[protocol] = difference
         if not difference <= tolerance:
             return {"passed": False, "max_abs_difference": differences,
-                    "reason": f"{protocol} probabilities differ from in-process predict_proba by {difference:.3g} "
-                              f"(tolerance {tolerance:g})"}
-        positive_label = json.loads((version_dir / METADATA_FILE).read_text())["features"]["positive_label"]
+                    "reason": f"{protocol} probabilities differ from in-process onnxruntime on the same bytes by "
+                              f"{difference:.3g} (tolerance {tolerance:g})"}
         got_positive_class = np.array([str(c) == str(positive_label) for c in answer.classes])
         if not np.array_equal(got_positive_class, expected_positive_class):
             return {"passed": False, "max_abs_difference": differences,
-                    "reason": f"{protocol} predicted classes differ from in-process predictions"}
+                    "reason": f"{protocol} predicted classes differ from in-process onnxruntime"}
     return {"passed": True, "max_abs_difference": differences,
             "reason": f"model server answered {len(sample)} test rows over {' and '.join(answers)} "
-                      f"exactly as in-process predict_proba (max difference {max(differences.values()):.3g})"}
+                      f"exactly as in-process onnxruntime on the same model.onnx "
+                      f"(max difference {max(differences.values()):.3g})"}
+
+
+def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec, test: pd.DataFrame,
+                          tolerance: float, max_class_flips: int | None, warnings: list[str]) -> dict[str, Any]:
+    from tollgate.serving.runtime import OnnxModel
+
+    reference_path = model_dir / REFERENCE_FILE
+    if not reference_path.is_file():
+        return {"passed": False, "reason": f"the candidate has no {REFERENCE_FILE} (the scikit-learn Pipeline's "
+                                           "test probabilities, written by train); cannot bound the float32 drift"}
+    try:
+        reference = np.load(reference_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return {"passed": False, "reason": f"{REFERENCE_FILE} is unreadable: {exc}"}
+    if reference.ndim != 2 or reference.shape != (len(test), 2):
+        return {"passed": False, "reason": f"{REFERENCE_FILE} holds shape {list(reference.shape)}, but the test split "
+                                           f"has {len(test)} rows: it belongs to another split"}
+    graph = OnnxModel.from_file(version_dir / ONNX_FILE, spec.schema).predict_proba(test)
+    agreement = probability_agreement(graph, reference)
+    result: dict[str, Any] = {"sklearn_agreement": {**agreement, "tolerance": tolerance,
+                                                    "max_class_flips": max_class_flips}}
+    flips = agreement["class_flips"]
+    if flips:
+        warnings.append(f"{flips} of {agreement['rows']} test rows change class between the scikit-learn Pipeline "
+                        "and the served ONNX graph (float32 rounding at the decision threshold)")
+    if not agreement["max_abs_difference"] <= tolerance:
+        return {**result, "passed": False,
+                "reason": f"the served graph differs from the scikit-learn Pipeline by "
+                          f"{agreement['max_abs_difference']:.3g} on the test split (allowed {tolerance:g})"}
+    if max_class_flips is not None and flips > max_class_flips:
+        return {**result, "passed": False,
+                "reason": f"{flips} test rows change class between the scikit-learn Pipeline and the served graph "
+                          f"(serving.infra_validation.max_class_flips is {max_class_flips})"}
+    return result

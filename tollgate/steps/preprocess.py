@@ -1,8 +1,8 @@
 """Preprocess: split the table, infer feature roles and describe the model's input schema.
 
 The ColumnTransformer built here is *not* fitted in this step: it goes inside each
-candidate's Pipeline and is fitted on the training split only, so serving applies
-exactly the transform that training used.
+candidate's Pipeline and is fitted on the training split only; the Pipeline is then
+exported to ONNX, so serving runs exactly the transform that training fitted.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tollgate.errors import DataError
 from tollgate.steps.ingest import positive_mask
@@ -179,30 +179,33 @@ def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, vali
 
 
 def build_preprocessor(spec: FeatureSpec, scale: bool = True) -> ColumnTransformer:
-    """Impute, scale and one-hot encode; unknown categories at serving time encode as all zeros."""
-    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
+    """Impute and scale numerics; one-hot encode categoricals. Every step converts to ONNX.
+
+    The input is :func:`tollgate.serving.schema.model_inputs` (numerics float32,
+    categoricals text with a ``__missing__`` bucket), the table the server also builds
+    before the graph. Each categorical column encodes its ``max_categories`` most frequent
+    training categories (plus ``__missing__`` where the column had gaps); any other
+    category, rare or unseen at serving time, encodes as all zeros. (scikit-learn's
+    "infrequent" grouping and missing-value indicators do not convert to ONNX.)
+    """
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
     if scale:
         numeric_steps.append(("scale", StandardScaler()))
-    categorical = Pipeline([
-        ("to_text", FunctionTransformer(categories_as_text, feature_names_out="one-to-one")),
-        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-        ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=spec.max_categories,
-                                 min_frequency=5, sparse_output=False)),
-    ])
     transformers = []
     if spec.numeric:
         transformers.append(("numeric", Pipeline(numeric_steps), spec.numeric))
     if spec.categorical:
-        transformers.append(("categorical", categorical, spec.categorical))
+        categories = [_encoded_categories(spec, name) for name in spec.categorical]
+        transformers.append(("categorical", OneHotEncoder(categories=categories, handle_unknown="ignore",
+                                                          sparse_output=False), spec.categorical))
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
 
 
-def categories_as_text(X: pd.DataFrame) -> pd.DataFrame:
-    """Cast categorical columns to text so bools, ints and strings encode alike; NaN stays NaN.
+def _encoded_categories(spec: FeatureSpec, name: str) -> list[str]:
+    from tollgate.serving.schema import MISSING_CATEGORY
 
-    Module-level (not a lambda) so the fitted Pipeline pickles and loads wherever
-    Tollgate is installed, which is true of the serving image.
-    """
-    frame = pd.DataFrame(X)
-    return pd.DataFrame({c: frame[c].astype(str).where(frame[c].notna(), np.nan) for c in frame.columns},
-                        index=frame.index)
+    column = next(c for c in spec.schema["columns"] if c["name"] == name)
+    categories = [str(v) for v in column.get("categories", [])][: spec.max_categories]
+    if (column.get("nullable") or not categories) and MISSING_CATEGORY not in categories:
+        categories.append(MISSING_CATEGORY)
+    return categories

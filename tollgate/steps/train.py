@@ -1,10 +1,18 @@
-"""Train: expand the candidate grid, fit one Pipeline per grid point, select the best."""
+"""Train: expand the candidate grid, fit one Pipeline per grid point and export it to ONNX.
+
+Every candidate leaves train as ``model.onnx`` (what evaluate scores, infra-validation
+serves and the registry publishes) plus ``model.joblib`` (the scikit-learn object, a
+training artifact nobody in the gated path unpickles). The graph is checked against the
+Pipeline on the validation rows before it leaves: a graph that converts but answers
+differently fails the task here, not in production.
+"""
 
 from __future__ import annotations
 
 import itertools
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import importlib
@@ -12,9 +20,19 @@ import importlib
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+import numpy as np
+
 from tollgate.errors import TollgateError
 from tollgate.steps.evaluate import classification_metrics
+from tollgate.steps.export import ExportError, export_onnx, make_float32_exact, probability_agreement
 from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
+
+# Largest |ONNX - scikit-learn| probability difference accepted at export, on the validation rows.
+# float32 arithmetic gives ~1e-7; anything near this bound means the graph computes something else.
+EXPORT_TOLERANCE = 1e-4
+# The Pipeline's [n, 2] probabilities on the test split, beside model.onnx in the candidate's
+# directory: infra-validation's scikit-learn reference, read with numpy (allow_pickle=False).
+REFERENCE_FILE = "sklearn_test_probabilities.npy"
 
 # Imported on first use: sklearn.ensemble alone takes ~2 s to import, and tasks such as
 # `select` that only compare metrics should not pay for it.
@@ -45,6 +63,9 @@ class TrainedCandidate:
     model: Pipeline
     validation_metrics: dict[str, float]
     fit_seconds: float
+    onnx: bytes = b""
+    export_check: dict[str, Any] | None = None
+    reference_proba: np.ndarray | None = None
 
 
 def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
@@ -84,12 +105,54 @@ def build_model(spec: dict[str, Any], features: FeatureSpec) -> Pipeline:
 
 
 def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[str, Any],
-                    features: FeatureSpec) -> TrainedCandidate:
-    """Fit one candidate on the training split and score it on the validation split."""
+                    features: FeatureSpec, reference: pd.DataFrame | None = None) -> TrainedCandidate:
+    """Fit one candidate on the training split, export it to ONNX and score the *graph* on the
+    validation split.
+
+    ``reference`` (the test split) gets the Pipeline's own probabilities
+    (``reference_proba``), which infra-validation compares the served graph with: it never
+    unpickles the Pipeline itself. Raises :class:`ExportError` when the candidate cannot be
+    exported, or its graph disagrees with the Pipeline.
+    """
+    from tollgate.serving.runtime import OnnxModel
+    from tollgate.serving.schema import model_inputs
+
     model = build_model(spec, features)
     started = time.perf_counter()
-    model.fit(train[features.columns], train[LABEL])
+    model.fit(model_inputs(train, features.schema), train[LABEL])
     fit_seconds = time.perf_counter() - started
-    probabilities = model.predict_proba(validation[features.columns])[:, 1]
-    metrics = classification_metrics(validation[LABEL].to_numpy(), probabilities)
-    return TrainedCandidate(spec["candidate_id"], spec["family"], spec["params"], model, metrics, fit_seconds)
+    make_float32_exact(model)
+    onnx_bytes = export_onnx(model, features.schema, spec["family"], spec["candidate_id"])
+    validation_inputs = model_inputs(validation, features.schema)
+    try:
+        graph = OnnxModel(onnx_bytes, features.schema)
+        graph_proba = graph.predict_proba(validation)
+    except Exception as exc:  # converted, but the graph does not run: same verdict as not converting
+        raise ExportError(f"candidate {spec['candidate_id']} ({spec['family']}): the exported ONNX graph fails "
+                          f"in onnxruntime: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}") from exc
+    check = probability_agreement(graph_proba, model.predict_proba(validation_inputs))
+    if not check["max_abs_difference"] <= EXPORT_TOLERANCE:
+        raise ExportError(f"candidate {spec['candidate_id']} ({spec['family']}): the exported ONNX graph answers "
+                          f"differently from the Pipeline (max probability difference "
+                          f"{check['max_abs_difference']:.3g} on {check['rows']} validation rows; allowed "
+                          f"{EXPORT_TOLERANCE:g}); some step converts without its full behaviour")
+    metrics = classification_metrics(validation[LABEL].to_numpy(), graph_proba[:, 1])
+    reference_proba = None
+    if reference is not None and len(reference):
+        reference_proba = model.predict_proba(model_inputs(reference, features.schema)).astype(np.float64)
+    return TrainedCandidate(spec["candidate_id"], spec["family"], spec["params"], model, metrics, fit_seconds,
+                            onnx=onnx_bytes, export_check={"validation": check}, reference_proba=reference_proba)
+
+
+def save_candidate(result: TrainedCandidate, directory: str | Path) -> None:
+    """Write ``model.onnx``, ``model.joblib`` and (with a reference split) the Pipeline's test probabilities."""
+    import joblib
+
+    from tollgate.registry import MODEL_FILE, ONNX_FILE
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ONNX_FILE).write_bytes(result.onnx)
+    joblib.dump(result.model, directory / MODEL_FILE)
+    if result.reference_proba is not None:
+        np.save(directory / REFERENCE_FILE, result.reference_proba, allow_pickle=False)
