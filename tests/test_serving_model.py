@@ -1,8 +1,9 @@
-"""TollgateModel in-process: where versions load from, the compiled path and its fallback, column policy."""
+"""TollgateModel in-process: where versions load from, the ONNX graph it serves, column policy."""
 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 
 import joblib
@@ -12,7 +13,8 @@ from kserve.errors import InvalidInput
 
 from tollgate.data.builtin import generate_applicants
 from tollgate.errors import TollgateError
-from tollgate.serving.model import TollgateModel
+from tollgate.serving.model import ModelLoadError, TollgateModel
+from tollgate.serving.runtime import OnnxModel
 from tollgate.serving.source import fetch_registered, fetch_version_uri
 
 MODEL = "credit-default"
@@ -34,42 +36,62 @@ def _proba(model: TollgateModel, rows) -> np.ndarray:
     return np.array([p["probability"] for p in model.predict(batch)["predictions"]])
 
 
-def test_compiled_path_is_used_and_equals_the_pipeline(trained_model_dir, frame):
+def _graph_proba(version_dir, frame) -> np.ndarray:
+    schema = json.loads((version_dir / "input_schema.json").read_text())
+    return OnnxModel.from_file(version_dir / "model.onnx", schema).predict_proba(frame)[:, 1].astype(np.float64)
+
+
+def test_serves_the_onnx_graph_exactly_and_within_float32_of_the_pipeline(trained_model_dir, frame):
     model = TollgateModel(MODEL, trained_model_dir)
     model.load()
-    assert model.compiled is not None, model.path_description
-    assert model.path_description.startswith("compiled numpy path")
-    expected = joblib.load(trained_model_dir / "model.joblib").predict_proba(frame)[:, 1]
-    np.testing.assert_allclose(_proba(model, _records(frame)), expected, rtol=0, atol=1e-12)
+    assert model.path_description.startswith("onnxruntime")
+    assert model.graph.session.get_session_options().intra_op_num_threads == 1
+    served = _proba(model, _records(frame))
+    # The server's schema code and the pipeline's make the same inputs: identical numbers.
+    np.testing.assert_array_equal(served, _graph_proba(trained_model_dir, frame))
+    # The test reads the training artifact to check the float32 contract; no serving path does.
+    from tollgate.serving.schema import model_inputs
 
-
-def test_pipeline_of_another_shape_falls_back_to_the_dataframe_path(trained_model_dir, frame, tmp_path):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OrdinalEncoder
-
+    pipeline = joblib.load(trained_model_dir / "model.joblib")
     schema = json.loads((trained_model_dir / "input_schema.json").read_text())
-    numeric = [c["name"] for c in schema["columns"] if c["role"] == "numeric"]
-    categorical = [c["name"] for c in schema["columns"] if c["role"] != "numeric"]
-    training = generate_applicants(rows=400, seed=3)
-    other = Pipeline([
-        ("preprocess", ColumnTransformer([("numeric", "passthrough", numeric),
-                                          ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value",
-                                                                         unknown_value=-1), categorical)])),
-        ("model", HistGradientBoostingClassifier(max_iter=20)),
-    ]).fit(training[numeric + categorical].astype({c: str for c in categorical}), training["defaulted"])
+    expected = pipeline.predict_proba(model_inputs(frame, schema))[:, 1]
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-5)
+
+
+def test_serving_never_unpickles_the_training_artifact(trained_model_dir, frame, tmp_path):
+    # A tampered model.joblib beside the graph: serving must not run it.
     version = tmp_path / "v1"
-    version.mkdir()
-    joblib.dump(other, version / "model.joblib")
-    shutil.copy(trained_model_dir / "input_schema.json", version / "input_schema.json")
+    shutil.copytree(trained_model_dir, version)
+    marker = tmp_path / "pickle-ran"
+    with open(version / "model.joblib", "wb") as handle:
+        pickle.dump(_WritesMarker(str(marker)), handle)
     model = TollgateModel(MODEL, version)
     model.load()
-    assert model.compiled is None
-    assert model.path_description.startswith("DataFrame path")
-    rows = [r for r in _records(frame) if all(v is not None for v in r.values())][:5]
-    typed = frame.dropna().head(5).astype({c: str for c in categorical})
-    np.testing.assert_allclose(_proba(model, rows), other.predict_proba(typed)[:, 1], rtol=0, atol=1e-12)
+    _proba(model, _records(frame.head(3)))
+    assert not marker.exists()
+    pickle.loads((version / "model.joblib").read_bytes())  # the payload is live: loading it would have run it
+    assert marker.exists()
+
+
+class _WritesMarker:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_graph_whose_inputs_differ_from_the_schema_does_not_load(trained_model_dir, tmp_path):
+    version = tmp_path / "v1"
+    shutil.copytree(trained_model_dir, version)
+    schema = json.loads((version / "input_schema.json").read_text())
+    schema["columns"][0]["name"] = "renamed_column"
+    (version / "input_schema.json").write_text(json.dumps(schema))
+    with pytest.raises(ModelLoadError, match=r"missing \['renamed_column'\]"):
+        TollgateModel(MODEL, version).load()
+    (version / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ModelLoadError, match="onnxruntime cannot load the graph"):
+        TollgateModel(MODEL, version).load()
 
 
 def test_unknown_columns_can_be_ignored(trained_model_dir, frame):
@@ -88,7 +110,7 @@ def test_unknown_columns_can_be_ignored(trained_model_dir, frame):
 
 def test_missing_files_say_what_is_missing(tmp_path):
     model = TollgateModel(MODEL, tmp_path)
-    with pytest.raises(Exception, match="missing model.joblib, input_schema.json"):
+    with pytest.raises(ModelLoadError, match="missing model.onnx, input_schema.json"):
         model.load()
 
 
@@ -98,12 +120,12 @@ def test_loads_from_an_s3_version_uri_and_a_registry_alias(trained_model_dir, fr
     registry = open_registry(f"s3://{s3_bucket}/models")
     staged = tmp_path / "staged"
     staged.mkdir()
-    for name in ("model.joblib", "input_schema.json"):
+    for name in ("model.onnx", "input_schema.json"):
         shutil.copy(trained_model_dir / name, staged / name)
     metadata = json.loads((trained_model_dir / "metadata.json").read_text())
     version = registry.register(MODEL, staged, {k: v for k, v in metadata.items() if k not in ("version", "created_at")})
     registry.promote(MODEL, version.version)
-    expected = joblib.load(trained_model_dir / "model.joblib").predict_proba(frame)[:, 1]
+    expected = _graph_proba(trained_model_dir, frame)
 
     by_uri = fetch_version_uri(version.uri, tmp_path / "by-uri")
     by_alias, number = fetch_registered(registry.uri, MODEL, "production", tmp_path / "by-alias")
@@ -112,7 +134,7 @@ def test_loads_from_an_s3_version_uri_and_a_registry_alias(trained_model_dir, fr
         model = TollgateModel(MODEL, directory)
         model.load()
         assert model.version == str(version.version)
-        np.testing.assert_allclose(_proba(model, _records(frame)), expected, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(_proba(model, _records(frame)), expected)
 
 
 def test_bad_sources_are_explained(tmp_path):
