@@ -1,68 +1,120 @@
-"""Infra-validation starts the real model server with the candidate and blocks what it cannot serve."""
+"""Infra-validation starts the real model server with the candidate's model.onnx and blocks what it cannot serve."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
-import pandas as pd
+import numpy as np
 import pytest
 
 from tollgate.data.builtin import generate_applicants
 from tollgate.steps.infra_validate import infra_validate
-from tollgate.steps.preprocess import FeatureSpec
+from tollgate.steps.preprocess import build_feature_spec, split_dataset
+from tollgate.steps.train import REFERENCE_FILE, save_candidate, train_candidate
 
 
 @pytest.fixture(scope="module")
-def spec(trained_model_dir) -> FeatureSpec:
-    metadata = json.loads((trained_model_dir / "metadata.json").read_text())
-    features = metadata["features"]
-    return FeatureSpec(target=features["target"], positive_label=features["positive_label"],
-                       negative_label=features["negative_label"], numeric=features["numeric"],
-                       categorical=features["categorical"],
-                       schema=json.loads((trained_model_dir / "input_schema.json").read_text()))
+def trained(tmp_path_factory):
+    """A candidate directory exactly as the train task leaves it, and the split it was trained on."""
+    frame = generate_applicants(rows=1200, seed=4321)
+    spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date")
+    splits = split_dataset(frame, spec, 0.2, 0.2, 0)
+    result = train_candidate(splits.train, splits.validation,
+                             {"candidate_id": "hgb", "family": "hist_gradient_boosting",
+                              "params": {"max_iter": 30, "random_state": 0}}, spec, reference=splits.test)
+    directory = tmp_path_factory.mktemp("candidate")
+    save_candidate(result, directory)
+    return directory, spec, splits.test
 
 
-@pytest.fixture(scope="module")
-def test_rows(spec) -> pd.DataFrame:
-    return generate_applicants(rows=60, seed=4321)[spec.columns]
+def _copy(trained, tmp_path):
+    directory, spec, test = trained
+    candidate = tmp_path / "candidate"
+    shutil.copytree(directory, candidate)
+    return candidate, spec, test
 
 
-def test_good_candidate_passes_over_rest_and_grpc(trained_model_dir, spec, test_rows, tmp_path):
-    report = infra_validate(str(trained_model_dir), test_rows, spec, sample_rows=16, log_dir=tmp_path)
+def test_good_candidate_passes_identical_to_onnxruntime_and_close_to_the_pipeline(trained, tmp_path):
+    directory, spec, test = trained
+    report = infra_validate(str(directory), test, spec, sample_rows=16, log_dir=tmp_path)
     assert report["passed"], report["reason"]
     assert report["rows"] == 16
-    assert set(report["max_abs_difference"]) == {"rest-v2", "grpc"}
-    assert max(report["max_abs_difference"].values()) <= 1e-9
+    assert report["max_abs_difference"] == {"rest-v2": 0.0, "grpc": 0.0}
+    agreement = report["sklearn_agreement"]
+    assert agreement["rows"] == len(test) and agreement["max_abs_difference"] <= 1e-5
+    assert report["warnings"] == [] and agreement["class_flips"] == 0
+    assert "exactly as in-process onnxruntime" in report["reason"]
     assert "Uvicorn running on http://127.0.0.1" in (tmp_path / "model-server.log").read_text()
 
 
-def test_broken_artifact_is_blocked(trained_model_dir, spec, test_rows, tmp_path):
-    broken = tmp_path / "candidate"
-    shutil.copytree(trained_model_dir, broken)
-    (broken / "_COMPLETE").unlink()  # a candidate from train has no registry manifest to fail first
-    (broken / "model.joblib").write_bytes(b"this is not a pickle")
-    report = infra_validate(str(broken), test_rows, spec, sample_rows=4, ready_timeout=60)
+def test_class_flips_are_a_warning_and_a_configured_bound_blocks(trained, tmp_path):
+    candidate, spec, test = _copy(trained, tmp_path)
+    # A reference whose first row sits on the other side of the threshold: one flip.
+    reference = np.load(candidate / REFERENCE_FILE)
+    reference[0] = reference[0, ::-1] if reference[0, 1] != reference[0, 0] else [0.4, 0.6]
+    np.save(candidate / REFERENCE_FILE, reference)
+    warned = infra_validate(str(candidate), test, spec, sample_rows=4, sklearn_tolerance=1.0)
+    assert warned["passed"], warned["reason"]
+    assert warned["sklearn_agreement"]["class_flips"] == 1
+    assert "1 of" in warned["warnings"][0] and "change class" in warned["warnings"][0]
+    blocked = infra_validate(str(candidate), test, spec, sample_rows=4, sklearn_tolerance=1.0, max_class_flips=0)
+    assert not blocked["passed"] and "max_class_flips is 0" in blocked["reason"]
+    drifted = infra_validate(str(candidate), test, spec, sample_rows=4)
+    assert not drifted["passed"] and "differs from the scikit-learn Pipeline" in drifted["reason"]
+
+
+def test_reference_of_another_split_is_refused(trained, tmp_path):
+    directory, spec, test = trained
+    report = infra_validate(str(directory), test.head(50), spec, sample_rows=4)
+    assert not report["passed"] and "belongs to another split" in report["reason"]
+
+
+def test_broken_graph_is_blocked(trained, tmp_path):
+    candidate, spec, test = _copy(trained, tmp_path)
+    (candidate / "model.onnx").write_bytes(b"this is not a graph")
+    report = infra_validate(str(candidate), test, spec, sample_rows=4, ready_timeout=60)
     assert not report["passed"]
     assert "did not become ready" in report["reason"]
-    assert "model.joblib does not load" in report["reason"]
+    assert "onnxruntime cannot load the graph" in report["reason"]
 
 
-def test_artifact_that_cannot_predict_is_blocked(trained_model_dir, spec, test_rows, tmp_path):
-    # Loads fine but fails on the first request: only querying the server finds this.
-    from sklearn.dummy import DummyClassifier
-    import joblib
-
-    candidate = tmp_path / "candidate"
-    candidate.mkdir()
-    joblib.dump(DummyClassifier(), candidate / "model.joblib")
-    report = infra_validate(str(candidate), test_rows, spec, sample_rows=4)
+def test_graph_of_another_schema_is_blocked(trained, tmp_path):
+    # Another model's graph: onnxruntime loads it, but it does not take this schema's columns.
+    candidate, spec, test = _copy(trained, tmp_path)
+    other = generate_applicants(rows=400, seed=1).drop(columns=["region"])
+    other_spec = build_feature_spec(other, "defaulted", 1, ["applicant_id"], "application_date")
+    other_splits = split_dataset(other, other_spec, 0.2, 0.2, 0)
+    result = train_candidate(other_splits.train, other_splits.validation,
+                             {"candidate_id": "lr", "family": "logistic_regression", "params": {}}, other_spec)
+    (candidate / "model.onnx").write_bytes(result.onnx)
+    report = infra_validate(str(candidate), test, spec, sample_rows=4)
     assert not report["passed"]
-    assert "refused the sample rows over rest-v2" in report["reason"]
+    assert "did not become ready" in report["reason"] and "unexpected" in report["reason"]
 
 
-def test_serving_settings_that_refuse_test_rows_block(trained_model_dir, spec, test_rows):
-    report = infra_validate(str(trained_model_dir), test_rows, spec, sample_rows=8, max_batch=4)
+def test_infra_validation_never_unpickles(trained, tmp_path):
+    import pickle
+
+    candidate, spec, test = _copy(trained, tmp_path)
+    marker = tmp_path / "pickle-ran"
+    (candidate / "model.joblib").write_bytes(pickle.dumps(_WritesMarker(str(marker))))
+    report = infra_validate(str(candidate), test, spec, sample_rows=4)
+    assert report["passed"], report["reason"]
+    assert not marker.exists()
+
+
+class _WritesMarker:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_serving_settings_that_refuse_test_rows_block(trained):
+    directory, spec, test = trained
+    report = infra_validate(str(directory), test, spec, sample_rows=8, max_batch=4)
     assert not report["passed"]
     assert "over the limit of 4" in report["reason"]
 
