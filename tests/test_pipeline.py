@@ -73,8 +73,23 @@ def test_first_run_has_no_champion_and_registers_v1(first_run, workspace):
     assert first_run["aliases"]["production"]["version"] == 1
     assert first_run["candidate"]["candidate_id"] in {row["candidate_id"] for row in first_run["leaderboard"]}
     version_dir = workspace["registry"] / "credit-default" / "v1"
-    assert {p.name for p in version_dir.iterdir()} >= {"model.joblib", "input_schema.json", "metadata.json"}
+    assert {p.name for p in version_dir.iterdir()} >= {"model.onnx", "model.joblib", "input_schema.json",
+                                                      "metadata.json"}
     metadata = json.loads((version_dir / "metadata.json").read_text())
+    # The gate's numbers are the served bytes' numbers: the registered model.onnx, run again on the
+    # run's test split, gives exactly the test metrics the gate saw.
+    import pandas as pd
+
+    from tollgate.serving.runtime import OnnxModel
+    from tollgate.steps.evaluate import classification_metrics
+
+    test_split = pd.read_parquet(next(Path(first_run["run_dir"]).glob("**/preprocess/test")))
+    graph = OnnxModel.from_file(version_dir / "model.onnx", json.loads((version_dir / "input_schema.json").read_text()))
+    served = classification_metrics(test_split["__label__"].to_numpy(), graph.predict_proba(test_split)[:, 1])
+    assert served == first_run["candidate"]["test_metrics"]
+    infra = first_run["infra_validation"]
+    assert infra["passed"] and infra["max_abs_difference"] == {"rest-v2": 0.0, "grpc": 0.0}
+    assert infra["sklearn_agreement"]["max_abs_difference"] <= 1e-5
     assert metadata["test_metrics"] == first_run["candidate"]["test_metrics"]
     assert metadata["data"]["fingerprint"].startswith("sha256:") and metadata["data"]["rows"] == 1500
     assert metadata["pipeline_run_id"] and metadata["code_version"] and metadata["replaced_champion"] is None

@@ -72,6 +72,9 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
     decision = read_json(find_output(pipeline_dir, "gate", "decision") or pipeline_dir / "-")
     if decision:
         summary["gate"] = decision
+    infra = read_json(find_output(pipeline_dir, "infra-validate", "report") or pipeline_dir / "-")
+    if infra:
+        summary["infra_validation"] = infra
     registered = task_outputs(pipeline_dir, "register").get("parameterValues", {}).get("Output")
     if registered is not None:
         summary["registered_version"] = int(registered)
@@ -160,6 +163,13 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(f"[bold]Gate[/] {verdict}")
         for reason in gate["reasons"]:
             console.print(f"  - {_e(reason)}")
+
+    infra = summary.get("infra_validation")
+    if infra:
+        verdict = "[green]PASSED[/]" if infra.get("passed") else "[red]BLOCKED[/]"
+        console.print(f"[bold]Infra-validation[/] {verdict}: {escape(str(infra.get('reason', '')))}", soft_wrap=True)
+        for warning in infra.get("warnings") or []:
+            console.print(f"[yellow]warning[/] {escape(warning)}", soft_wrap=True)
 
     if "registered_version" in summary:
         aliases = summary.get("aliases", {})
