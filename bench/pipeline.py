@@ -79,8 +79,8 @@ def _fit_candidate(arguments):
     # Runs in a worker process, like one ParallelFor iteration.
     from tollgate.steps.train import train_candidate
 
-    train, validation, spec, features = arguments
-    result = train_candidate(train, validation, spec, features)
+    train, validation, test, spec, features = arguments
+    result = train_candidate(train, validation, spec, features, reference=test)
     return result
 
 
@@ -90,9 +90,8 @@ def run_plain(config: TollgateConfig, workdir: Path) -> dict:
     Each block calls the step functions its component calls, with the same settings, so
     the difference from the DAG is the orchestration: task processes and artifact I/O.
     """
-    import joblib
-
     from tollgate.registry import open_registry
+    from tollgate.serving.runtime import OnnxModel
     from tollgate.steps.deploy import deploy
     from tollgate.steps.evaluate import evaluate_model
     from tollgate.steps.gate import Policy, decide
@@ -102,7 +101,7 @@ def run_plain(config: TollgateConfig, workdir: Path) -> dict:
     from tollgate.steps.register import build_metadata, register_model
     from tollgate.steps.report import ReportInputs, render_report
     from tollgate.steps.select import select_best
-    from tollgate.steps.train import expand_candidates
+    from tollgate.steps.train import expand_candidates, save_candidate
     from tollgate.steps.validate import infer_data_schema, validate
 
     times: dict[str, float] = {}
@@ -126,13 +125,14 @@ def run_plain(config: TollgateConfig, workdir: Path) -> dict:
     with step(times, "train"):
         with ProcessPoolExecutor(max_workers=config.train.parallelism, initializer=_limit_threads,
                                  initargs=(config.train.threads_per_candidate,)) as pool:
-            trained = list(pool.map(_fit_candidate, [(splits.train, splits.validation, c, spec) for c in candidates]))
+            trained = list(pool.map(_fit_candidate, [(splits.train, splits.validation, splits.test, c, spec)
+                                                   for c in candidates]))
     with step(times, "select"):
         results = [{"candidate_id": t.candidate_id, "validation_metrics": t.validation_metrics} for t in trained]
         winner_id = select_best(results, config.train.selection_metric)["candidate_id"]
         winner = next(t for t in trained if t.candidate_id == winner_id)
     with step(times, "evaluate"):
-        evaluation = evaluate_model(winner.model, splits.test, spec.columns, fairness=config.fairness.model_dump())
+        evaluation = evaluate_model(OnnxModel(winner.onnx, spec.schema), splits.test, spec.columns, fairness=config.fairness.model_dump())
     with step(times, "gate"):
         decision = decide(evaluation["metrics"], None, Policy.from_config(config.gate.model_dump()))
     with step(times, "report"):
@@ -141,12 +141,13 @@ def run_plain(config: TollgateConfig, workdir: Path) -> dict:
                                    decision=decision.to_dict()))
     model_dir = workdir / "model"
     with step(times, "infra-validate"):
-        model_dir.mkdir()
-        joblib.dump(winner.model, model_dir / "model.joblib")
+        save_candidate(winner, model_dir)
         infra = infra_validate(str(model_dir), splits.test, spec, sample_rows=serving.infra_validation.sample_rows,
                                ready_timeout=serving.infra_validation.ready_timeout_seconds,
                                tolerance=serving.infra_validation.tolerance, max_batch=serving.max_batch,
-                               unknown_columns=serving.unknown_columns, log_dir=str(workdir))
+                               unknown_columns=serving.unknown_columns, log_dir=str(workdir),
+                               sklearn_tolerance=serving.infra_validation.sklearn_tolerance,
+                               max_class_flips=serving.infra_validation.max_class_flips)
     with step(times, "register"):
         metadata = build_metadata(candidate={"candidate_id": winner.candidate_id, "family": winner.family,
                                              "params": winner.params}, test_metrics=evaluation["metrics"],

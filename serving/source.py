@@ -1,6 +1,6 @@
 """Where a served version comes from: a local directory, an ``s3://`` version URI, or a registry reference.
 
-All three end as a local directory holding ``model.joblib``, ``input_schema.json`` and
+All three end as a local directory holding ``model.onnx``, ``input_schema.json`` and
 ``metadata.json`` — the layout the registry writes and KServe's storage-initializer
 copies to ``/mnt/models``.
 """
