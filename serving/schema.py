@@ -279,7 +279,8 @@ class InputSchema:
         for caster in self.casters:
             values = columns[caster.name]
             if caster.numeric:
-                feeds[caster.name] = np.asarray(values, dtype=np.float64).astype(np.float32).reshape(-1, 1)
+                array = values if type(values) is np.ndarray else np.asarray(values, dtype=np.float64)
+                feeds[caster.name] = array.astype(np.float32).reshape(-1, 1)
             else:
                 feeds[caster.name] = np.array([category_text(v) for v in values], dtype=object).reshape(-1, 1)
         return feeds
