@@ -109,7 +109,7 @@ def s3_bucket(s3_server):
 
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory) -> Path:
-    """A real registered version directory (model.joblib, input_schema.json, metadata.json),
+    """A real registered version directory (model.onnx, model.joblib, input_schema.json, metadata.json),
     produced by one real pipeline run; shared by the serving, report and CLI tests."""
     root = tmp_path_factory.mktemp("trained")
     config = make_config(root)

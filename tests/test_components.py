@@ -15,6 +15,7 @@ from tollgate.components import build_components
 from tollgate.config import TollgateConfig
 from tollgate.data.builtin import generate_applicants
 from tollgate.local_run import find_output
+from tollgate.serving.runtime import OnnxModel
 from tests.conftest import make_config
 
 ops = build_components("tollgate:test")
@@ -103,7 +104,8 @@ def test_preprocess_train_select_pick_the_best_candidate(kfp_local, tmp_path):
         prep = ops.preprocess(config_json=config.to_json(), raw=raw.output)
         with dsl.ParallelFor(candidates, parallelism=2) as candidate:
             trained = ops.train(candidate=candidate, train=prep.outputs["train"],
-                                validation=prep.outputs["validation"], features=prep.outputs["features"])
+                                validation=prep.outputs["validation"], test=prep.outputs["test"],
+                                features=prep.outputs["features"])
         return ops.select(models=dsl.Collected(trained.outputs["model"]), selection_metric="roc_auc").outputs["Output"]
 
     assert fan_out().output == "strong"
@@ -114,8 +116,9 @@ def test_preprocess_train_select_pick_the_best_candidate(kfp_local, tmp_path):
     assert scores["strong"] > scores["weak"] + 0.05
     features = json.loads(find_output(run_dir, "preprocess", "features").read_text())
     test = pd.read_parquet(find_output(run_dir, "preprocess", "test"))
-    model = joblib.load(best / "model.joblib")
-    proba = model.predict_proba(test[features["numeric"] + features["categorical"]])[:, 1]
+    graph = OnnxModel.from_file(best / "model.onnx", features["schema"])
+    proba = graph.predict_proba(test)[:, 1]
+    model = joblib.load(best / "model.joblib")  # the training artifact, read only by this test
     assert proba.shape == (len(test),) and ((proba >= 0) & (proba <= 1)).all()
     # Integer hyperparameters survive the trip through ParallelFor (protobuf would make them floats).
     assert model.named_steps["model"].max_iter == 500 and isinstance(model.named_steps["model"].max_iter, int)

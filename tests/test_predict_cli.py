@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import joblib
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -20,6 +19,7 @@ from typer.testing import CliRunner
 from tests.conftest import free_port
 from tollgate.cli import app
 from tollgate.data.builtin import generate_applicants
+from tollgate.serving.runtime import OnnxModel
 
 MODEL = "credit-default"
 
@@ -32,7 +32,7 @@ def registry(trained_model_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cli-registry") / "registry"
     reg = open_registry(str(root))
     staged = tmp_path_factory.mktemp("staged")
-    for name in ("model.joblib", "input_schema.json"):
+    for name in ("model.onnx", "input_schema.json"):
         shutil.copy(trained_model_dir / name, staged / name)
     metadata = json.loads((trained_model_dir / "metadata.json").read_text())
     version = reg.register(MODEL, staged, {k: v for k, v in metadata.items() if k not in ("version", "created_at")})
@@ -75,7 +75,8 @@ def rows_files(trained_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("rows")
     frame.to_csv(folder / "rows.csv", index=False)
     frame.to_json(folder / "rows.json", orient="records")
-    expected = joblib.load(trained_model_dir / "model.joblib").predict_proba(frame)[:, 1]
+    schema = json.loads((trained_model_dir / "input_schema.json").read_text())
+    expected = OnnxModel.from_file(trained_model_dir / "model.onnx", schema).predict_proba(frame)[:, 1]
     return folder / "rows.csv", folder / "rows.json", expected
 
 

@@ -22,7 +22,7 @@ def registry(request, tmp_path):
 def version_dir(tmp_path: Path, name: str, payload: str) -> Path:
     source = tmp_path / name
     source.mkdir()
-    (source / "model.joblib").write_text(payload)
+    (source / "model.onnx").write_text(payload)
     (source / "input_schema.json").write_text(json.dumps({"columns": [{"name": "x", "dtype": "float64"}]}))
     return source
 
@@ -36,7 +36,7 @@ def test_versions_are_numbered_immutable_and_carry_metadata(registry, tmp_path):
     assert second.metadata["model_name"] == MODEL and second.metadata["created_at"]
     assert second.uri.endswith(f"{MODEL}/v2")
     fetched = registry.download(MODEL, 1, tmp_path / "fetched")
-    assert (fetched / "model.joblib").read_text() == "model-a"
+    assert (fetched / "model.onnx").read_text() == "model-a"
     assert json.loads((fetched / "metadata.json").read_text())["version"] == 1
     assert registry.models() == [MODEL]
 
@@ -44,7 +44,7 @@ def test_versions_are_numbered_immutable_and_carry_metadata(registry, tmp_path):
 def test_register_refuses_an_incomplete_directory(registry, tmp_path):
     source = tmp_path / "partial"
     source.mkdir()
-    (source / "model.joblib").write_text("x")
+    (source / "model.onnx").write_text("x")
     with pytest.raises(RegistryError, match="missing input_schema.json"):
         registry.register(MODEL, source, {})
     assert registry.list_versions(MODEL) == []
@@ -129,7 +129,7 @@ def test_s3_version_without_completion_marker_is_invisible_and_never_reused(s3_b
     registry.register(MODEL, version_dir(tmp_path, "a", "a"), {})
     # Simulate an upload that died before its marker: files of v2 exist, _COMPLETE does not.
     client = client_from_env()
-    client.fput_object(s3_bucket, f"{MODEL}/v2/model.joblib", str(version_dir(tmp_path, "b", "b") / "model.joblib"))
+    client.fput_object(s3_bucket, f"{MODEL}/v2/model.onnx", str(version_dir(tmp_path, "b", "b") / "model.onnx"))
     assert [v.version for v in registry.list_versions(MODEL)] == [1]
     with pytest.raises(RegistryError, match="v2 does not exist"):
         registry.promote(MODEL, 2)

@@ -7,7 +7,6 @@ import math
 
 import grpc
 import httpx
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from tollgate.data.builtin import generate_applicants
 from tollgate.serving.client import predict
 from tollgate.serving.process import ServerProcess
+from tollgate.serving.runtime import OnnxModel
 
 MODEL = "credit-default"
 MAX_BATCH = 64
@@ -38,8 +38,9 @@ def sample(schema) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def expected(trained_model_dir, sample) -> np.ndarray:
-    return joblib.load(trained_model_dir / "model.joblib").predict_proba(sample)
+def expected(trained_model_dir, schema, sample) -> np.ndarray:
+    """What the served graph computes in this process: the server must answer exactly this."""
+    return OnnxModel.from_file(trained_model_dir / "model.onnx", schema).predict_proba(sample).astype(np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,8 @@ def test_unseen_category_goes_to_the_model(server, sample, trained_model_dir):
     assert response.status_code == 200, response.text
     frame = sample.head(1).copy()
     frame["region"] = "atlantis"
-    in_process = joblib.load(trained_model_dir / "model.joblib").predict_proba(frame)[0, 1]
+    schema = json.loads((trained_model_dir / "input_schema.json").read_text())
+    in_process = OnnxModel.from_file(trained_model_dir / "model.onnx", schema).predict_proba(frame)[0, 1]
     assert response.json()["predictions"][0]["probability"] == pytest.approx(in_process, abs=1e-12)
 
 
