@@ -92,9 +92,10 @@ def test_preprocess_train_select_pick_the_best_candidate(kfp_local, tmp_path):
     raw_path = tmp_path / "raw.parquet"
     generate_applicants(rows=1500, seed=21).to_parquet(raw_path, index=False)
     candidates = [
-        # The weak one comes first, so a selector that just took the first would fail.
+        # The weak one comes first, so a selector that just took the first would fail; it cannot split
+        # (min_samples_leaf above the row count), so it ranks nothing.
         {"candidate_id": "weak", "family": "hist_gradient_boosting",
-         "params_json": json.dumps({"max_iter": 1, "max_depth": 1, "learning_rate": 0.01})},
+         "params_json": json.dumps({"max_iter": 1, "max_depth": 1, "learning_rate": 0.01, "min_samples_leaf": 5000})},
         {"candidate_id": "strong", "family": "logistic_regression", "params_json": json.dumps({"C": 1.0, "max_iter": 500})},
     ]
 

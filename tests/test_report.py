@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from tollgate.data.builtin import generate_applicants
+from tollgate.serving.runtime import OnnxModel
 from tollgate.steps.evaluate import evaluate_model
 from tollgate.steps.gate import Champion, Policy, decide
 from tollgate.steps.preprocess import build_feature_spec, split_dataset
@@ -63,8 +64,9 @@ def inputs():
                           ignored=["applicant_id", "application_date"])
     spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date")
     splits = split_dataset(frame, spec, 0.3, 0.2, 42, extra_columns=["gender", "age"])
-    model = train_candidate(splits.train, splits.validation, {"candidate_id": "logreg", "family": "logistic_regression",
-                                                              "params": {"max_iter": 300}}, spec).model
+    trained = train_candidate(splits.train, splits.validation, {"candidate_id": "logreg", "family": "logistic_regression",
+                                                                "params": {"max_iter": 300}}, spec)
+    model = OnnxModel(trained.onnx, spec.schema)  # evaluate scores the graph, as in the pipeline
     fairness = {"sensitive_attributes": [{"column": "gender"}, {"column": "age", "bins": [30, 50]}],
                 "threshold": 0.3, "min_group_size": 20}
     candidate = {"candidate_id": "logreg", "family": "logistic_regression",
