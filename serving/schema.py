@@ -281,6 +281,9 @@ class InputSchema:
             if caster.numeric:
                 array = values if type(values) is np.ndarray else np.asarray(values, dtype=np.float64)
                 feeds[caster.name] = array.astype(np.float32).reshape(-1, 1)
+            elif caster.column.dtype == "string" and None not in values:
+                # Validated text with nothing missing is already the graph's input (the common case).
+                feeds[caster.name] = np.array(values, dtype=object).reshape(-1, 1)
             else:
                 feeds[caster.name] = np.array([category_text(v) for v in values], dtype=object).reshape(-1, 1)
         return feeds

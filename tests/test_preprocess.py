@@ -104,6 +104,7 @@ def test_server_and_pipeline_make_the_same_model_inputs():
         "kind": ["a", None, "b", "__missing__", "ç"],
         "code": pd.Series([1, 2, 3, 4, 5], dtype="int64"),
         "score": [1.0, np.nan, 2.5, 3.0, 1e-7],
+        "city": ["oslo", "lima", "oslo", "ürümqi", "x y"],
     })
     schema_dict = {"columns": [
         {"name": "income", "role": "numeric", "dtype": "float64", "nullable": True},
@@ -112,6 +113,7 @@ def test_server_and_pipeline_make_the_same_model_inputs():
         {"name": "kind", "role": "categorical", "dtype": "string", "nullable": True},
         {"name": "code", "role": "categorical", "dtype": "int64", "nullable": False},
         {"name": "score", "role": "categorical", "dtype": "float64", "nullable": True},
+        {"name": "city", "role": "categorical", "dtype": "string", "nullable": False},
     ]}
     from_pipeline = feeds_from_inputs(model_inputs(table, schema_dict))
     schema = InputSchema.from_dict(schema_dict)
