@@ -284,6 +284,9 @@ class InputSchema:
             elif caster.column.dtype == "string" and None not in values:
                 # Validated text with nothing missing is already the graph's input (the common case).
                 feeds[caster.name] = np.array(values, dtype=object).reshape(-1, 1)
+            elif caster.column.dtype == "bool" and None not in values:
+                flags = np.array(values, dtype=bool)
+                feeds[caster.name] = np.where(flags, "True", "False").astype(object).reshape(-1, 1)
             else:
                 feeds[caster.name] = np.array([category_text(v) for v in values], dtype=object).reshape(-1, 1)
         return feeds
@@ -415,7 +418,9 @@ def _cast_tensor(caster: ColumnCaster, tensor: Any, rows: int) -> Any:
     if len(values) != rows:
         raise InvalidInput(f"input '{tensor.name}' declares {rows} rows but carries {len(values)} values")
     if tensor.datatype == "BYTES":
-        return caster.cast([_as_text(v) for v in values], text=True)
+        # JSON text is already str; only raw/binary tensors carry bytes that need decoding.
+        text = values if bytes not in set(map(type, values)) else [_as_text(v) for v in values]
+        return caster.cast(text, text=True)
     if tensor.datatype == "BOOL" and not caster.numeric:
         return caster.cast(values)
     if tensor.datatype == "BOOL":
