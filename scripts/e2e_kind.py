@@ -3,7 +3,7 @@
     e2e_kind.py production                  print the registry's production version
     e2e_kind.py answers --expect N          REST v1, REST v2 and gRPC through the NodePorts must answer
                                             with model_version N (several calls each: no old pod left)
-    e2e_kind.py broken-deploy               register a copy of production whose model.joblib cannot
+    e2e_kind.py broken-deploy               register a copy of production whose model.onnx cannot
                                             load, deploy it with the deploy step exactly as the pipeline
                                             task does, and require a DeployError, restored aliases and
                                             an unchanged served version
@@ -98,7 +98,7 @@ def broken_deploy(timeout: int, registry=None, model: str | None = None, check_a
     """
     from tollgate.cluster.kserve import DeployError
     from tollgate.config import load_config
-    from tollgate.registry.base import METADATA_FILE, MODEL_FILE
+    from tollgate.registry.base import METADATA_FILE, ONNX_FILE
     from tollgate.steps.deploy import deploy_kserve
 
     if registry is None:
@@ -114,7 +114,7 @@ def broken_deploy(timeout: int, registry=None, model: str | None = None, check_a
     with tempfile.TemporaryDirectory() as tmp:
         directory = registry.download(model, serving, Path(tmp) / "copy")
         (directory / METADATA_FILE).unlink(missing_ok=True)
-        (directory / MODEL_FILE).write_bytes(b"this is not a pickle: the model server cannot load it\n")
+        (directory / ONNX_FILE).write_bytes(b"this is not a graph: the model server cannot load it\n")
         broken = registry.register(model, directory, {"note": "deliberately broken by scripts/e2e_kind.py"}).version
     options = load_config().deploy.model_dump()
     options["kserve"].update(ready_timeout_seconds=timeout, canary_traffic_percent=None)

@@ -973,7 +973,7 @@ def test_examples_are_admitted_by_the_webhook():
 def test_the_e2e_broken_version_check_sees_a_rollback(cluster_factory, s3_registry, aliases_at_v1, schema,
                                                        tmp_path):
     """scripts/e2e_kind.py broken-deploy, run against the simulated cluster instead of kind: it
-    registers a copy of production whose model.joblib cannot load, deploys it with the deploy
+    registers a copy of production whose model.onnx cannot load, deploys it with the deploy
     step and passes only if the step fails, restores, and v1 still answers."""
     sys.path.insert(0, str(REPO / "scripts"))
     try:
@@ -996,7 +996,7 @@ def test_the_e2e_broken_version_check_sees_a_rollback(cluster_factory, s3_regist
     assert s3_registry.aliases(MODEL) == aliases_at_v1
     assert cluster.api.verbs() == ["patch", "replace"]
     directory = s3_registry.download(MODEL, broken, tmp_path / "broken")
-    assert (directory / "model.joblib").read_bytes().startswith(b"this is not a pickle")
+    assert (directory / "model.onnx").read_bytes().startswith(b"this is not a graph")
 
 
 def test_a_role_without_deployments_get_is_named(cluster_factory, s3_registry, aliases_at_v1):
