@@ -62,7 +62,8 @@ def _custom_pipeline(spec, numeric_steps, model):
 
 
 @pytest.mark.parametrize("numeric_steps, step", [
-    ([("impute", SimpleImputer()), ("log", FunctionTransformer(np.log1p))], "preprocess/numeric/log (FunctionTransformer)"),
+    ([("impute", SimpleImputer()), ("log", FunctionTransformer(np.log1p))],
+     "preprocess/numeric/log (FunctionTransformer)"),
     ([("impute", SimpleImputer()), ("bins", KBinsDiscretizer(n_bins=3, quantile_method="averaged_inverted_cdf"))],
      "preprocess/numeric/bins (KBinsDiscretizer)"),
 ])
@@ -84,7 +85,8 @@ def test_a_model_family_that_does_not_convert_is_named(data):
     spec, splits = data
     pipeline = _custom_pipeline(spec, [("impute", SimpleImputer())], LabelSpreading())
     pipeline.fit(model_inputs(splits.train, spec.schema).head(300), splits.train[LABEL].head(300))
-    with pytest.raises(ExportError, match=r"family label_spreading cannot be exported.*step 'model \(LabelSpreading\)'"):
+    expected = r"family label_spreading cannot be exported.*step 'model \(LabelSpreading\)'"
+    with pytest.raises(ExportError, match=expected):
         export_onnx(pipeline, spec.schema, "label_spreading")
 
 

@@ -115,7 +115,8 @@ def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: i
     # Many small predictions: OpenMP thread start-up and spinning (HistGradientBoosting) made
     # this 7x slower on 2 busy cores than a single thread.
     with threadpool_limits(limits=1):
-        result = permutation_importance(_GraphEstimator(model), sample[columns], sample[LABEL].to_numpy(), scoring="roc_auc",
+        result = permutation_importance(_GraphEstimator(model), sample[columns], sample[LABEL].to_numpy(),
+                                        scoring="roc_auc",
                                         n_repeats=repeats, random_state=seed)
     order = np.argsort(-result.importances_mean)[:top]
     return [{"feature": columns[i], "importance": float(result.importances_mean[i]),
