@@ -276,10 +276,10 @@ def _serve_bare_asgi(port: int) -> None:
 
 def _serve_kserve_constant(http_port: int, grpc_port: int) -> None:
     """A ``kserve.Model`` answering a constant, under Tollgate's ModelServer (kserve's app, routes, gRPC service)."""
-    import tollgate.serving  # noqa: F401  (imports kserve with a bare argv)
     from kserve import Model
     from kserve.protocol.infer_type import InferOutput, InferResponse
 
+    import tollgate.serving  # noqa: F401  (imports kserve with a bare argv)
     from tollgate.serving.server import TollgateModelServer
 
     class Constant(Model):
@@ -398,9 +398,9 @@ def ensure_mlserver(python: str | None) -> str:
     probe = [str(interpreter), "-c", "import mlserver, mlserver_sklearn, sklearn; print(mlserver.__version__)"]
     if interpreter.exists() and subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "1.7.1":
         return str(interpreter)
-    import sklearn
-    import pandas
     import numpy
+    import pandas
+    import sklearn
 
     print(f"creating {MLSERVER_VENV} with MLServer 1.7.1 (one-off, a few minutes)...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
@@ -640,7 +640,8 @@ def main() -> int:
 def judge(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Compute the ratios behind each target and print them."""
     def find(server: str, protocol: str, batch: int) -> dict[str, Any] | None:
-        return next((r for r in results if r["server"] == server and r["protocol"] == protocol and r["batch"] == batch), None)
+        return next((r for r in results
+                     if r["server"] == server and r["protocol"] == protocol and r["batch"] == batch), None)
 
     verdicts = []
     print("\nratios:")

@@ -54,7 +54,7 @@ def evaluate(best: Input[Model], test: Input[Dataset], features: Input[Artifact]
                     "what it serves") from None
             except Exception as exc:
                 raise registry.unreadable_champion(model_name, champion_version.version,
-                                                   f"{ONNX_FILE} does not load: {type(exc).__name__}: {exc}")
+                                                   f"{ONNX_FILE} does not load: {type(exc).__name__}: {exc}") from exc
             else:
                 champion = evaluate_champion(champion_model, schema, test_frame)
         champion["version"] = champion_version.version

@@ -56,7 +56,7 @@ class OnnxModel:
         self._outputs = [PROBABILITIES_OUTPUT]
 
     @classmethod
-    def from_file(cls, path: str | Path, schema: dict[str, Any], threads: int = 1) -> "OnnxModel":
+    def from_file(cls, path: str | Path, schema: dict[str, Any], threads: int = 1) -> OnnxModel:
         """Load ``model.onnx`` from disk."""
         return cls(Path(path).read_bytes(), schema, threads)
 

@@ -9,18 +9,16 @@ differently fails the task here, not in production.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import importlib
-
+import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
-
-import numpy as np
 
 from tollgate.errors import TollgateError
 from tollgate.steps.evaluate import classification_metrics
