@@ -68,6 +68,7 @@ def version_source(parent: Path, payload: str) -> Path:
     """A minimal version directory whose model file holds ``payload``."""
     source = Path(tempfile.mkdtemp(dir=parent, prefix="src-"))
     (source / "model.joblib").write_text(payload)
+    (source / "model.onnx").write_text(payload)  # required since the ONNX contract
     (source / "input_schema.json").write_text(json.dumps({"columns": [{"name": "x", "dtype": "float64"}]}))
     return source
 
@@ -272,6 +273,7 @@ print("ready", flush=True)
 for i in range(10000):
     source = Path(tempfile.mkdtemp(dir=work))
     (source / "model.joblib").write_bytes(b"x" * 200000)
+    (source / "model.onnx").write_bytes(b"x" * 1000)
     (source / "input_schema.json").write_text(json.dumps({"columns": []}))
     version = registry.register(model, source, {}).version
     print(f"done {version}", flush=True)

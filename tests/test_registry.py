@@ -22,7 +22,8 @@ def registry(request, tmp_path):
 def version_dir(tmp_path: Path, name: str, payload: str) -> Path:
     source = tmp_path / name
     source.mkdir()
-    (source / "model.onnx").write_text(payload)
+    (source / "model.onnx").write_text(payload)  # required since the ONNX contract
+    (source / "model.joblib").write_text(payload)
     (source / "input_schema.json").write_text(json.dumps({"columns": [{"name": "x", "dtype": "float64"}]}))
     return source
 
