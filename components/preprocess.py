@@ -24,7 +24,8 @@ def preprocess(config_json: str, raw: Input[Dataset], train: Output[Dataset], va
                               config.data.date_column, config.features.numeric, config.features.categorical,
                               config.features.max_categories)
     splits = split_dataset(frame, spec, config.split.test_size, config.split.validation_size, config.split.seed,
-                           extra_columns=[a.column for a in config.fairness.sensitive_attributes])
+                           extra_columns=[a.column for a in config.fairness.sensitive_attributes],
+                           test_only_columns=list(frame.columns))
     for artifact, part in ((train, splits.train), (validation, splits.validation), (test, splits.test)):
         part.to_parquet(artifact.path, index=False)
         artifact.metadata["rows"] = len(part)

@@ -20,7 +20,7 @@ def train(candidate: dict, train: Input[Dataset], validation: Input[Dataset], te
     grid_point = {"candidate_id": candidate["candidate_id"], "family": candidate["family"],
                   "params": json.loads(candidate["params_json"])}
     result = train_candidate(pd.read_parquet(train.path), pd.read_parquet(validation.path), grid_point, spec,
-                             reference=pd.read_parquet(test.path))
+                             reference=pd.read_parquet(test.path, columns=spec.columns))
     save_candidate(result, model.path)
     for name, value in result.validation_metrics.items():
         metrics.log_metric(f"validation_{name}", value)

@@ -155,3 +155,17 @@ def test_summary_shows_validation_warnings_and_fairness(champion):
     text = buffer.getvalue()
     assert "warning region: unseen_categories (observed 5.00% of rows in unseen ['atlantis']; allowed <= 1.00%)" in text
     assert "Fairness gender: disparate impact" in text and f"Report {summary['report']}" in text
+
+
+def test_a_column_the_challenger_drops_still_lets_the_champion_be_scored(champion):
+    """The champion used 'region'; this run drops it from its own features. The champion is
+    scored with its own columns on the same test rows, so the gate can still compare."""
+    root, config, _, _ = champion
+    config, outcome, summary = challenger(champion, **{"data.drop": ["applicant_id", "region"]})
+    assert outcome.succeeded, outcome.error
+    assert summary["champion"]["version"] == 1
+    assert not summary["champion"].get("error"), summary["champion"].get("error")
+    assert summary["champion"]["metrics"]["roc_auc"] > 0.6
+    assert "region" not in summary["candidate"]["params"]  # sanity: the candidate is a real, different run
+    rules = {r["name"] for r in summary["gate"]["rules"]}
+    assert "champion comparable" not in rules and "roc_auc vs champion" in rules

@@ -155,7 +155,8 @@ def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.
     columns = [c["name"] for c in champion_schema.get("columns", [])]
     missing = [c for c in columns if c not in test.columns]
     if missing:
-        return {"error": f"the champion needs columns this data does not have: {missing}"}
+        return {"error": f"the champion needs columns this data does not have: {missing}; put them back in the "
+                         f"data to compare (this run may still leave them out of its own features with data.drop)"}
     try:
         proba = score(champion_model, test, columns)
     except Exception as exc:  # an unloadable or incompatible champion must not crash the run

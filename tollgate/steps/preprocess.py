@@ -155,17 +155,22 @@ def _plain(value: Any) -> Any:
 
 
 def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, validation_size: float,
-                  seed: int, extra_columns: list[str] | tuple = ()) -> Splits:
+                  seed: int, extra_columns: list[str] | tuple = (), test_only_columns: list[str] | tuple = ()
+                  ) -> Splits:
     """Stratified, seeded train/validation/test split of the model columns plus a 0/1 label.
 
     ``extra_columns`` (sensitive attributes for the fairness report) ride along after the
     model columns even when the model does not use them; models select ``spec.columns``.
+    ``test_only_columns`` ride along in the test split only: the champion is scored there with
+    the columns *it* was trained on, which this run may have dropped (``data.drop``).
     """
     missing = [c for c in extra_columns if c not in frame.columns]
     if missing:
         raise DataError(f"fairness.sensitive_attributes name columns that are not in the data: {missing}")
     extras = [c for c in dict.fromkeys(extra_columns) if c not in spec.columns and c != LABEL]
-    data = frame[spec.columns + extras].copy()
+    test_only = [c for c in dict.fromkeys(test_only_columns)
+                 if c in frame.columns and c not in spec.columns and c not in extras and c not in (LABEL, spec.target)]
+    data = frame[spec.columns + extras + test_only].copy()
     data[LABEL] = positive_mask(frame[spec.target], spec.positive_label).astype("int64").to_numpy()
     minority = int(data[LABEL].value_counts().min())
     if minority < 3:
@@ -174,7 +179,8 @@ def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, vali
     relative_validation = validation_size / (1.0 - test_size)
     train, validation = train_test_split(rest, test_size=relative_validation, stratify=rest[LABEL],
                                          random_state=seed)
-    return Splits(train=train.reset_index(drop=True), validation=validation.reset_index(drop=True),
+    return Splits(train=train.drop(columns=test_only).reset_index(drop=True),
+                  validation=validation.drop(columns=test_only).reset_index(drop=True),
                   test=test.reset_index(drop=True))
 
 
