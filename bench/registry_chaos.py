@@ -228,7 +228,7 @@ def _run_cli_pair(uri: str, model: str, ops) -> list[tuple]:
         assert process.stdout.readline().strip() == "ready"
     go.touch()
     results = []
-    for (op, arg), process in zip(ops, processes):
+    for (op, arg), process in zip(ops, processes, strict=True):
         out, err = process.communicate(timeout=120)
         results.append((op, arg, "ok" if process.returncode == 0 else "failed", (out + err).strip()))
     shutil.rmtree(go.parent, ignore_errors=True)

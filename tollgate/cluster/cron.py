@@ -142,7 +142,7 @@ def parse_cron(expression: str) -> CronSchedule:
     if len(fields) != 6:
         raise CronError(f"cron {expression!r} has {len(fields)} fields; KFP needs 6: "
                         "second minute hour day-of-month month day-of-week (daily at 02:00 UTC: '0 0 2 * * *')")
-    parsed = [_parse_field(text, field, expression) for text, field in zip(fields, FIELDS)]
+    parsed = [_parse_field(text, field, expression) for text, field in zip(fields, FIELDS, strict=True)]
     return CronSchedule(
         expression=expression,
         seconds=parsed[0][0], minutes=parsed[1][0], hours=parsed[2][0],

@@ -8,6 +8,7 @@ a column that suddenly goes missing also drifts.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -116,4 +117,4 @@ def _bin_labels(edges: list[float]) -> list[str]:
     if not edges:
         return ["all"]
     bounds = [f"{e:.4g}" for e in edges]
-    return [f"<={bounds[0]}"] + [f"{a}..{b}" for a, b in zip(bounds, bounds[1:])] + [f">{bounds[-1]}"]
+    return [f"<={bounds[0]}"] + [f"{a}..{b}" for a, b in itertools.pairwise(bounds)] + [f">{bounds[-1]}"]
