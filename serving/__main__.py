@@ -2,7 +2,8 @@
 
     python -m tollgate.serving --model-dir /mnt/models --model-name credit-default \\
         [--http-port 8080] [--grpc-port 8081] [--host 0.0.0.0] [--max-batch 1024] \\
-        [--unknown-columns reject|ignore] [--no-grpc] [--request-logging]
+        [--unknown-columns reject|ignore] [--no-grpc] [--request-logging] \\
+        [--log-uri DIR|s3://bucket/prefix] [--log-sample-rate 1.0] [--log-flush-records N] [--log-flush-seconds T]
 
 ``--model-dir`` is a version directory (KServe's storage-initializer puts it at
 ``/mnt/models``) or an ``s3://bucket[/prefix]/<model>/v<N>`` URI fetched through the
@@ -16,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from tollgate.config import MonitoringConfig
 from tollgate.errors import TollgateError
 from tollgate.registry import METADATA_FILE
 from tollgate.serving.model import DEFAULT_MAX_BATCH, ModelLoadError, TollgateModel
@@ -41,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-grpc", action="store_true", help="Serve REST only.")
     parser.add_argument("--request-logging", action="store_true",
                         help="Log every request (uvicorn access log, kserve latency lines).")
+    parser.add_argument("--log-uri", default=None,
+                        help="Write the prediction log (Parquet) to this directory or s3://bucket/prefix "
+                             "(default: no log).")
+    parser.add_argument("--log-sample-rate", type=float, default=1.0,
+                        help="Share of requests logged (default: %(default)s).")
+    parser.add_argument("--log-flush-records", type=int, default=1000,
+                        help="Write a log file after this many requests (default: %(default)s).")
+    parser.add_argument("--log-flush-seconds", type=float, default=10.0,
+                        help="... or after this many seconds (default: %(default)s).")
+    parser.add_argument("--log-queue-size", type=int, default=10000,
+                        help="Requests held in memory before new ones are dropped and counted (default: %(default)s).")
     return parser
 
 
@@ -51,11 +64,18 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --max-batch must be at least 1", file=sys.stderr)
         return 2
     try:
+        monitoring = MonitoringConfig(log_uri=options.log_uri or None, sample_rate=options.log_sample_rate,
+                                      flush_records=options.log_flush_records,
+                                      flush_seconds=options.log_flush_seconds, queue_size=options.log_queue_size)
+    except ValueError as exc:
+        print(f"error: invalid --log-* flag: {str(exc).splitlines()[-1].strip()}", file=sys.stderr)
+        return 2
+    try:
         model_dir = fetch_version_uri(options.model_dir)
         name = options.model_name or _recorded_name(model_dir) or "model"
         model = TollgateModel(name, model_dir, max_batch=options.max_batch, unknown_columns=options.unknown_columns)
         serve_model(model, http_port=options.http_port, grpc_port=options.grpc_port, host=options.host,
-                    enable_grpc=not options.no_grpc, request_logging=options.request_logging)
+                    enable_grpc=not options.no_grpc, request_logging=options.request_logging, monitoring=monitoring)
     except (TollgateError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

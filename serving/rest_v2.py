@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,8 @@ from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+
+from tollgate.serving.predlog import Entry, PredictionLog
 
 # Longest piece of client input (a name, a header) echoed back in a message.
 ECHO_LIMIT = 80
@@ -87,6 +90,19 @@ def check_version(dataplane: DataPlane, model_name: str, requested: str | None) 
     served = served_version(dataplane, model_name)
     if requested and requested != served:
         raise VersionNotFound(model_name, requested, served)
+
+
+def new_request_id() -> str:
+    """An id for a request that came without one (returned as the answer's ``id``)."""
+    return PredictionLog.new_request_id()
+
+
+def output_data(response: Any) -> list[tuple[str, Any]] | None:
+    """``(name, data)`` of each output tensor of a v2 answer, for the prediction log (references, no copies)."""
+    outputs = getattr(response, "outputs", None)
+    if outputs is None:
+        return None
+    return [(output.name, output.data) for output in outputs]
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -284,6 +300,25 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
         return json_response({"models": list(dataplane.model_registry.get_models())})
 
     async def infer(request: Request) -> Response:
+        log = getattr(dataplane, "prediction_log", None)
+        if log is None:
+            return await answer(request, None)
+        started, arrived = time.perf_counter(), time.time()
+        state: dict[str, Any] = {}
+        try:
+            result = await answer(request, state)
+        except Exception as exc:
+            if log.sampled():
+                request_id = state.get("request_id") or log.new_request_id()
+                log.record(Entry(arrived, request_id, "v2-rest", (time.perf_counter() - started) * 1000.0,
+                                 type(exc).__name__, None, None))
+            raise
+        if log.sampled():
+            log.record(Entry(arrived, state["request_id"], "v2-rest", (time.perf_counter() - started) * 1000.0,
+                             None, state["inputs"], state["outputs"]))
+        return result
+
+    async def answer(request: Request, state: dict[str, Any] | None) -> Response:
         model_name = request.path_params["model_name"]
         check_version(dataplane, model_name,
                       request.path_params.get("model_version") or request.query_params.get("model_version"))
@@ -299,8 +334,16 @@ def register_v2_routes(app: FastAPI, dataplane: DataPlane) -> None:
                                f"'{INFERENCE_CONTENT_LENGTH_HEADER}' header giving the length of its JSON part")
         else:
             infer_request = decode_json_request(body, model_name)
+        if state is not None:
+            # The prediction log needs an id to join late labels on: the client's, or one returned in the answer.
+            if not infer_request.id:
+                infer_request.id = new_request_id()
+            state["request_id"] = infer_request.id
         response, response_headers = await dataplane.infer(model_name=model_name, request=infer_request,
                                                            headers=headers)
+        if state is not None:
+            state["inputs"] = infer_request.inputs
+            state["outputs"] = output_data(response)
         response, encoded_headers = dataplane.encode(model_name=model_name, response=response, headers=headers,
                                                      req_attributes={})
         response_headers.update(encoded_headers)

@@ -54,7 +54,10 @@ from kserve.protocol.rest.v1_endpoints import V1Endpoints
 
 from tollgate.errors import TollgateError
 from tollgate.serving.model import TollgateModel
-from tollgate.serving.rest_v2 import check_version, decode_raw_tensor, json_response, register_v2_routes, served_version
+from tollgate.serving.predlog import Entry, PredictionLog
+from tollgate.serving.predlog import from_config as prediction_log_from_config
+from tollgate.serving.rest_v2 import (check_version, decode_raw_tensor, json_response, new_request_id, output_data,
+                                      register_v2_routes, served_version)
 
 logger = logging.getLogger("tollgate.serving")
 
@@ -174,7 +177,10 @@ client_errors = ClientErrorLog()
 
 class _StrictDataPlane(DataPlane):
     """kserve's data plane, except: undecodable requests are the client's error, readiness means
-    every model can answer, and model metadata lists the served version."""
+    every model can answer, and model metadata lists the served version. ``prediction_log`` is
+    the request layer's log (``serving/predlog.py``), None when monitoring is off."""
+
+    prediction_log: PredictionLog | None = None
 
     def decode(self, body, headers, protocol_version: str = "v1", model_name: str | None = None):
         try:
@@ -349,6 +355,29 @@ class _StrictServicer(InferenceServicer):
                                         outputs=metadata["outputs"])
 
     async def ModelInfer(self, request, context):
+        log = getattr(self._data_plane, "prediction_log", None)
+        if log is None:
+            return await self._infer(request, None)
+        started, arrived = time.perf_counter(), time.time()
+        state: dict[str, Any] = {}
+        try:
+            response = await self._infer(request, state)
+        except Exception as exc:
+            if log.sampled():
+                log.record(Entry(arrived, state.get("request_id") or log.new_request_id(), "v2-grpc",
+                                 (time.perf_counter() - started) * 1000.0, type(exc).__name__, None, None))
+            raise
+        if log.sampled():
+            log.record(Entry(arrived, state["request_id"], "v2-grpc", (time.perf_counter() - started) * 1000.0,
+                             None, state["inputs"], state["outputs"]))
+        return response
+
+    async def _infer(self, request, state: dict[str, Any] | None):
+        if state is not None:
+            # The prediction log joins late labels on this id: the client's, or one returned in the answer.
+            if not request.id:
+                request.id = new_request_id()
+            state["request_id"] = request.id
         check_version(self._data_plane, request.model_name, request.model_version)
         self.validate_grpc_request(request)
         raw = list(request.raw_input_contents)
@@ -366,6 +395,9 @@ class _StrictServicer(InferenceServicer):
             if isinstance(exc, InvalidInput):
                 raise
             raise InvalidInput(f"malformed ModelInfer request: {type(exc).__name__}: {_cut(str(exc), 200)}") from None
+        if state is not None:
+            state["inputs"] = infer_request.inputs
+            state["outputs"] = output_data(response)
         return response if isinstance(response, pb.ModelInferResponse) else response.to_grpc()
 
 
@@ -501,7 +533,8 @@ class TollgateModelServer(ModelServer):
     """``kserve.ModelServer`` with a bind address, strict client-error handling and quiet request logs."""
 
     def __init__(self, host: str = "0.0.0.0", request_logging: bool = False,
-                 http_socket: socket.socket | None = None, max_body_bytes: int = 8 * 2**20, **kwargs: Any):
+                 http_socket: socket.socket | None = None, max_body_bytes: int = 8 * 2**20,
+                 prediction_log: PredictionLog | None = None, **kwargs: Any):
         kwargs.setdefault("enable_latency_logging", request_logging)
         kwargs["workers"] = 1
         super().__init__(**kwargs)
@@ -510,6 +543,7 @@ class TollgateModelServer(ModelServer):
         self.http_socket = http_socket
         self.max_body_bytes = max_body_bytes
         self.dataplane = _StrictDataPlane(model_registry=self.registered_models)
+        self.dataplane.prediction_log = prediction_log
 
     def start(self, models: list[TollgateModel]) -> None:
         """Register the models, then serve REST (and gRPC) until SIGTERM/SIGINT."""
@@ -558,10 +592,12 @@ def _grpc_options() -> dict[str, Any]:
 
 
 def serve_model(model: TollgateModel, http_port: int = 8080, grpc_port: int = 8081, host: str = "0.0.0.0",
-                enable_grpc: bool = True, request_logging: bool = False) -> None:
+                enable_grpc: bool = True, request_logging: bool = False, monitoring: Any = None) -> None:
     """Load ``model`` and serve it until the process is told to stop.
 
-    Raises :class:`PortInUse` (before loading anything) when a port is taken.
+    ``monitoring`` (a ``MonitoringConfig``) turns the prediction log on when its ``log_uri`` is
+    set; what is queued is flushed when the server stops. Raises :class:`PortInUse` (before
+    loading anything) when a port is taken.
     """
     import gc
 
@@ -584,7 +620,12 @@ def serve_model(model: TollgateModel, http_port: int = 8080, grpc_port: int = 80
     gc.collect()
     gc.freeze()
     limit = body_limit(getattr(model, "max_batch", 1024), len(model.get_input_types()))
+    prediction_log = prediction_log_from_config(monitoring, model) if monitoring is not None else None
     server = TollgateModelServer(host=host, request_logging=request_logging, http_socket=http_socket,
-                                 max_body_bytes=limit,
+                                 max_body_bytes=limit, prediction_log=prediction_log,
                                  http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc, grace_period=5)
-    server.start([model])
+    try:
+        server.start([model])
+    finally:
+        if prediction_log is not None:
+            prediction_log.close()

@@ -375,6 +375,18 @@ class ServingConfig(_Strict):
     infra_validation: InfraValidationConfig = Field(default_factory=InfraValidationConfig)
 
 
+class MonitoringConfig(_Strict):
+    """The model server's prediction log (off unless ``log_uri`` is set) and `tollgate monitor`."""
+
+    log_uri: str | None = Field(None, description="Directory or s3://bucket/prefix for the prediction log; "
+                                                     "empty = no log.")
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0, description="Share of requests logged.")
+    flush_records: int = Field(1000, ge=1, description="Write a file after this many logged requests.")
+    flush_seconds: float = Field(10.0, gt=0, description="... or after this many seconds, whichever comes first.")
+    queue_size: int = Field(10000, ge=1, description="Requests held in memory before new ones are dropped "
+                                                      "(and counted on /metrics).")
+
+
 class TollgateConfig(_Strict):
     """The whole configuration."""
 
@@ -392,6 +404,7 @@ class TollgateConfig(_Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     def to_json(self) -> str:
         """Serialise for passing into components as a compile-time constant."""

@@ -23,6 +23,8 @@ def serve(
     http_port: Optional[int] = typer.Option(None, "--http-port", help="REST port. Default: serving.http_port (8080)."),
     grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="gRPC port. Default: serving.grpc_port (8081)."),
     host: Optional[str] = typer.Option(None, "--host", help="Bind address. Default: serving.host (127.0.0.1)."),
+    log_uri: Optional[str] = typer.Option(None, "--log-uri", help="Write the prediction log to this directory or "
+                                          "s3://bucket/prefix. Default: monitoring.log_uri (off)."),
     config: Optional[Path] = ConfigOption,
     registry: Optional[str] = RegistryOption,
     model_name: Optional[str] = ModelNameOption,
@@ -35,7 +37,7 @@ def serve(
     if alias is not None and version is not None:
         raise TollgateError("give either --alias or --version, not both")
     cfg = load(config, registry__uri=registry, model_name=model_name, serving__http_port=http_port,
-               serving__grpc_port=grpc_port, serving__host=host)
+               serving__grpc_port=grpc_port, serving__host=host, monitoring__log_uri=log_uri)
     settings = cfg.serving
     if model_dir is not None:
         directory, label = fetch_version_uri(model_dir), model_dir
@@ -52,9 +54,10 @@ def serve(
                   f"  REST v2  POST http://{host}:{settings.http_port}/v2/models/{name}/infer\n"
                   f"  gRPC v2  {host}:{settings.grpc_port} (inference.GRPCInferenceService/ModelInfer)\n"
                   f"  metrics  GET  http://{host}:{settings.http_port}/metrics\n"
-                  "Ctrl+C stops it.", highlight=False)
+                  + (f"  log      {escape(cfg.monitoring.log_uri)}\n" if cfg.monitoring.log_uri else "")
+                  + "Ctrl+C stops it.", highlight=False)
     serve_model(model, http_port=settings.http_port, grpc_port=settings.grpc_port, host=settings.host,
-                request_logging=settings.request_logging)
+                request_logging=settings.request_logging, monitoring=cfg.monitoring)
 
 
 @guarded

@@ -1,0 +1,388 @@
+"""The prediction log: what the model server answered (and refused), written as Parquet by the server itself.
+
+KServe's payload logger records only HTTP 200 responses (kserve/kserve#2722) and ships
+CloudEvents to an HTTP sink someone else must run; here the server writes the records
+``tollgate monitor`` reads, including refused requests with their error class.
+
+Design, and why:
+
+* **the request path only enqueues.** A request hands references to its decoded inputs,
+  its outputs and timings to :meth:`PredictionLog.record`, which does a non-blocking put
+  into a bounded queue. Casting the inputs with the model's schema, building Arrow tables
+  and writing happen in one background thread. A full queue drops the record and counts
+  it (``tollgate_prediction_log_dropped_total{reason="queue_full"}`` on ``/metrics``);
+  no failure of the log ever reaches a client.
+* **files appear whole.** A flush (every ``flush_records`` requests or ``flush_seconds``)
+  writes one Parquet file per (date, version) partition: locally to a dot-prefixed
+  temporary name in the partition directory, then ``os.replace`` (atomic on one file
+  system); on S3 as a single PUT, which is visible whole or not at all. Readers skip
+  names starting with ``.`` (as pyarrow's dataset discovery does), so a crash mid-flush
+  leaves nothing a reader would take for a record.
+* **one row per predicted row.** Each answered request contributes one row per input row
+  (``row`` is its index in the request) with the cast inputs as ``input.<column>`` and
+  each per-row output as ``output.<name>`` (a list per row for [n, k] outputs); a refused
+  request contributes one row with ``error`` set and no inputs.
+
+Layout: ``<log_uri>/<model>/date=YYYY-MM-DD/version=<v>/part-<time>-<id>.parquet``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import queue
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+logger = logging.getLogger("tollgate.serving")
+
+INPUT_PREFIX = "input."
+OUTPUT_PREFIX = "output."
+META_COLUMNS = ("time", "request_id", "row", "model_name", "model_version", "protocol", "latency_ms", "error")
+
+_STOP = object()
+
+
+def _counters() -> tuple[Any, Any]:
+    from prometheus_client import Counter
+
+    dropped = Counter("tollgate_prediction_log_dropped", "Prediction-log records dropped (queue full or write failed).",
+                      ["reason"])
+    written = Counter("tollgate_prediction_log_written", "Prediction-log rows written to the log.")
+    return dropped, written
+
+
+# Registered once per process in prometheus_client's default registry (what kserve's /metrics serves).
+DROPPED, WRITTEN = _counters()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What one request hands to the log: references only, converted in the writer thread."""
+
+    time: float                       # epoch seconds when the request arrived
+    request_id: str
+    protocol: str                     # "v2-rest" or "v2-grpc"
+    latency_ms: float
+    error: str | None                 # the refusal's exception class, None when answered
+    inputs: Sequence[Any] | None      # kserve InferInput tensors as decoded
+    outputs: Sequence[tuple[str, Any]] | None  # (name, data) of each output tensor
+
+
+def partition_key(model_name: str, day: str, version: str, name: str) -> str:
+    """Relative path of one log file."""
+    return f"{model_name}/date={day}/version={version}/{name}"
+
+
+class PredictionLog:
+    """Bounded queue + background Parquet writer for one served model version.
+
+    ``cast_inputs(inputs) -> {column: values}`` is the model's schema casting (the same
+    columns the model saw); it runs in the writer thread only.
+    """
+
+    def __init__(self, log_uri: str, model_name: str, version: str, columns: Sequence[str],
+                 cast_inputs: Callable[[Sequence[Any]], dict[str, Any]], sample_rate: float = 1.0,
+                 flush_records: int = 1000, flush_seconds: float = 10.0, queue_size: int = 10000):
+        self.log_uri = log_uri.rstrip("/")
+        self.model_name = model_name
+        self.version = version or "unknown"
+        self.columns = list(columns)
+        self.cast_inputs = cast_inputs
+        self.sample_rate = sample_rate
+        self.flush_records = max(1, flush_records)
+        self.flush_seconds = flush_seconds
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._thread: threading.Thread | None = None
+        self._random = random.Random()
+        self._s3 = None
+        self.files_written = 0
+
+    # -- request path ---------------------------------------------------------------------
+
+    @staticmethod
+    def new_request_id() -> str:
+        """An id for a request that came without one."""
+        return uuid.uuid4().hex
+
+    def sampled(self) -> bool:
+        """Whether this request is logged (``sample_rate`` of them)."""
+        return self.sample_rate >= 1.0 or self._random.random() < self.sample_rate
+
+    def record(self, entry: Entry) -> None:
+        """Queue ``entry`` without blocking; a full queue drops it and counts the drop. Never raises."""
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            DROPPED.labels(reason="queue_full").inc()
+        except Exception:  # pragma: no cover - logging must never fail a request
+            DROPPED.labels(reason="error").inc()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> "PredictionLog":
+        """Start the writer thread (a daemon: a killed server loses at most the unflushed records)."""
+        if self.log_uri.startswith("s3://"):
+            from tollgate.s3 import client_from_env
+
+            self._s3 = client_from_env()
+        self._thread = threading.Thread(target=self._run, name="tollgate-prediction-log", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush what is queued and stop the writer (called at shutdown)."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread = None
+
+    # -- writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        buffer: list[Entry] = []
+        deadline = time.monotonic() + self.flush_seconds
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._flush(buffer)
+                return
+            if item is not None:
+                buffer.append(item)
+            if buffer and (len(buffer) >= self.flush_records or time.monotonic() >= deadline):
+                self._flush(buffer)
+                buffer = []
+            if time.monotonic() >= deadline:
+                deadline = time.monotonic() + self.flush_seconds
+
+    def _flush(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        try:
+            for day, table in self._tables(entries).items():
+                self._write(day, table)
+        except Exception as exc:  # the log is best effort; the server keeps answering
+            DROPPED.labels(reason="write_error").inc(len(entries))
+            logger.warning("prediction log: %d records not written to %s: %s: %s", len(entries), self.log_uri,
+                           type(exc).__name__, str(exc)[:200])
+
+    def _tables(self, entries: list[Entry]) -> dict[str, Any]:
+        """One Arrow table per UTC day of the entries."""
+        import pyarrow as pa
+
+        by_day: dict[str, list[Entry]] = {}
+        for entry in entries:
+            day = datetime.fromtimestamp(entry.time, timezone.utc).strftime("%Y-%m-%d")
+            by_day.setdefault(day, []).append(entry)
+        tables = {}
+        for day, group in by_day.items():
+            data: dict[str, list[Any]] = {name: [] for name in META_COLUMNS}
+            inputs: dict[str, list[Any]] = {column: [] for column in self.columns}
+            outputs: dict[str, list[Any]] = {}
+            total = 0
+            for entry in group:
+                columns: dict[str, Any] | None = None
+                if entry.error is None and entry.inputs is not None:
+                    try:
+                        columns = self.cast_inputs(entry.inputs)
+                    except Exception:
+                        columns = None
+                rows = len(next(iter(columns.values()))) if columns else 1
+                stamp = datetime.fromtimestamp(entry.time, timezone.utc)
+                data["time"].extend([stamp] * rows)
+                data["request_id"].extend([entry.request_id] * rows)
+                data["row"].extend(range(rows))
+                data["model_name"].extend([self.model_name] * rows)
+                data["model_version"].extend([self.version] * rows)
+                data["protocol"].extend([entry.protocol] * rows)
+                data["latency_ms"].extend([entry.latency_ms] * rows)
+                data["error"].extend([entry.error] * rows)
+                for column in self.columns:
+                    values = columns.get(column) if columns else None
+                    inputs[column].extend(_python_list(values) if values is not None else [None] * rows)
+                for name, values in (entry.outputs or ()) if columns else ():
+                    flat = _python_list(values)
+                    if len(flat) == rows:
+                        per_row = flat
+                    elif rows and len(flat) % rows == 0:
+                        width = len(flat) // rows
+                        per_row = [flat[i * width:(i + 1) * width] for i in range(rows)]
+                    else:
+                        continue
+                    outputs.setdefault(name, [None] * total).extend(per_row)
+                total += rows
+                for name, values in outputs.items():
+                    if len(values) < total:
+                        values.extend([None] * (total - len(values)))
+            arrays = {name: pa.array(values) for name, values in data.items()}
+            arrays["time"] = pa.array(data["time"], type=pa.timestamp("us", tz="UTC"))
+            arrays["error"] = pa.array(data["error"], type=pa.string())
+            for column, values in inputs.items():
+                arrays[INPUT_PREFIX + column] = _array(values)
+            for name, values in outputs.items():
+                arrays[OUTPUT_PREFIX + name] = _array(values)
+            tables[day] = pa.table(arrays)
+        return tables
+
+    def _write(self, day: str, table: Any) -> None:
+        name = f"part-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+        key = partition_key(self.model_name, day, self.version, name)
+        if self._s3 is not None:
+            from tollgate.s3 import parse_s3_uri
+
+            location = parse_s3_uri(self.log_uri)
+            body = io.BytesIO()
+            write_parquet(table, body)
+            payload = body.getvalue()
+            # One PUT: the object is visible whole or not at all.
+            self._s3.put_object(location.bucket, "/".join(p for p in (location.key, key) if p), io.BytesIO(payload),
+                                len(payload), content_type="application/vnd.apache.parquet")
+        else:
+            final = Path(self.log_uri) / key
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temporary = final.parent / f".{name}.tmp"
+            try:
+                with open(temporary, "wb") as sink:
+                    write_parquet(table, sink)
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                os.replace(temporary, final)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+        self.files_written += 1
+        WRITTEN.inc(table.num_rows)
+
+
+def write_parquet(table: Any, sink: Any) -> None:
+    """Write ``table`` to an open binary file or buffer (one place, so a test can crash inside it)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, sink)
+
+
+def _python_list(values: Any) -> list[Any]:
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind == "f":
+            return [None if v != v else v for v in values.tolist()]
+        return values.tolist()
+    return list(values)
+
+
+def _array(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Mixed Python types in one column (e.g. a categorical that carried numbers): keep them as text.
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def from_config(monitoring: Any, model: Any) -> PredictionLog | None:
+    """A started :class:`PredictionLog` for ``model`` when ``monitoring.log_uri`` is set, else None."""
+    if not getattr(monitoring, "log_uri", None):
+        return None
+    schema = model.schema
+    log = PredictionLog(monitoring.log_uri, model.name, str(getattr(model, "version", "") or ""),
+                        [c.name for c in schema.columns], schema.columns_from_tensors,
+                        sample_rate=monitoring.sample_rate, flush_records=monitoring.flush_records,
+                        flush_seconds=monitoring.flush_seconds, queue_size=monitoring.queue_size)
+    return log.start()
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _day_of(key: str) -> str | None:
+    for part in key.split("/"):
+        if part.startswith("date="):
+            return part[5:]
+    return None
+
+
+def list_log_files(log_uri: str, model_name: str, since: datetime | None = None,
+                   until: datetime | None = None) -> list[str]:
+    """Complete log files of ``model_name`` whose date partition overlaps [since, until] (URIs or paths).
+
+    Temporary names (a leading ``.``) are never listed: they are files still being written
+    or left by a crash mid-flush.
+    """
+    first = since.strftime("%Y-%m-%d") if since else None
+    last = until.strftime("%Y-%m-%d") if until else None
+    keys: list[str] = []
+    log_uri = log_uri.rstrip("/")
+    if log_uri.startswith("s3://"):
+        from tollgate.s3 import client_from_env, parse_s3_uri
+
+        location = parse_s3_uri(log_uri)
+        prefix = "/".join(p for p in (location.key, model_name) if p) + "/"
+        client = client_from_env()
+        for item in client.list_objects(location.bucket, prefix=prefix, recursive=True):
+            keys.append(f"s3://{location.bucket}/{item.object_name}")
+    else:
+        root = Path(log_uri) / model_name
+        if root.is_dir():
+            keys = [str(p) for p in root.rglob("*.parquet")]
+    selected = []
+    for key in sorted(keys):
+        name = key.rsplit("/", 1)[-1]
+        day = _day_of(key)
+        if name.startswith(".") or day is None:
+            continue
+        if (first and day < first) or (last and day > last):
+            continue
+        selected.append(key)
+    return selected
+
+
+def read_log(log_uri: str, model_name: str, since: datetime | None = None, until: datetime | None = None) -> Any:
+    """The prediction log of ``model_name`` in [since, until) as one pandas DataFrame (empty when none)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    client = None
+    for key in list_log_files(log_uri, model_name, since, until):
+        if key.startswith("s3://"):
+            from tollgate.s3 import client_from_env, parse_s3_uri
+
+            client = client or client_from_env()
+            location = parse_s3_uri(key)
+            response = client.get_object(location.bucket, location.key)
+            try:
+                data = response.read()
+            finally:
+                response.close()
+                response.release_conn()
+            tables.append(pq.read_table(io.BytesIO(data)))
+        else:
+            tables.append(pq.read_table(key))
+    if not tables:
+        return pd.DataFrame(columns=list(META_COLUMNS))
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    if since is not None:
+        frame = frame[frame["time"] >= pd.Timestamp(since)]
+    if until is not None:
+        frame = frame[frame["time"] < pd.Timestamp(until)]
+    return frame.reset_index(drop=True)

@@ -1,0 +1,259 @@
+"""The prediction log written by the real model server (issue 15): ids, versions, refusals, drops, atomic files."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from kserve.protocol.infer_type import InferRequest
+
+from tollgate.data.builtin import generate_applicants
+from tollgate.serving.client import column_inputs
+from tollgate.serving.predlog import INPUT_PREFIX, OUTPUT_PREFIX, list_log_files, read_log
+from tollgate.serving.process import ServerProcess
+
+MODEL = "credit-default"
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+@pytest.fixture(scope="module")
+def columns(trained_model_dir) -> list[str]:
+    return [c["name"] for c in json.loads((trained_model_dir / "input_schema.json").read_text())["columns"]]
+
+
+@pytest.fixture(scope="module")
+def rows(columns) -> list[dict]:
+    frame = generate_applicants(rows=60, seed=77)[columns]
+    return [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+@pytest.fixture(scope="module")
+def version(trained_model_dir) -> str:
+    return str(json.loads((trained_model_dir / "metadata.json").read_text())["version"])
+
+
+def _v2_body(batch: list[dict], request_id: str | None) -> dict:
+    inputs = [{"name": t.name, "shape": t.shape, "datatype": t.datatype, "data": t.data}
+              for t in column_inputs(batch, for_grpc=False)]
+    return {"inputs": inputs} if request_id is None else {"id": request_id, "inputs": inputs}
+
+
+def _metric(text: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_records_land_with_versions_and_ids_under_concurrent_load(trained_model_dir, tmp_path, rows, version,
+                                                                  columns):
+    log_dir = tmp_path / "log"
+    server = ServerProcess(trained_model_dir, MODEL, log_path=tmp_path / "server.log",
+                           extra_args=["--log-uri", str(log_dir), "--log-flush-records", "7",
+                                       "--log-flush-seconds", "0.5"])
+    sent: dict[str, tuple[list[dict], list[float]]] = {}
+    generated: list[str] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+
+    def rest(index: int) -> None:
+        batch = rows[index % 50:index % 50 + 1 + index % 3]
+        request_id = None if index % 5 == 0 else f"rest-{index}"
+        with httpx.Client(timeout=30) as client:
+            answer = client.post(f"{server.rest_url}/v2/models/{MODEL}/infer", json=_v2_body(batch, request_id))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        returned = body["id"]
+        assert returned and (request_id is None or returned == request_id)
+        probabilities = next(o["data"] for o in body["outputs"] if o["name"] == "probability")
+        with lock:
+            sent[returned] = (batch, probabilities)
+            if request_id is None:
+                generated.append(returned)
+
+    def grpc_call(index: int) -> None:
+        batch = rows[index % 40:index % 40 + 2]
+        request = InferRequest(model_name=MODEL, infer_inputs=column_inputs(batch, for_grpc=True),
+                               request_id=f"grpc-{index}")
+        with grpc.insecure_channel(server.grpc_url) as channel:
+            answer = GRPCInferenceServiceStub(channel).ModelInfer(request.to_grpc(), timeout=30)
+        assert answer.id == f"grpc-{index}"
+        probabilities = list(next(o for o in answer.outputs if o.name == "probability").contents.fp64_contents)
+        with lock:
+            sent[answer.id] = (batch, probabilities)
+
+    def bad(index: int) -> None:
+        batch = [dict(rows[0], age="not a number")]
+        with httpx.Client(timeout=30) as client:
+            answer = client.post(f"{server.rest_url}/v2/models/{MODEL}/infer", json=_v2_body(batch, f"bad-{index}"))
+            wrong_version = client.post(f"{server.rest_url}/v2/models/{MODEL}/versions/999/infer",
+                                        json=_v2_body(rows[:1], f"old-{index}"))
+        assert answer.status_code == 400 and wrong_version.status_code == 404
+        with lock:
+            refused.append(f"bad-{index}")
+
+    with server:
+        server.wait_ready(timeout=60)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            jobs = [pool.submit(rest, i) for i in range(40)] + [pool.submit(grpc_call, i) for i in range(16)]
+            jobs += [pool.submit(bad, i) for i in range(4)]
+            for job in jobs:
+                job.result()
+    assert server.process.returncode is not None
+
+    log = read_log(str(log_dir), MODEL)
+    assert not list(log_dir.rglob(".*.tmp")), "no temporary file is left after a clean shutdown"
+    assert set(log["model_version"]) == {version}
+    assert set(log["model_name"]) == {MODEL}
+    files = list_log_files(str(log_dir), MODEL)
+    assert len(files) > 1, "flush_records=7 must have produced several files"
+    assert all(f"/version={version}/" in f and "/date=" in f for f in files)
+
+    answered = log[log["error"].isna()]
+    assert set(answered["request_id"]) == set(sent)
+    assert len(generated) == 8 and all(len(g) == 32 for g in generated)
+    for request_id, (batch, probabilities) in sent.items():
+        logged = answered[answered["request_id"] == request_id].sort_values("row")
+        assert logged["row"].tolist() == list(range(len(batch)))
+        assert set(logged["protocol"]) == {"v2-grpc" if request_id.startswith("grpc-") else "v2-rest"}
+        np.testing.assert_allclose(logged[OUTPUT_PREFIX + "probability"], probabilities, rtol=0, atol=0)
+        for column in columns:
+            expected = [r[column] for r in batch]
+            got = [_plain(v) for v in logged[INPUT_PREFIX + column]]
+            # The log holds the values after schema casting: numbers as floats, categories as text.
+            assert [None if e is None else (float(e) if isinstance(e, (int, float)) and not isinstance(e, bool)
+                                            else e) for e in expected] == got, column
+    assert (answered["latency_ms"] > 0).all()
+
+    errors = log[log["error"].notna()]
+    by_id = dict(zip(errors["request_id"], errors["error"]))
+    for request_id in refused:
+        assert by_id[request_id] == "InvalidInput"
+    assert sorted(errors["error"]).count("VersionNotFound") == 4
+
+
+def test_full_queue_drops_and_counts_without_failing_a_request(trained_model_dir, tmp_path, rows):
+    # An S3 endpoint that accepts connections and never answers: the writer stalls on its first PUT.
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(64)
+    endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+    server = ServerProcess(trained_model_dir, MODEL, log_path=tmp_path / "server.log",
+                           env={"S3_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"},
+                           extra_args=["--log-uri", "s3://monitoring/logs", "--log-flush-records", "1",
+                                       "--log-queue-size", "2", "--no-grpc"])
+    try:
+        with server:
+            server._grpc_ready = lambda: True
+            server.wait_ready(timeout=60)
+            with httpx.Client(timeout=30) as client:
+                for index in range(40):
+                    answer = client.post(f"{server.rest_url}/v2/models/{MODEL}/infer",
+                                         json=_v2_body(rows[index:index + 1], f"r{index}"))
+                    assert answer.status_code == 200, answer.text
+                metrics = client.get(f"{server.rest_url}/metrics").text
+            dropped = _metric(metrics, "tollgate_prediction_log_dropped_total", '{reason="queue_full"}')
+            # One record is in the stalled PUT, at most two wait in the queue: the rest were dropped and counted.
+            assert 37 <= dropped <= 40, metrics[-2000:]
+            blackhole.close()
+    finally:
+        blackhole.close()
+
+
+CRASH_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    from pathlib import Path
+    from kserve.protocol.infer_type import InferInput
+    from tollgate.serving import predlog
+    from tollgate.serving.schema import InputSchema
+
+    model_dir, log_dir, crash = sys.argv[1], sys.argv[2], sys.argv[3] == "crash"
+    schema = InputSchema.from_dict(json.loads((Path(model_dir) / "input_schema.json").read_text()))
+    rows = json.loads(sys.stdin.read())
+    real_write = predlog.write_parquet
+
+    def half_then_die(table, sink):
+        import io
+        buffer = io.BytesIO()
+        real_write(table, buffer)
+        data = buffer.getvalue()
+        sink.write(data[: len(data) // 2])
+        sink.flush()
+        os._exit(17)  # the process dies in the middle of writing the file
+
+    if crash:
+        predlog.write_parquet = half_then_die
+    log = predlog.PredictionLog(log_dir, "credit-default", "3", [c.name for c in schema.columns],
+                                schema.columns_from_tensors, flush_records=5, flush_seconds=60).start()
+    for index, row in enumerate(rows):
+        inputs = [InferInput(name=k, shape=[1], datatype="BYTES", data=["" if v is None else str(v)])
+                  for k, v in row.items()]
+        log.record(predlog.Entry(time.time(), f"id-{index}", "v2-rest", 1.0, None, inputs,
+                                 [("probability", [0.5])]))
+    log.close()
+""")
+
+
+def test_crash_mid_flush_leaves_no_partial_file_visible(trained_model_dir, tmp_path, rows):
+    log_dir = tmp_path / "log"
+    payload = json.dumps(rows[:5])
+    crashed = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(trained_model_dir), str(log_dir), "crash"],
+                             input=payload, text=True, capture_output=True, timeout=120)
+    assert crashed.returncode == 17, crashed.stderr
+    leftovers = [p for p in log_dir.rglob("*") if p.is_file()]
+    assert leftovers and all(p.name.startswith(".") for p in leftovers), "the crash happened mid-write"
+    assert list_log_files(str(log_dir), MODEL) == []
+    assert read_log(str(log_dir), MODEL).empty
+
+    clean = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(trained_model_dir), str(log_dir), "ok"],
+                           input=payload, text=True, capture_output=True, timeout=120)
+    assert clean.returncode == 0, clean.stderr
+    log = read_log(str(log_dir), MODEL)
+    assert sorted(log["request_id"]) == [f"id-{i}" for i in range(5)]
+    assert log[INPUT_PREFIX + "age"].tolist() == [float(r["age"]) for r in rows[:5]]
+
+
+def test_server_writes_the_log_to_s3(trained_model_dir, tmp_path, rows, s3_bucket, version):
+    server = ServerProcess(trained_model_dir, MODEL, log_path=tmp_path / "server.log",
+                           extra_args=["--log-uri", f"s3://{s3_bucket}/predictions", "--no-grpc"])
+    with server:
+        server._grpc_ready = lambda: True
+        server.wait_ready(timeout=60)
+        with httpx.Client(timeout=30) as client:
+            for index in range(5):
+                answer = client.post(f"{server.rest_url}/v2/models/{MODEL}/infer",
+                                     json=_v2_body(rows[index:index + 2], f"s3-{index}"))
+                assert answer.status_code == 200, answer.text
+    # Shutdown flushed: one PUT per partition, readable back through the same S3 API.
+    log = read_log(f"s3://{s3_bucket}/predictions", MODEL)
+    assert sorted(set(log["request_id"])) == [f"s3-{i}" for i in range(5)]
+    assert len(log) == 10 and set(log["model_version"]) == {version}
+    assert all(key.startswith(f"s3://{s3_bucket}/predictions/{MODEL}/date=")
+               for key in list_log_files(f"s3://{s3_bucket}/predictions", MODEL))
+
+
+def test_off_unless_configured(trained_model_dir, tmp_path, rows):
+    with ServerProcess(trained_model_dir, MODEL, log_path=tmp_path / "server.log", extra_args=["--no-grpc"]) as server:
+        server._grpc_ready = lambda: True
+        server.wait_ready(timeout=60)
+        answer = httpx.post(f"{server.rest_url}/v2/models/{MODEL}/infer", json=_v2_body(rows[:1], None), timeout=30)
+        assert answer.status_code == 200
+        # No log: the answer keeps kserve's behaviour (no generated id).
+        assert not answer.json().get("id")
+    assert not any(Path(tmp_path).rglob("*.parquet"))
