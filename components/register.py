@@ -32,6 +32,7 @@ def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Ar
         candidate=candidate, test_metrics=record["candidate"]["metrics"], data=data,
         decision=verdict, run_id=run_id, champion_version=champion["version"] if champion else None,
         extra={"champion_test_metrics": champion.get("metrics") if champion else None,
+               "prediction_profile": record["candidate"].get("prediction_profile"),
                "features": {"numeric": spec["numeric"], "categorical": spec["categorical"],
                             "target": spec["target"], "positive_label": spec["positive_label"],
                             "negative_label": spec["negative_label"]}},

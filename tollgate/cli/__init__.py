@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tollgate import __version__
-from tollgate.cli import cluster, models, report, run, serve
+from tollgate.cli import cluster, models, monitor, report, run, serve
 
 app = typer.Typer(name="tollgate", no_args_is_help=True, add_completion=False,
                   help="Tollgate: a gated KFP v2 training pipeline for tabular classification, served by KServe.")
@@ -18,6 +18,7 @@ app.command("runs")(cluster.runs)
 app.command("report")(report.report)
 app.command("serve")(serve.serve)
 app.command("predict")(serve.predict)
+app.command("monitor")(monitor.monitor)
 
 
 def _version(value: bool) -> None:

@@ -31,8 +31,12 @@ from sklearn.metrics import (
 )
 from threadpoolctl import threadpool_limits
 
+from tollgate.steps.drift import numeric_profile
 from tollgate.steps.fairness import fairness_report
 from tollgate.steps.preprocess import LABEL
+
+# Bins of the predicted-probability profile recorded on the test split (as data validation bins features).
+PREDICTION_BINS = 10
 
 # Permutation importance re-scores the test rows once per feature and repeat; these keep it
 # to a few seconds on the default data while ranking the top features stably.
@@ -138,6 +142,8 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
     proba = score(model, test, columns)
     y_true = test[LABEL].to_numpy()
     result = {"metrics": classification_metrics(y_true, proba), **curves(y_true, proba), "rows": int(len(test)),
+              # The reference `tollgate monitor` compares live predicted probabilities with.
+              "prediction_profile": numeric_profile(pd.Series(proba), PREDICTION_BINS),
               "importance": top_feature_importance(model, test, columns)}
     if fairness and fairness.get("sensitive_attributes"):
         result["fairness"] = fairness_report(test, y_true, proba, fairness["sensitive_attributes"],

@@ -1,0 +1,147 @@
+"""`tollgate monitor` on a real server's prediction log (issue 15): drift, exit codes, late labels."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import joblib
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from tollgate.cli import app
+from tollgate.config import load_config
+from tollgate.data.builtin import generate_applicants
+from tollgate.registry import open_registry
+from tollgate.serving.client import column_inputs
+from tollgate.serving.process import ServerProcess
+from tollgate.steps.monitor import DRIFT_EXIT_CODE
+from tollgate.steps.validate import DATA_SCHEMA_FILE, feature_drift
+
+MODEL = "credit-default"
+BATCH = 25
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _send(server: ServerProcess, frame: pd.DataFrame, columns: list[str], prefix: str) -> list[tuple[str, int, int]]:
+    """Send ``frame`` in batches; returns (request_id, row, label) for each row."""
+    sent = []
+    rows = [{k: _plain(v) for k, v in r.items()} for r in frame[columns].to_dict("records")]
+    labels = frame["defaulted"].tolist()
+    with httpx.Client(timeout=30) as client:
+        for start in range(0, len(rows), BATCH):
+            batch = rows[start:start + BATCH]
+            inputs = [{"name": t.name, "shape": t.shape, "datatype": t.datatype, "data": t.data}
+                      for t in column_inputs(batch, for_grpc=False)]
+            request_id = f"{prefix}-{start}"
+            answer = client.post(f"{server.rest_url}/v2/models/{MODEL}/infer", json={"id": request_id, "inputs": inputs})
+            assert answer.status_code == 200, answer.text
+            sent += [(request_id, i, int(labels[start + i])) for i in range(len(batch))]
+    return sent
+
+
+@pytest.fixture(scope="module")
+def traffic(trained_model_dir, tmp_path_factory):
+    """One real server with the log on: in-distribution traffic, then traffic with the generator's drift at 1."""
+    root = tmp_path_factory.mktemp("monitor")
+    columns = [c["name"] for c in json.loads((trained_model_dir / "input_schema.json").read_text())["columns"]]
+    steady = generate_applicants(rows=1000, seed=4242)
+    shifted = generate_applicants(rows=1000, seed=4343, drift=1.0)
+    with ServerProcess(trained_model_dir, MODEL, log_path=root / "server.log",
+                       extra_args=["--log-uri", str(root / "log"), "--no-grpc"]) as server:
+        server._grpc_ready = lambda: True
+        server.wait_ready(timeout=60)
+        start = datetime.now(timezone.utc)
+        sent = _send(server, steady, columns, "steady")
+        time.sleep(0.05)
+        middle = datetime.now(timezone.utc)
+        time.sleep(0.05)
+        _send(server, shifted, columns, "shifted")
+        end = datetime.now(timezone.utc) + timedelta(seconds=1)
+    registry = trained_model_dir.parent.parent
+    return {"root": root, "log": root / "log", "registry": registry, "start": start, "middle": middle, "end": end,
+            "steady": steady, "shifted": shifted, "sent": sent, "columns": columns}
+
+
+def _monitor(traffic, *args: str):
+    html = traffic["root"] / f"report-{len(args)}-{time.monotonic_ns()}.html"
+    result = CliRunner().invoke(app, ["monitor", "--log-uri", str(traffic["log"]), "--registry", str(traffic["registry"]),
+                                      "--json", "--html", str(html), *args])
+    assert result.exit_code in (0, DRIFT_EXIT_CODE), result.output
+    return result.exit_code, json.loads(result.stdout), html
+
+
+def _expected_drifted(traffic, frame: pd.DataFrame) -> set[str]:
+    """The features data validation itself flags on the same rows, in process."""
+    registry = open_registry(str(traffic["registry"]))
+    number = registry.alias_version(MODEL, "production")
+    reference = registry.read_version_json(MODEL, number, DATA_SCHEMA_FILE)
+    settings = load_config(None).validation
+    return {d.column for d in feature_drift(frame, reference, settings) if d.drifted}
+
+
+def test_traffic_from_the_training_distribution_flags_nothing(traffic):
+    code, report, html = _monitor(traffic, "--since", traffic["start"].isoformat(),
+                                  "--until", traffic["middle"].isoformat())
+    assert code == 0, report["alerts"]
+    assert report["rows"] == 1000 and report["requests"] == 40
+    assert not report["drifted"] and report["alerts"] == []
+    assert len(report["drift"]) >= 20 and report["prediction_drift"] is not None
+    assert _expected_drifted(traffic, traffic["steady"]) == set()
+    page = html.read_text()
+    assert "Nothing crossed a threshold" in page and "data:image/png;base64," in page and "<script" not in page
+
+
+def test_traffic_from_the_drift_knob_flags_the_drifted_features(traffic):
+    code, report, html = _monitor(traffic, "--since", traffic["middle"].isoformat(),
+                                  "--until", traffic["end"].isoformat())
+    assert code == DRIFT_EXIT_CODE
+    flagged = {d["column"] for d in report["drift"] if d["drifted"]}
+    expected = _expected_drifted(traffic, traffic["shifted"])
+    assert expected, "the drift knob at 1.0 must move some features past their thresholds"
+    # The log reproduces exactly what data validation measures on the same rows.
+    assert flagged == expected
+    assert {"channel"} <= flagged
+    assert all(any(line.startswith(f"{name}:") for line in report["alerts"]) for name in flagged)
+    assert "Drift:" in html.read_text()
+    # The whole log (both halves) also drifts; the per-version volume counts both.
+    code, whole, _ = _monitor(traffic)
+    assert code == DRIFT_EXIT_CODE and whole["requests"] == 80
+    assert whole["versions"][0]["requests"] == 80 and whole["versions"][0]["errors"] == {}
+    assert whole["versions"][0]["latency_ms"]["p50"] > 0
+
+
+def test_late_labels_give_the_same_auc_as_scoring_the_rows_directly(traffic, trained_model_dir):
+    labels = traffic["root"] / "labels.csv"
+    pd.DataFrame(traffic["sent"], columns=["request_id", "row", "label"]).to_csv(labels, index=False)
+    code, report, _ = _monitor(traffic, "--labels", str(labels), "--since", traffic["start"].isoformat(),
+                               "--until", traffic["middle"].isoformat())
+    assert code == 0
+    [realized] = report["realized"]
+    assert realized["labelled_rows"] == 1000
+    steady = traffic["steady"]
+    model = joblib.load(trained_model_dir / "model.joblib")
+    direct = roc_auc_score(steady["defaulted"], model.predict_proba(steady[traffic["columns"]])[:, 1])
+    assert realized["metrics"]["roc_auc"] == pytest.approx(direct, abs=1e-12)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--last", "yesterday"], "not a duration"),
+    (["--since", "2026-13-01"], "not an ISO date"),
+    (["--since", "2026-01-02", "--last", "1d"], "either --since or --last"),
+])
+def test_bad_window_is_one_line(traffic, args, words):
+    result = CliRunner().invoke(app, ["monitor", "--log-uri", str(traffic["log"]), "--registry",
+                                      str(traffic["registry"]), *args])
+    assert result.exit_code == 1
+    assert words in result.output and "Traceback" not in result.output

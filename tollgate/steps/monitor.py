@@ -1,0 +1,253 @@
+"""Monitor: live traffic (the prediction log) against what the production version was trained on.
+
+The same measures and thresholds as data validation (``steps/drift.py``, ``validation.drift``):
+Jensen-Shannon divergence on the reference's numeric bins, L-infinity distance between
+category shares. The reference is the production version's ``data_schema.json`` (its
+training data) and, for the model's output, the predicted-probability profile recorded
+on the test split at registration (``metadata.json`` ``prediction_profile``).
+
+Pure Python, free of KFP: ``tollgate monitor`` and the retrain check both call
+:func:`monitor_traffic`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tollgate.steps.drift import FeatureDrift, categorical_drift, numeric_drift
+
+INPUT_PREFIX = "input."
+OUTPUT_PREFIX = "output."
+PROBABILITY_COLUMN = OUTPUT_PREFIX + "probability"
+PREDICTION = "predicted probability"
+# Exit code of `tollgate monitor` when something crossed a threshold (0: nothing did; 1: an error).
+DRIFT_EXIT_CODE = 3
+
+
+@dataclass
+class MonitorReport:
+    """What `tollgate monitor` found in one window of the prediction log."""
+
+    model_name: str
+    production_version: int | None
+    since: str | None
+    until: str | None
+    rows: int = 0                                   # answered rows of the production version in the window
+    requests: int = 0                               # all logged requests in the window
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[FeatureDrift] = field(default_factory=list)
+    prediction_drift: FeatureDrift | None = None
+    null_rates: list[dict[str, Any]] = field(default_factory=list)
+    unseen_categories: list[dict[str, Any]] = field(default_factory=list)
+    realized: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def alerts(self) -> list[str]:
+        """One line per threshold crossed."""
+        lines = [f"{d.column}: {d.measure.replace('_', '-')} {d.value:.4f} > {d.threshold:g}"
+                 for d in self.drift if d.drifted]
+        if self.prediction_drift is not None and self.prediction_drift.drifted:
+            d = self.prediction_drift
+            lines.append(f"{PREDICTION}: jensen-shannon {d.value:.4f} > {d.threshold:g}")
+        return lines
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.alerts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name, "production_version": self.production_version,
+            "since": self.since, "until": self.until, "rows": self.rows, "requests": self.requests,
+            "drifted": self.drifted, "alerts": self.alerts, "versions": self.versions,
+            "drift": [d.to_dict() for d in self.drift],
+            "prediction_drift": self.prediction_drift.to_dict() if self.prediction_drift else None,
+            "null_rates": self.null_rates, "unseen_categories": self.unseen_categories,
+            "realized": self.realized, "notes": self.notes,
+        }
+
+
+def _percentiles(values: pd.Series) -> dict[str, float | None]:
+    if values.empty:
+        return {"p50": None, "p90": None, "p99": None}
+    q = np.percentile(values.to_numpy(dtype=float), [50, 90, 99])
+    return {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2])}
+
+
+def version_stats(log: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per served version: requests, answered rows, error classes, latency percentiles (per request)."""
+    if log.empty:
+        return []
+    stats = []
+    requests = log.drop_duplicates("request_id")
+    for version, group in requests.groupby("model_version", sort=True):
+        errors = group["error"].dropna().value_counts()
+        answered = log[(log["model_version"] == version) & log["error"].isna()]
+        stats.append({"version": str(version), "requests": int(len(group)), "rows": int(len(answered)),
+                      "errors": {str(k): int(v) for k, v in errors.items()},
+                      "latency_ms": _percentiles(group["latency_ms"])})
+    return stats
+
+
+def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: int | None,
+                    data_schema: dict[str, Any] | None, metadata: dict[str, Any] | None, validation: Any,
+                    since: datetime | None = None, until: datetime | None = None,
+                    labels: pd.DataFrame | None = None) -> MonitorReport:
+    """Compare the answered rows of the production version in ``log`` with its training reference.
+
+    ``validation`` is the ``ValidationConfig`` (its ``drift`` thresholds are used as they are in
+    data validation). ``labels`` (``request_id``, ``label``, optional ``row``) adds realized
+    metrics per version and day.
+    """
+    report = MonitorReport(model_name, production_version, since.isoformat() if since else None,
+                           until.isoformat() if until else None)
+    report.requests = int(log["request_id"].nunique()) if not log.empty else 0
+    report.versions = version_stats(log)
+    if production_version is None:
+        report.notes.append(f"no production version of {model_name}: nothing to compare with")
+        return report
+    answered = log[(log["model_version"].astype(str) == str(production_version)) & log["error"].isna()] \
+        if not log.empty else log
+    report.rows = int(len(answered))
+    if answered.empty:
+        report.notes.append(f"no answered requests of v{production_version} in the window")
+    elif data_schema is None:
+        report.notes.append(f"v{production_version} has no data_schema.json: input drift cannot be measured")
+    else:
+        settings = validation.drift
+        for column in data_schema.get("columns", []):
+            name = column["name"]
+            if column.get("role") != "feature" or INPUT_PREFIX + name not in answered.columns:
+                continue
+            values = answered[INPUT_PREFIX + name]
+            current_null = float(values.isna().mean())
+            report.null_rates.append({"column": name, "reference": float(column.get("null_fraction", 0.0)),
+                                      "current": current_null})
+            if "profile" in column:
+                threshold = settings.features.get(name, settings.numeric_threshold)
+                report.drift.append(numeric_drift(name, column["profile"], values, threshold))
+            elif "categories" in column:
+                threshold = settings.features.get(name, settings.categorical_threshold)
+                reference = column["categories"]
+                report.drift.append(categorical_drift(name, reference, values, threshold))
+                present = values.dropna().astype(str)
+                known = {k for k in reference if k != "<missing>"}
+                unseen = float((~present.isin(known)).mean()) if len(present) else 0.0
+                report.unseen_categories.append({"column": name, "rate": unseen,
+                                                 "examples": sorted(set(present[~present.isin(known)]))[:5]})
+    profile = (metadata or {}).get("prediction_profile")
+    if not answered.empty and PROBABILITY_COLUMN in answered.columns:
+        if profile:
+            report.prediction_drift = numeric_drift(PREDICTION, profile, answered[PROBABILITY_COLUMN],
+                                                    validation.drift.numeric_threshold)
+        else:
+            report.notes.append(f"v{production_version} recorded no predicted-probability profile on its test split "
+                                "(registered before monitoring existed): output drift not measured")
+    if labels is not None:
+        report.realized = realized_metrics(log, labels, (metadata or {}).get("features") or {})
+    return report
+
+
+def read_labels(path: str) -> pd.DataFrame:
+    """A CSV or Parquet file of ``request_id`` and ``label`` (and ``row`` for batched requests)."""
+    from tollgate.errors import TollgateError
+
+    try:
+        frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path, dtype={"request_id": str})
+    except (OSError, ValueError) as exc:
+        raise TollgateError(f"cannot read labels file {path}: {exc}") from None
+    missing = [c for c in ("request_id", "label") if c not in frame.columns]
+    if missing:
+        raise TollgateError(f"labels file {path} lacks column(s) {', '.join(missing)}; it needs request_id and label "
+                            "(and row for requests of several rows)")
+    return frame
+
+
+def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str, Any]) -> list[dict[str, Any]]:
+    """Join late labels on (request_id, row) and compute the test-set metrics per version and day."""
+    from tollgate.steps.evaluate import classification_metrics
+
+    answered = log[log["error"].isna()] if not log.empty else log
+    if answered.empty or PROBABILITY_COLUMN not in answered.columns:
+        return []
+    labels = labels.copy()
+    if "row" not in labels.columns:
+        labels["row"] = 0
+    labels["request_id"] = labels["request_id"].astype(str)
+    labels["row"] = labels["row"].astype(int)
+    joined = answered.merge(labels[["request_id", "row", "label"]], on=["request_id", "row"], how="inner")
+    positive = str(features.get("positive_label", 1))
+    results = []
+    if joined.empty:
+        return results
+    joined = joined.assign(day=joined["time"].dt.strftime("%Y-%m-%d"))
+    for (version, day), group in joined.groupby(["model_version", "day"], sort=True):
+        text = group["label"].map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+        y_true = (text == positive).astype(int).to_numpy()
+        proba = group[PROBABILITY_COLUMN].astype(float).to_numpy()
+        entry: dict[str, Any] = {"version": str(version), "day": day, "labelled_rows": int(len(group))}
+        if len(set(y_true)) == 2:
+            entry["metrics"] = classification_metrics(y_true, proba)
+        else:
+            entry["metrics"] = {}
+            entry["note"] = "one class only among the labelled rows: no AUC"
+        results.append(entry)
+    return results
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def render_html(report: MonitorReport) -> str:
+    """A self-contained HTML page (plots embedded as PNG data URIs, no scripts)."""
+    from tollgate.steps.report import _STYLE, _bars, _drift_section, _esc, _img, _note, _table
+
+    parts = []
+    verdict = ('<p class="verdict fail">Drift: ' + _esc("; ".join(report.alerts)) + "</p>") if report.drifted else (
+        '<p class="verdict pass">Nothing crossed a threshold.</p>')
+    window = f"{report.since or 'start of log'} .. {report.until or 'now'}"
+    parts.append(f"<section id=\"summary\"><h2>Summary</h2>{verdict}"
+                 + _table(["model", "production version", "window", "requests", "rows compared"],
+                          [[_esc(report.model_name), _esc(report.production_version), _esc(window),
+                            _esc(report.requests), _esc(report.rows)]])
+                 + "".join(_note(n) for n in report.notes) + "</section>")
+    version_rows = [[_esc(v["version"]), _esc(v["requests"]), _esc(v["rows"]),
+                     _esc(", ".join(f"{k}: {n}" for k, n in v["errors"].items()) or "none"),
+                     _esc(_fmt(v["latency_ms"]["p50"])), _esc(_fmt(v["latency_ms"]["p90"])),
+                     _esc(_fmt(v["latency_ms"]["p99"]))] for v in report.versions]
+    parts.append("<section id=\"traffic\"><h2>Traffic per version</h2>"
+                 + (_table(["version", "requests", "answered rows", "refused (error class)", "p50 ms", "p90 ms",
+                            "p99 ms"], version_rows) if version_rows else _note("No requests in the window."))
+                 + "</section>")
+    drift = [d.to_dict() for d in report.drift] + ([report.prediction_drift.to_dict()]
+                                                   if report.prediction_drift else [])
+    parts.append("<section id=\"drift\"><h2>Drift per feature</h2>" + _drift_section({"drift": drift}) + "</section>")
+    if report.prediction_drift is not None:
+        d = report.prediction_drift
+        figure = _bars(d.labels, d.current, f"{PREDICTION}: share per bin (live)", "share of rows")
+        reference = _bars(d.labels, d.reference, f"{PREDICTION}: share per bin (test split)", "share of rows")
+        parts.append("<section id=\"prediction\"><h2>Predicted probability</h2><div class=\"plots\">"
+                     + _img(reference, "reference") + _img(figure, "live") + "</div></section>")
+    rates = [[_esc(r["column"]), _esc(_fmt(r["reference"])), _esc(_fmt(r["current"]))] for r in report.null_rates]
+    unseen = [[_esc(u["column"]), _esc(_fmt(u["rate"])), _esc(", ".join(u["examples"]))]
+              for u in report.unseen_categories]
+    parts.append("<section id=\"quality\"><h2>Missing values and unseen categories</h2>"
+                 + (_table(["feature", "null rate (training)", "null rate (live)"], rates) if rates else "")
+                 + (_table(["feature", "unseen-category rate", "examples"], unseen) if unseen else "") + "</section>")
+    if report.realized:
+        rows = [[_esc(r["version"]), _esc(r["day"]), _esc(r["labelled_rows"]),
+                 _esc(_fmt(r["metrics"].get("roc_auc"))), _esc(_fmt(r["metrics"].get("accuracy"))),
+                 _esc(_fmt(r["metrics"].get("log_loss")))] for r in report.realized]
+        parts.append("<section id=\"realized\"><h2>Realized metrics (late labels)</h2>"
+                     + _table(["version", "day", "labelled rows", "ROC AUC", "accuracy", "log loss"], rows)
+                     + "</section>")
+    title = f"Tollgate monitor: {report.model_name}"
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+            f"<style>{_STYLE}</style></head><body><h1>{_esc(title)}</h1>{''.join(parts)}</body></html>")
