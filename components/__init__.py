@@ -21,12 +21,13 @@ from tollgate.components.ingest import ingest
 from tollgate.components.preprocess import preprocess
 from tollgate.components.register import register
 from tollgate.components.report import report
+from tollgate.components.retrain_check import retrain_check
 from tollgate.components.select import select
 from tollgate.components.train import train
 from tollgate.components.validate import validate
 
-STEP_FUNCTIONS = (ingest, validate, preprocess, train, select, evaluate, gate, infra_validate, register, deploy,
-                  report)
+STEP_FUNCTIONS = (retrain_check, ingest, validate, preprocess, train, select, evaluate, gate, infra_validate, register,
+                  deploy, report)
 
 
 def build_components(image: str) -> SimpleNamespace:

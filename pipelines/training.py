@@ -1,5 +1,6 @@
 """The Tollgate training DAG.
 
+    [retrain_check -> dsl.If(train):]   (only with retrain.when drift | new_data)
     ingest -> validate -> preprocess -> train (ParallelFor) -> select -> evaluate -> gate
         -> dsl.If(passed): infra-validate -> register -> deploy
         -> report (always, after the gate: the HTML report of the run)
@@ -56,17 +57,10 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
     candidates = [{"candidate_id": spec["candidate_id"], "family": spec["family"], "params_json": json.dumps(spec["params"])}
                   for spec in expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed)]
 
-    @dsl.pipeline(name=config.pipeline.name,
-                  description="Gated training of a tabular classifier: train, compare with the champion, promote.")
-    def tollgate_training(
-        data_source: str = config.data.source,
-        registry_uri: str = config.registry.uri,
-        model_name: str = config.model_name,
-        scheduled_time: str = "",
-    ):
+    def _training(data_source, registry_uri, model_name, scheduled_time):
+        """Every task of a training run (called inside the pipeline function, so tasks attach to it)."""
         ingest_task = ops.ingest(
-            config_json=config_json, data_source=data_source,
-            scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if use_schedule_time else scheduled_time,
+            config_json=config_json, data_source=data_source, scheduled_time=scheduled_time,
         ).set_display_name("Ingest data")
         with_s3(ingest_task)
         validate_task = ops.validate(config_json=config_json, raw=ingest_task.outputs["raw"],
@@ -124,6 +118,27 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
                    validation=validate_task.outputs["report"], evaluation=evaluate_task.outputs["evaluation"],
                    decision=gate_task.outputs["decision"]
                    ).set_display_name("Report (HTML)").set_caching_options(False)
+
+    @dsl.pipeline(name=config.pipeline.name,
+                  description="Gated training of a tabular classifier: train, compare with the champion, promote.")
+    def tollgate_training(
+        data_source: str = config.data.source,
+        registry_uri: str = config.registry.uri,
+        model_name: str = config.model_name,
+        scheduled_time: str = "",
+    ):
+        when = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if use_schedule_time else scheduled_time
+        if config.retrain.when == "always":
+            _training(data_source, registry_uri, model_name, when)
+            return
+        # retrain.when: drift | new_data — the first step decides whether anything below runs.
+        check_task = ops.retrain_check(config_json=config_json, data_source=data_source, scheduled_time=when,
+                                       registry_uri=registry_uri, model_name=model_name
+                                       ).set_display_name(f"Retrain? ({config.retrain.when})")
+        check_task.set_caching_options(False)
+        with_s3(check_task)
+        with dsl.If(check_task.outputs["Output"] == True, name="retrain-needed"):  # noqa: E712 (KFP needs ==)
+            _training(data_source, registry_uri, model_name, when)
 
     return tollgate_training
 

@@ -387,6 +387,15 @@ class MonitoringConfig(_Strict):
                                                       "(and counted on /metrics).")
 
 
+class RetrainConfig(_Strict):
+    """When a run trains at all (the DAG's first step decides; see README, 'Retrain when it matters')."""
+
+    when: Literal["always", "drift", "new_data"] = Field(
+        "always", description="always: every run trains; drift: only when served traffic (or, without a log, the "
+                              "new data) drifted from the production version's training data; new_data: only when "
+                              "the data fingerprint changed.")
+
+
 class TollgateConfig(_Strict):
     """The whole configuration."""
 
@@ -405,6 +414,7 @@ class TollgateConfig(_Strict):
     kfp: KfpConfig = Field(default_factory=KfpConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     def to_json(self) -> str:
         """Serialise for passing into components as a compile-time constant."""

@@ -46,6 +46,11 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
     pipeline_dir = outcome.pipeline_dir
     if pipeline_dir is None:
         return summary
+    retrain = read_json(find_output(pipeline_dir, "retrain-check", "decision") or pipeline_dir / "-")
+    if retrain:
+        summary["retrain"] = retrain
+        if not retrain.get("train", True):
+            summary["skipped"] = retrain.get("message")
     ingest = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
     if ingest:
         summary["data"] = {k: ingest.get("metadata", {}).get(k)
@@ -114,6 +119,12 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         steps.add_row(_e(row["step"]), str(row["tasks"]), f"{row['seconds']:.2f}", _e(row["status"]), style=style)
     console.print(steps)
 
+    retrain = summary.get("retrain")
+    if retrain:
+        style = "yellow bold" if not retrain.get("train", True) else "bold"
+        label = "Skipped" if not retrain.get("train", True) else "Retrain"
+        console.print(f"[{style}]{label}[/] (retrain.when {_e(retrain.get('when'))}): {_e(retrain.get('message'))}",
+                      soft_wrap=True)
     data = summary.get("data")
     if data:
         window = f", window {_e(data['window'][0])} .. {_e(data['window'][1])}" if data.get("window") else ""

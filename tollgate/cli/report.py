@@ -51,6 +51,10 @@ def collect_inputs(run_dir: Path, model_name: str):
                           validation=artifact("validate", "report"), evaluation=artifact("evaluate", "evaluation"),
                           decision=artifact("gate", "decision"),
                           registered_version=int(registered) if registered is not None else None)
+    retrain = artifact("retrain-check", "decision")
+    if retrain and not retrain.get("train", True):
+        # retrain.when decided this run had nothing to train on: say so, with its numbers.
+        inputs.notes.append(str(retrain.get("message")))
     return pipeline_dir, inputs
 
 

@@ -1,0 +1,135 @@
+"""Retrain check: the DAG's first step when ``retrain.when`` is ``drift`` or ``new_data``.
+
+* ``drift``: measure the served traffic (the prediction log, from the production version's
+  registration to the scheduled time) against the production version's training reference
+  with ``tollgate monitor``'s measures; when the log holds no answered rows of that version,
+  measure the incoming training data against the same reference (data validation's drift).
+  Train only when something crossed a threshold.
+* ``new_data``: train only when the window's data fingerprint differs from the one the
+  production version was trained on.
+
+With no production version (or one without a reference) there is nothing to compare with,
+and the pipeline trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tollgate.config import TollgateConfig
+
+
+@dataclass
+class RetrainDecision:
+    """Whether to train, and the numbers behind it (summary, JSON and report show ``message``)."""
+
+    train: bool
+    when: str
+    message: str
+    production_version: int | None = None
+    basis: str = ""                       # "traffic", "data", "fingerprint" or "" (nothing to compare)
+    rows: int = 0
+    alerts: list[str] = field(default_factory=list)
+    largest: dict[str, Any] | None = None  # the feature closest to (or furthest past) its threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _largest(drift: list[Any]) -> dict[str, Any] | None:
+    if not drift:
+        return None
+    top = max(drift, key=lambda d: d.value / d.threshold)
+    return {"column": top.column, "measure": top.measure, "value": top.value, "threshold": top.threshold}
+
+
+def _numbers(largest: dict[str, Any] | None, measured: int, rows: int, basis: str) -> str:
+    where = "rows of served traffic" if basis == "traffic" else "rows of new data"
+    if largest is None:
+        return f"{rows} {where}"
+    return (f"largest {largest['column']} {largest['measure'].replace('_', '-')} {largest['value']:.4f} "
+            f"<= {largest['threshold']:g}; {measured} features, {rows} {where}")
+
+
+def _ingest(config: TollgateConfig, data_source: str, scheduled_time: str | None):
+    from tollgate.steps.ingest import configured_columns
+    from tollgate.steps.ingest import ingest as run_ingest
+
+    data = config.data
+    return run_ingest(data_source or data.source, data.target, drop=data.drop, builtin=data.builtin.model_dump(),
+                      date_column=data.date_column, scheduled_time=scheduled_time or None,
+                      window_days=data.window_days, csv=data.csv, numeric=config.features.numeric,
+                      configured=configured_columns(config))
+
+
+def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_source: str = "",
+                   scheduled_time: str = "") -> RetrainDecision:
+    """Apply ``config.retrain.when`` against the production version of ``model_name`` in ``registry``."""
+    from tollgate.registry import METADATA_FILE
+    from tollgate.steps.validate import DATA_SCHEMA_FILE
+
+    when = config.retrain.when
+    if when == "always":
+        return RetrainDecision(True, when, "retrain.when is always")
+    number = registry.alias_version(model_name, "production")
+    if number is None:
+        return RetrainDecision(True, when, f"no production version of {model_name} yet: training")
+    metadata = registry.read_version_json(model_name, number, METADATA_FILE) or {}
+    if when == "new_data":
+        recorded = (metadata.get("data") or {}).get("fingerprint")
+        result = _ingest(config, data_source, scheduled_time)
+        if recorded and recorded == result.fingerprint:
+            return RetrainDecision(False, when, f"skipped: no new data since v{number} (fingerprint "
+                                   f"{result.fingerprint[:19]}..., {len(result.frame)} rows)", number, "fingerprint",
+                                   len(result.frame))
+        return RetrainDecision(True, when, f"new data since v{number}: fingerprint {result.fingerprint[:19]}... "
+                               f"differs from {str(recorded)[:19]}...", number, "fingerprint", len(result.frame))
+    reference = registry.read_version_json(model_name, number, DATA_SCHEMA_FILE)
+    if reference is None:
+        return RetrainDecision(True, when, f"v{number} has no data_schema.json to compare with: training", number)
+    traffic = _traffic_drift(config, model_name, number, reference, metadata, registry, scheduled_time)
+    if traffic is not None:
+        report = traffic
+        drift = report.drift + ([report.prediction_drift] if report.prediction_drift else [])
+        largest = _largest(drift)
+        if report.drifted:
+            return RetrainDecision(True, when, f"served traffic drifted since v{number}: " + "; ".join(report.alerts),
+                                   number, "traffic", report.rows, report.alerts, largest)
+        return RetrainDecision(False, when, f"skipped: no drift since v{number} ("
+                               + _numbers(largest, len(drift), report.rows, "traffic") + ")",
+                               number, "traffic", report.rows, [], largest)
+    from tollgate.steps.validate import feature_drift
+
+    result = _ingest(config, data_source, scheduled_time)
+    drift = feature_drift(result.frame, reference, config.validation)
+    alerts = [f"{d.column}: {d.measure.replace('_', '-')} {d.value:.4f} > {d.threshold:g}" for d in drift if d.drifted]
+    largest = _largest(drift)
+    if alerts:
+        return RetrainDecision(True, when, f"new data drifted from v{number}'s training data: " + "; ".join(alerts),
+                               number, "data", len(result.frame), alerts, largest)
+    return RetrainDecision(False, when, f"skipped: no drift since v{number} ("
+                           + _numbers(largest, len(drift), len(result.frame), "data") + ")",
+                           number, "data", len(result.frame), [], largest)
+
+
+def _traffic_drift(config: TollgateConfig, model_name: str, number: int, reference: dict[str, Any],
+                   metadata: dict[str, Any], registry: Any, scheduled_time: str):
+    """``monitor_traffic`` over the log since v``number`` was registered, or None without logged rows."""
+    if not config.monitoring.log_uri:
+        return None
+    from tollgate.serving.predlog import read_log
+    from tollgate.steps.monitor import monitor_traffic
+
+    created = registry.get_version(model_name, number).created_at
+    since = datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
+    until = datetime.fromisoformat(scheduled_time.replace("Z", "+00:00")) if scheduled_time else None
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=timezone.utc)
+    log = read_log(config.monitoring.log_uri, model_name, since, until)
+    report = monitor_traffic(log, model_name=model_name, production_version=number, data_schema=reference,
+                             metadata=metadata, validation=config.validation, since=since, until=until)
+    return report if report.rows else None
