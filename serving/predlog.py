@@ -71,11 +71,11 @@ class Entry:
 
     time: float                       # epoch seconds when the request arrived
     request_id: str
-    protocol: str                     # "v2-rest" or "v2-grpc"
+    protocol: str                     # "v1-rest", "v2-rest" or "v2-grpc"
     latency_ms: float
     error: str | None                 # the refusal's exception class, None when answered
-    inputs: Sequence[Any] | None      # kserve InferInput tensors as decoded
-    outputs: Sequence[tuple[str, Any]] | None  # (name, data) of each output tensor
+    inputs: Any                       # v2: kserve InferInput tensors as decoded; v1: the request body (bytes)
+    outputs: Any                      # v2: (name, data) of each output tensor; v1: the answer body (bytes)
 
 
 def partition_key(model_name: str, day: str, version: str, name: str) -> str:
@@ -92,12 +92,14 @@ class PredictionLog:
 
     def __init__(self, log_uri: str, model_name: str, version: str, columns: Sequence[str],
                  cast_inputs: Callable[[Sequence[Any]], dict[str, Any]], sample_rate: float = 1.0,
-                 flush_records: int = 1000, flush_seconds: float = 10.0, queue_size: int = 10000):
+                 flush_records: int = 1000, flush_seconds: float = 10.0, queue_size: int = 10000,
+                 cast_instances: Callable[[Any], dict[str, Any]] | None = None):
         self.log_uri = log_uri.rstrip("/")
         self.model_name = model_name
         self.version = version or "unknown"
         self.columns = list(columns)
         self.cast_inputs = cast_inputs
+        self.cast_instances = cast_instances
         self.sample_rate = sample_rate
         self.flush_records = max(1, flush_records)
         self.flush_seconds = flush_seconds
@@ -201,9 +203,13 @@ class PredictionLog:
             total = 0
             for entry in group:
                 columns: dict[str, Any] | None = None
+                outputs_of_entry = entry.outputs
                 if entry.error is None and entry.inputs is not None:
                     try:
-                        columns = self.cast_inputs(entry.inputs)
+                        if isinstance(entry.inputs, (bytes, bytearray)):
+                            columns, outputs_of_entry = self._v1(entry)
+                        else:
+                            columns = self.cast_inputs(entry.inputs)
                     except Exception:
                         columns = None
                 rows = len(next(iter(columns.values()))) if columns else 1
@@ -219,7 +225,7 @@ class PredictionLog:
                 for column in self.columns:
                     values = columns.get(column) if columns else None
                     inputs[column].extend(_python_list(values) if values is not None else [None] * rows)
-                for name, values in (entry.outputs or ()) if columns else ():
+                for name, values in (outputs_of_entry or ()) if columns else ():
                     flat = _python_list(values)
                     if len(flat) == rows:
                         per_row = flat
@@ -242,6 +248,21 @@ class PredictionLog:
                 arrays[OUTPUT_PREFIX + name] = _array(values)
             tables[day] = pa.table(arrays)
         return tables
+
+    def _v1(self, entry: Entry) -> tuple[dict[str, Any] | None, list[tuple[str, Any]]]:
+        """A v1 request: ``inputs`` is the request body and ``outputs`` the answer body (parsed here, off the
+        request path)."""
+        import orjson
+
+        if self.cast_instances is None:
+            return None, []
+        document = orjson.loads(entry.inputs)
+        instances = document.get("instances", document.get("inputs")) if isinstance(document, dict) else None
+        columns = self.cast_instances(instances)
+        answer = orjson.loads(entry.outputs) if isinstance(entry.outputs, (bytes, bytearray)) else {}
+        predictions = answer.get("predictions") or []
+        names = list(predictions[0]) if predictions and isinstance(predictions[0], dict) else []
+        return columns, [(name, [p.get(name) for p in predictions]) for name in names]
 
     def _write(self, day: str, table: Any) -> None:
         name = f"part-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
@@ -306,7 +327,8 @@ def from_config(monitoring: Any, model: Any) -> PredictionLog | None:
     log = PredictionLog(monitoring.log_uri, model.name, str(getattr(model, "version", "") or ""),
                         [c.name for c in schema.columns], schema.columns_from_tensors,
                         sample_rate=monitoring.sample_rate, flush_records=monitoring.flush_records,
-                        flush_seconds=monitoring.flush_seconds, queue_size=monitoring.queue_size)
+                        flush_seconds=monitoring.flush_seconds, queue_size=monitoring.queue_size,
+                        cast_instances=schema.columns_from_instances)
     return log.start()
 
 

@@ -288,7 +288,8 @@ class _RESTServer(RESTServer):
         v1 = V1Endpoints(self.dataplane, self.model_repository_extension)
         app.add_api_route("/v1/models", v1.models, methods=["GET"], tags=["V1"])
         app.add_api_route("/v1/models/{model_name}", v1.model_ready, methods=["GET"], tags=["V1"])
-        app.add_api_route("/v1/models/{model_name}:predict", v1.predict, methods=["POST"], response_model=None,
+        predict = v1.predict if self.dataplane.prediction_log is None else _logged_v1(v1, self.dataplane.prediction_log)
+        app.add_api_route("/v1/models/{model_name}:predict", predict, methods=["POST"], response_model=None,
                           tags=["V1"])
         register_v2_routes(app, self.dataplane)
 
@@ -315,6 +316,32 @@ class _RESTServer(RESTServer):
         logging.getLogger("uvicorn.error").info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)",
                                                 f"[{host}]" if ":" in host else host, port)
         await self._server.serve(sockets=[self._socket])
+
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def _logged_v1(v1: V1Endpoints, log: PredictionLog) -> Callable:
+    """kserve's v1 predict with a prediction-log record per request (v1 has no body id: the
+    ``x-request-id`` header is the id, generated when absent and returned in the same header)."""
+
+    async def predict(model_name: str, request: Request) -> Any:
+        started, arrived = time.perf_counter(), time.time()
+        request_id = request.headers.get(REQUEST_ID_HEADER) or new_request_id()
+        try:
+            response = await v1.predict(model_name, request)
+        except Exception as exc:
+            if log.sampled():
+                log.record(Entry(arrived, request_id, "v1-rest", (time.perf_counter() - started) * 1000.0,
+                                 type(exc).__name__, None, None))
+            raise
+        response.headers[REQUEST_ID_HEADER] = request_id
+        if log.sampled():
+            log.record(Entry(arrived, request_id, "v1-rest", (time.perf_counter() - started) * 1000.0, None,
+                             await request.body(), bytes(response.body)))
+        return response
+
+    return predict
 
 
 # -- gRPC -------------------------------------------------------------------------------------

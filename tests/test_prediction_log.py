@@ -98,6 +98,20 @@ def test_records_land_with_versions_and_ids_under_concurrent_load(trained_model_
         with lock:
             sent[answer.id] = (batch, probabilities)
 
+    def v1(index: int) -> None:
+        batch = rows[index:index + 3]
+        headers = {"x-request-id": f"v1-{index}"} if index % 2 else {}
+        with httpx.Client(timeout=30) as client:
+            answer = client.post(f"{server.rest_url}/v1/models/{MODEL}:predict", json={"instances": batch},
+                                 headers=headers)
+        assert answer.status_code == 200, answer.text
+        returned = answer.headers["x-request-id"]
+        assert returned == headers.get("x-request-id", returned) and returned
+        with lock:
+            sent[returned] = (batch, [p["probability"] for p in answer.json()["predictions"]])
+            if not headers:
+                generated.append(returned)
+
     def bad(index: int) -> None:
         batch = [dict(rows[0], age="not a number")]
         with httpx.Client(timeout=30) as client:
@@ -112,7 +126,7 @@ def test_records_land_with_versions_and_ids_under_concurrent_load(trained_model_
         server.wait_ready(timeout=60)
         with ThreadPoolExecutor(max_workers=8) as pool:
             jobs = [pool.submit(rest, i) for i in range(40)] + [pool.submit(grpc_call, i) for i in range(16)]
-            jobs += [pool.submit(bad, i) for i in range(4)]
+            jobs += [pool.submit(bad, i) for i in range(4)] + [pool.submit(v1, i) for i in range(10)]
             for job in jobs:
                 job.result()
     assert server.process.returncode is not None
@@ -127,11 +141,14 @@ def test_records_land_with_versions_and_ids_under_concurrent_load(trained_model_
 
     answered = log[log["error"].isna()]
     assert set(answered["request_id"]) == set(sent)
-    assert len(generated) == 8 and all(len(g) == 32 for g in generated)
+    assert len(generated) == 8 + 5 and all(len(g) == 32 for g in generated)
     for request_id, (batch, probabilities) in sent.items():
         logged = answered[answered["request_id"] == request_id].sort_values("row")
         assert logged["row"].tolist() == list(range(len(batch)))
-        assert set(logged["protocol"]) == {"v2-grpc" if request_id.startswith("grpc-") else "v2-rest"}
+        protocol = "v2-grpc" if request_id.startswith("grpc-") else "v1-rest" if request_id.startswith("v1-") \
+            else "v2-rest"
+        if request_id not in generated:
+            assert set(logged["protocol"]) == {protocol}
         np.testing.assert_allclose(logged[OUTPUT_PREFIX + "probability"], probabilities, rtol=0, atol=0)
         for column in columns:
             expected = [r[column] for r in batch]
