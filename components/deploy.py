@@ -16,7 +16,9 @@ def deploy(config_json: str, registry_uri: str, model_name: str, version: int, r
     config = TollgateConfig.from_json(config_json)
     registry = open_registry(registry_uri)
     # Promote only over the champion the gate compared against (recorded by register).
-    outcome = run_deploy(config.deploy.target, registry, model_name, version, config.deploy.model_dump(),
+    # The model server writes the prediction log the config asks for (KServe: as runtime args).
+    options = {**config.deploy.model_dump(), "monitoring": config.monitoring.model_dump()}
+    outcome = run_deploy(config.deploy.target, registry, model_name, version, options,
                          expect_production=scored_champion(registry, model_name, version))
     with open(result.path, "w") as handle:
         json.dump(asdict(outcome), handle, indent=2, default=str)

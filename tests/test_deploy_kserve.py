@@ -1018,3 +1018,39 @@ def test_a_role_without_deployments_get_is_named(cluster_factory, s3_registry, a
     assert "manifests/base/kfp/deployer-rbac.yaml" in text and "restored the previous spec" in text
     assert cluster.api.objects[(NAMESPACE, MODEL)]["spec"] == previous["spec"]
     assert s3_registry.aliases(MODEL) == aliases_at_v1
+
+
+# -- the prediction log passes through (issue 15) ---------------------------------------------
+
+def test_monitoring_setting_reaches_the_model_server_as_args_and_secret_env():
+    """KServe v0.20 appends a predictor model's args to the runtime container's
+    (pkg/controller/v1beta1/inferenceservice/utils/utils.go, ``MergeRuntimeContainers``: "Args are
+    concatenated (runtime + isvc)"), so the --log-* flags reach ``python -m tollgate.serving``."""
+    from tollgate.serving.__main__ import build_parser
+
+    config = load_config(None, {"monitoring.log_uri": "s3://monitoring/logs", "monitoring.sample_rate": 0.5})
+    options = {**config.deploy.model_dump(), "monitoring": config.monitoring.model_dump()}
+    settings = KServeSettings.from_options(options)
+    isvc = build_inference_service(MODEL, f"s3://models/{MODEL}/v3", 3, settings)
+    assert not kserve_errors(isvc) and not admission_errors(isvc) and not storage_problems(isvc)
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["envFrom"] == [{"secretRef": {"name": "tollgate-models-s3"}}]
+    runtime_args = ["--model-name=m", "--model-dir=/mnt/models", "--http-port=8080", "--grpc-port=8081"]
+    parsed = build_parser().parse_args(runtime_args + model["args"])
+    assert (parsed.log_uri, parsed.log_sample_rate, parsed.log_flush_records) == ("s3://monitoring/logs", 0.5, 1000)
+    # The canary predictor carries the same flags; without monitoring nothing is added.
+    canary = standard_canary(f"s3://models/{MODEL}/v4", 4, settings, "v4")
+    assert canary["predictor"]["model"]["args"] == model["args"]
+    plain = build_inference_service(MODEL, f"s3://models/{MODEL}/v3", 3,
+                                    KServeSettings.from_options(config.deploy.model_dump()))
+    assert "args" not in plain["spec"]["predictor"]["model"] and "envFrom" not in plain["spec"]["predictor"]["model"]
+    local = KServeSettings.from_options({**options, "monitoring": {"log_uri": "/var/log/tollgate"}})
+    assert local.log_secret is None and "--log-uri=/var/log/tollgate" in local.log_args
+
+
+def test_kind_overlay_gives_the_model_server_an_s3_endpoint():
+    import yaml
+
+    overlay = yaml.safe_load((Path(__file__).parent.parent / "manifests/overlays/kind/kustomization.yaml").read_text())
+    secret = next(s for s in overlay["secretGenerator"] if s["name"] == "tollgate-models-s3")
+    assert "S3_ENDPOINT=http://minio.minio.svc.cluster.local:9000" in secret["literals"]

@@ -311,7 +311,7 @@ def test_minio_has_storage_and_a_bucket_job(kind_objects):
     find(kind_objects, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
     job = find(kind_objects, "Job", "minio-buckets")
     script = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"])
-    assert "mc mb --ignore-existing tollgate/models tollgate/data" in script
+    assert "mc mb --ignore-existing tollgate/models tollgate/data tollgate/monitoring" in script
     assert load_config().kfp.registry_uri == "s3://models"
     for container in (deployment["spec"]["template"]["spec"]["containers"][0],
                       job["spec"]["template"]["spec"]["containers"][0]):

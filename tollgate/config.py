@@ -317,6 +317,8 @@ class KServeDeployConfig(_Strict):
                                 "the new model_version.")
     consecutive_answers: int = Field(5, ge=1, le=100, description="How many answers in a row must come from the new "
                                      "version before it counts as serving.")
+    monitoring_secret: str = Field("tollgate-models-s3", description="Secret (keys S3_ENDPOINT, AWS_ACCESS_KEY_ID, "
+                                   "AWS_SECRET_ACCESS_KEY) the model server writes an s3:// monitoring.log_uri with.")
 
 
 class DeployConfig(_Strict):

@@ -112,7 +112,7 @@ endpoints() {
 Tollgate's kind cluster '${CLUSTER_NAME}' is ready (kubectl context ${CONTEXT}).
   KFP UI          http://localhost:30080
   KFP API         http://localhost:30888      tollgate submit --host http://localhost:30888
-  MinIO S3 API    http://localhost:30900      buckets: models, data (dev credentials: manifests/overlays/kind/dev-credentials.env)
+  MinIO S3 API    http://localhost:30900      buckets: models, data, monitoring (dev credentials: manifests/overlays/kind/dev-credentials.env)
   MinIO console   http://localhost:30901
   Model HTTP      http://localhost:30880      /v1/models/credit-default:predict, /v2/models/credit-default/infer
   Model gRPC      localhost:30881             inference.GRPCInferenceService (OIP v2)

@@ -79,13 +79,32 @@ class KServeSettings:
     smoke_request: bool = True
     consecutive_answers: int = 5
     poll_seconds: float = 2.0
+    # The prediction log (``monitoring``): flags appended to the runtime's args, and the Secret
+    # whose keys (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) an s3:// log is written with.
+    log_args: tuple[str, ...] = ()
+    log_secret: str | None = None
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> "KServeSettings":
-        """Read the ``kserve`` block of ``deploy`` options (``DeployConfig.model_dump()``)."""
+        """Read the ``kserve`` block of ``deploy`` options (``DeployConfig.model_dump()``), plus
+        ``monitoring`` (``MonitoringConfig.model_dump()``) when the caller passes it along."""
         block = dict((options or {}).get("kserve") or {})
-        known = {name for name in cls.__dataclass_fields__}
-        return cls(**{key: value for key, value in block.items() if key in known})
+        known = {name for name in cls.__dataclass_fields__} - {"log_args", "log_secret"}
+        settings = {key: value for key, value in block.items() if key in known}
+        monitoring = (options or {}).get("monitoring") or {}
+        if monitoring.get("log_uri"):
+            settings["log_args"] = log_flags(monitoring)
+            if str(monitoring["log_uri"]).startswith("s3://"):
+                settings["log_secret"] = block.get("monitoring_secret") or "tollgate-models-s3"
+        return cls(**settings)
+
+
+def log_flags(monitoring: dict[str, Any]) -> tuple[str, ...]:
+    """The serving entry point's ``--log-*`` flags for a ``monitoring`` config block."""
+    return (f"--log-uri={monitoring['log_uri']}", f"--log-sample-rate={monitoring.get('sample_rate', 1.0)}",
+            f"--log-flush-records={monitoring.get('flush_records', 1000)}",
+            f"--log-flush-seconds={monitoring.get('flush_seconds', 10.0)}",
+            f"--log-queue-size={monitoring.get('queue_size', 10000)}")
 
 
 # -- what we send ---------------------------------------------------------------------------------
@@ -109,8 +128,16 @@ def _model_spec(storage_uri: str, settings: KServeSettings):
 
     # No `name`: KServe v0.20's webhook denies a non-empty predictor.model.name (validatePredictor);
     # the container merge then keeps the runtime container's name (kserve-container).
+    # The prediction log's flags ride as model args: KServe v0.20 appends them to the runtime's
+    # (pkg/controller/v1beta1/inferenceservice/utils/utils.go, MergeRuntimeContainers).
+    env_from = None
+    if settings.log_secret:
+        from kubernetes.client import V1EnvFromSource, V1SecretEnvSource
+
+        env_from = [V1EnvFromSource(secret_ref=V1SecretEnvSource(name=settings.log_secret))]
     return V1beta1ModelSpec(model_format=V1beta1ModelFormat(name=MODEL_FORMAT), runtime=settings.runtime,
-                            storage_uri=version_directory(storage_uri))
+                            storage_uri=version_directory(storage_uri), args=list(settings.log_args) or None,
+                            env_from=env_from)
 
 
 def _to_json(obj: Any) -> dict[str, Any]:
