@@ -34,6 +34,10 @@ identical to in-process onnxruntime, and MLServer's against the Pipeline.
 Targets (issue 11): batch 1 — Tollgate REST v2 >= 40% of the bare-ASGI floor's req/s,
 gRPC >= 40% of the bare grpc.aio floor's, p99 <= 2x p50, and >= 10x MLServer's req/s;
 batch 256 — Tollgate p50 <= 2x in-process onnxruntime on the same rows.
+
+"Prediction log on" rows (issue 15): the same server with ``--log-uri`` (a local directory),
+batch 1, REST v2 and gRPC, and the records it dropped (``--skip-logging`` leaves them out);
+targets: logging on >= 0.9x logging off req/s and p99 <= 2x p50.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ TARGET_BATCH_OVERHEAD = 2.0
 BARE_ASGI = "bare Starlette+uvicorn"
 KSERVE_CONSTANT = "kserve.Model constant"
 BARE_GRPC = "bare grpc.aio"
+# Issue 15: the prediction log may cost at most 10% of batch-1 throughput.
+TARGET_LOGGING_RATIO = 0.9
+LOGGING_ON = "Tollgate (prediction log on)"
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -524,6 +531,7 @@ def main() -> int:
     parser.add_argument("--batches", default="1,256")
     parser.add_argument("--mlserver-python", default=None, help="Interpreter with mlserver 1.7.1 installed.")
     parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument("--skip-logging", action="store_true", help="Leave out the 'prediction log on' rows.")
     parser.add_argument("--output", default=str(HERE / "results" / "serving.json"))
     options = parser.parse_args()
     batches = [int(b) for b in options.batches.split(",")]
@@ -606,6 +614,28 @@ def main() -> int:
             finally:
                 floor.stop()
 
+        if not options.skip_logging:
+            # The same server with the prediction log on (issue 15): batch 1, REST v2 and gRPC.
+            print("Tollgate model server, prediction log on (--log-uri, local directory):")
+            log_dir = workdir / "prediction-log"
+            with ServerProcess(version_dir, MODEL, log_path=workdir / "tollgate-logging.log",
+                               extra_args=["--log-uri", str(log_dir)]) as server:
+                server.wait_ready(120)
+                rows = records(samples[1]) if 1 in samples else records(test.head(1))
+                bodies = tollgate_bodies(rows, schema)
+                if have_wrk:
+                    record(LOGGING_ON, "REST v2", 1, run_wrk(f"{server.rest_url}/v2/models/{MODEL}/infer",
+                                                             bodies["v2"], options.connections, options.duration,
+                                                             workdir))
+                record(LOGGING_ON, "gRPC v2", 1, run_grpc_load(server.grpc_url, bodies["grpc"], options.connections,
+                                                               options.duration, options.max_requests, workdir))
+                dropped = _dropped(server.rest_url)
+            logged = sum(1 for _ in log_dir.rglob("*.parquet"))
+            print(f"  prediction log: {logged} files written, {dropped:.0f} records dropped (queue full)")
+            for row in results:
+                if row["server"] == LOGGING_ON:
+                    row["dropped_records"] = dropped
+
         if not options.skip_mlserver:
             python = ensure_mlserver(options.mlserver_python)
             print("MLServer 1.7.1 + mlserver-sklearn (same fitted Pipeline, parallel_workers=0):")
@@ -637,6 +667,15 @@ def main() -> int:
     return 0 if all(v["met"] for v in verdicts) else 1
 
 
+def _dropped(rest_url: str) -> float:
+    """``tollgate_prediction_log_dropped_total`` (all reasons) from the server's /metrics."""
+    import httpx
+
+    text = httpx.get(f"{rest_url}/metrics", timeout=10).text
+    return sum(float(m.group(1)) for m in re.finditer(r"^tollgate_prediction_log_dropped_total\{[^}]*\} (\S+)$",
+                                                       text, re.M))
+
+
 def judge(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Compute the ratios behind each target and print them."""
     def find(server: str, protocol: str, batch: int) -> dict[str, Any] | None:
@@ -644,6 +683,15 @@ def judge(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      if r["server"] == server and r["protocol"] == protocol and r["batch"] == batch), None)
 
     verdicts = []
+    for protocol in ("REST v2", "gRPC v2"):
+        logged, plain = find(LOGGING_ON, protocol, 1), find("Tollgate", protocol, 1)
+        if logged and plain:
+            ratio = logged["req_s"] / plain["req_s"]
+            verdicts.append({"target": f"batch 1 {protocol}: logging on req/s >= {TARGET_LOGGING_RATIO}x logging off",
+                             "value": round(ratio, 2), "met": ratio >= TARGET_LOGGING_RATIO})
+            tail = logged["p99_ms"] / logged["p50_ms"]
+            verdicts.append({"target": f"batch 1 {protocol}: logging on p99 <= {TARGET_TAIL}x p50",
+                             "value": round(tail, 2), "met": tail <= TARGET_TAIL})
     print("\nratios:")
     for protocol, floor_name in (("REST v2", BARE_ASGI), ("gRPC v2", BARE_GRPC)):
         ours, floor = find("Tollgate", protocol, 1), find(floor_name, protocol, 1)
