@@ -63,7 +63,7 @@ def _counters() -> tuple[Any, Any]:
 DROPPED, WRITTEN = _counters()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
     """What one request hands to the log: references only, converted in the writer thread."""
 
@@ -85,6 +85,7 @@ class _Columns:
     """Rows of one UTC day, accumulated column by column as entries are converted."""
 
     def __init__(self, columns: Sequence[str]):
+        self.entries: list[Entry] = []
         self.meta: dict[str, list[Any]] = {name: [] for name in META_COLUMNS}
         self.inputs: dict[str, list[Any]] = {column: [] for column in columns}
         self.outputs: dict[str, list[Any]] = {}
@@ -211,34 +212,118 @@ class PredictionLog:
 
     def _flush(self, days: dict[str, _Columns], count: int) -> None:
         for day, columns in days.items():
-            if not columns.rows:
+            if not columns.entries:
                 continue
             try:
+                self._convert(columns)
                 table = columns.table()
                 time.sleep(0)
                 self._write(day, table)
             except Exception as exc:  # the log is best effort; the server keeps answering
-                DROPPED.labels(reason="write_error").inc(count)
-                logger.warning("prediction log: %d rows not written to %s: %s: %s", columns.rows, self.log_uri,
+                DROPPED.labels(reason="write_error").inc(len(columns.entries))
+                logger.warning("prediction log: %d records not written to %s: %s: %s", len(columns.entries),
+                               self.log_uri,
                                type(exc).__name__, str(exc)[:200])
 
     def _absorb(self, entry: Entry, days: dict[str, _Columns]) -> None:
-        """Convert one entry (cast inputs, per-row outputs) into its day's columns."""
-        columns: dict[str, Any] | None = None
-        outputs_of_entry = entry.outputs
-        if entry.error is None and entry.inputs is not None:
-            try:
-                if isinstance(entry.inputs, (bytes, bytearray)):
-                    columns, outputs_of_entry = self._v1(entry)
-                else:
-                    columns = self.cast_inputs(entry.inputs)
-            except Exception:
-                columns = None
-        rows = len(next(iter(columns.values()))) if columns else 1
-        stamp = datetime.fromtimestamp(entry.time, timezone.utc)
-        target = days.get(stamp.strftime("%Y-%m-%d"))
+        """File one entry under its UTC day; converting it waits for the flush (see :meth:`_convert`)."""
+        day = datetime.fromtimestamp(entry.time, timezone.utc).strftime("%Y-%m-%d")
+        target = days.get(day)
         if target is None:
-            target = days[stamp.strftime("%Y-%m-%d")] = _Columns(self.columns)
+            target = days[day] = _Columns(self.columns)
+        target.entries.append(entry)
+
+    # Casting is most of the writer's work (~90 us for a one-row request of 24 columns, almost all
+    # of it per-call overhead): consecutive requests of the same shape are cast as one batch.
+
+    @staticmethod
+    def _signature(entry: Entry) -> tuple[str, Any]:
+        if entry.error is not None or entry.inputs is None:
+            return "refused", None
+        if isinstance(entry.inputs, (bytes, bytearray)):
+            return "v1", None
+        return "v2", tuple([(t.name, t.datatype, len(t.shape)) for t in entry.inputs])
+
+    def _convert(self, target: _Columns) -> None:
+        """Cast every entry of ``target`` (batched by request shape) into its columns."""
+        entries = target.entries
+        signatures = [self._signature(entry) for entry in entries]
+        index = 0
+        while index < len(entries):
+            signature = signatures[index]
+            end = index + 1
+            # Only one-dimensional (per-column) tensors concatenate; a 2-D input is cast on its own.
+            if signature[0] == "v1" or signature[0] == "v2" and all(dims == 1 for _, _, dims in signature[1]):
+                while end < len(entries) and signatures[end] == signature:
+                    end += 1
+            self._append_group(target, signature[0], entries[index:end])
+            time.sleep(0)  # hand the GIL back to the event loop between groups
+            index = end
+
+    def _cast_one(self, entry: Entry) -> tuple[dict[str, Any] | None, Any]:
+        if entry.error is not None or entry.inputs is None:
+            return None, None
+        try:
+            if isinstance(entry.inputs, (bytes, bytearray)):
+                return self._v1(entry)
+            return self.cast_inputs(entry.inputs), entry.outputs
+        except Exception:
+            return None, None
+
+    def _cast_batch(self, kind: str, group: list[Entry]) -> tuple[dict[str, Any], list[int], list[Any]]:
+        """One cast for a run of same-shaped requests: (columns over all rows, rows per entry, outputs per entry)."""
+        if kind == "v2":
+            from kserve.protocol.infer_type import InferInput
+
+            counts = [int(entry.inputs[0].shape[0]) for entry in group]
+            combined = []
+            for position, tensor in enumerate(group[0].inputs):
+                data: list[Any] = []
+                for entry in group:
+                    values = entry.inputs[position].data
+                    data.extend(values if isinstance(values, list) else _python_list(values))
+                combined.append(InferInput(name=tensor.name, shape=[len(data)], datatype=tensor.datatype, data=data))
+            return self.cast_inputs(combined), counts, [entry.outputs for entry in group]
+        import orjson
+
+        if self.cast_instances is None:
+            raise ValueError("no v1 caster")
+        batches = []
+        for entry in group:
+            document = orjson.loads(entry.inputs)
+            batches.append(document.get("instances", document.get("inputs")))
+        rows = [row for batch in batches for row in batch]
+        return self.cast_instances(rows), [len(b) for b in batches], [self._v1_outputs(entry) for entry in group]
+
+    def _append_group(self, target: _Columns, kind: str, group: list[Entry]) -> None:
+        if kind in ("v1", "v2") and len(group) > 1:
+            try:
+                columns, counts, outputs = self._cast_batch(kind, group)
+            except Exception:
+                pass
+            else:
+                for entry, count, output in zip(group, counts, outputs):
+                    self._append_meta(target, entry, count)
+                    self._append_outputs(target, output, count)
+                    target.rows += count
+                for column in self.columns:
+                    values = columns.get(column)
+                    target.inputs[column].extend(_python_list(values) if values is not None
+                                                 else [None] * sum(counts))
+                return
+        for entry in group:
+            columns, outputs = self._cast_one(entry)
+            rows = len(next(iter(columns.values()))) if columns else 1
+            self._append_meta(target, entry, rows)
+            if columns:
+                self._append_outputs(target, outputs, rows)
+            target.rows += rows
+            for column in self.columns:
+                values = columns.get(column) if columns else None
+                target.inputs[column].extend(_python_list(values) if values is not None else [None] * rows)
+
+    def _append_meta(self, target: _Columns, entry: Entry, rows: int) -> None:
+        stamp = datetime.fromtimestamp(entry.time, timezone.utc)
         meta = target.meta
         meta["time"].extend([stamp] * rows)
         meta["request_id"].extend([entry.request_id] * rows)
@@ -248,13 +333,12 @@ class PredictionLog:
         meta["protocol"].extend([entry.protocol] * rows)
         meta["latency_ms"].extend([entry.latency_ms] * rows)
         meta["error"].extend([entry.error] * rows)
-        for column in self.columns:
-            values = columns.get(column) if columns else None
-            target.inputs[column].extend(_python_list(values) if values is not None else [None] * rows)
-        before = target.rows
-        target.rows += rows
-        for name, values in (outputs_of_entry or ()) if columns else ():
-            flat = _python_list(values)
+
+    @staticmethod
+    def _append_outputs(target: _Columns, outputs: Any, rows: int) -> None:
+        """Per-row outputs of one entry whose rows start at ``target.rows`` (not yet advanced)."""
+        for name, values in outputs or ():
+            flat = values if isinstance(values, list) else _python_list(values)
             if len(flat) == rows:
                 per_row = flat
             elif rows and len(flat) % rows == 0:
@@ -263,7 +347,7 @@ class PredictionLog:
             else:
                 continue
             series = target.outputs.setdefault(name, [])
-            series.extend([None] * (before - len(series)))
+            series.extend([None] * (target.rows - len(series)))
             series.extend(per_row)
 
     def _v1(self, entry: Entry) -> tuple[dict[str, Any] | None, list[tuple[str, Any]]]:
@@ -275,11 +359,16 @@ class PredictionLog:
             return None, []
         document = orjson.loads(entry.inputs)
         instances = document.get("instances", document.get("inputs")) if isinstance(document, dict) else None
-        columns = self.cast_instances(instances)
+        return self.cast_instances(instances), self._v1_outputs(entry)
+
+    @staticmethod
+    def _v1_outputs(entry: Entry) -> list[tuple[str, Any]]:
+        import orjson
+
         answer = orjson.loads(entry.outputs) if isinstance(entry.outputs, (bytes, bytearray)) else {}
         predictions = answer.get("predictions") or []
         names = list(predictions[0]) if predictions and isinstance(predictions[0], dict) else []
-        return columns, [(name, [p.get(name) for p in predictions]) for name in names]
+        return [(name, [p.get(name) for p in predictions]) for name in names]
 
     def _write(self, day: str, table: Any) -> None:
         name = f"part-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
