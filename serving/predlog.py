@@ -82,27 +82,50 @@ def partition_key(model_name: str, day: str, version: str, name: str) -> str:
 
 
 class _Columns:
-    """Rows of one UTC day, accumulated column by column as entries are converted."""
+    """Rows of one UTC day: converted entries become small Arrow tables (one per chunk), so
+    the flush only concatenates them (C++ work) instead of converting a whole batch at once."""
 
     def __init__(self, columns: Sequence[str]):
+        self.columns = list(columns)
         self.entries: list[Entry] = []
+        self.converted = 0   # entries[:converted] are in ``tables`` or the lists below
+        self.tables: list[Any] = []
+        self._reset()
+
+    def _reset(self) -> None:
         self.meta: dict[str, list[Any]] = {name: [] for name in META_COLUMNS}
-        self.inputs: dict[str, list[Any]] = {column: [] for column in columns}
+        self.inputs: dict[str, list[Any]] = {column: [] for column in self.columns}
         self.outputs: dict[str, list[Any]] = {}
         self.rows = 0
 
-    def table(self) -> Any:
+    def seal(self) -> None:
+        """Turn the rows converted so far into one Arrow table."""
         import pyarrow as pa
 
-        arrays = {name: pa.array(values) for name, values in self.meta.items() if name not in ("time", "error")}
-        arrays["time"] = pa.array(self.meta["time"], type=pa.timestamp("us", tz="UTC"))
-        arrays["error"] = pa.array(self.meta["error"], type=pa.string())
-        ordered = {name: arrays[name] for name in META_COLUMNS}
+        if not self.rows:
+            return
+        ordered = {}
+        for name in META_COLUMNS:
+            values = self.meta[name]
+            if name == "time":
+                ordered[name] = pa.array(values, type=pa.timestamp("us", tz="UTC"))
+            elif name == "error":
+                ordered[name] = pa.array(values, type=pa.string())
+            else:
+                ordered[name] = pa.array(values)
         for column, values in self.inputs.items():
             ordered[INPUT_PREFIX + column] = _array(values)
         for name, values in self.outputs.items():
             ordered[OUTPUT_PREFIX + name] = _array(values + [None] * (self.rows - len(values)))
-        return pa.table(ordered)
+        self.tables.append(pa.table(ordered))
+        self._reset()
+
+    def table(self) -> Any:
+        import pyarrow as pa
+
+        self.seal()
+        # A column that was all null in one chunk (null type) takes the type of the others.
+        return pa.concat_tables(self.tables, promote_options="permissive")
 
 
 class PredictionLog:
@@ -196,11 +219,14 @@ class PredictionLog:
                 except Exception:  # a record that cannot be converted is dropped, not the writer
                     DROPPED.labels(reason="write_error").inc()
                 count += 1
+                if count % self.CONVERT_CHUNK == 0:
+                    self._convert_all(days)
                 if count >= self.flush_records:
                     self._flush(days, count)
                     days, count = {}, 0
                     deadline = time.monotonic() + self.flush_seconds
                 time.sleep(0)  # hand the GIL back to the event loop between entries
+            self._convert_all(days)  # spread the work over the polls instead of one burst per flush
             if stopping:
                 self._flush(days, count)
                 return
@@ -210,6 +236,16 @@ class PredictionLog:
                     days, count = {}, 0
                 deadline = time.monotonic() + self.flush_seconds
 
+    def _convert_all(self, days: dict[str, _Columns]) -> None:
+        for day in list(days):
+            try:
+                self._convert(days[day])
+            except Exception as exc:  # never let one bad record stop the writer: drop that day's buffer
+                DROPPED.labels(reason="write_error").inc(len(days[day].entries))
+                logger.warning("prediction log: %d records dropped: %s: %s", len(days[day].entries),
+                               type(exc).__name__, str(exc)[:200])
+                del days[day]
+
     def _flush(self, days: dict[str, _Columns], count: int) -> None:
         for day, columns in days.items():
             if not columns.entries:
@@ -217,6 +253,8 @@ class PredictionLog:
             try:
                 self._convert(columns)
                 table = columns.table()
+                if not table.num_rows:
+                    continue
                 time.sleep(0)
                 self._write(day, table)
             except Exception as exc:  # the log is best effort; the server keeps answering
@@ -244,21 +282,28 @@ class PredictionLog:
             return "v1", None
         return "v2", tuple([(t.name, t.datatype, len(t.shape)) for t in entry.inputs])
 
+    # Entries converted per GIL hand-back: small enough that the event loop never waits long.
+    CONVERT_CHUNK = 64
+
     def _convert(self, target: _Columns) -> None:
-        """Cast every entry of ``target`` (batched by request shape) into its columns."""
+        """Cast the not yet converted entries of ``target`` (batched by request shape) into its columns."""
         entries = target.entries
-        signatures = [self._signature(entry) for entry in entries]
-        index = 0
+        signatures = [self._signature(entry) for entry in entries[target.converted:]]
+        offset = target.converted
+        index = target.converted
         while index < len(entries):
-            signature = signatures[index]
+            signature = signatures[index - offset]
             end = index + 1
             # Only one-dimensional (per-column) tensors concatenate; a 2-D input is cast on its own.
             if signature[0] == "v1" or signature[0] == "v2" and all(dims == 1 for _, _, dims in signature[1]):
-                while end < len(entries) and signatures[end] == signature:
+                while end < len(entries) and end - index < self.CONVERT_CHUNK and signatures[end - offset] == signature:
                     end += 1
             self._append_group(target, signature[0], entries[index:end])
+            if target.rows >= self.CONVERT_CHUNK:
+                target.seal()
             time.sleep(0)  # hand the GIL back to the event loop between groups
             index = end
+        target.converted = len(entries)
 
     def _cast_one(self, entry: Entry) -> tuple[dict[str, Any] | None, Any]:
         if entry.error is not None or entry.inputs is None:
