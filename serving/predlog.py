@@ -284,6 +284,8 @@ class PredictionLog:
 
     # Entries converted per GIL hand-back: small enough that the event loop never waits long.
     CONVERT_CHUNK = 64
+    # Rows per Arrow chunk: fewer, larger pa.array calls cost less in total than many small ones.
+    SEAL_ROWS = 256
 
     def _convert(self, target: _Columns) -> None:
         """Cast the not yet converted entries of ``target`` (batched by request shape) into its columns."""
@@ -299,7 +301,7 @@ class PredictionLog:
                 while end < len(entries) and end - index < self.CONVERT_CHUNK and signatures[end - offset] == signature:
                     end += 1
             self._append_group(target, signature[0], entries[index:end])
-            if target.rows >= self.CONVERT_CHUNK:
+            if target.rows >= self.SEAL_ROWS:
                 target.seal()
             time.sleep(0)  # hand the GIL back to the event loop between groups
             index = end
