@@ -37,10 +37,11 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -186,7 +187,7 @@ class PredictionLog:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> "PredictionLog":
+    def start(self) -> PredictionLog:
         """Start the writer thread (a daemon: a killed server loses at most the unflushed records)."""
         if self.log_uri.startswith("s3://"):
             from tollgate.s3 import client_from_env
@@ -265,7 +266,7 @@ class PredictionLog:
 
     def _absorb(self, entry: Entry, days: dict[str, _Columns]) -> None:
         """File one entry under its UTC day; converting it waits for the flush (see :meth:`_convert`)."""
-        day = datetime.fromtimestamp(entry.time, timezone.utc).strftime("%Y-%m-%d")
+        day = datetime.fromtimestamp(entry.time, UTC).strftime("%Y-%m-%d")
         target = days.get(day)
         if target is None:
             target = days[day] = _Columns(self.columns)
@@ -349,7 +350,7 @@ class PredictionLog:
             except Exception:
                 pass
             else:
-                for entry, count, output in zip(group, counts, outputs):
+                for entry, count, output in zip(group, counts, outputs, strict=True):
                     self._append_meta(target, entry, count)
                     self._append_outputs(target, output, count)
                     target.rows += count
@@ -359,18 +360,18 @@ class PredictionLog:
                                                  else [None] * sum(counts))
                 return
         for entry in group:
-            columns, outputs = self._cast_one(entry)
-            rows = len(next(iter(columns.values()))) if columns else 1
+            cast, outputs = self._cast_one(entry)
+            rows = len(next(iter(cast.values()))) if cast else 1
             self._append_meta(target, entry, rows)
-            if columns:
+            if cast:
                 self._append_outputs(target, outputs, rows)
             target.rows += rows
             for column in self.columns:
-                values = columns.get(column) if columns else None
+                values = cast.get(column) if cast else None
                 target.inputs[column].extend(_python_list(values) if values is not None else [None] * rows)
 
     def _append_meta(self, target: _Columns, entry: Entry, rows: int) -> None:
-        stamp = datetime.fromtimestamp(entry.time, timezone.utc)
+        stamp = datetime.fromtimestamp(entry.time, UTC)
         meta = target.meta
         meta["time"].extend([stamp] * rows)
         meta["request_id"].extend([entry.request_id] * rows)
@@ -418,7 +419,7 @@ class PredictionLog:
         return [(name, [p.get(name) for p in predictions]) for name in names]
 
     def _write(self, day: str, table: Any) -> None:
-        name = f"part-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"part-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
         key = partition_key(self.model_name, day, self.version, name)
         if self._s3 is not None:
             from tollgate.s3 import parse_s3_uri

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import joblib
@@ -44,7 +44,8 @@ def _send(server: ServerProcess, frame: pd.DataFrame, columns: list[str], prefix
             inputs = [{"name": t.name, "shape": t.shape, "datatype": t.datatype, "data": t.data}
                       for t in column_inputs(batch, for_grpc=False)]
             request_id = f"{prefix}-{start}"
-            answer = client.post(f"{server.rest_url}/v2/models/{MODEL}/infer", json={"id": request_id, "inputs": inputs})
+            answer = client.post(f"{server.rest_url}/v2/models/{MODEL}/infer",
+                                 json={"id": request_id, "inputs": inputs})
             assert answer.status_code == 200, answer.text
             sent += [(request_id, i, int(labels[start + i])) for i in range(len(batch))]
     return sent
@@ -61,13 +62,13 @@ def traffic(trained_model_dir, tmp_path_factory):
                        extra_args=["--log-uri", str(root / "log"), "--no-grpc"]) as server:
         server._grpc_ready = lambda: True
         server.wait_ready(timeout=60)
-        start = datetime.now(timezone.utc)
+        start = datetime.now(UTC)
         sent = _send(server, steady, columns, "steady")
         time.sleep(0.05)
-        middle = datetime.now(timezone.utc)
+        middle = datetime.now(UTC)
         time.sleep(0.05)
         _send(server, shifted, columns, "shifted")
-        end = datetime.now(timezone.utc) + timedelta(seconds=1)
+        end = datetime.now(UTC) + timedelta(seconds=1)
     registry = trained_model_dir.parent.parent
     return {"root": root, "log": root / "log", "registry": registry, "start": start, "middle": middle, "end": end,
             "steady": steady, "shifted": shifted, "sent": sent, "columns": columns}
@@ -75,7 +76,8 @@ def traffic(trained_model_dir, tmp_path_factory):
 
 def _monitor(traffic, *args: str):
     html = traffic["root"] / f"report-{len(args)}-{time.monotonic_ns()}.html"
-    result = CliRunner().invoke(app, ["monitor", "--log-uri", str(traffic["log"]), "--registry", str(traffic["registry"]),
+    result = CliRunner().invoke(app, ["monitor", "--log-uri", str(traffic["log"]),
+                                      "--registry", str(traffic["registry"]),
                                       "--json", "--html", str(html), *args])
     assert result.exit_code in (0, DRIFT_EXIT_CODE), result.output
     return result.exit_code, json.loads(result.stdout), html

@@ -159,7 +159,7 @@ def test_records_land_with_versions_and_ids_under_concurrent_load(trained_model_
     assert (answered["latency_ms"] > 0).all()
 
     errors = log[log["error"].notna()]
-    by_id = dict(zip(errors["request_id"], errors["error"]))
+    by_id = dict(zip(errors["request_id"], errors["error"], strict=True))
     for request_id in refused:
         assert by_id[request_id] == "InvalidInput"
     assert sorted(errors["error"]).count("VersionNotFound") == 4

@@ -159,7 +159,10 @@ def read_labels(path: str) -> pd.DataFrame:
     from tollgate.errors import TollgateError
 
     try:
-        frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path, dtype={"request_id": str})
+        if str(path).endswith(".parquet"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype={"request_id": str})
     except (OSError, ValueError) as exc:
         raise TollgateError(f"cannot read labels file {path}: {exc}") from None
     missing = [c for c in ("request_id", "label") if c not in frame.columns]
@@ -183,7 +186,7 @@ def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str
     labels["row"] = labels["row"].astype(int)
     joined = answered.merge(labels[["request_id", "row", "label"]], on=["request_id", "row"], how="inner")
     positive = str(features.get("positive_label", 1))
-    results = []
+    results: list[dict[str, Any]] = []
     if joined.empty:
         return results
     joined = joined.assign(day=joined["time"].dt.strftime("%Y-%m-%d"))

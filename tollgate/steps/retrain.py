@@ -15,7 +15,7 @@ and the pipeline trains.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tollgate.config import TollgateConfig
@@ -126,9 +126,9 @@ def _traffic_drift(config: TollgateConfig, model_name: str, number: int, referen
     since = datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
     until = datetime.fromisoformat(scheduled_time.replace("Z", "+00:00")) if scheduled_time else None
     if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+        since = since.replace(tzinfo=UTC)
     if until is not None and until.tzinfo is None:
-        until = until.replace(tzinfo=timezone.utc)
+        until = until.replace(tzinfo=UTC)
     log = read_log(config.monitoring.log_uri, model_name, since, until)
     report = monitor_traffic(log, model_name=model_name, production_version=number, data_schema=reference,
                              metadata=metadata, validation=config.validation, since=since, until=until)
