@@ -97,6 +97,13 @@ def test_new_data_skips_when_the_fingerprint_is_unchanged(registry_copy, tmp_pat
     assert summary["retrain"]["train"] is False, summary["retrain"]
     assert summary["skipped"].startswith(f"skipped: no new data since v{version}")
     assert _steps(summary) == {"retrain-check"}
+    # The HTML report of the skipped run says so too.
+    from pathlib import Path
+
+    from tollgate.cli.report import publish_report
+
+    report, _ = publish_report(Path(summary["run_dir"]), MODEL)
+    assert f"skipped: no new data since v{version}" in report.read_text()
 
 
 def test_drift_setting_compiles_with_the_check_first(tmp_path):
