@@ -8,7 +8,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import joblib
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -20,6 +19,7 @@ from tollgate.data.builtin import generate_applicants
 from tollgate.registry import open_registry
 from tollgate.serving.client import column_inputs
 from tollgate.serving.process import ServerProcess
+from tollgate.serving.runtime import OnnxModel
 from tollgate.steps.monitor import DRIFT_EXIT_CODE
 from tollgate.steps.validate import DATA_SCHEMA_FILE, feature_drift
 
@@ -132,7 +132,9 @@ def test_late_labels_give_the_same_auc_as_scoring_the_rows_directly(traffic, tra
     [realized] = report["realized"]
     assert realized["labelled_rows"] == 1000
     steady = traffic["steady"]
-    model = joblib.load(trained_model_dir / "model.joblib")
+    # Scoring the rows directly with the graph the server runs.
+    schema = json.loads((trained_model_dir / "input_schema.json").read_text())
+    model = OnnxModel.from_file(trained_model_dir / "model.onnx", schema)
     direct = roc_auc_score(steady["defaulted"], model.predict_proba(steady[traffic["columns"]])[:, 1])
     assert realized["metrics"]["roc_auc"] == pytest.approx(direct, abs=1e-12)
 

@@ -7,13 +7,13 @@ import math
 import shutil
 import time
 
-import joblib
 import pytest
 
 from tests.conftest import make_config, run_pipeline
 from tollgate.data.builtin import generate_applicants
 from tollgate.serving.client import column_inputs
 from tollgate.serving.predlog import Entry, PredictionLog
+from tollgate.serving.runtime import OnnxModel
 from tollgate.serving.schema import InputSchema
 
 MODEL = "credit-default"
@@ -30,7 +30,8 @@ def write_traffic(log_dir, model_dir, version: str, drift: float, rows: int = 60
     schema = InputSchema.from_dict(json.loads((model_dir / "input_schema.json").read_text()))
     names = [c.name for c in schema.columns]
     frame = generate_applicants(rows=rows, seed=seed, drift=drift)[names]
-    proba = joblib.load(model_dir / "model.joblib").predict_proba(frame)[:, 1]
+    schema_json = json.loads((model_dir / "input_schema.json").read_text())
+    proba = OnnxModel.from_file(model_dir / "model.onnx", schema_json).predict_proba(frame)[:, 1]
     log = PredictionLog(str(log_dir), MODEL, version, names, schema.columns_from_tensors, flush_records=100).start()
     for index, record in enumerate(frame.to_dict("records")):
         row = {k: _plain(v) for k, v in record.items()}
