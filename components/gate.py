@@ -17,7 +17,8 @@ def gate(policy_json: str, evaluation: Input[Artifact], decision: Output[Artifac
     if champion_record is not None:
         champion = Champion(version=champion_record["version"], metrics=champion_record.get("metrics"),
                             error=champion_record.get("error"))
-    verdict = decide(record["candidate"]["metrics"], champion, Policy.from_config(json.loads(policy_json)),
+    policy = Policy.from_config(json.loads(policy_json), task=record["candidate"].get("task", "binary"))
+    verdict = decide(record["candidate"]["metrics"], champion, policy,
                      fairness=record["candidate"].get("fairness"))
     with open(decision.path, "w") as handle:
         json.dump(verdict.to_dict(), handle, indent=2)

@@ -22,7 +22,7 @@ def preprocess(config_json: str, raw: Input[Dataset], train: Output[Dataset], va
     drop = list(data.drop) + (list(identifier_columns(frame, ignored)) if data.drop_identifiers else [])
     spec = build_feature_spec(frame, config.data.target, config.data.positive_label, drop,
                               config.data.date_column, config.features.numeric, config.features.categorical,
-                              config.features.max_categories)
+                              config.features.max_categories, task=config.data.task)
     splits = split_dataset(frame, spec, config.split.test_size, config.split.validation_size, config.split.seed,
                            extra_columns=[a.column for a in config.fairness.sensitive_attributes],
                            test_only_columns=list(frame.columns))
@@ -32,3 +32,5 @@ def preprocess(config_json: str, raw: Input[Dataset], train: Output[Dataset], va
     with open(features.path, "w") as handle:
         json.dump(spec.to_dict(), handle, indent=2, default=str)
     features.metadata.update({"numeric": len(spec.numeric), "categorical": len(spec.categorical)})
+    if spec.multiclass:
+        features.metadata.update({"task": spec.task, "classes": [str(c) for c in spec.classes]})

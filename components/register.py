@@ -37,6 +37,11 @@ def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Ar
                             "target": spec["target"], "positive_label": spec["positive_label"],
                             "negative_label": spec["negative_label"]}},
     )
+    if spec.get("task") == "multiclass":
+        # The class order (the probability columns' order) is fixed at training and recorded with the version.
+        metadata["features"].update(task="multiclass", classes=spec["classes"])
+        metadata["task"] = "multiclass"
+        metadata["per_class_test_metrics"] = record["candidate"].get("per_class")
     _hold_for_tests()
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "model"

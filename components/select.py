@@ -5,8 +5,10 @@ from typing import List
 from kfp.dsl import Input, Model, Output
 
 
-def select(models: Input[List[Model]], selection_metric: str, best: Output[Model]) -> str:
-    """Copy the candidate with the best validation metric to ``best``; returns its id."""
+def select(models: Input[List[Model]], selection_metric: str, best: Output[Model],
+           multiclass_selection_metric: str = "roc_auc_ovr_macro") -> str:
+    """Copy the candidate with the best validation metric (``multiclass_selection_metric`` for
+    multiclass candidates) to ``best``; returns its id."""
     import json
     import os
     import shutil
@@ -14,6 +16,8 @@ def select(models: Input[List[Model]], selection_metric: str, best: Output[Model
     from tollgate.steps.select import select_best
 
     results = [dict(m.metadata, uri=m.path, params=json.loads(m.metadata["params_json"])) for m in models]
+    if any(r.get("task") == "multiclass" for r in results):
+        selection_metric = multiclass_selection_metric
     winner = select_best(results, selection_metric)
     shutil.copytree(winner["uri"], best.path, dirs_exist_ok=True)
     leaderboard = sorted(({"candidate_id": r["candidate_id"], "validation_metrics": r["validation_metrics"],

@@ -28,4 +28,6 @@ def train(candidate: dict, train: Input[Dataset], validation: Input[Dataset], te
     model.metadata.update({"candidate_id": result.candidate_id, "family": result.family,
                            "params_json": json.dumps(result.params), "validation_metrics": result.validation_metrics,
                            "fit_seconds": round(result.fit_seconds, 3), "onnx_export": result.export_check})
+    if spec.multiclass:
+        model.metadata["task"] = spec.task
     return float(result.fit_seconds)

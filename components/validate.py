@@ -30,7 +30,7 @@ def validate(config_json: str, raw: Input[Dataset], registry_uri: str, model_nam
     outcome = run_validate(frame, reference, target=data.target, positive_label=data.positive_label,
                            min_rows=data.min_rows, settings=config.validation,
                            reference_version=champion.version if champion else None, note=note,
-                           ignored=ignored, drop_identifiers=data.drop_identifiers)
+                           ignored=ignored, drop_identifiers=data.drop_identifiers, task=data.task)
     schema = infer_data_schema(frame, data.target, data.positive_label, ignored, config.validation.drift.bins)
     with open(data_schema.path, "w") as handle:
         json.dump(schema, handle, indent=2, default=str)

@@ -81,8 +81,12 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
                 train_task.set_env_variable(variable, threads)
             train_task.set_cpu_request(threads)
         select_task = ops.select(models=dsl.Collected(train_task.outputs["model"]),
-                                 selection_metric=config.train.selection_metric
-                                 ).set_display_name(f"Select best by validation {config.train.selection_metric}")
+                                 selection_metric=config.train.selection_metric,
+                                 multiclass_selection_metric=config.train.multiclass_selection_metric
+                                 ).set_display_name(f"Select best by validation {config.train.selection_metric}"
+                                                    if config.data.task != "multiclass" else
+                                                    f"Select best by validation "
+                                                    f"{config.train.multiclass_selection_metric}")
 
         # The champion can change between runs with identical inputs: never serve these from cache.
         evaluate_task = ops.evaluate(best=select_task.outputs["best"], test=preprocess_task.outputs["test"],

@@ -17,7 +17,7 @@ from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 from tollgate.errors import TollgateError
-from tollgate.serving.model import CLASS_OUTPUT, PROBABILITY_OUTPUT
+from tollgate.serving.model import CLASS_OUTPUT, PROBABILITIES_OUTPUT, PROBABILITY_OUTPUT
 
 PROTOCOLS = ("rest-v1", "rest-v2", "grpc")
 
@@ -29,7 +29,11 @@ class Predictions:
     model_name: str
     model_version: str
     classes: list[Any]
+    # Binary: the positive class's probability. Multiclass: the predicted class's probability.
     probabilities: list[float]
+    # Multiclass only: every class's probability per row ([n, k]) and, when the answer names it, the class order.
+    class_probabilities: list[list[float]] | None = None
+    class_order: list[Any] | None = None
 
 
 def read_rows(path: str | Path, input_types: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -159,6 +163,8 @@ def column_inputs(rows: Sequence[dict[str, Any]], for_grpc: bool) -> list[InferI
 
 def _from_infer_response(response: InferResponse) -> Predictions:
     outputs = {o.name: o for o in response.outputs}
+    if PROBABILITIES_OUTPUT in outputs and CLASS_OUTPUT in outputs:
+        return _multiclass_from_infer_response(response, outputs)
     missing = [n for n in (CLASS_OUTPUT, PROBABILITY_OUTPUT) if n not in outputs]
     if missing:
         raise TollgateError(f"the server's answer lacks output(s) {missing}; is this a Tollgate model server?")
@@ -169,6 +175,32 @@ def _from_infer_response(response: InferResponse) -> Predictions:
                        [float(p) for p in outputs[PROBABILITY_OUTPUT].as_numpy().tolist()])
 
 
+def _multiclass_from_infer_response(response: InferResponse, outputs: dict[str, Any]) -> Predictions:
+    classes = [c.decode() if isinstance(c, bytes) else c for c in outputs[CLASS_OUTPUT].as_numpy().tolist()]
+    tensor = outputs[PROBABILITIES_OUTPUT]
+    matrix = tensor.as_numpy().astype(float)
+    order = (tensor.parameters or {}).get("classes")
+    order = getattr(order, "string_param", order)  # gRPC: an InferParameter; REST: the text itself
+    order = json.loads(order) if isinstance(order, str) and order else None
+    version = response.model_version or (response.parameters or {}).get("model_version", "")
+    return Predictions(response.model_name, str(version), classes, [float(row.max()) for row in matrix],
+                       class_probabilities=matrix.tolist(), class_order=order)
+
+
+def _from_v1_answer(answer: dict[str, Any], model_name: str) -> Predictions:
+    predictions = answer.get("predictions") or []
+    name, version = answer.get("model_name", model_name), str(answer.get("model_version", ""))
+    if predictions and PROBABILITIES_OUTPUT in predictions[0]:
+        order = list(predictions[0][PROBABILITIES_OUTPUT])
+        matrix = [[float(p[PROBABILITIES_OUTPUT][k]) for k in order] for p in predictions]
+        classes = [p[CLASS_OUTPUT] for p in predictions]
+        return Predictions(name, version, classes,
+                           [float(p[PROBABILITIES_OUTPUT][str(c)]) for p, c in zip(predictions, classes, strict=True)],
+                           class_probabilities=matrix, class_order=order)
+    return Predictions(name, version, [p[CLASS_OUTPUT] for p in predictions],
+                       [float(p[PROBABILITY_OUTPUT]) for p in predictions])
+
+
 async def _predict(protocol: str, url: str, model_name: str, rows: Sequence[dict[str, Any]],
                    timeout: float) -> Predictions:
     if protocol == "rest-v1":
@@ -177,9 +209,7 @@ async def _predict(protocol: str, url: str, model_name: str, rows: Sequence[dict
             answer = await client.infer(url, data={"instances": list(rows)}, model_name=model_name)
         finally:
             await client.close()
-        predictions = answer.get("predictions") or []
-        return Predictions(answer.get("model_name", model_name), str(answer.get("model_version", "")),
-                           [p[CLASS_OUTPUT] for p in predictions], [float(p[PROBABILITY_OUTPUT]) for p in predictions])
+        return _from_v1_answer(answer, model_name)
     if protocol == "rest-v2":
         client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=timeout, retries=0))
         request = InferRequest(model_name=model_name, infer_inputs=column_inputs(rows, for_grpc=False))

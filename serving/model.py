@@ -3,7 +3,8 @@
 The same class runs in the cluster's serving image (loading KServe's ``/mnt/models``)
 and locally (``tollgate serve``, infra-validation, tests). It answers v1 REST, Open
 Inference Protocol v2 REST and v2 gRPC; every answer carries the predicted class, the
-positive-class probability and the model version.
+positive-class probability (binary) or every class's probability (multiclass, in the
+class order of ``input_schema.json``) and the model version.
 
 What it serves is ``model.onnx``, run by onnxruntime with one intra-op thread, after the
 input schema has validated the request and made the graph's inputs
@@ -32,6 +33,7 @@ logger = logging.getLogger("tollgate.serving")
 
 CLASS_OUTPUT = "predicted_class"
 PROBABILITY_OUTPUT = "probability"
+PROBABILITIES_OUTPUT = "probabilities"  # multiclass: [n, k], columns in the model's class order
 DEFAULT_MAX_BATCH = 1024
 
 
@@ -82,13 +84,25 @@ class TollgateModel(Model):
         except GraphError as exc:
             raise ModelLoadError(f"{self.model_dir / ONNX_FILE}: {exc}") from exc
         features = self.metadata.get("features") or {}
-        labels = [features.get("negative_label", 0), features.get("positive_label", 1)]
+        # A multiclass version records its class order in the input schema (the probability columns' order).
+        self.multiclass = schema.get("task") == "multiclass"
+        if self.multiclass:
+            labels = list(schema.get("classes") or [])
+            if len(labels) < 2:
+                raise ModelLoadError(f"{self.model_dir / SCHEMA_FILE}: a multiclass schema must list its classes")
+        else:
+            labels = [features.get("negative_label", 0), features.get("positive_label", 1)]
         # Output tensors are typed once here: INT64 classes for integer labels, BYTES otherwise.
         self._integer_labels = all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()
                                    for v in labels)
         self.labels = np.array([int(v) for v in labels] if self._integer_labels else [str(v) for v in labels],
                                dtype=np.int64 if self._integer_labels else object)
         self._class_datatype = "INT64" if self._integer_labels else "BYTES"
+        self.class_order = [int(v) for v in labels] if self._integer_labels else [str(v) for v in labels]
+        self._class_keys = [str(v) for v in self.class_order]
+        if self.multiclass:
+            # gRPC model metadata has no place for it, so every answer's probabilities tensor names its columns.
+            self._probabilities_parameters = {"classes": orjson.dumps(self.class_order).decode()}
         self._version_parameter = {"model_version": self.version}
         self.path_description = f"onnxruntime {_onnxruntime_version()}, 1 intra-op thread"
         logger.info("loaded %s v%s from %s; prediction path: %s", self.name, self.version, self.model_dir,
@@ -103,8 +117,15 @@ class TollgateModel(Model):
         return [{"name": c.name, "datatype": c.datatype, "shape": [-1]} for c in self.schema.columns]
 
     def get_output_types(self) -> list[dict[str, Any]]:
+        if self.multiclass:
+            return [{"name": CLASS_OUTPUT, "datatype": self._class_datatype, "shape": [-1]},
+                    {"name": PROBABILITIES_OUTPUT, "datatype": "FP64", "shape": [-1, len(self.class_order)]}]
         return [{"name": CLASS_OUTPUT, "datatype": self._class_datatype, "shape": [-1]},
                 {"name": PROBABILITY_OUTPUT, "datatype": "FP64", "shape": [-1]}]
+
+    def metadata_parameters(self) -> dict[str, Any] | None:
+        """What REST ``GET /v2/models/<name>`` adds for a multiclass model: the task and the class order."""
+        return {"task": "multiclass", "classes": self.class_order} if self.multiclass else None
 
     # -- request path ---------------------------------------------------------------------
 
@@ -155,6 +176,8 @@ class TollgateModel(Model):
 
     def predict(self, batch: _Batch, headers: dict[str, str] | None = None) -> Any:
         proba = self.predict_columns(batch.columns, batch.rows)
+        if self.multiclass:
+            return self._predict_multiclass(batch, proba)
         # float32 from the graph; widened exactly to the FP64 the protocol answers with.
         positive = proba[:, 1].astype(np.float64)
         # The estimator's own predict(): argmax, ties to the first (negative) class.
@@ -174,6 +197,31 @@ class TollgateModel(Model):
         return InferResponse(response_id=request.id or "", model_name=self.name, model_version=self.version,
                              infer_outputs=[class_output, probability_output], from_grpc=request.from_grpc,
                              # kserve's REST client drops model_version when decoding; parameters survive.
+                             parameters=self._version_parameter,
+                             requested_outputs=None if request.from_grpc else request.request_outputs)
+
+
+    def _predict_multiclass(self, batch: _Batch, proba: np.ndarray) -> Any:
+        """``predicted_class`` (the argmax, ties to the first class in class order) and every class's probability."""
+        probabilities = proba.astype(np.float64)
+        classes = self.labels[proba.argmax(axis=1)]
+        class_list = classes.tolist() if self._integer_labels else [str(c) for c in classes]
+        if batch.request is None:
+            keys = self._class_keys
+            return {
+                "predictions": [{CLASS_OUTPUT: c, PROBABILITIES_OUTPUT: dict(zip(keys, row, strict=True))}
+                                for c, row in zip(class_list, probabilities.tolist(), strict=True)],
+                "model_name": self.name,
+                "model_version": self.version,
+            }
+        rows = batch.rows
+        class_output = InferOutput(CLASS_OUTPUT, [rows], self._class_datatype, data=class_list)
+        probabilities_output = InferOutput(PROBABILITIES_OUTPUT, [rows, probabilities.shape[1]], "FP64",
+                                           data=probabilities.reshape(-1).tolist(),
+                                           parameters=self._probabilities_parameters)
+        request = batch.request
+        return InferResponse(response_id=request.id or "", model_name=self.name, model_version=self.version,
+                             infer_outputs=[class_output, probabilities_output], from_grpc=request.from_grpc,
                              parameters=self._version_parameter,
                              requested_outputs=None if request.from_grpc else request.request_outputs)
 

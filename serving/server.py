@@ -210,6 +210,10 @@ class _StrictDataPlane(DataPlane):
         version = served_version(self, model_name)
         if version:
             metadata["versions"] = [version]
+        # A multiclass model adds its task and class order (REST only: gRPC's TensorMetadata has no place).
+        parameters = getattr(self.get_model_from_registry(model_name), "metadata_parameters", lambda: None)()
+        if parameters:
+            metadata["parameters"] = parameters
         return metadata
 
 

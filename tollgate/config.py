@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tollgate.errors import ConfigError
 
 METRIC_NAMES = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
+# Metrics of a multiclass model (tollgate.steps.evaluate.multiclass_metrics); gated under gate.multiclass.
+MULTICLASS_METRIC_NAMES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr_macro", "roc_auc_ovr_weighted",
+                           "precision_macro", "recall_macro", "log_loss")
 # Metrics where a smaller value is better; the gate and the selector flip comparisons for them.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
@@ -39,6 +42,8 @@ class BuiltinDataConfig(_Strict):
     drift: float = Field(0.0, ge=0.0, le=1.0, description="0 = reference population, 1 = strongly shifted.")
     start_date: str = Field("2026-01-01", description="First application date (YYYY-MM-DD).")
     days: int = Field(90, ge=1, description="Number of daily partitions the rows spread over.")
+    classes: int = Field(2, ge=2, le=10, description="2: the 'defaulted' 0/1 target; 3 or more: a 'risk_band' "
+                         "target with this many text classes instead (set data.target: risk_band).")
 
 
 class CsvConfig(_Strict):
@@ -84,7 +89,9 @@ class DataConfig(_Strict):
 
     source: str = Field("builtin", description="'builtin', a local CSV/Parquet path, or s3://bucket/key.")
     target: str = Field("defaulted", description="Name of the label column.")
-    positive_label: Any = Field(1, description="Label value that counts as the positive class.")
+    task: Literal["auto", "binary", "multiclass"] = Field("auto", description="auto: two label values train a "
+                                                          "binary model, three or more a multiclass one.")
+    positive_label: Any = Field(1, description="Label value that counts as the positive class (binary only).")
     drop: list[str] = Field(default_factory=list, description="Columns removed before training.")
     date_column: str | None = Field("application_date", description="Date column used for daily windows; dropped from features.")
     window_days: int | None = Field(None, ge=1, description="If set, scheduled runs train on the last N days before the scheduled time.")
@@ -138,6 +145,9 @@ class TrainConfig(_Strict):
     """The hyperparameter fan-out and how the winner is picked."""
 
     selection_metric: Literal["roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"] = "roc_auc"
+    multiclass_selection_metric: Literal["accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr_macro",
+                                         "roc_auc_ovr_weighted", "precision_macro", "recall_macro", "log_loss"] = Field(
+        "roc_auc_ovr_macro", description="Validation metric that picks the winner when the model is multiclass.")
     parallelism: int = Field(2, ge=1, description="Candidates trained at once (ParallelFor parallelism).")
     # Native thread pools (OpenMP in HistGradientBoosting) take every core by default; two
     # candidates doing that at once on 2 cores ran 40x slower here. parallelism x threads
@@ -170,6 +180,29 @@ class FairnessGateConfig(_Strict):
         0.1, ge=0, le=1, description="Largest allowed gap between group true-positive rates.")
 
 
+class MulticlassGateConfig(_Strict):
+    """Thresholds for a multiclass model, on the multiclass metrics (macro/weighted, accuracy, log loss)."""
+
+    absolute: dict[str, ThresholdConfig] = Field(default_factory=dict)
+    max_degradation: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("absolute", "max_degradation")
+    @classmethod
+    def _known_metrics(cls, rules: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(rules) - set(MULTICLASS_METRIC_NAMES))
+        if unknown:
+            raise ValueError(f"unknown multiclass metric(s) {unknown}; known: {list(MULTICLASS_METRIC_NAMES)}")
+        return rules
+
+    @field_validator("max_degradation")
+    @classmethod
+    def _non_negative(cls, rules: dict[str, float]) -> dict[str, float]:
+        negative = {k: v for k, v in rules.items() if v < 0}
+        if negative:
+            raise ValueError(f"degradation tolerances must be >= 0, got {negative}")
+        return rules
+
+
 class GateConfig(_Strict):
     """The promotion policy: absolute thresholds and change thresholds against the champion."""
 
@@ -177,13 +210,17 @@ class GateConfig(_Strict):
     # metric -> largest allowed degradation versus the champion (in the metric's own units).
     max_degradation: dict[str, float] = Field(default_factory=dict)
     fairness: FairnessGateConfig = Field(default_factory=FairnessGateConfig)
+    # absolute / max_degradation above are binary metrics; a multiclass model is gated by these instead.
+    multiclass: MulticlassGateConfig = Field(default_factory=MulticlassGateConfig)
 
     @field_validator("absolute", "max_degradation")
     @classmethod
     def _known_metrics(cls, rules: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(rules) - set(METRIC_NAMES))
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; known: {list(METRIC_NAMES)}")
+            multiclass = set(unknown) & set(MULTICLASS_METRIC_NAMES)
+            hint = "; multiclass metrics go under gate.multiclass" if multiclass else ""
+            raise ValueError(f"unknown metric(s) {unknown}; known: {list(METRIC_NAMES)}{hint}")
         return rules
 
     @field_validator("max_degradation")
@@ -201,7 +238,8 @@ class GateConfig(_Strict):
 # cannot be downgraded to warnings.
 VALIDATION_CHECKS = ("missing_column", "new_column", "dtype_change", "null_fraction_spike", "unseen_categories",
                      "out_of_range", "too_few_rows", "duplicate_rows", "drift", "identifier_column",
-                     "empty_file", "label_missing", "single_class", "unknown_labels")
+                     "empty_file", "label_missing", "single_class", "unknown_labels",
+                     "label_class_appeared", "label_class_disappeared", "label_drift")
 ALWAYS_BLOCKING_CHECKS = frozenset({"empty_file", "label_missing", "single_class", "unknown_labels"})
 Severity = Literal["blocking", "warning"]
 _DEFAULT_SEVERITY: dict[str, Severity] = {"missing_column": "blocking", "new_column": "warning", "dtype_change": "blocking",
@@ -209,7 +247,10 @@ _DEFAULT_SEVERITY: dict[str, Severity] = {"missing_column": "blocking", "new_col
                      "too_few_rows": "blocking", "duplicate_rows": "warning", "drift": "warning",
                      "identifier_column": "warning",
                      "empty_file": "blocking", "label_missing": "blocking", "single_class": "blocking",
-                     "unknown_labels": "blocking"}
+                     "unknown_labels": "blocking",
+                     # Multiclass only: a class the production model never saw, or one it knew that is gone.
+                     "label_class_appeared": "blocking", "label_class_disappeared": "blocking",
+                     "label_drift": "warning"}
 
 
 class DriftConfig(_Strict):
@@ -221,6 +262,8 @@ class DriftConfig(_Strict):
                                          "reference and new category shares.")
     features: dict[str, float] = Field(default_factory=dict, description="Per-feature threshold overrides.")
     bins: int = Field(10, ge=2, le=100, description="Numeric features are binned on this many reference quantiles.")
+    label_threshold: float = Field(0.1, gt=0, le=1, description="Largest L-infinity distance between reference and "
+                                   "new class shares of a multiclass label.")
 
     @field_validator("features")
     @classmethod
@@ -280,6 +323,8 @@ class FairnessConfig(_Strict):
     min_group_size: int = Field(30, ge=1, description="Smaller test groups are reported but not bounded.")
     min_group_positives: int = Field(20, ge=1, description="A group's true-positive rate is measured (and bounded "
                                      "by equal opportunity) only with at least this many positive test rows.")
+    classes: list[Any] = Field(default_factory=list, description="Multiclass models: classes whose selection rate "
+                               "and TPR are measured one-vs-rest; with none, the report says they were skipped.")
 
     @field_validator("sensitive_attributes")
     @classmethod

@@ -14,6 +14,8 @@ from tollgate.local_run import RunOutcome, find_output, read_json, task_outputs
 from tollgate.registry import Registry
 
 HEADLINE_METRICS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
+MULTICLASS_HEADLINE_METRICS = ("roc_auc_ovr_macro", "roc_auc_ovr_weighted", "f1_macro", "f1_weighted", "accuracy",
+                               "precision_macro", "recall_macro", "log_loss")
 
 
 def step_times(outcome: RunOutcome) -> list[dict[str, Any]]:
@@ -73,6 +75,13 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
         summary["candidate"]["fairness"] = {
             attribute: {k: record.get(k) for k in ("disparate_impact", "equal_opportunity_difference")}
             for attribute, record in (candidate.get("fairness") or {}).items()}
+        if candidate.get("task") == "multiclass":
+            # Binary summaries keep exactly their keys; these exist only for multiclass runs.
+            summary["candidate"].update(task="multiclass", classes=candidate.get("classes"),
+                                        per_class=candidate.get("per_class"),
+                                        confusion_matrix=candidate.get("confusion_matrix"))
+            if candidate.get("fairness_skipped"):
+                summary["candidate"]["fairness_skipped"] = candidate["fairness_skipped"]
         summary["champion"] = evaluation.get("champion")
     decision = read_json(find_output(pipeline_dir, "gate", "decision") or pipeline_dir / "-")
     if decision:
@@ -156,10 +165,22 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         metrics.add_column("challenger", justify="right")
         label = f"champion v{champion['version']}" if champion.get("version") is not None else "champion"
         metrics.add_column(label, justify="right")
-        for name in HEADLINE_METRICS:
+        multiclass = candidate.get("task") == "multiclass"
+        for name in MULTICLASS_HEADLINE_METRICS if multiclass else HEADLINE_METRICS:
             theirs = (champion.get("metrics") or {}).get(name)
             metrics.add_row(name, _fmt(candidate["test_metrics"].get(name)), _fmt(theirs))
         console.print(metrics)
+        if multiclass:
+            per_class = Table(title=f"Per class ({len(candidate.get('classes') or [])} classes, model order)",
+                              show_edge=False, header_style="bold")
+            for column in ("class", "precision", "recall", "f1", "support"):
+                per_class.add_column(column, justify="left" if column == "class" else "right")
+            for row in candidate.get("per_class") or []:
+                per_class.add_row(escape(str(row["class"])), _fmt(row["precision"]), _fmt(row["recall"]),
+                                  _fmt(row["f1"]), str(row["support"]))
+            console.print(per_class)
+            if candidate.get("fairness_skipped"):
+                console.print(f"[yellow]fairness skipped[/] {escape(candidate['fairness_skipped'])}", soft_wrap=True)
         for attribute, record in (candidate.get("fairness") or {}).items():
             console.print(f"[bold]Fairness[/] {_e(attribute)}: disparate impact {_fmt(record['disparate_impact'])}, "
                           f"equal-opportunity difference {_fmt(record['equal_opportunity_difference'])}")

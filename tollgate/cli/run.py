@@ -33,6 +33,10 @@ def run(
     rows: Optional[int] = typer.Option(None, "--rows", help="Rows for the built-in generator (data.builtin.rows)."),
     drift: Optional[float] = typer.Option(None, "--drift", help="Drift knob of the built-in generator, 0..1."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the built-in generator."),
+    task: Optional[str] = typer.Option(None, "--task", help="auto, binary or multiclass (data.task)."),
+    classes: Optional[int] = typer.Option(None, "--classes", help="Classes of the built-in generator's target "
+                                          "(data.builtin.classes); 3 or more also make 'risk_band' the target "
+                                          "unless --target is given."),
     scheduled_time: str = typer.Option("", "--scheduled-time", help="Act as a scheduled run at this RFC 3339 time "
                                        "(uses data.window_days)."),
     as_json: bool = JsonOption,
@@ -49,7 +53,12 @@ def run(
     from tollgate.registry import open_registry
     from tollgate.summary import build_summary, render_summary
 
-    cfg = load(config, data__source=data, data__target=target, data__drop=drop,
+    if classes is not None and classes >= 3 and target is None:
+        from tollgate.data.builtin import MULTICLASS_TARGET
+
+        target = MULTICLASS_TARGET
+    cfg = load(config, data__source=data, data__target=target, data__drop=drop, data__task=task,
+               data__builtin__classes=classes,
                data__positive_label=_label(positive_label), registry__uri=registry, model_name=model_name,
                data__builtin__rows=rows, data__builtin__drift=drift, data__builtin__seed=seed)
     reg = open_registry(cfg.registry.uri)

@@ -84,14 +84,16 @@ def predict(
     input_types = fetch_input_types(protocol, url, cfg.model_name, timeout) if file.suffix.lower() == ".csv" else None
     rows = read_rows(file, input_types)
     answer = send(protocol, url, cfg.model_name, rows, timeout=timeout)
+    multiclass = answer.class_probabilities is not None
     if as_json:
+        # Multiclass: "probability" is the predicted class's; binary answers keep their shape.
         emit_json({"model_name": answer.model_name, "model_version": answer.model_version, "protocol": protocol,
                    "predictions": [{"predicted_class": c, "probability": p}
                                    for c, p in zip(answer.classes, answer.probabilities)]})
         return
     table = Table(title=escape(f"{answer.model_name} v{answer.model_version} via {protocol}"), header_style="bold",
                   show_edge=False)
-    for column in ("row", "predicted_class", "probability"):
+    for column in ("row", "predicted_class", "probability of that class" if multiclass else "probability"):
         table.add_column(column, justify="right")
     for index, (label, probability) in enumerate(zip(answer.classes, answer.probabilities)):
         table.add_row(str(index), escape(str(label)), f"{probability:.4f}")

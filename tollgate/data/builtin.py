@@ -12,12 +12,27 @@ import numpy as np
 import pandas as pd
 
 TARGET = "defaulted"
+MULTICLASS_TARGET = "risk_band"
 DATE_COLUMN = "application_date"
+_BAND_NAMES = {3: ["low", "medium", "high"], 4: ["low", "medium", "high", "very_high"],
+               5: ["very_low", "low", "medium", "high", "very_high"]}
+
+
+def band_names(classes: int) -> list[str]:
+    """The text classes of the multiclass ``risk_band`` target, lowest risk first."""
+    return _BAND_NAMES.get(classes, [f"band_{i + 1}" for i in range(classes)])
 
 
 def generate_applicants(rows: int = 20_000, seed: int = 7, drift: float = 0.0,
-                        start_date: str = "2026-01-01", days: int = 90) -> pd.DataFrame:
-    """Return ``rows`` applicants; the same arguments always give the same table."""
+                        start_date: str = "2026-01-01", days: int = 90, classes: int = 2) -> pd.DataFrame:
+    """Return ``rows`` applicants; the same arguments always give the same table.
+
+    ``classes`` 2 gives the 0/1 ``defaulted`` target. 3 or more replace it with
+    ``risk_band``: text classes (:func:`band_names`) cut from the same default risk, each
+    class half as common as the one below it, so the riskiest band is the rare one.
+    """
+    if classes < 2:
+        raise ValueError("classes must be at least 2")
     if rows < 1:
         raise ValueError("rows must be positive")
     if not 0.0 <= drift <= 1.0:
@@ -107,6 +122,12 @@ def generate_applicants(rows: int = 20_000, seed: int = 7, drift: float = 0.0,
         "prior_bankruptcy": prior_bankruptcy,
         TARGET: defaulted,
     })
+    if classes >= 3:
+        # Same risk score, cut into bands: the binary table's random draws are untouched.
+        weights = 0.5 ** np.arange(classes)
+        cuts = np.quantile(logit, np.cumsum(weights / weights.sum())[:-1])
+        frame = frame.drop(columns=[TARGET])
+        frame[MULTICLASS_TARGET] = np.asarray(band_names(classes), dtype=object)[np.searchsorted(cuts, logit)]
     # Missing values where real applications have them: optional or unverifiable fields.
     for column, share in (("employment_years", 0.04), ("credit_score", 0.02),
                           ("months_at_address", 0.05), ("education", 0.03), ("annual_income", 0.01)):

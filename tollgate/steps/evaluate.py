@@ -24,6 +24,7 @@ from sklearn.metrics import (
     f1_score,
     log_loss,
     precision_recall_curve,
+    precision_recall_fscore_support,
     precision_score,
     recall_score,
     roc_auc_score,
@@ -32,7 +33,7 @@ from sklearn.metrics import (
 from threadpoolctl import threadpool_limits
 
 from tollgate.steps.drift import numeric_profile
-from tollgate.steps.fairness import fairness_report
+from tollgate.steps.fairness import fairness_report, multiclass_fairness_report
 from tollgate.steps.preprocess import LABEL
 
 # Bins of the predicted-probability profile recorded on the test split (as data validation bins features).
@@ -60,6 +61,89 @@ def classification_metrics(y_true: np.ndarray, positive_proba: np.ndarray, thres
         "log_loss": float(log_loss(y_true, proba, labels=[0, 1])),
         "brier": float(brier_score_loss(y_true, proba)),
     }
+
+
+def _normalised(proba: np.ndarray) -> np.ndarray:
+    """float64 rows that sum to 1 (the float32 graph's rows sum to 1 within ~1e-7)."""
+    proba = np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)
+    return proba / np.maximum(proba.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+
+
+def one_vs_rest_auc(y_true: np.ndarray, proba: np.ndarray) -> list[float | None]:
+    """ROC AUC of each class against the rest (None for a class absent from, or the only one in, ``y_true``)."""
+    y_true = np.asarray(y_true).astype(int)
+    result = []
+    for index in range(proba.shape[1]):
+        positive = y_true == index
+        result.append(float(roc_auc_score(positive, proba[:, index])) if 0 < positive.sum() < len(y_true) else None)
+    return result
+
+
+def multiclass_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro/weighted F1, macro/weighted one-vs-rest ROC AUC, macro precision/recall and log loss.
+
+    ``y_true`` holds class positions (0..k-1) and ``proba`` is ``[n, k]`` in the same class
+    order; the predicted class is the argmax (ties to the first class, like the server).
+    The one-vs-rest AUCs average over the classes present in ``y_true`` (scikit-learn's
+    ``multi_class="ovr"`` definition); weighted by each class's support.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    proba = _normalised(proba)
+    k = proba.shape[1]
+    labels = list(range(k))
+    predicted = proba.argmax(axis=1)
+    aucs = one_vs_rest_auc(y_true, proba)
+    support = np.bincount(y_true, minlength=k).astype(float)
+    measured = [i for i in labels if aucs[i] is not None]
+    macro_auc = float(np.mean([aucs[i] for i in measured])) if measured else math.nan
+    weighted_auc = (float(np.average([aucs[i] for i in measured], weights=support[measured]))
+                    if measured else math.nan)
+    return {
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "f1_macro": float(f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(y_true, predicted, labels=labels, average="weighted", zero_division=0)),
+        "roc_auc_ovr_macro": macro_auc,
+        "roc_auc_ovr_weighted": weighted_auc,
+        "precision_macro": float(precision_score(y_true, predicted, labels=labels, average="macro", zero_division=0)),
+        "recall_macro": float(recall_score(y_true, predicted, labels=labels, average="macro", zero_division=0)),
+        "log_loss": float(log_loss(y_true, proba, labels=labels)),
+    }
+
+
+def per_class_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> list[dict[str, Any]]:
+    """One row per class, in class order: precision, recall, F1, support and one-vs-rest ROC AUC."""
+    y_true = np.asarray(y_true).astype(int)
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = list(range(len(classes)))
+    predicted = proba.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, predicted, labels=labels,
+                                                                     zero_division=0)
+    aucs = one_vs_rest_auc(y_true, proba)
+    return [{"class": classes[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+             "support": int(support[i]), "roc_auc_ovr": aucs[i]} for i in labels]
+
+
+def multiclass_curves(y_true: np.ndarray, proba: np.ndarray, classes: list[Any],
+                      max_points: int = 200) -> dict[str, Any]:
+    """The k x k confusion matrix (rows actual, columns predicted, class order) and one-vs-rest
+    precision-recall curves per class, down-sampled like the binary curves."""
+    y_true = np.asarray(y_true).astype(int)
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = list(range(len(classes)))
+    curves_by_class = []
+    for index in labels:
+        positive = y_true == index
+        if not positive.any():
+            curves_by_class.append({"class": classes[index], "precision": [], "recall": []})
+            continue
+        precision, recall, _ = precision_recall_curve(positive, proba[:, index])
+        if len(precision) > max_points:
+            keep = np.unique(np.linspace(0, len(precision) - 1, max_points).round().astype(int))
+            precision, recall = precision[keep], recall[keep]
+        curves_by_class.append({"class": classes[index], "precision": precision.tolist(), "recall": recall.tolist(),
+                                "average_precision": float(average_precision_score(positive, proba[:, index]))})
+    return {"confusion_matrix": confusion_matrix(y_true, proba.argmax(axis=1), labels=labels).tolist(),
+            "pr_per_class": curves_by_class}
 
 
 def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.5,
@@ -91,8 +175,9 @@ def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.
 class _GraphEstimator(ClassifierMixin, BaseEstimator):
     """A fitted model seen through scikit-learn's estimator interface, for ``permutation_importance``."""
 
-    def __init__(self, model=None):
+    def __init__(self, model=None, k: int = 2):
         self.model = model
+        self.k = k
 
     def fit(self, X, y=None):  # pragma: no cover - never refitted: it scores a fixed graph
         raise NotImplementedError("a served graph is not refitted")
@@ -102,26 +187,35 @@ class _GraphEstimator(ClassifierMixin, BaseEstimator):
 
     @property
     def classes_(self) -> np.ndarray:
-        return np.array([0, 1])
+        return np.arange(self.k)
 
     def predict_proba(self, X):
         return np.asarray(self.model.predict_proba(X), dtype=np.float64)
 
     def predict(self, X):
         proba = self.predict_proba(X)
+        if self.k > 2:
+            return proba.argmax(axis=1)
         return (proba[:, 1] > proba[:, 0]).astype(int)
 
 
+def _macro_auc_scorer(estimator, X, y) -> float:
+    """Macro one-vs-rest ROC AUC of a multiclass graph (permutation importance's score)."""
+    aucs = [a for a in one_vs_rest_auc(y, estimator.predict_proba(X)) if a is not None]
+    return float(np.mean(aucs)) if aucs else 0.0
+
+
 def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: int = TOP_FEATURES,
-                           repeats: int = IMPORTANCE_REPEATS, seed: int = 0) -> list[dict[str, Any]]:
-    """Permutation importance (drop in test ROC AUC when a column is shuffled), largest first."""
+                           repeats: int = IMPORTANCE_REPEATS, seed: int = 0, classes: int = 2) -> list[dict[str, Any]]:
+    """Permutation importance (drop in test ROC AUC when a column is shuffled; macro one-vs-rest
+    ROC AUC for ``classes`` > 2), largest first."""
     sample = test.sample(n=min(len(test), IMPORTANCE_MAX_ROWS), random_state=seed) if len(test) else test
     # Many small predictions: OpenMP thread start-up and spinning (HistGradientBoosting) made
     # this 7x slower on 2 busy cores than a single thread.
+    scoring = _macro_auc_scorer if classes > 2 else "roc_auc"
     with threadpool_limits(limits=1):
-        result = permutation_importance(_GraphEstimator(model), sample[columns], sample[LABEL].to_numpy(),
-                                        scoring="roc_auc",
-                                        n_repeats=repeats, random_state=seed)
+        result = permutation_importance(_GraphEstimator(model, classes), sample[columns], sample[LABEL].to_numpy(),
+                                        scoring=scoring, n_repeats=repeats, random_state=seed)
     order = np.argsort(-result.importances_mean)[:top]
     return [{"feature": columns[i], "importance": float(result.importances_mean[i]),
              "std": float(result.importances_std[i])} for i in order]
@@ -133,12 +227,16 @@ def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def evaluate_model(model, test: pd.DataFrame, columns: list[str],
-                   fairness: dict[str, Any] | None = None) -> dict[str, Any]:
+                   fairness: dict[str, Any] | None = None, classes: list[Any] | None = None) -> dict[str, Any]:
     """Metrics, curves and top-feature importance of one model on the test split.
 
     ``fairness`` is the ``fairness`` config section as a dict; with sensitive attributes
     configured (and present in ``test``), the result has per-attribute group fairness.
+    ``classes`` (a multiclass model's class order) switches to the multiclass metrics,
+    the k x k confusion matrix, per-class curves and the per-class table.
     """
+    if classes is not None:
+        return _evaluate_multiclass(model, test, columns, fairness, classes)
     proba = score(model, test, columns)
     y_true = test[LABEL].to_numpy()
     result = {"metrics": classification_metrics(y_true, proba), **curves(y_true, proba), "rows": int(len(test)),
@@ -152,17 +250,65 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
     return result
 
 
-def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.DataFrame) -> dict[str, Any]:
+def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness: dict[str, Any] | None,
+                         classes: list[Any]) -> dict[str, Any]:
+    proba = np.asarray(model.predict_proba(test[columns]), dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] != len(classes):
+        raise ValueError(f"the graph answers {proba.shape[1] if proba.ndim == 2 else '?'} probability columns "
+                         f"for {len(classes)} classes")
+    y_true = test[LABEL].to_numpy()
+    result = {"task": "multiclass", "classes": list(classes), "metrics": multiclass_metrics(y_true, proba),
+              "per_class": per_class_metrics(y_true, proba, classes), **multiclass_curves(y_true, proba, classes),
+              "rows": int(len(test)),
+              "importance": top_feature_importance(model, test, columns, classes=len(classes))}
+    if fairness and fairness.get("sensitive_attributes"):
+        result["fairness"], skipped = multiclass_fairness_report(
+            test, y_true, proba.argmax(axis=1), fairness["sensitive_attributes"], classes,
+            fairness.get("classes") or [], fairness.get("min_group_size", 30), fairness.get("min_group_positives", 20))
+        if skipped:
+            result["fairness_skipped"] = skipped
+    return result
+
+
+def champion_classes(champion_schema: dict[str, Any]) -> list[Any] | None:
+    """A champion's class order from its input schema (None: a binary model)."""
+    return champion_schema.get("classes") if champion_schema.get("task") == "multiclass" else None
+
+
+def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.DataFrame,
+                      classes: list[Any] | None = None) -> dict[str, Any]:
     """Score the champion on the same test rows, with the columns *it* was trained on.
 
     Returns ``{"metrics": ...}`` or ``{"error": reason}`` when the champion cannot read
-    this data (for example a column it needs is gone); the gate then refuses to compare.
+    this data (for example a column it needs is gone), or is not the same kind of model
+    as the candidate (binary vs multiclass, or other classes; ``classes`` is the
+    candidate's class order, None for binary): change thresholds compare like with like,
+    so the gate then refuses to compare.
     """
     columns = [c["name"] for c in champion_schema.get("columns", [])]
     missing = [c for c in columns if c not in test.columns]
     if missing:
         return {"error": f"the champion needs columns this data does not have: {missing}; put them back in the "
                          f"data to compare (this run may still leave them out of its own features with data.drop)"}
+    theirs = champion_classes(champion_schema)
+    if (theirs is None) != (classes is None):
+        kinds = ("multiclass" if theirs is not None else "binary", "multiclass" if classes is not None else "binary")
+        return {"error": f"the champion is a {kinds[0]} model and the candidate a {kinds[1]} one: their metrics "
+                         "are not comparable; promote the candidate deliberately (tollgate models promote) if the "
+                         "task really changed"}
+    if classes is not None and theirs is not None:
+        if [str(c) for c in theirs] != [str(c) for c in classes]:
+            return {"error": f"the champion predicts classes {theirs} and the candidate {list(classes)}: their "
+                             "metrics are not comparable; promote the candidate deliberately (tollgate models "
+                             "promote) if the classes really changed"}
+        try:
+            proba = np.asarray(champion_model.predict_proba(test[columns]), dtype=np.float64)
+        except Exception as exc:  # an unloadable or incompatible champion must not crash the run
+            return {"error": f"the champion could not score the test set: {type(exc).__name__}: {exc}"}
+        metrics = multiclass_metrics(test[LABEL].to_numpy(), proba)
+        if any(math.isnan(v) for v in metrics.values()):
+            return {"error": "the champion produced NaN metrics on the test set"}
+        return {"metrics": metrics}
     try:
         proba = score(champion_model, test, columns)
     except Exception as exc:  # an unloadable or incompatible champion must not crash the run

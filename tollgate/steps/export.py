@@ -2,7 +2,8 @@
 
 The graph takes one ``[n, 1]`` input per schema column, named after it (float32 for
 numeric columns, string for categorical ones; see :mod:`tollgate.serving.schema`) and
-returns ``label`` and ``probabilities`` (``[n, 2]``, float32; zipmap off).
+returns ``label`` and ``probabilities`` (``[n, 2]``, or ``[n, k]`` for a k-class model, columns in
+class order; float32; zipmap off).
 
 A Pipeline that skl2onnx cannot convert fails the train task with
 :class:`ExportError`, naming the family and the step (``preprocess/numeric/bins``)
@@ -177,6 +178,12 @@ def probability_agreement(onnx_proba: np.ndarray, sklearn_proba: np.ndarray) -> 
     """
     onnx_proba = np.asarray(onnx_proba, dtype=np.float64)
     sklearn_proba = np.asarray(sklearn_proba, dtype=np.float64)
+    if onnx_proba.shape[1] > 2:
+        # Multiclass: every class's probability; a flip is a different argmax (the server's rule).
+        difference = np.abs(onnx_proba - sklearn_proba).max(axis=1)
+        flips = onnx_proba.argmax(axis=1) != sklearn_proba.argmax(axis=1)
+        return {"rows": int(len(difference)), "max_abs_difference": float(difference.max()) if len(difference) else 0.0,
+                "class_flips": int(flips.sum())}
     difference = np.abs(onnx_proba[:, 1] - sklearn_proba[:, 1])
     flips = (onnx_proba[:, 1] > onnx_proba[:, 0]) != (sklearn_proba[:, 1] > sklearn_proba[:, 0])
     return {"rows": int(len(difference)), "max_abs_difference": float(difference.max()) if len(difference) else 0.0,

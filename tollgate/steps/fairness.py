@@ -128,3 +128,43 @@ def fairness_report(test: pd.DataFrame, y_true: np.ndarray, positive_proba: np.n
                                                  min_group_positives),
                           "bins": attribute.get("bins"), "threshold": threshold}
     return report
+
+
+# Measures defined for a positive class; a multiclass model has them only one-vs-rest per class.
+BINARY_ONLY_MEASURES = ("selection rate", "TPR", "FPR", "disparate impact", "equal-opportunity difference")
+
+
+def multiclass_fairness_report(test: pd.DataFrame, y_true: np.ndarray, predicted: np.ndarray,
+                               attributes: list[dict[str, Any]], classes: list[Any], measured: list[Any],
+                               min_group_size: int = 30,
+                               min_group_positives: int = 20) -> tuple[dict[str, Any], str | None]:
+    """One-vs-rest fairness of a multiclass model for each class in ``measured`` (``fairness.classes``).
+
+    ``y_true`` and ``predicted`` hold class positions in ``classes`` order. For class ``c``
+    a row is "positive" when its label is ``c`` and "selected" when the model predicts
+    ``c``; the record of each (attribute, class) pair is keyed ``"<attribute> (class <c>)"``
+    and is bounded by the gate like a binary attribute. Returns ``(report, skipped)``:
+    ``skipped`` says, in one sentence, which measures were not computed and why (no class
+    named, or a named class the model does not have), or is None.
+    """
+    by_text = {str(c): position for position, c in enumerate(classes)}
+    wanted = [c for c in measured if str(c) in by_text]
+    unknown = [c for c in measured if str(c) not in by_text]
+    notes = []
+    if not measured:
+        notes.append(f"{', '.join(BINARY_ONLY_MEASURES)} are binary-only measures and were skipped for this "
+                     f"{len(classes)}-class model; name classes in fairness.classes to measure them one-vs-rest")
+    if unknown:
+        notes.append(f"fairness.classes {unknown} are not classes of this model ({classes}) and were skipped")
+    report = {}
+    for attribute in attributes:
+        column = attribute["column"]
+        groups, order = group_labels(test[column], attribute.get("bins"))
+        for value in wanted:
+            position = by_text[str(value)]
+            record = attribute_fairness((np.asarray(y_true) == position).astype(int),
+                                        (np.asarray(predicted) == position).astype(int),
+                                        groups.reset_index(drop=True), min_group_size, order, min_group_positives)
+            report[f"{column} (class {value})"] = {**record, "bins": attribute.get("bins"), "class": value,
+                                                   "threshold": None}
+    return report, "; ".join(notes) or None

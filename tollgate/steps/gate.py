@@ -71,9 +71,12 @@ class Policy:
     fairness: dict[str, float | None] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, gate: dict[str, Any]) -> "Policy":
-        return cls(absolute={k: dict(v) for k, v in gate.get("absolute", {}).items()},
-                   max_degradation=dict(gate.get("max_degradation", {})),
+    def from_config(cls, gate: dict[str, Any], task: str = "binary") -> "Policy":
+        """The policy for a ``task``: a multiclass model is held to ``gate.multiclass``'s thresholds
+        (multiclass metrics), with the same fairness bounds."""
+        rules = (gate.get("multiclass") or {}) if task == "multiclass" else gate
+        return cls(absolute={k: dict(v) for k, v in rules.get("absolute", {}).items()},
+                   max_degradation=dict(rules.get("max_degradation", {})),
                    fairness=dict(gate.get("fairness") or {}))
 
 

@@ -46,11 +46,10 @@ def stage_version_dir(model_dir: str | Path, spec: FeatureSpec, dest: str | Path
         raise FileNotFoundError(f"candidate has no {ONNX_FILE} in {model_dir}")
     shutil.copyfile(source, dest / ONNX_FILE)
     (dest / SCHEMA_FILE).write_text(json.dumps(spec.schema, indent=2))
-    (dest / METADATA_FILE).write_text(json.dumps({
-        "version": "candidate",
-        "features": {"target": spec.target, "positive_label": spec.positive_label,
-                     "negative_label": spec.negative_label},
-    }, default=str))
+    features = {"target": spec.target, "positive_label": spec.positive_label, "negative_label": spec.negative_label}
+    if spec.multiclass:
+        features.update(task=spec.task, classes=spec.classes)
+    (dest / METADATA_FILE).write_text(json.dumps({"version": "candidate", "features": features}, default=str))
     return dest
 
 
@@ -135,6 +134,8 @@ def _compare_with_onnxruntime(version_dir: Path, spec: FeatureSpec, sample: pd.D
         expected = OnnxModel.from_file(version_dir / ONNX_FILE, spec.schema).predict_proba(sample).astype(np.float64)
     except Exception as exc:  # the server answered, but this process cannot run the same bytes
         return {"passed": False, "reason": f"in-process onnxruntime failed: {type(exc).__name__}: {exc}"}
+    if spec.multiclass:
+        return _compare_multiclass(spec, sample, answers, expected, tolerance)
     expected_positive = expected[:, 1]
     expected_positive_class = expected[:, 1] > expected[:, 0]
     positive_label = json.loads((version_dir / METADATA_FILE).read_text())["features"]["positive_label"]
@@ -159,6 +160,35 @@ def _compare_with_onnxruntime(version_dir: Path, spec: FeatureSpec, sample: pd.D
                       f"(max difference {max(differences.values()):.3g})"}
 
 
+def _compare_multiclass(spec: FeatureSpec, sample: pd.DataFrame, answers: dict[str, Any], expected: np.ndarray,
+                        tolerance: float) -> dict[str, Any]:
+    """Every class's probability and the predicted class, per protocol, against in-process onnxruntime."""
+    expected_classes = [str(spec.classes[i]) for i in expected.argmax(axis=1)]
+    differences = {}
+    for protocol, answer in answers.items():
+        got = np.asarray(answer.class_probabilities, dtype=np.float64)
+        if got.shape != expected.shape:
+            return {"passed": False, "reason": f"{protocol} answered probabilities of shape {list(got.shape)}; "
+                                               f"expected {list(expected.shape)} ({len(sample)} rows x "
+                                               f"{len(spec.classes)} classes)"}
+        if answer.class_order is not None and [str(c) for c in answer.class_order] != [str(c) for c in spec.classes]:
+            return {"passed": False, "reason": f"{protocol} names the classes {answer.class_order}; the model's "
+                                               f"class order is {spec.classes}"}
+        difference = float(np.max(np.abs(got - expected)))
+        differences[protocol] = difference
+        if not difference <= tolerance:
+            return {"passed": False, "max_abs_difference": differences,
+                    "reason": f"{protocol} probabilities differ from in-process onnxruntime on the same bytes by "
+                              f"{difference:.3g} (tolerance {tolerance:g})"}
+        if [str(c) for c in answer.classes] != expected_classes:
+            return {"passed": False, "max_abs_difference": differences,
+                    "reason": f"{protocol} predicted classes differ from in-process onnxruntime"}
+    return {"passed": True, "max_abs_difference": differences,
+            "reason": f"model server answered {len(sample)} test rows over {' and '.join(answers)} "
+                      f"exactly as in-process onnxruntime on the same model.onnx, all {len(spec.classes)} class "
+                      f"probabilities (max difference {max(differences.values()):.3g})"}
+
+
 def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec, test: pd.DataFrame,
                           tolerance: float, max_class_flips: int | None, warnings: list[str]) -> dict[str, Any]:
     from tollgate.serving.runtime import OnnxModel
@@ -171,7 +201,7 @@ def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec,
         reference = np.load(reference_path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         return {"passed": False, "reason": f"{REFERENCE_FILE} is unreadable: {exc}"}
-    if reference.ndim != 2 or reference.shape != (len(test), 2):
+    if reference.ndim != 2 or reference.shape != (len(test), len(spec.class_labels)):
         return {"passed": False, "reason": f"{REFERENCE_FILE} holds shape {list(reference.shape)}, but the test split "
                                            f"has {len(test)} rows: it belongs to another split"}
     graph = OnnxModel.from_file(version_dir / ONNX_FILE, spec.schema).predict_proba(test)

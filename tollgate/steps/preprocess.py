@@ -20,8 +20,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tollgate.errors import DataError
 from tollgate.steps.ingest import positive_mask
+from tollgate.steps.labels import BINARY, MULTICLASS, class_order, encode_labels, resolve_task
 
-LABEL = "__label__"  # the 0/1 label column written into the split datasets
+LABEL = "__label__"  # the label column of the split datasets: 0/1 (binary) or the class position (multiclass)
 
 
 @dataclass
@@ -35,6 +36,18 @@ class FeatureSpec:
     categorical: list[str]
     max_categories: int = 50
     schema: dict[str, Any] = field(default_factory=dict)
+    # "binary" or "multiclass"; a multiclass model's classes in probability-column order.
+    task: str = BINARY
+    classes: list[Any] = field(default_factory=list)
+
+    @property
+    def multiclass(self) -> bool:
+        return self.task == MULTICLASS
+
+    @property
+    def class_labels(self) -> list[Any]:
+        """The label value of each probability column: ``[negative, positive]`` or the classes in order."""
+        return list(self.classes) if self.multiclass else [self.negative_label, self.positive_label]
 
     @property
     def columns(self) -> list[str]:
@@ -130,11 +143,23 @@ def _schema_dtype(series: pd.Series) -> str:
 
 def build_feature_spec(frame: pd.DataFrame, target: str, positive_label: Any, drop: list[str],
                        date_column: str | None, numeric: list[str] | None = None,
-                       categorical: list[str] | None = None, max_categories: int = 50) -> FeatureSpec:
-    """Infer roles and the input schema from the ingested table."""
+                       categorical: list[str] | None = None, max_categories: int = 50,
+                       task: str = "auto") -> FeatureSpec:
+    """Infer roles and the input schema from the ingested table.
+
+    ``task`` is ``data.task``; with ``auto`` the number of label values decides. A
+    multiclass spec records its class order, and so does its input schema.
+    """
     exclude = [target, *drop] + ([date_column] if date_column else [])
     numeric_cols, categorical_cols = infer_feature_roles(frame, exclude, numeric, categorical)
     labels = frame[target]
+    classes = class_order(labels)
+    if resolve_task(task, len(classes)) == MULTICLASS:
+        schema = input_schema(frame, numeric_cols, categorical_cols, max_categories)
+        schema.update(task=MULTICLASS, classes=classes)
+        return FeatureSpec(target=target, positive_label=None, negative_label=None, numeric=numeric_cols,
+                           categorical=categorical_cols, max_categories=max_categories, schema=schema,
+                           task=MULTICLASS, classes=classes)
     positives = positive_mask(labels, positive_label)
     positive_value = labels[positives].iloc[0]
     negative_value = labels[~positives].iloc[0]
@@ -171,6 +196,8 @@ def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, vali
     test_only = [c for c in dict.fromkeys(test_only_columns)
                  if c in frame.columns and c not in spec.columns and c not in extras and c not in (LABEL, spec.target)]
     data = frame[spec.columns + extras + test_only].copy()
+    if spec.multiclass:
+        return _split_multiclass(data, frame[spec.target], spec, test_size, validation_size, seed, test_only)
     data[LABEL] = positive_mask(frame[spec.target], spec.positive_label).astype("int64").to_numpy()
     minority = int(data[LABEL].value_counts().min())
     if minority < 3:
@@ -179,6 +206,33 @@ def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, vali
     relative_validation = validation_size / (1.0 - test_size)
     train, validation = train_test_split(rest, test_size=relative_validation, stratify=rest[LABEL],
                                          random_state=seed)
+    return Splits(train=train.drop(columns=test_only).reset_index(drop=True),
+                  validation=validation.drop(columns=test_only).reset_index(drop=True),
+                  test=test.reset_index(drop=True))
+
+
+def _split_multiclass(data: pd.DataFrame, labels: pd.Series, spec: FeatureSpec, test_size: float,
+                      validation_size: float, seed: int, test_only: list[str]) -> Splits:
+    """The stratified split of a multiclass table; every class must reach every split, or the run says why not.
+    ``test_only`` columns are kept in the test split only (the champion's columns, as for binary)."""
+    data[LABEL] = encode_labels(labels, spec.classes)
+    counts = data[LABEL].value_counts()
+    too_rare = [(spec.classes[i], int(counts.get(i, 0))) for i in range(len(spec.classes)) if counts.get(i, 0) < 3]
+    if too_rare:
+        listed = ", ".join(f"{c!r} ({n} rows)" for c, n in too_rare)
+        raise DataError(f"class(es) {listed} have fewer than 3 rows: every class needs a row in train, validation "
+                        "and test; add rows of them, merge them into another class, or drop them")
+    rest, test = train_test_split(data, test_size=test_size, stratify=data[LABEL], random_state=seed)
+    relative_validation = validation_size / (1.0 - test_size)
+    train, validation = train_test_split(rest, test_size=relative_validation, stratify=rest[LABEL],
+                                         random_state=seed)
+    for name, part in (("train", train), ("validation", validation), ("test", test)):
+        absent = [i for i in range(len(spec.classes)) if not (part[LABEL] == i).any()]
+        if absent:
+            listed = ", ".join(f"{spec.classes[i]!r} ({int(counts[i])} rows)" for i in absent)
+            raise DataError(f"stratified splitting left class(es) {listed} out of the {name} split: they are too rare "
+                            f"for split.test_size {test_size:g} / split.validation_size {validation_size:g}; add rows "
+                            "of them, enlarge the split sizes, or merge them into another class")
     return Splits(train=train.drop(columns=test_only).reset_index(drop=True),
                   validation=validation.drop(columns=test_only).reset_index(drop=True),
                   test=test.reset_index(drop=True))

@@ -21,7 +21,10 @@ from matplotlib.figure import Figure
 SECTIONS = (("summary", "Summary"), ("validation", "Data validation"), ("drift", "Drift per feature"),
             ("performance", "Model performance"), ("importance", "Feature importance"),
             ("fairness", "Fairness per group"), ("gate", "Gate rules"))
-METRIC_ORDER = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
+METRIC_ORDER = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier",
+                # multiclass metrics (a binary evaluation has none of these)
+                "f1_macro", "f1_weighted", "roc_auc_ovr_macro", "roc_auc_ovr_weighted", "precision_macro",
+                "recall_macro")
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -72,7 +75,9 @@ def _curve(x: list[float], y: list[float], title: str, xlabel: str, ylabel: str,
     return figure
 
 
-def _confusion(matrix: list[list[int]]) -> Figure:
+def _confusion(matrix: list[list[int]], labels: list[str] | None = None) -> Figure:
+    if labels is not None:
+        return _confusion_k(matrix, labels)
     figure = Figure(figsize=(4.2, 3.8))
     axes = figure.add_subplot()
     axes.imshow(matrix, cmap="Blues")
@@ -82,6 +87,38 @@ def _confusion(matrix: list[list[int]]) -> Figure:
             axes.text(j, i, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black")
     axes.set(title="Confusion matrix (threshold 0.5)", xlabel="predicted", ylabel="actual",
              xticks=[0, 1], yticks=[0, 1], xticklabels=["negative", "positive"], yticklabels=["negative", "positive"])
+    return figure
+
+
+def _confusion_k(matrix: list[list[int]], labels: list[str]) -> Figure:
+    """A k x k confusion matrix, rows actual and columns predicted, in the model's class order."""
+    size = max(4.2, 0.7 * len(labels) + 2)
+    figure = Figure(figsize=(size, size * 0.9))
+    axes = figure.add_subplot()
+    axes.imshow(matrix, cmap="Blues")
+    peak = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            axes.text(j, i, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black")
+    ticks = list(range(len(labels)))
+    axes.set(title="Confusion matrix (argmax)", xlabel="predicted", ylabel="actual", xticks=ticks, yticks=ticks)
+    axes.set_xticklabels(labels, rotation=30, ha="right")
+    axes.set_yticklabels(labels)
+    return figure
+
+
+def _pr_per_class(curves: list[dict[str, Any]]) -> Figure:
+    """One-vs-rest precision-recall curve of every class on one plot."""
+    figure = Figure(figsize=(5, 4))
+    axes = figure.add_subplot()
+    for curve in curves:
+        if curve["recall"]:
+            axes.plot(curve["recall"], curve["precision"], lw=2,
+                      label=f"{curve['class']} (AP {curve.get('average_precision', 0.0):.3f})")
+    axes.set(title="Precision-recall per class (one-vs-rest)", xlabel="recall", ylabel="precision",
+             xlim=(0, 1), ylim=(0, 1.02))
+    axes.grid(alpha=.3)
+    axes.legend(loc="lower left", fontsize="small")
     return figure
 
 
@@ -209,6 +246,8 @@ def _performance_section(evaluation: dict[str, Any] | None) -> str:
              f"{_esc(candidate.get('rows'))} test rows.</p>", _table(["metric", "candidate", champion_label], rows)]
     if champion.get("error"):
         parts.append(f'<p class="fail">{_esc(champion_label)} not comparable: {_esc(champion["error"])}</p>')
+    if candidate.get("task") == "multiclass":
+        return "".join(parts) + _multiclass_performance(candidate)
     plots = []
     if candidate.get("roc"):
         plots.append(_img(_curve(candidate["roc"]["fpr"], candidate["roc"]["tpr"], "ROC curve",
@@ -226,24 +265,50 @@ def _performance_section(evaluation: dict[str, Any] | None) -> str:
     return "".join(parts)
 
 
+def _multiclass_performance(candidate: dict[str, Any]) -> str:
+    classes = [str(c) for c in candidate.get("classes", [])]
+    parts = [f"<p>{len(classes)} classes, in the model's order: {_esc(', '.join(classes))}.</p>"]
+    rows = [[_esc(r["class"]), _num(r["precision"]), _num(r["recall"]), _num(r["f1"]), _esc(r["support"]),
+             _num(r.get("roc_auc_ovr"))] for r in candidate.get("per_class", [])]
+    parts.append("<h3>Per class</h3>" + _table(["class", "precision", "recall", "F1", "support",
+                                                  "ROC AUC (one-vs-rest)"], rows))
+    plots = []
+    if candidate.get("confusion_matrix"):
+        plots.append(_img(_confusion(candidate["confusion_matrix"], classes), "confusion matrix"))
+    if candidate.get("pr_per_class"):
+        plots.append(_img(_pr_per_class(candidate["pr_per_class"]), "precision-recall per class"))
+    parts.append(f'<div class="plots">{"".join(plots)}</div>')
+    if candidate.get("confusion_matrix"):
+        matrix = candidate["confusion_matrix"]
+        parts.append("<h3>Confusion matrix</h3>" + _table(
+            ["actual \\ predicted", *classes],
+            [[_esc(c), *(_esc(v) for v in row)] for c, row in zip(classes, matrix, strict=True)]))
+    return "".join(parts)
+
+
 def _importance_section(evaluation: dict[str, Any] | None) -> str:
     importance = ((evaluation or {}).get("candidate") or {}).get("importance")
     if not importance:
         return _note("No feature importance: the run stopped before the evaluate step.")
+    measure = ("macro one-vs-rest ROC AUC" if (evaluation or {}).get("candidate", {}).get("task") == "multiclass"
+               else "ROC AUC")
     figure = _bars([i["feature"] for i in importance], [i["importance"] for i in importance],
-                   "Permutation importance (top features)", "drop in test ROC AUC when shuffled")
+                   "Permutation importance (top features)", f"drop in test {measure} when shuffled")
     rows = [[_esc(i["feature"]), _num(i["importance"]), _num(i["std"])] for i in importance]
     return f'<div class="plots">{_img(figure, "feature importance")}</div>' + \
-        _table(["feature", "mean drop in ROC AUC", "std"], rows)
+        _table(["feature", f"mean drop in {measure}", "std"], rows)
 
 
 def _fairness_section(evaluation: dict[str, Any] | None) -> str:
     if evaluation is None:
         return _note("No evaluation: the run stopped before the evaluate step.")
     fairness = evaluation["candidate"].get("fairness")
+    skipped = evaluation["candidate"].get("fairness_skipped")
     if not fairness:
+        if skipped:
+            return f'<p class="warn">Skipped: {_esc(skipped)}.</p>'
         return _note("No sensitive attributes configured (fairness.sensitive_attributes).")
-    parts = []
+    parts = [f'<p class="warn">Skipped: {_esc(skipped)}.</p>'] if skipped else []
     for attribute, record in fairness.items():
         parts.append(f"<h3>{_esc(attribute)}</h3><p>disparate impact {_num(record.get('disparate_impact'))}; "
                      f"equal-opportunity difference {_num(record.get('equal_opportunity_difference'))} "
@@ -304,10 +369,19 @@ def text_summary(inputs: ReportInputs) -> list[str]:
         candidate = inputs.evaluation["candidate"]
         metrics = candidate["metrics"]
         champion = inputs.evaluation.get("champion") or {}
-        against = (f"; champion v{champion['version']} roc_auc {champion['metrics']['roc_auc']:.4f}"
-                   if champion.get("metrics") else "")
-        lines.append(f"candidate {candidate.get('candidate_id')}: roc_auc {metrics['roc_auc']:.4f}, "
-                     f"pr_auc {metrics['pr_auc']:.4f}{against}")
+        if candidate.get("task") == "multiclass":
+            against = (f"; champion v{champion['version']} roc_auc_ovr_macro "
+                       f"{champion['metrics']['roc_auc_ovr_macro']:.4f}" if champion.get("metrics") else "")
+            lines.append(f"candidate {candidate.get('candidate_id')} ({len(candidate.get('classes', []))} classes): "
+                         f"roc_auc_ovr_macro {metrics['roc_auc_ovr_macro']:.4f}, f1_macro {metrics['f1_macro']:.4f}, "
+                         f"accuracy {metrics['accuracy']:.4f}{against}")
+            if candidate.get("fairness_skipped"):
+                lines.append(f"fairness skipped: {candidate['fairness_skipped']}")
+        else:
+            against = (f"; champion v{champion['version']} roc_auc {champion['metrics']['roc_auc']:.4f}"
+                       if champion.get("metrics") else "")
+            lines.append(f"candidate {candidate.get('candidate_id')}: roc_auc {metrics['roc_auc']:.4f}, "
+                         f"pr_auc {metrics['pr_auc']:.4f}{against}")
         for attribute, record in (candidate.get("fairness") or {}).items():
             lines.append(f"fairness {attribute}: disparate impact {_num(record.get('disparate_impact'))}, "
                          f"equal-opportunity difference {_num(record.get('equal_opportunity_difference'))}")

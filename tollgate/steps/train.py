@@ -21,14 +21,14 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from tollgate.errors import TollgateError
-from tollgate.steps.evaluate import classification_metrics
+from tollgate.steps.evaluate import classification_metrics, multiclass_metrics
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact, probability_agreement
 from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
 
 # Largest |ONNX - scikit-learn| probability difference accepted at export, on the validation rows.
 # float32 arithmetic gives ~1e-7; anything near this bound means the graph computes something else.
 EXPORT_TOLERANCE = 1e-4
-# The Pipeline's [n, 2] probabilities on the test split, beside model.onnx in the candidate's
+# The Pipeline's [n, 2] ([n, k] multiclass) probabilities on the test split, beside model.onnx in the candidate's
 # directory: infra-validation's scikit-learn reference, read with numpy (allow_pickle=False).
 REFERENCE_FILE = "sklearn_test_probabilities.npy"
 
@@ -118,6 +118,10 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[st
     model = build_model(spec, features)
     started = time.perf_counter()
     model.fit(model_inputs(train, features.schema), train[LABEL])
+    if features.multiclass and len(model.classes_) != len(features.classes):
+        # Splitting guarantees every class in train; this guards the probability columns' meaning.
+        raise TollgateError(f"candidate {spec['candidate_id']} learned {len(model.classes_)} classes, the data has "
+                            f"{len(features.classes)}: the probability columns would not match the class order")
     fit_seconds = time.perf_counter() - started
     make_float32_exact(model)
     onnx_bytes = export_onnx(model, features.schema, spec["family"], spec["candidate_id"])
@@ -134,7 +138,10 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[st
                           f"differently from the Pipeline (max probability difference "
                           f"{check['max_abs_difference']:.3g} on {check['rows']} validation rows; allowed "
                           f"{EXPORT_TOLERANCE:g}); some step converts without its full behaviour")
-    metrics = classification_metrics(validation[LABEL].to_numpy(), graph_proba[:, 1])
+    if features.multiclass:
+        metrics = multiclass_metrics(validation[LABEL].to_numpy(), graph_proba)
+    else:
+        metrics = classification_metrics(validation[LABEL].to_numpy(), graph_proba[:, 1])
     reference_proba = None
     if reference is not None and len(reference):
         reference_proba = model.predict_proba(model_inputs(reference, features.schema)).astype(np.float64)

@@ -30,6 +30,7 @@ from tollgate.steps.drift import (
     numeric_profile,
 )
 from tollgate.steps.ingest import positive_mask
+from tollgate.steps.labels import MULTICLASS, resolve_task
 
 DATA_SCHEMA_FILE = "data_schema.json"
 SCHEMA_FORMAT = 1
@@ -211,12 +212,15 @@ def identifier_columns(frame: pd.DataFrame, exclude: list[str] | tuple = ()) -> 
 
 def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: str, positive_label: Any,
              min_rows: int, settings: ValidationConfig | None = None, reference_version: int | None = None,
-             note: str = "", ignored: list[str] | tuple = (), drop_identifiers: bool = True) -> Report:
+             note: str = "", ignored: list[str] | tuple = (), drop_identifiers: bool = True,
+             task: str = "auto") -> Report:
     """Check ``frame`` on its own and, if given, against the ``reference`` data schema.
 
     ``ignored`` columns (``data.drop``, the date column) are not features, so they are not
     checked for being identifiers; ``drop_identifiers`` only changes what the anomaly says
-    happens to one (preprocess leaves it out of the features).
+    happens to one (preprocess leaves it out of the features). ``task`` is ``data.task``: a
+    multiclass label is also compared with the reference's class shares (a class that appears
+    or disappears, and label drift, are anomalies).
     """
     settings = settings or ValidationConfig()
     findings = _Findings(settings.severity)
@@ -230,7 +234,7 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
     duplicates = _duplicate_share(frame)
     if duplicates > settings.max_duplicate_share:
         findings.add(TABLE, "duplicate_rows", f"{duplicates:.2%} of rows", f"<= {settings.max_duplicate_share:.2%}")
-    _check_labels(frame, target, positive_label, reference, findings)
+    multiclass = _check_labels(frame, target, positive_label, reference, findings, task)
     for name, reason in identifier_columns(frame, [target, *ignored]).items():
         findings.add(name, "identifier_column", reason,
                      "not a feature: left out (data.drop_identifiers)" if drop_identifiers else
@@ -242,12 +246,17 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
             if drift.drifted:
                 findings.add(drift.column, "drift", f"{drift.measure.replace('_', '-')} {drift.value:.4f}",
                              f"<= {drift.threshold:g}")
+        if multiclass:
+            label_drift = _check_label_distribution(frame[target], reference, settings, findings)
+            if label_drift is not None:
+                report.drift.append(label_drift)
     report.anomalies = findings.summarized()
     return report
 
 
 def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, reference: dict[str, Any] | None,
-                  findings: _Findings) -> None:
+                  findings: _Findings, task: str = "auto") -> bool:
+    """Label checks; returns True when the label is trained as multiclass."""
     labels = frame[target]
     missing = int(labels.isna().sum())
     if missing:
@@ -257,16 +266,47 @@ def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, referen
     if len(classes) == 1:
         findings.add(target, "single_class", f"1 class ({classes[0]})", "2 classes")
     known = sorted((reference or {}).get("label", {}).get("shares", {}))
+    # Under auto the production model's kind decides when there is one: its data had 3+ classes ->
+    # multiclass checks (a class that disappeared, leaving two, is reported as such, not silently turned
+    # into a binary problem); it had 2 -> the binary checks, unchanged (a third class is unknown_labels).
+    resolved = resolve_task(task, len(known) if task == "auto" and len(known) >= 2 else len(classes))
+    if len(classes) >= 2 and resolved == MULTICLASS:
+        return True
     if known:
         unknown = sorted(set(classes) - set(known))
         if unknown:
             findings.add(target, "unknown_labels", f"values {unknown}", f"the reference's labels {known}")
     elif len(classes) > 2:
         findings.add(target, "unknown_labels", f"{len(classes)} classes {classes[:10]}",
-                     "2 classes (Tollgate trains binary classifiers)")
+                     "2 classes (data.task is binary; auto or multiclass trains one model over all classes)")
     if len(classes) >= 2 and not positive_mask(present, positive_label).any():
         findings.add(target, "unknown_labels", f"values {classes[:10]}; positive label {positive_label!r} never occurs",
                      "data.positive_label among the labels")
+    return False
+
+
+def _check_label_distribution(labels: pd.Series, reference: dict[str, Any], settings: ValidationConfig,
+                              findings: _Findings) -> FeatureDrift | None:
+    """A multiclass label against the reference's class shares: classes that appear or disappear, and drift."""
+    known = (reference.get("label") or {}).get("shares") or {}
+    if not known:
+        return None
+    target = str(labels.name)
+    current = label_values(labels.dropna())
+    classes = set(current.unique())
+    appeared, disappeared = sorted(classes - set(known)), sorted(set(known) - classes)
+    if appeared:
+        rows = int(current.isin(appeared).sum())
+        findings.add(target, "label_class_appeared", f"new class(es) {appeared} in {rows} rows",
+                     f"only the production model's classes {sorted(known)}")
+    if disappeared:
+        findings.add(target, "label_class_disappeared", f"class(es) {disappeared} absent",
+                     f"every class of the production model {sorted(known)}")
+    drift = categorical_drift(target, known, current, settings.drift.label_threshold)
+    if drift.drifted:
+        findings.add(target, "label_drift", f"l-infinity {drift.value:.4f} between class shares",
+                     f"<= {drift.threshold:g} (validation.drift.label_threshold)")
+    return drift
 
 
 def _check_columns(frame: pd.DataFrame, reference: dict[str, Any], settings: ValidationConfig,
