@@ -108,9 +108,9 @@ def s3_bucket(s3_server):
 
 
 @pytest.fixture(scope="session")
-def trained_model_dir(tmp_path_factory) -> Path:
-    """A real registered version directory (model.onnx, model.joblib, input_schema.json, metadata.json),
-    produced by one real pipeline run; shared by the serving, report and CLI tests."""
+def trained_run(tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    """One real pipeline run of the default (binary) config: its summary and the registered version
+    directory (model.onnx, model.joblib, input_schema.json, metadata.json)."""
     root = tmp_path_factory.mktemp("trained")
     config = make_config(root)
     outcome, summary = run_pipeline(config)
@@ -118,4 +118,10 @@ def trained_model_dir(tmp_path_factory) -> Path:
     from tollgate.registry import open_registry
 
     version = open_registry(config.registry.uri).resolve(config.model_name, "production")
-    return Path(version.uri)
+    return summary, Path(version.uri)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(trained_run) -> Path:
+    """The registered version directory of :func:`trained_run`; shared by the serving, report and CLI tests."""
+    return trained_run[1]

@@ -24,10 +24,10 @@ def clean():
     return generate_applicants(rows=1500, seed=8)
 
 
-def check(frame, reference_schema, settings=None, min_rows=200, positive_label=1):
+def check(frame, reference_schema, settings=None, min_rows=200, positive_label=1, task="auto"):
     # as the default config does: applicant_id is in data.drop, application_date is the date column
     return validate(frame, reference_schema, target="defaulted", positive_label=positive_label, min_rows=min_rows,
-                    settings=settings, ignored=["applicant_id", "application_date"])
+                    settings=settings, ignored=["applicant_id", "application_date"], task=task)
 
 
 def test_schema_describes_columns_dtypes_ranges_domains_labels_and_rows(reference):
@@ -93,9 +93,11 @@ def test_each_anomaly_class_is_detected_on_crafted_data(reference, clean, check_
 
 
 def test_label_problems_are_found_without_a_reference(clean):
-    three = check(clean.assign(defaulted=clean.index % 3), None)
+    three = check(clean.assign(defaulted=clean.index % 3), None, task="binary")
     assert [(a.check, a.blocking) for a in three.anomalies] == [("unknown_labels", True)]
     assert "3 classes" in three.anomalies[0].observed
+    # data.task auto (the default): three classes are a multiclass target, not an anomaly.
+    assert check(clean.assign(defaulted=clean.index % 3), None).anomalies == []
     text = check(clean.assign(defaulted=clean["defaulted"].map({0: "no", 1: "yes"})), None)
     assert [a.check for a in text.anomalies] == ["unknown_labels"]
     assert "positive label 1 never occurs" in text.anomalies[0].observed

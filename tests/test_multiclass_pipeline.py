@@ -1,0 +1,213 @@
+"""A 3-class target end to end: the whole DAG through the real CLI and kfp.local, twice (the second
+run is compared with the first's champion), then the registered version served over REST v1, v2 and
+gRPC by the real model server, whose answers must equal in-process onnxruntime on the same bytes.
+
+Config only: the built-in generator's 3-class ``risk_band`` target; thresholds from ``gate.multiclass``.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import SMALL_CANDIDATES
+from tollgate.steps.gate import Champion, Policy, decide
+
+pytestmark = pytest.mark.pipeline
+
+MODEL = "risk-band"
+CLASSES = ["high", "low", "medium"]  # sorted text: the class order fixed at training
+
+
+def tollgate(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "tollgate.cli", *args], capture_output=True, text=True,
+                            timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tollgate {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multiclass")
+    config = {
+        "model_name": MODEL,
+        "registry": {"uri": str(root / "registry")},
+        "run": {"root": str(root / "runs")},
+        "data": {"target": "risk_band", "builtin": {"rows": 1500, "classes": 3}},
+        "train": {"candidates": SMALL_CANDIDATES},
+        # Reported one-vs-rest for 'high'; not bounded (random data must not make the run flaky).
+        "fairness": {"sensitive_attributes": [{"column": "gender"}], "classes": ["high"]},
+        "gate": {"fairness": {"min_disparate_impact": None, "max_equal_opportunity_difference": None}},
+    }
+    path = root / "tollgate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return {"root": root, "config": str(path), "registry": root / "registry"}
+
+
+@pytest.fixture(scope="module")
+def first_run(workspace):
+    return json.loads(tollgate("run", "--config", workspace["config"], "--json").stdout)
+
+
+@pytest.fixture(scope="module")
+def second_run(workspace, first_run):
+    other = yaml.safe_load(Path(workspace["config"]).read_text())
+    other["train"]["candidates"] = [{"name": "forest", "family": "random_forest",
+                                     "params": {"n_estimators": 40, "max_depth": 8}}]
+    del other["data"]  # the same table, asked for on the command line this time
+    path = workspace["root"] / "second.yaml"
+    path.write_text(yaml.safe_dump(other))
+    return json.loads(tollgate("run", "--config", str(path), "--rows", "1500", "--classes", "3", "--json").stdout)
+
+
+def test_first_run_trains_gates_and_registers_a_multiclass_model(first_run, workspace):
+    assert first_run["succeeded"], first_run.get("error")
+    assert first_run["gate"]["passed"] and first_run["registered_version"] == 1
+    candidate = first_run["candidate"]
+    assert candidate["task"] == "multiclass" and candidate["classes"] == CLASSES
+    assert candidate["selection_metric"] == "roc_auc_ovr_macro"
+    metrics = candidate["test_metrics"]
+    assert set(metrics) == {"accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr_macro", "roc_auc_ovr_weighted",
+                            "precision_macro", "recall_macro", "log_loss"}
+    assert [row["class"] for row in candidate["per_class"]] == CLASSES
+    matrix = np.array(candidate["confusion_matrix"])
+    assert matrix.shape == (3, 3) and matrix.sum() == 300  # 20% of 1,500 rows
+    assert [rule["metric"] for rule in first_run["gate"]["rules"]] == ["roc_auc_ovr_macro"]
+    assert "gender (class high)" in candidate["fairness"]
+
+    version_dir = workspace["registry"] / MODEL / "v1"
+    schema = json.loads((version_dir / "input_schema.json").read_text())
+    metadata = json.loads((version_dir / "metadata.json").read_text())
+    assert schema["task"] == "multiclass" and schema["classes"] == CLASSES
+    assert metadata["features"]["classes"] == CLASSES and metadata["task"] == "multiclass"
+    assert metadata["test_metrics"] == metrics
+    # The gate's numbers are the served bytes' numbers.
+    from tollgate.serving.runtime import OnnxModel
+    from tollgate.steps.evaluate import multiclass_metrics
+
+    test_split = pd.read_parquet(next(Path(first_run["run_dir"]).glob("**/preprocess/test")))
+    proba = OnnxModel.from_file(version_dir / "model.onnx", schema).predict_proba(test_split)
+    assert proba.shape == (300, 3)
+    assert multiclass_metrics(test_split["__label__"].to_numpy(), proba) == metrics
+    infra = first_run["infra_validation"]
+    assert infra["passed"] and infra["max_abs_difference"] == {"rest-v2": 0.0, "grpc": 0.0}
+    assert infra["sklearn_agreement"]["max_abs_difference"] <= 1e-5
+    # KFP's ClassificationMetrics carries the k x k matrix with the class names.
+    executor = json.loads(next(Path(first_run["run_dir"]).glob("**/evaluate/executor_output.json")).read_text())
+    logged = executor["artifacts"]["classification"]["artifacts"][0]["metadata"]["confusionMatrix"]
+    assert [spec["displayName"] for spec in logged["annotationSpecs"]] == CLASSES
+    assert [row["row"] for row in logged["rows"]] == candidate["confusion_matrix"]
+    report = Path(first_run["report"]).read_text()
+    assert "Precision-recall per class" in report or "precision-recall per class" in report
+    assert "ROC AUC (one-vs-rest)" in report
+
+
+def test_second_run_compares_like_with_like(first_run, second_run):
+    assert second_run["succeeded"], second_run.get("error")
+    champion = second_run["champion"]
+    assert champion["version"] == 1
+    assert champion["metrics"] == pytest.approx(first_run["candidate"]["test_metrics"])
+    challenger = second_run["candidate"]["test_metrics"]
+    expected = decide(challenger, Champion(1, champion["metrics"]),
+                      Policy(absolute={"roc_auc_ovr_macro": {"min": 0.7}},
+                             max_degradation={"roc_auc_ovr_macro": 0.005, "f1_macro": 0.01}))
+    assert second_run["gate"]["passed"] == expected.passed
+    assert second_run["gate"]["reasons"] == expected.reasons
+    assert {r["metric"] for r in second_run["gate"]["rules"]} == {"roc_auc_ovr_macro", "f1_macro"}
+    assert ("registered_version" in second_run) == expected.passed
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    def plain(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return value.item() if hasattr(value, "item") else value
+
+    return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+@pytest.fixture(scope="module")
+def served(workspace, second_run, tmp_path_factory):
+    from tollgate.registry import open_registry
+    from tollgate.serving.process import ServerProcess
+
+    version = open_registry(str(workspace["registry"])).resolve(MODEL, "production")
+    log = tmp_path_factory.mktemp("mc-server") / "server.log"
+    with ServerProcess(Path(version.uri), MODEL, log_path=log) as process:
+        process.wait_ready(timeout=60)
+        yield process, Path(version.uri)
+
+
+@pytest.mark.parametrize("protocol", ["rest-v1", "rest-v2", "grpc"])
+def test_served_answers_equal_in_process_onnxruntime(served, protocol):
+    from tollgate.data.builtin import generate_applicants
+    from tollgate.serving.client import predict
+    from tollgate.serving.runtime import OnnxModel
+
+    server, version_dir = served
+    schema = json.loads((version_dir / "input_schema.json").read_text())
+    names = [c["name"] for c in schema["columns"]]
+    sample = generate_applicants(rows=40, seed=99, classes=3)[names]
+    expected = OnnxModel.from_file(version_dir / "model.onnx", schema).predict_proba(sample).astype(np.float64)
+    url = server.grpc_url if protocol == "grpc" else server.rest_url
+    answer = predict(protocol, url, MODEL, _records(sample))
+    np.testing.assert_array_equal(np.asarray(answer.class_probabilities), expected)
+    assert answer.classes == [CLASSES[i] for i in expected.argmax(axis=1)]
+    assert answer.probabilities == pytest.approx(expected.max(axis=1).tolist(), abs=0)
+    assert answer.class_order == CLASSES  # v1 keys, v2/gRPC the probabilities tensor's parameter
+
+
+def test_v1_and_v2_answer_shapes_and_metadata_list_the_class_order(served):
+    server, version_dir = served
+    schema = json.loads((version_dir / "input_schema.json").read_text())
+    row = {c["name"]: (0 if c["role"] == "numeric" else (c.get("categories") or ["x"])[0]) for c in schema["columns"]}
+    v1 = httpx.post(f"{server.rest_url}/v1/models/{MODEL}:predict", json={"instances": [row, row]}).json()
+    prediction = v1["predictions"][0]
+    assert set(prediction) == {"predicted_class", "probabilities"}
+    assert list(prediction["probabilities"]) == CLASSES
+    assert prediction["predicted_class"] == max(CLASSES, key=lambda c: prediction["probabilities"][c])
+
+    inputs = [{"name": k, "shape": [1], "datatype": "FP64" if isinstance(v, (int, float)) else "BYTES", "data": [v]}
+              for k, v in row.items()]
+    v2 = httpx.post(f"{server.rest_url}/v2/models/{MODEL}/infer", json={"inputs": inputs}).json()
+    outputs = {o["name"]: o for o in v2["outputs"]}
+    assert set(outputs) == {"predicted_class", "probabilities"}
+    assert outputs["probabilities"]["shape"] == [1, 3] and outputs["predicted_class"]["datatype"] == "BYTES"
+
+    metadata = httpx.get(f"{server.rest_url}/v2/models/{MODEL}").json()
+    assert metadata["parameters"] == {"task": "multiclass", "classes": CLASSES}
+    assert {o["name"]: o["shape"] for o in metadata["outputs"]} == {"predicted_class": [-1], "probabilities": [-1, 3]}
+    assert [i["name"] for i in metadata["inputs"]] == [c["name"] for c in schema["columns"]]
+
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        grpc_metadata = GRPCInferenceServiceStub(channel).ModelMetadata(pb.ModelMetadataRequest(name=MODEL), timeout=10)
+    assert {o.name: list(o.shape) for o in grpc_metadata.outputs} == {"predicted_class": [-1], "probabilities": [-1, 3]}
+
+
+def test_predict_cli_prints_class_and_its_probability(served, tmp_path):
+    from tollgate.data.builtin import generate_applicants
+
+    server, version_dir = served
+    schema = json.loads((version_dir / "input_schema.json").read_text())
+    names = [c["name"] for c in schema["columns"]]
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps(_records(generate_applicants(rows=3, seed=5, classes=3)[names])))
+    printed = tollgate("predict", "--file", str(rows), "--url", server.rest_url, "--model-name", MODEL,
+                       "--protocol", "rest-v1", "--json")
+    predictions = json.loads(printed.stdout)["predictions"]
+    assert len(predictions) == 3
+    assert all(p["predicted_class"] in CLASSES and 1 / 3 <= p["probability"] <= 1 for p in predictions)
+    table = tollgate("predict", "--file", str(rows), "--url", server.rest_url, "--model-name", MODEL).stdout
+    assert "probability of that class" in table
