@@ -26,7 +26,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -59,7 +59,7 @@ class TreeRssSampler:
             self.peak_bytes = max(self.peak_bytes, total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "TreeRssSampler":
+    def __enter__(self) -> TreeRssSampler:
         self._thread.start()
         return self
 
@@ -245,7 +245,7 @@ def main() -> None:
     print(f"Tollgate pipeline benchmark on {platform.node()} ({os.cpu_count()} cores, Python {sys.version.split()[0]})")
     all_results = [bench_size(rows) for rows in sizes]
     args.output.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     (args.output / f"pipeline-{stamp}.json").write_text(json.dumps(all_results, indent=2))
     print(report(all_results))
 

@@ -13,7 +13,8 @@ def register(best: Input[Model], features: Input[Artifact], evaluation: Input[Ar
     from pathlib import Path
 
     from tollgate.registry import open_registry
-    from tollgate.steps.register import build_metadata, hold_for_tests as _hold_for_tests, register_model
+    from tollgate.steps.register import build_metadata, register_model
+    from tollgate.steps.register import hold_for_tests as _hold_for_tests
 
     with open(features.path) as handle:
         spec = json.load(handle)

@@ -1,11 +1,10 @@
 """Select component: keep the candidate with the best validation metric."""
 
-from typing import List
 
 from kfp.dsl import Input, Model, Output
 
 
-def select(models: Input[List[Model]], selection_metric: str, best: Output[Model],
+def select(models: Input[list[Model]], selection_metric: str, best: Output[Model],
            multiclass_selection_metric: str = "roc_auc_ovr_macro") -> str:
     """Copy the candidate with the best validation metric (``multiclass_selection_metric`` for
     multiclass candidates) to ``best``; returns its id."""

@@ -185,7 +185,7 @@ class TollgateModel(Model):
         if batch.request is None:
             class_list = classes.tolist()
             return {
-                "predictions": [{CLASS_OUTPUT: c, PROBABILITY_OUTPUT: p} for c, p in zip(class_list, positive.tolist())],
+                "predictions": [{CLASS_OUTPUT: c, PROBABILITY_OUTPUT: p} for c, p in zip(class_list, positive.tolist(), strict=True)],
                 "model_name": self.name,
                 "model_version": self.version,
             }

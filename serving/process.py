@@ -65,7 +65,7 @@ class ServerProcess:
     def grpc_url(self) -> str:
         return f"{LOOPBACK}:{self.grpc_port}"
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         """Launch the child; returns at once (see :meth:`wait_ready`)."""
         self._log = open(self.log_path, "wb")
         self._started = time.monotonic()
@@ -135,7 +135,7 @@ class ServerProcess:
         self._log.close()
         return self.process.returncode
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

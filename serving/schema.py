@@ -29,8 +29,9 @@ because neither converts to ONNX, and because this layer already sees every requ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from kserve.errors import InvalidInput
@@ -242,7 +243,7 @@ class InputSchema:
         self._name_set = frozenset(self.names)
 
     @classmethod
-    def from_dict(cls, schema: dict[str, Any], unknown_columns: str = "reject") -> "InputSchema":
+    def from_dict(cls, schema: dict[str, Any], unknown_columns: str = "reject") -> InputSchema:
         """Build from the parsed ``input_schema.json``."""
         try:
             columns = [ColumnSpec(name=c["name"], role=c["role"], dtype=c["dtype"], nullable=bool(c.get("nullable", False)),
@@ -324,8 +325,8 @@ class InputSchema:
             if len(row) != width:
                 raise InvalidInput(f"{where} {index} has {len(row)} values; the model needs {width} "
                                    f"in this order: {self.names}")
-        transposed = list(zip(*rows))
-        return {c.name: c.cast(values, text) for c, values in zip(self.casters, transposed)}
+        transposed = list(zip(*rows, strict=False))  # row lengths are checked before
+        return {c.name: c.cast(values, text) for c, values in zip(self.casters, transposed, strict=False)}
 
     # -- OIP v2: REST and gRPC ------------------------------------------------------------
 

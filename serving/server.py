@@ -30,8 +30,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from fastapi import Request
@@ -41,8 +42,15 @@ from google.protobuf.message import DecodeError
 from grpc_interceptor.exceptions import GrpcException
 from kserve import ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-from kserve.errors import (InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServerNotLive, ServerNotReady,
-                           UnsupportedProtocol)
+from kserve.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ServerNotLive,
+    ServerNotReady,
+    UnsupportedProtocol,
+)
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
@@ -56,8 +64,15 @@ from tollgate.errors import TollgateError
 from tollgate.serving.model import TollgateModel
 from tollgate.serving.predlog import Entry, PredictionLog
 from tollgate.serving.predlog import from_config as prediction_log_from_config
-from tollgate.serving.rest_v2 import (check_version, decode_raw_tensor, json_response, new_request_id, output_data,
-                                      register_v2_routes, served_version)
+from tollgate.serving.rest_v2 import (
+    check_version,
+    decode_raw_tensor,
+    json_response,
+    new_request_id,
+    output_data,
+    register_v2_routes,
+    served_version,
+)
 
 logger = logging.getLogger("tollgate.serving")
 
@@ -415,7 +430,7 @@ class _StrictServicer(InferenceServicer):
         infer_request = InferRequest.from_grpc(request)
         # kserve decodes raw contents lazily inside the model, where a bad BYTES prefix is a
         # struct.error (INTERNAL); decode them here with the checks the REST binary path uses.
-        for tensor, contents in zip(infer_request.inputs, raw):
+        for tensor, contents in zip(infer_request.inputs, raw, strict=False):
             data = decode_raw_tensor(tensor.name, tensor.datatype, list(tensor.shape), contents)
             tensor._raw_data = None
             tensor.data = data

@@ -23,8 +23,9 @@ import random
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 NON_FINITE_TEXT = ["inf", "-inf", "Infinity", "-Infinity", "1e400", "-1e400", "1e309", "INF", "+inf", "infinity"]
 ODD_TEXT = ["", " ", "nan", "NaN", "-nan", "null", "None", "0x10", "1_000", "١٢", "\u0000", "é" * 3, "💥", "1e-400",
@@ -304,7 +305,7 @@ def rest_cases(base: Baseline, rng: random.Random, max_batch: int) -> dict[str, 
             {},
         ])
         if rng.random() < 0.3:
-            raw = "fuzz=1&x=2".encode() if rng.random() < 0.5 else raw.decode().encode("utf-16")
+            raw = b"fuzz=1&x=2" if rng.random() < 0.5 else raw.decode().encode("utf-16")
         return RestCase("content-types", "POST", path, raw, headers)
 
     def names() -> RestCase:
@@ -387,9 +388,9 @@ def generate_rest(base: Baseline, count: int, seed: int, max_batch: int) -> Iter
 def send_rest(url: str, cases: Iterator[RestCase], tally: Tally, timeout: float = 30.0,
               deadline: float | None = None) -> Tally:
     """Send each case on one keep-alive client; a status >= 500 (or no answer) is a failure."""
-    import httpx
-
     import socket
+
+    import httpx
 
     # httpx writes headers and body separately: without TCP_NODELAY, Nagle and delayed ACKs add 40 ms a request.
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from kfp import dsl, local
 
+from tests.conftest import make_config
 from tollgate.components import build_components
 from tollgate.config import TollgateConfig
 from tollgate.data.builtin import generate_applicants
 from tollgate.local_run import find_output
 from tollgate.serving.runtime import OnnxModel
-from tests.conftest import make_config
 
 ops = build_components("tollgate:test")
 

@@ -34,8 +34,20 @@ from tests.conftest import free_port
 from tests.kserve_admission import admission_errors, storage_problems
 from tests.test_manifests import kserve_errors
 from tollgate.cluster.kserve import (
-    GROUP, PLURAL, VERSION, VERSION_LABEL, DeployError, KServeDeployer, KServeSettings, build_inference_service,
-    canary_name, deployment_rollout, metrics_errors, predictor_service_name, readiness, served_versions,
+    GROUP,
+    PLURAL,
+    VERSION,
+    VERSION_LABEL,
+    DeployError,
+    KServeDeployer,
+    KServeSettings,
+    build_inference_service,
+    canary_name,
+    deployment_rollout,
+    metrics_errors,
+    predictor_service_name,
+    readiness,
+    served_versions,
     standard_canary,
 )
 from tollgate.config import load_config
@@ -931,7 +943,12 @@ def test_deployment_rollout_reads_the_deployment_status():
 def test_deployment_rollout_reads_what_the_real_client_returns():
     """KServeDeployer.get_deployment serializes the client's V1Deployment the way the API sends it."""
     from kubernetes.client import (
-        ApiClient, V1Deployment, V1DeploymentSpec, V1DeploymentStatus, V1LabelSelector, V1ObjectMeta,
+        ApiClient,
+        V1Deployment,
+        V1DeploymentSpec,
+        V1DeploymentStatus,
+        V1LabelSelector,
+        V1ObjectMeta,
         V1PodTemplateSpec,
     )
 

@@ -3,7 +3,7 @@
 import builtins
 
 from tests.conftest import make_config, run_pipeline
-from tollgate.local_run import _TaskEventStream, _failure_reason
+from tollgate.local_run import _failure_reason, _TaskEventStream
 
 COLOR = "\x1b[96m"
 RESET = "\x1b[0m"

@@ -15,8 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -77,7 +77,7 @@ def _unknown_fields(value, schema: dict, path: str) -> list[str]:
     return problems
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _crd_schema(kind: str, api_version: str) -> dict:
     path = KSERVE_SCHEMAS / KSERVE_KINDS[kind]
     if not path.is_file():
@@ -456,10 +456,10 @@ def test_model_server_needs_no_writable_filesystem_but_tmp(trained_model_dir):
     """The runtime sets readOnlyRootFilesystem with an emptyDir at /tmp: the server, run here as
     `nobody` with no writable home, no writable working directory and only a private TMPDIR,
     must load and answer v1 and v2, and its TMPDIR is all it may touch."""
+    import tempfile
+
     from tests.conftest import free_port
     from tollgate.cluster.kserve import served_versions
-
-    import tempfile
 
     # pytest's own tmp directories are private to root: share a fresh one under the system temp dir.
     shared = Path(tempfile.mkdtemp(prefix="tollgate-readonly-"))

@@ -17,7 +17,16 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.fuzz_requests import Baseline, GRPC_CLASSES, REST_CLASSES, Tally, generate_grpc, generate_rest, send_grpc, send_rest
+from tests.fuzz_requests import (
+    GRPC_CLASSES,
+    REST_CLASSES,
+    Baseline,
+    Tally,
+    generate_grpc,
+    generate_rest,
+    send_grpc,
+    send_rest,
+)
 from tollgate.data.builtin import generate_applicants
 from tollgate.serving.client import predict
 from tollgate.serving.process import ServerProcess

@@ -7,6 +7,7 @@ load time with the field path and the reason, before any work starts.
 
 from __future__ import annotations
 
+import itertools
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -74,7 +75,7 @@ class CsvConfig(_Strict):
         return encoding
 
     @model_validator(mode="after")
-    def _headerless_needs_names(self) -> "CsvConfig":
+    def _headerless_needs_names(self) -> CsvConfig:
         if self.header is None and not self.columns:
             raise ValueError("header: null (no header row) needs the column names in data.csv.columns")
         if self.columns:
@@ -118,7 +119,7 @@ class SplitConfig(_Strict):
     seed: int = 42
 
     @model_validator(mode="after")
-    def _leaves_training_rows(self) -> "SplitConfig":
+    def _leaves_training_rows(self) -> SplitConfig:
         if self.test_size + self.validation_size >= 0.8:
             raise ValueError("test_size + validation_size must leave at least 20% of rows for training")
         return self
@@ -309,7 +310,7 @@ class SensitiveAttributeConfig(_Strict):
     @field_validator("bins")
     @classmethod
     def _increasing(cls, bins: list[float] | None) -> list[float] | None:
-        if bins is not None and (not bins or any(later <= earlier for earlier, later in zip(bins, bins[1:]))):
+        if bins is not None and (not bins or any(later <= earlier for earlier, later in itertools.pairwise(bins))):
             raise ValueError("bins must be a non-empty, strictly increasing list of cut points")
         return bins
 
@@ -468,7 +469,7 @@ class TollgateConfig(_Strict):
         return self.model_dump_json()
 
     @classmethod
-    def from_json(cls, text: str) -> "TollgateConfig":
+    def from_json(cls, text: str) -> TollgateConfig:
         """Inverse of :meth:`to_json`."""
         return cls.model_validate_json(text)
 
@@ -510,7 +511,7 @@ def _format_validation_error(error: ValidationError, origin: str, overridden: fr
     elif any(from_overrides):
         origin = f"{origin} and command-line options"
     lines = [f"invalid configuration ({origin}):"]
-    for item, override in zip(items, from_overrides):
+    for item, override in zip(items, from_overrides, strict=True):
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         suffix = f" (set on the command line: {override}={item.get('input')!r})" if override else ""
         lines.append(f"  - {where}: {item['msg']}{suffix}")

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ class _TaskEventStream(io.TextIOBase):
 
 def new_run_dir(root: str | Path) -> Path:
     """A fresh, sortable run directory under ``root``."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     run_dir = Path(root).expanduser().resolve() / f"run-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=False)
     return run_dir
@@ -169,7 +169,7 @@ def _settle_finish_times(timings: list[TaskTiming], pipeline_dir: Path, run_star
         finishes = sorted(path.stat().st_mtime - clock_offset
                           for path in pipeline_dir.glob(f"**/{name}/executor_output.json"))
         finishes = [f for f in finishes if f >= run_started]
-        for timing, finished in zip(sorted(runs, key=lambda t: t.started), finishes):
+        for timing, finished in zip(sorted(runs, key=lambda t: t.started), finishes, strict=False):
             timing.finished = max(finished, timing.started)
             if timing.status == "RUNNING":
                 timing.status = "SUCCESS"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -21,7 +20,7 @@ TargetOption = typer.Option(None, "--deploy-target", help="'local' (alias only) 
 ExperimentOption = typer.Option(None, "--experiment", help="KFP experiment. Default: kfp.experiment.")
 
 
-def _cluster_config(config: Optional[Path], host, registry, data, target, experiment, model_name, **extra):
+def _cluster_config(config: Path | None, host, registry, data, target, experiment, model_name, **extra):
     # The registry is compiled into the config too, so tasks get the S3 Secret wired in (pipelines/training.py).
     cfg = load(config, kfp__host=host, kfp__experiment=experiment, data__source=data, deploy__target=target,
                model_name=model_name, **extra)
@@ -32,20 +31,21 @@ def _cluster_config(config: Optional[Path], host, registry, data, target, experi
 
 @guarded
 def submit(
-    config: Optional[Path] = ConfigOption,
-    host: Optional[str] = HostOption,
-    registry: Optional[str] = ClusterRegistryOption,
-    data: Optional[str] = DataOption,
-    deploy_target: Optional[str] = TargetOption,
-    experiment: Optional[str] = ExperimentOption,
-    model_name: Optional[str] = ModelNameOption,
-    run_name: Optional[str] = typer.Option(None, "--run-name", help="Run name. Default: <pipeline>-<UTC time>."),
+    config: Path | None = ConfigOption,
+    host: str | None = HostOption,
+    registry: str | None = ClusterRegistryOption,
+    data: str | None = DataOption,
+    deploy_target: str | None = TargetOption,
+    experiment: str | None = ExperimentOption,
+    model_name: str | None = ModelNameOption,
+    run_name: str | None = typer.Option(None, "--run-name", help="Run name. Default: <pipeline>-<UTC time>."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish, showing task progress."),
     timeout: float = typer.Option(3600, "--timeout", help="Seconds --wait waits before giving up."),
     as_json: bool = JsonOption,
 ) -> None:
     """Compile the DAG and start one run on Kubeflow Pipelines."""
-    from tollgate.cluster.kfp_runs import submit as submit_run, wait_for_run
+    from tollgate.cluster.kfp_runs import submit as submit_run
+    from tollgate.cluster.kfp_runs import wait_for_run
 
     cfg, arguments = _cluster_config(config, host, registry, data, deploy_target, experiment, model_name)
     run_id, client = submit_run(cfg, arguments, run_name)
@@ -84,16 +84,16 @@ def submit(
 def schedule(
     cron: str = typer.Option(..., "--cron", help="KFP cron, 6 fields with SECONDS first, UTC: daily at 02:00 is "
                              "'0 0 2 * * *'."),
-    config: Optional[Path] = ConfigOption,
-    host: Optional[str] = HostOption,
-    registry: Optional[str] = ClusterRegistryOption,
-    data: Optional[str] = DataOption,
-    deploy_target: Optional[str] = TargetOption,
-    experiment: Optional[str] = ExperimentOption,
-    model_name: Optional[str] = ModelNameOption,
-    window_days: Optional[int] = typer.Option(None, "--window-days", help="Train on the N days before each "
+    config: Path | None = ConfigOption,
+    host: str | None = HostOption,
+    registry: str | None = ClusterRegistryOption,
+    data: str | None = DataOption,
+    deploy_target: str | None = TargetOption,
+    experiment: str | None = ExperimentOption,
+    model_name: str | None = ModelNameOption,
+    window_days: int | None = typer.Option(None, "--window-days", help="Train on the N days before each "
                                               "scheduled time. Default: data.window_days."),
-    job_name: Optional[str] = typer.Option(None, "--name", help="Recurring run name. Default: <pipeline>-daily."),
+    job_name: str | None = typer.Option(None, "--name", help="Recurring run name. Default: <pipeline>-daily."),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a recurring run (no catch-up, one at a time) that trains on the days before each scheduled time."""
@@ -101,7 +101,7 @@ def schedule(
     from tollgate.cluster.kfp_runs import schedule as create_schedule
 
     # Validate before anything else: a bad cron must not need a reachable cluster to be reported.
-    upcoming = parse_cron(cron).next_times(datetime.now(timezone.utc).replace(tzinfo=None), 3)
+    upcoming = parse_cron(cron).next_times(datetime.now(UTC).replace(tzinfo=None), 3)
     cfg, arguments = _cluster_config(config, host, registry, data, deploy_target, experiment, model_name,
                                      data__window_days=window_days)
     recurring = create_schedule(cfg, cron, arguments, job_name)
@@ -118,9 +118,9 @@ def schedule(
 
 @guarded
 def runs(
-    config: Optional[Path] = ConfigOption,
-    host: Optional[str] = HostOption,
-    experiment: Optional[str] = ExperimentOption,
+    config: Path | None = ConfigOption,
+    host: str | None = HostOption,
+    experiment: str | None = ExperimentOption,
     limit: int = typer.Option(20, "--limit", help="How many recent runs to list."),
     as_json: bool = JsonOption,
 ) -> None:

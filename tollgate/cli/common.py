@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -25,7 +25,7 @@ ModelNameOption = typer.Option(None, "--model-name", help="Registered model name
 JsonOption = typer.Option(False, "--json", help="Print one JSON object instead of tables (for scripts).")
 
 
-def load(config_path: Optional[Path], **overrides: Any) -> TollgateConfig:
+def load(config_path: Path | None, **overrides: Any) -> TollgateConfig:
     """Load the config with dotted-path overrides from CLI options (None means 'not given')."""
     return load_config(config_path, {k.replace("__", "."): v for k, v in overrides.items()})
 

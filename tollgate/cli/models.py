@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from rich.markup import escape
-
 from tollgate.cli.common import (
-    ConfigOption, JsonOption, ModelNameOption, RegistryOption, console, emit_json, err_console, guarded, load,
+    ConfigOption,
+    JsonOption,
+    ModelNameOption,
+    RegistryOption,
+    console,
+    emit_json,
+    err_console,
+    guarded,
+    load,
 )
 from tollgate.errors import TollgateError
 
 app = typer.Typer(help="Inspect and move model versions and aliases in the registry.", no_args_is_help=True)
 
 
-def _open(config: Optional[Path], registry: Optional[str], model_name: Optional[str]):
+def _open(config: Path | None, registry: str | None, model_name: str | None):
     from tollgate.registry import open_registry
 
     cfg = load(config, registry__uri=registry, model_name=model_name)
@@ -34,8 +40,8 @@ def _alias_labels(reg, model: str) -> dict[int, list[str]]:
 
 @app.command("list")
 @guarded
-def list_versions(config: Optional[Path] = ConfigOption, registry: Optional[str] = RegistryOption,
-                  model_name: Optional[str] = ModelNameOption, as_json: bool = JsonOption) -> None:
+def list_versions(config: Path | None = ConfigOption, registry: str | None = RegistryOption,
+                  model_name: str | None = ModelNameOption, as_json: bool = JsonOption) -> None:
     """List versions with their test metrics and aliases."""
     reg, model = _open(config, registry, model_name)
     versions, problems = reg.scan_versions(model)
@@ -73,8 +79,8 @@ def _metric(metrics, name: str) -> str:
 @app.command("show")
 @guarded
 def show(ref: str = typer.Argument("production", help="Alias (production, previous) or version (v3 or 3)."),
-         config: Optional[Path] = ConfigOption, registry: Optional[str] = RegistryOption,
-         model_name: Optional[str] = ModelNameOption, as_json: bool = JsonOption) -> None:
+         config: Path | None = ConfigOption, registry: str | None = RegistryOption,
+         model_name: str | None = ModelNameOption, as_json: bool = JsonOption) -> None:
     """Show one version's metadata."""
     reg, model = _open(config, registry, model_name)
     version = reg.resolve(model, ref)  # metadata.json is checked against the manifest before parsing
@@ -108,8 +114,8 @@ def show(ref: str = typer.Argument("production", help="Alias (production, previo
 @app.command("promote")
 @guarded
 def promote(ref: str = typer.Argument(..., help="Version to make production (v3 or 3)."),
-            config: Optional[Path] = ConfigOption, registry: Optional[str] = RegistryOption,
-            model_name: Optional[str] = ModelNameOption, as_json: bool = JsonOption) -> None:
+            config: Path | None = ConfigOption, registry: str | None = RegistryOption,
+            model_name: str | None = ModelNameOption, as_json: bool = JsonOption) -> None:
     """Point 'production' at a version; the old production becomes 'previous'."""
     reg, model = _open(config, registry, model_name)
     aliases = reg.promote(model, reg.resolve(model, ref).version, reason="manual promote")
@@ -118,8 +124,8 @@ def promote(ref: str = typer.Argument(..., help="Version to make production (v3 
 
 @app.command("rollback")
 @guarded
-def rollback(config: Optional[Path] = ConfigOption, registry: Optional[str] = RegistryOption,
-             model_name: Optional[str] = ModelNameOption, as_json: bool = JsonOption) -> None:
+def rollback(config: Path | None = ConfigOption, registry: str | None = RegistryOption,
+             model_name: str | None = ModelNameOption, as_json: bool = JsonOption) -> None:
     """Point 'production' back at 'previous'."""
     reg, model = _open(config, registry, model_name)
     _print_aliases(model, reg.rollback(model), as_json)
@@ -127,11 +133,11 @@ def rollback(config: Optional[Path] = ConfigOption, registry: Optional[str] = Re
 
 @app.command("verify")
 @guarded
-def verify(ref: Optional[str] = typer.Argument(None, help="Alias (production, previous) or version (v3 or 3). "
+def verify(ref: str | None = typer.Argument(None, help="Alias (production, previous) or version (v3 or 3). "
                                                "Default: production; see --all."),
            all_versions: bool = typer.Option(False, "--all", help="Verify every version of the model."),
-           config: Optional[Path] = ConfigOption, registry: Optional[str] = RegistryOption,
-           model_name: Optional[str] = ModelNameOption, as_json: bool = JsonOption) -> None:
+           config: Path | None = ConfigOption, registry: str | None = RegistryOption,
+           model_name: str | None = ModelNameOption, as_json: bool = JsonOption) -> None:
     """Check every file of a version against the sha256 and size recorded when it was registered.
 
     Exit code 1 if any file does not match (or cannot be read); versions registered before
@@ -180,7 +186,7 @@ def _resolve_number(reg, model: str, ref: str) -> int:
 @guarded
 def gc(older_than: str = typer.Option("1h", "--older-than", help="Only leftovers older than this: 90s, 30m, 1h, 2d."),
        dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing."),
-       config: Optional[Path] = ConfigOption, registry: Optional[str] = RegistryOption,
+       config: Path | None = ConfigOption, registry: str | None = RegistryOption,
        as_json: bool = JsonOption) -> None:
     """Remove crashed writers' leftovers: staging directories and incomplete versions.
 

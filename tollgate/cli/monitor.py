@@ -6,15 +6,23 @@ Exit codes: 0 nothing crossed a threshold, 3 something did (``DRIFT_EXIT_CODE``)
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tollgate.cli.common import ConfigOption, JsonOption, ModelNameOption, RegistryOption, console, emit_json, guarded, load
+from tollgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    ModelNameOption,
+    RegistryOption,
+    console,
+    emit_json,
+    guarded,
+    load,
+)
 from tollgate.errors import TollgateError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -36,7 +44,7 @@ def parse_time(text: str, flag: str) -> datetime:
     except ValueError:
         raise TollgateError(f"{flag} {text!r} is not an ISO date or date-time (e.g. 2026-11-21 or "
                             "2026-11-21T08:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def window(since: str | None, until: str | None, last: str | None,
@@ -47,7 +55,7 @@ def window(since: str | None, until: str | None, last: str | None,
     end = parse_time(until, "--until") if until else None
     start = parse_time(since, "--since") if since else None
     if last:
-        start = (end or now or datetime.now(timezone.utc)) - parse_duration(last)
+        start = (end or now or datetime.now(UTC)) - parse_duration(last)
     if start and end and start >= end:
         raise TollgateError("--since must be before --until")
     return start, end
@@ -76,18 +84,18 @@ def run_monitor(cfg, since, until, labels_path: str | None):
 
 @guarded
 def monitor(
-    since: Optional[str] = typer.Option(None, "--since", help="Start of the window (ISO date or date-time, UTC)."),
-    until: Optional[str] = typer.Option(None, "--until", help="End of the window (exclusive). Default: now."),
-    last: Optional[str] = typer.Option(None, "--last", help="Window length back from --until or now, e.g. 24h, 7d."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="CSV or Parquet of request_id, label (and row for "
+    since: str | None = typer.Option(None, "--since", help="Start of the window (ISO date or date-time, UTC)."),
+    until: str | None = typer.Option(None, "--until", help="End of the window (exclusive). Default: now."),
+    last: str | None = typer.Option(None, "--last", help="Window length back from --until or now, e.g. 24h, 7d."),
+    labels: Path | None = typer.Option(None, "--labels", help="CSV or Parquet of request_id, label (and row for "
                                           "batched requests): adds realized metrics per version and day."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Where to write the HTML report. Default: "
+    html: Path | None = typer.Option(None, "--html", help="Where to write the HTML report. Default: "
                                         "monitor-<model>.html in the current directory."),
-    log_uri: Optional[str] = typer.Option(None, "--log-uri", help="Prediction log: directory or s3://bucket/prefix. "
+    log_uri: str | None = typer.Option(None, "--log-uri", help="Prediction log: directory or s3://bucket/prefix. "
                                           "Default: monitoring.log_uri."),
-    config: Optional[Path] = ConfigOption,
-    registry: Optional[str] = RegistryOption,
-    model_name: Optional[str] = ModelNameOption,
+    config: Path | None = ConfigOption,
+    registry: str | None = RegistryOption,
+    model_name: str | None = ModelNameOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Compare live traffic with the production version's training data; exit 3 when something drifted."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -88,9 +87,9 @@ def publish_report(run_dir: Path, model_name: str, failure: str | None = None) -
 
 @guarded
 def report(
-    run: Optional[str] = typer.Argument(None, help="Run directory or run name (run-...). Default: the latest "
+    run: str | None = typer.Argument(None, help="Run directory or run name (run-...). Default: the latest "
                                         "run under run.root."),
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Print the path of a run's HTML report and a text summary of it."""

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from tollgate.cli.common import (
-    ConfigOption, JsonOption, ModelNameOption, RegistryOption, console, emit_json, guarded, load,
+    ConfigOption,
+    JsonOption,
+    ModelNameOption,
+    RegistryOption,
+    console,
+    emit_json,
+    guarded,
+    load,
 )
-
 
 # Distinct from 1 (a failed run) so a script can tell "the data or code is broken" from
 # "the candidate was not good enough".
@@ -21,20 +26,20 @@ EXIT_BLOCKED = 3
 
 @guarded
 def run(
-    config: Optional[Path] = ConfigOption,
-    data: Optional[str] = typer.Option(None, "--data", help="'builtin', a CSV/Parquet path or s3://bucket/key. "
+    config: Path | None = ConfigOption,
+    data: str | None = typer.Option(None, "--data", help="'builtin', a CSV/Parquet path or s3://bucket/key. "
                                        "Default: data.source from the config."),
-    target: Optional[str] = typer.Option(None, "--target", help="Label column. Default: data.target."),
-    drop: Optional[List[str]] = typer.Option(None, "--drop", help="Column to drop before training (repeatable); "
+    target: str | None = typer.Option(None, "--target", help="Label column. Default: data.target."),
+    drop: list[str] | None = typer.Option(None, "--drop", help="Column to drop before training (repeatable); "
                                              "replaces data.drop."),
-    positive_label: Optional[str] = typer.Option(None, "--positive-label", help="Label value of the positive class."),
-    registry: Optional[str] = RegistryOption,
-    model_name: Optional[str] = ModelNameOption,
-    rows: Optional[int] = typer.Option(None, "--rows", help="Rows for the built-in generator (data.builtin.rows)."),
-    drift: Optional[float] = typer.Option(None, "--drift", help="Drift knob of the built-in generator, 0..1."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the built-in generator."),
-    task: Optional[str] = typer.Option(None, "--task", help="auto, binary or multiclass (data.task)."),
-    classes: Optional[int] = typer.Option(None, "--classes", help="Classes of the built-in generator's target "
+    positive_label: str | None = typer.Option(None, "--positive-label", help="Label value of the positive class."),
+    registry: str | None = RegistryOption,
+    model_name: str | None = ModelNameOption,
+    rows: int | None = typer.Option(None, "--rows", help="Rows for the built-in generator (data.builtin.rows)."),
+    drift: float | None = typer.Option(None, "--drift", help="Drift knob of the built-in generator, 0..1."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the built-in generator."),
+    task: str | None = typer.Option(None, "--task", help="auto, binary or multiclass (data.task)."),
+    classes: int | None = typer.Option(None, "--classes", help="Classes of the built-in generator's target "
                                           "(data.builtin.classes); 3 or more also make 'risk_band' the target "
                                           "unless --target is given."),
     scheduled_time: str = typer.Option("", "--scheduled-time", help="Act as a scheduled run at this RFC 3339 time "
@@ -114,7 +119,7 @@ def _check_champion(reg, model_name: str) -> None:
         reg.download_champion(model_name, tmp)
 
 
-def _label(value: Optional[str]):
+def _label(value: str | None):
     # CLI values are text; a numeric label should match numeric label columns.
     if value is None:
         return None
@@ -126,9 +131,9 @@ def _label(value: Optional[str]):
 
 @guarded
 def compile(
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     output: Path = typer.Option(Path("build/tollgate-pipeline.yaml"), "--output", "-o", help="Where to write the IR YAML."),
-    image: Optional[str] = typer.Option(None, "--image", help="Component image. Default: pipeline.image."),
+    image: str | None = typer.Option(None, "--image", help="Component image. Default: pipeline.image."),
     scheduled: bool = typer.Option(False, "--scheduled", help="Wire KFP's scheduled time into ingest (recurring runs)."),
 ) -> None:
     """Compile the DAG to KFP IR YAML for upload or `tollgate submit`."""

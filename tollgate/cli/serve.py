@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tollgate.cli.common import ConfigOption, JsonOption, ModelNameOption, RegistryOption, console, emit_json, guarded, load
+from tollgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    ModelNameOption,
+    RegistryOption,
+    console,
+    emit_json,
+    guarded,
+    load,
+)
 from tollgate.errors import TollgateError
 
 
 @guarded
 def serve(
-    alias: Optional[str] = typer.Option(None, "--alias", help="Serve the version behind this alias (production, previous). "
+    alias: str | None = typer.Option(None, "--alias", help="Serve the version behind this alias (production, previous). "
                                         "Default: production."),
-    version: Optional[int] = typer.Option(None, "--version", help="Serve this version number instead of an alias."),
-    model_dir: Optional[str] = typer.Option(None, "--model-dir", help="Serve a version directory or "
+    version: int | None = typer.Option(None, "--version", help="Serve this version number instead of an alias."),
+    model_dir: str | None = typer.Option(None, "--model-dir", help="Serve a version directory or "
                                             "s3://bucket/prefix/<model>/v<N> directly, bypassing aliases."),
-    http_port: Optional[int] = typer.Option(None, "--http-port", help="REST port. Default: serving.http_port (8080)."),
-    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="gRPC port. Default: serving.grpc_port (8081)."),
-    host: Optional[str] = typer.Option(None, "--host", help="Bind address. Default: serving.host (127.0.0.1)."),
-    log_uri: Optional[str] = typer.Option(None, "--log-uri", help="Write the prediction log to this directory or "
+    http_port: int | None = typer.Option(None, "--http-port", help="REST port. Default: serving.http_port (8080)."),
+    grpc_port: int | None = typer.Option(None, "--grpc-port", help="gRPC port. Default: serving.grpc_port (8081)."),
+    host: str | None = typer.Option(None, "--host", help="Bind address. Default: serving.host (127.0.0.1)."),
+    log_uri: str | None = typer.Option(None, "--log-uri", help="Write the prediction log to this directory or "
                                           "s3://bucket/prefix. Default: monitoring.log_uri (off)."),
-    config: Optional[Path] = ConfigOption,
-    registry: Optional[str] = RegistryOption,
-    model_name: Optional[str] = ModelNameOption,
+    config: Path | None = ConfigOption,
+    registry: str | None = RegistryOption,
+    model_name: str | None = ModelNameOption,
 ) -> None:
     """Serve a registered model version over REST (v1, v2) and gRPC (v2) until Ctrl+C."""
     from tollgate.serving.model import TollgateModel
@@ -64,15 +72,16 @@ def serve(
 def predict(
     file: Path = typer.Option(..., "--file", "-f", help="Rows to score: JSON (list of objects) or CSV with a header."),
     protocol: str = typer.Option("rest-v2", "--protocol", "-p", help="rest-v1, rest-v2 or grpc."),
-    url: Optional[str] = typer.Option(None, "--url", help="Server address: http://host:port for REST, host:port for "
+    url: str | None = typer.Option(None, "--url", help="Server address: http://host:port for REST, host:port for "
                                       "gRPC. Default: 127.0.0.1 with serving.http_port / serving.grpc_port."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the answer."),
-    config: Optional[Path] = ConfigOption,
-    model_name: Optional[str] = ModelNameOption,
+    config: Path | None = ConfigOption,
+    model_name: str | None = ModelNameOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Score rows with a running model server (kserve's REST or gRPC client) and print the predictions."""
-    from tollgate.serving.client import PROTOCOLS, fetch_input_types, predict as send, read_rows
+    from tollgate.serving.client import PROTOCOLS, fetch_input_types, read_rows
+    from tollgate.serving.client import predict as send
 
     if protocol not in PROTOCOLS:
         raise TollgateError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -89,12 +98,12 @@ def predict(
         # Multiclass: "probability" is the predicted class's; binary answers keep their shape.
         emit_json({"model_name": answer.model_name, "model_version": answer.model_version, "protocol": protocol,
                    "predictions": [{"predicted_class": c, "probability": p}
-                                   for c, p in zip(answer.classes, answer.probabilities)]})
+                                   for c, p in zip(answer.classes, answer.probabilities, strict=True)]})
         return
     table = Table(title=escape(f"{answer.model_name} v{answer.model_version} via {protocol}"), header_style="bold",
                   show_edge=False)
     for column in ("row", "predicted_class", "probability of that class" if multiclass else "probability"):
         table.add_column(column, justify="right")
-    for index, (label, probability) in enumerate(zip(answer.classes, answer.probabilities)):
+    for index, (label, probability) in enumerate(zip(answer.classes, answer.probabilities, strict=True)):
         table.add_row(str(index), escape(str(label)), f"{probability:.4f}")
     console.print(table)

@@ -12,10 +12,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tollgate.cluster.cron import parse_cron
 from tollgate.config import TollgateConfig
@@ -84,7 +85,7 @@ def submit(config: TollgateConfig, arguments: dict[str, Any], run_name: str | No
     """Compile and start one run in ``kfp.experiment``; returns ``(run_id, client)``."""
     check_cluster_arguments(arguments)
     client = client or connect(config.kfp.host)
-    run_name = run_name or f"{config.pipeline.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    run_name = run_name or f"{config.pipeline.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     with tempfile.TemporaryDirectory() as tmp:
         package = _compiled(config, use_schedule_time=False, directory=tmp)
         result = client.create_run_from_pipeline_package(

@@ -35,8 +35,9 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tollgate.errors import TollgateError
 
@@ -85,7 +86,7 @@ class KServeSettings:
     log_secret: str | None = None
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> "KServeSettings":
+    def from_options(cls, options: dict[str, Any] | None) -> KServeSettings:
         """Read the ``kserve`` block of ``deploy`` options (``DeployConfig.model_dump()``), plus
         ``monitoring`` (``MonitoringConfig.model_dump()``) when the caller passes it along."""
         block = dict((options or {}).get("kserve") or {})

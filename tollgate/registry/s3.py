@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,7 @@ class S3Store(Store):
     def litter(self, model: str) -> list[tuple[str, float]]:
         """Incomplete versions that still hold files besides their claim (age: newest object)."""
         found = []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for number in self.version_numbers(model, include_incomplete=True):
             if self.is_complete(model, number):
                 continue

@@ -17,6 +17,7 @@ TPR is reported as unmeasured and it takes no part in equal opportunity.
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import partial
 from typing import Any
@@ -50,7 +51,7 @@ def group_labels(values: pd.Series, bins: list[float] | None = None) -> tuple[pd
     """
     if bins:
         edges = [-np.inf, *bins, np.inf]
-        names = [f"<{bins[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(bins, bins[1:])] + [f">={bins[-1]:g}"]
+        names = [f"<{bins[0]:g}"] + [f"{a:g}-{b:g}" for a, b in itertools.pairwise(bins)] + [f">={bins[-1]:g}"]
         grouped = pd.cut(pd.to_numeric(values, errors="coerce"), edges, right=False, labels=names)
         return grouped.astype(object).where(grouped.notna(), MISSING).astype(str), names + [MISSING]
     labels = values.astype(str).where(values.notna(), MISSING)

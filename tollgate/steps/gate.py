@@ -55,7 +55,7 @@ class Decision:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> "Decision":
+    def from_dict(cls, value: dict[str, Any]) -> Decision:
         return cls(passed=value["passed"], reasons=list(value["reasons"]),
                    rules=[Rule(**r) for r in value.get("rules", [])],
                    champion_version=value.get("champion_version"))
@@ -71,7 +71,7 @@ class Policy:
     fairness: dict[str, float | None] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, gate: dict[str, Any], task: str = "binary") -> "Policy":
+    def from_config(cls, gate: dict[str, Any], task: str = "binary") -> Policy:
         """The policy for a ``task``: a multiclass model is held to ``gate.multiclass``'s thresholds
         (multiclass metrics), with the same fairness bounds."""
         rules = (gate.get("multiclass") or {}) if task == "multiclass" else gate

@@ -58,7 +58,7 @@ class FeatureSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> "FeatureSpec":
+    def from_dict(cls, value: dict[str, Any]) -> FeatureSpec:
         return cls(**value)
 
 

@@ -12,7 +12,6 @@ from tollgate import __version__
 from tollgate.registry import METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
 from tollgate.steps.validate import DATA_SCHEMA_FILE
 
-
 # Tests force two runs to overlap: while the file named here exists, register waits (at most
 # HOLD_SECONDS). Unset in normal use.
 HOLD_ENV = "TOLLGATE_TEST_HOLD_REGISTER"

@@ -73,10 +73,10 @@ def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[d
         grid = candidate.get("grid") or {}
         keys = sorted(grid)
         for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-            params = {**candidate.get("params", {}), **dict(zip(keys, values))}
+            params = {**candidate.get("params", {}), **dict(zip(keys, values, strict=True))}
             if "random_state" in estimator_class(candidate["family"])().get_params():
                 params.setdefault("random_state", seed)
-            suffix = "-".join(f"{k}={_short(v)}" for k, v in zip(keys, values))
+            suffix = "-".join(f"{k}={_short(v)}" for k, v in zip(keys, values, strict=True))
             specs.append({
                 "candidate_id": f"{candidate['name']}" + (f"[{suffix}]" if suffix else ""),
                 "family": candidate["family"],

@@ -14,8 +14,8 @@ is an anomaly here, with a severity from ``validation.severity``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
