@@ -405,3 +405,19 @@ def test_deploy_promotes_only_over_the_scored_champion(s3_bucket, tmp_path):
     assert not result.promoted and registry.alias_version(MODEL, "production") == 1
     assert deploy("local", registry, MODEL, 3, expect_production=1).promoted
     assert (registry.alias_version(MODEL, "production"), registry.alias_version(MODEL, "previous")) == (3, 1)
+
+
+def test_models_list_shows_a_multiclass_versions_macro_auc_not_nan(tmp_path):
+    from typer.testing import CliRunner
+
+    from tollgate.cli import app
+
+    registry = open_registry(str(tmp_path / "registry"))
+    registry.register(MODEL, version_dir(tmp_path, "binary", "b"), {"test_metrics": {"roc_auc": 0.81, "pr_auc": 0.5}})
+    registry.register(MODEL, version_dir(tmp_path, "multi", "m"),
+                      {"test_metrics": {"roc_auc": float("nan"), "roc_auc_ovr_macro": 0.883, "f1_macro": 0.685}})
+    result = CliRunner().invoke(app, ["models", "list", "--registry", registry.uri, "--model-name", MODEL],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "0.8100" in result.output and "0.8830 (ovr" in result.output   # the cell may wrap before "macro)"
+    assert "nan" not in result.output.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -72,8 +73,19 @@ def list_versions(config: Path | None = ConfigOption, registry: str | None = Reg
 
 
 def _metric(metrics, name: str) -> str:
-    value = metrics.get(name) if isinstance(metrics, dict) else None
-    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+    """A metric for the table; a multiclass version has no binary roc_auc, so its one-vs-rest
+    macro ROC AUC stands there, labelled; NaN or absent is '-'."""
+    if not isinstance(metrics, dict):
+        return "-"
+    value = metrics.get(name)
+    if _finite(value):
+        return f"{value:.4f}"
+    macro = metrics.get(f"{name}_ovr_macro")
+    return f"{macro:.4f} (ovr macro)" if _finite(macro) else "-"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @app.command("show")
