@@ -30,6 +30,14 @@ def _repeated(names: list[str]) -> list[str]:
     return sorted({n for n in names if names.count(n) > 1})
 
 
+def _non_negative_tolerances(rules: dict[str, float]) -> dict[str, float]:
+    """``max_degradation`` tolerances (binary and multiclass gates alike) are >= 0."""
+    negative = {k: v for k, v in rules.items() if v < 0}
+    if negative:
+        raise ValueError(f"degradation tolerances must be >= 0, got {negative}")
+    return rules
+
+
 class _Strict(BaseModel):
     # Unknown keys are almost always typos; reject them so they cannot silently do nothing.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -195,13 +203,7 @@ class MulticlassGateConfig(_Strict):
             raise ValueError(f"unknown multiclass metric(s) {unknown}; known: {list(MULTICLASS_METRIC_NAMES)}")
         return rules
 
-    @field_validator("max_degradation")
-    @classmethod
-    def _non_negative(cls, rules: dict[str, float]) -> dict[str, float]:
-        negative = {k: v for k, v in rules.items() if v < 0}
-        if negative:
-            raise ValueError(f"degradation tolerances must be >= 0, got {negative}")
-        return rules
+    _non_negative = field_validator("max_degradation")(_non_negative_tolerances)
 
 
 class GateConfig(_Strict):
@@ -224,13 +226,7 @@ class GateConfig(_Strict):
             raise ValueError(f"unknown metric(s) {unknown}; known: {list(METRIC_NAMES)}{hint}")
         return rules
 
-    @field_validator("max_degradation")
-    @classmethod
-    def _non_negative(cls, rules: dict[str, float]) -> dict[str, float]:
-        negative = {k: v for k, v in rules.items() if v < 0}
-        if negative:
-            raise ValueError(f"degradation tolerances must be >= 0, got {negative}")
-        return rules
+    _non_negative = field_validator("max_degradation")(_non_negative_tolerances)
 
 
 
