@@ -7,20 +7,15 @@ def report(model_name: str, run_id: str, raw: Input[Dataset], validation: Input[
            evaluation: Input[Artifact], decision: Input[Artifact], html: Output[HTML]) -> str:
     """Render validation, drift, performance, importance, fairness and gate rules into one page;
     returns the gate verdict ("passed" or "blocked")."""
-    import json
+    from tollgate.artifacts import read_record
+    from tollgate.records import Decision, Evaluation, ValidationReport
+    from tollgate.steps.report import run_report
 
-    from tollgate.steps.report import ReportInputs, render_report
-
-    def load(artifact):
-        with open(artifact.path) as handle:
-            return json.load(handle)
-
-    gate, checks = load(decision), load(validation)  # this task runs after the gate: both exist
-    inputs = ReportInputs(model_name=model_name, run_id=run_id,
-                          data={key: raw.metadata.get(key) for key in ("source", "rows", "window")},
-                          validation=checks, evaluation=load(evaluation), decision=gate)
+    verdict = read_record(Decision, decision.path)  # this task runs after the gate: every input exists
+    checks = read_record(ValidationReport, validation.path)
+    page = run_report(model_name, run_id, {key: raw.metadata.get(key) for key in ("source", "rows", "window")},
+                      checks, read_record(Evaluation, evaluation.path), verdict)
     with open(html.path, "w") as handle:
-        handle.write(render_report(inputs))
-    verdict = "passed" if gate["passed"] else "blocked"
-    html.metadata.update({"gate": verdict, "anomalies": len(checks.get("anomalies", []))})
-    return verdict
+        handle.write(page)
+    html.metadata.update({"gate": "passed" if verdict.passed else "blocked", "anomalies": len(checks.anomalies)})
+    return "passed" if verdict.passed else "blocked"

@@ -20,6 +20,14 @@ from kfp import compiler, dsl
 from tollgate.components import build_components
 from tollgate.config import TollgateConfig
 from tollgate.s3 import is_s3_uri
+from tollgate.settings import (
+    DeploySettings,
+    EvaluateSettings,
+    InfraValidateSettings,
+    IngestSettings,
+    PreprocessSettings,
+    ValidateSettings,
+)
 from tollgate.steps.train import expand_candidates
 
 # Keys of the kfp.s3_secret Secret; each becomes the env var of the same name (see tollgate/s3.py).
@@ -50,7 +58,8 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
     """
     ops = build_components(config.pipeline.image)
     with_s3 = s3_env_from_secret(config, for_cluster)
-    config_json = config.to_json()
+    # Each task gets only the settings it uses: its cache key must not change when another step's does.
+    config_json = config.to_json()  # retrain-check only (never cached): it re-runs ingest and monitor
     policy_json = json.dumps(config.gate.model_dump())
     # Loop items travel as protobuf Structs, which turn every int into a float; the
     # parameters therefore ride as a JSON string and are decoded exactly in the task.
@@ -60,14 +69,15 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
     def _training(data_source, registry_uri, model_name, scheduled_time):
         """Every task of a training run (called inside the pipeline function, so tasks attach to it)."""
         ingest_task = ops.ingest(
-            config_json=config_json, data_source=data_source, scheduled_time=scheduled_time,
+            settings_json=IngestSettings.from_config(config).to_json(), data_source=data_source,
+            scheduled_time=scheduled_time,
         ).set_display_name("Ingest data")
         with_s3(ingest_task)
-        validate_task = ops.validate(config_json=config_json, raw=ingest_task.outputs["raw"],
+        validate_task = ops.validate(settings_json=ValidateSettings.from_config(config).to_json(), raw=ingest_task.outputs["raw"],
                                      registry_uri=registry_uri, model_name=model_name
                                      ).set_display_name("Validate data").set_caching_options(False)
         with_s3(validate_task)
-        preprocess_task = ops.preprocess(config_json=config_json, raw=ingest_task.outputs["raw"]
+        preprocess_task = ops.preprocess(settings_json=PreprocessSettings.from_config(config).to_json(), raw=ingest_task.outputs["raw"]
                                          ).set_display_name("Split and describe features").after(validate_task)
 
         with dsl.ParallelFor(candidates, parallelism=config.train.parallelism, name="candidates") as candidate:
@@ -89,16 +99,17 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
                                                     f"{config.train.multiclass_selection_metric}")
 
         # The champion can change between runs with identical inputs: never serve these from cache.
-        evaluate_task = ops.evaluate(best=select_task.outputs["best"], test=preprocess_task.outputs["test"],
+        evaluate_task = ops.evaluate(settings_json=EvaluateSettings.from_config(config).to_json(), best=select_task.outputs["best"], test=preprocess_task.outputs["test"],
                                      features=preprocess_task.outputs["features"], registry_uri=registry_uri,
-                                     model_name=model_name, fairness_json=json.dumps(config.fairness.model_dump())
+                                     model_name=model_name
                                      ).set_display_name("Evaluate candidate and champion").set_caching_options(False)
         with_s3(evaluate_task)
         gate_task = ops.gate(policy_json=policy_json, evaluation=evaluate_task.outputs["evaluation"]
                              ).set_display_name("Gate: promote?").set_caching_options(False)
 
         with dsl.If(gate_task.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP needs ==)
-            infra_task = ops.infra_validate(config_json=config_json, best=select_task.outputs["best"],
+            infra_task = ops.infra_validate(settings_json=InfraValidateSettings.from_config(config).to_json(),
+                                            best=select_task.outputs["best"],
                                             test=preprocess_task.outputs["test"],
                                             features=preprocess_task.outputs["features"]
                                             ).set_display_name("Infra-validate in the model server")
@@ -112,7 +123,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
                                          ).set_display_name("Register version").after(infra_task)
             register_task.set_caching_options(False)
             with_s3(register_task)
-            deploy_task = ops.deploy(config_json=config_json, registry_uri=registry_uri, model_name=model_name,
+            deploy_task = ops.deploy(settings_json=DeploySettings.from_config(config).to_json(), registry_uri=registry_uri, model_name=model_name,
                                      version=register_task.output
                                      ).set_display_name(f"Deploy ({config.deploy.target})").set_caching_options(False)
             with_s3(deploy_task)

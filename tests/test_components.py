@@ -16,7 +16,10 @@ from tollgate.components import build_components
 from tollgate.config import TollgateConfig
 from tollgate.data.builtin import generate_applicants
 from tollgate.local_run import find_output
+from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, Selection
 from tollgate.serving.runtime import OnnxModel
+from tollgate.settings import IngestSettings, PreprocessSettings
+from tollgate.steps.select import SELECTION_FILE
 
 ops = build_components("tollgate:test")
 
@@ -38,7 +41,7 @@ def test_ingest_writes_parquet_with_lineage(kfp_local, tmp_path):
 
     @dsl.pipeline
     def just_ingest() -> int:
-        return ops.ingest(config_json=config.to_json(), data_source="builtin", scheduled_time="").outputs["Output"]
+        return ops.ingest(settings_json=IngestSettings.from_config(config).to_json(), data_source="builtin", scheduled_time="").outputs["Output"]
 
     task = just_ingest()
     assert task.output == 400
@@ -52,17 +55,20 @@ def test_ingest_failure_stops_the_pipeline_with_the_reason(kfp_local, tmp_path):
 
     @dsl.pipeline
     def just_ingest() -> int:
-        return ops.ingest(config_json=config.to_json(), data_source="builtin", scheduled_time="").outputs["Output"]
+        return ops.ingest(settings_json=IngestSettings.from_config(config).to_json(), data_source="builtin", scheduled_time="").outputs["Output"]
 
     with pytest.raises(RuntimeError):
         just_ingest()
 
 
 def write_evaluation(path, candidate_auc, champion_auc, champion_version=4):
-    record = {"candidate": {"metrics": {"roc_auc": candidate_auc, "pr_auc": 0.5}},
-              "champion": None if champion_auc is None else
-              {"version": champion_version, "metrics": {"roc_auc": champion_auc, "pr_auc": 0.5}}}
-    path.write_text(json.dumps(record))
+    record = Evaluation(
+        candidate=CandidateEvaluation(candidate_id="c", family="logistic_regression", params={},
+                                      validation_metrics={}, selection_metric="roc_auc", rows=100,
+                                      metrics={"roc_auc": candidate_auc, "pr_auc": 0.5}),
+        champion=None if champion_auc is None else
+        ChampionEvaluation(version=champion_version, metrics={"roc_auc": champion_auc, "pr_auc": 0.5}))
+    path.write_text(record.to_json())
     return str(path)
 
 
@@ -102,7 +108,7 @@ def test_preprocess_train_select_pick_the_best_candidate(kfp_local, tmp_path):
     @dsl.pipeline
     def fan_out() -> str:
         raw = dsl.importer(artifact_uri=str(raw_path), artifact_class=dsl.Dataset, reimport=True)
-        prep = ops.preprocess(config_json=config.to_json(), raw=raw.output)
+        prep = ops.preprocess(settings_json=PreprocessSettings.from_config(config).to_json(), raw=raw.output)
         with dsl.ParallelFor(candidates, parallelism=2) as candidate:
             trained = ops.train(candidate=candidate, train=prep.outputs["train"],
                                 validation=prep.outputs["validation"], test=prep.outputs["test"],
@@ -112,8 +118,9 @@ def test_preprocess_train_select_pick_the_best_candidate(kfp_local, tmp_path):
     assert fan_out().output == "strong"
     run_dir = only_run_dir(kfp_local)
     best = find_output(run_dir, "select", "best")
-    leaderboard = json.loads((best / "leaderboard.json").read_text())
-    scores = {row["candidate_id"]: row["validation_metrics"]["roc_auc"] for row in leaderboard}
+    selection = Selection.from_json((best / SELECTION_FILE).read_text())
+    assert selection.winner.candidate_id == "strong" and selection.selection_metric == "roc_auc"
+    scores = {row.candidate_id: row.validation_metrics["roc_auc"] for row in selection.leaderboard}
     assert scores["strong"] > scores["weak"] + 0.05
     features = json.loads(find_output(run_dir, "preprocess", "features").read_text())
     test = pd.read_parquet(find_output(run_dir, "preprocess", "test"))

@@ -470,6 +470,16 @@ class TollgateConfig(_Strict):
         return cls.model_validate_json(text)
 
 
+def configured_columns(config: TollgateConfig) -> dict[str, list[str]]:
+    """Every setting besides ``data.target`` and ``data.drop`` that names data columns."""
+    named = {"features.numeric": list(config.features.numeric or []),
+             "features.categorical": list(config.features.categorical or []),
+             "fairness.sensitive_attributes": [a.column for a in config.fairness.sensitive_attributes]}
+    if config.data.window_days and config.data.date_column:
+        named["data.date_column"] = [config.data.date_column]
+    return {setting: names for setting, names in named.items() if names}
+
+
 def default_config_text() -> str:
     """The YAML text of the configuration shipped with Tollgate."""
     return resources.files("tollgate").joinpath("defaults/tollgate.yaml").read_text()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
+from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
@@ -11,7 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from tollgate.local_run import RunOutcome, find_output, read_json, task_outputs
+from tollgate.records import Decision, Evaluation, Selection, ValidationReport
 from tollgate.registry import Registry
+from tollgate.steps.select import SELECTION_FILE
 
 HEADLINE_METRICS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
 MULTICLASS_HEADLINE_METRICS = ("roc_auc_ovr_macro", "roc_auc_ovr_weighted", "f1_macro", "f1_weighted", "accuracy",
@@ -61,31 +63,29 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
             summary["data"]["rows"] = int(summary["data"]["rows"])
     validation = read_json(find_output(pipeline_dir, "validate", "report") or pipeline_dir / "-")
     if validation:
-        summary["validation"] = validation
-    leaderboard_path = find_output(pipeline_dir, "select", "best")
-    if leaderboard_path:
-        summary["leaderboard"] = read_json(leaderboard_path / "leaderboard.json")
+        summary["validation"] = ValidationReport.from_dict(validation).to_dict()
+    best = find_output(pipeline_dir, "select", "best")
+    if best and (best / SELECTION_FILE).is_file():
+        selection = Selection.from_json((best / SELECTION_FILE).read_text())
+        summary["leaderboard"] = [asdict(entry) for entry in selection.leaderboard]
     evaluation = read_json(find_output(pipeline_dir, "evaluate", "evaluation") or pipeline_dir / "-")
     if evaluation:
-        candidate = evaluation["candidate"]
-        summary["candidate"] = {k: candidate.get(k) for k in
-                                ("candidate_id", "family", "validation_metrics", "selection_metric")}
-        summary["candidate"]["params"] = json.loads(candidate.get("params_json") or "{}")
-        summary["candidate"]["test_metrics"] = candidate["metrics"]
-        summary["candidate"]["fairness"] = {
-            attribute: {k: record.get(k) for k in ("disparate_impact", "equal_opportunity_difference")}
-            for attribute, record in (candidate.get("fairness") or {}).items()}
-        if candidate.get("task") == "multiclass":
+        record = Evaluation.from_dict(evaluation)
+        candidate = record.candidate
+        summary["candidate"] = {"candidate_id": candidate.candidate_id, "family": candidate.family,
+                                "validation_metrics": candidate.validation_metrics,
+                                "selection_metric": candidate.selection_metric, "params": candidate.params,
+                                "test_metrics": candidate.metrics, "fairness": candidate.fairness_measures()}
+        if candidate.multiclass:
             # Binary summaries keep exactly their keys; these exist only for multiclass runs.
-            summary["candidate"].update(task="multiclass", classes=candidate.get("classes"),
-                                        per_class=candidate.get("per_class"),
-                                        confusion_matrix=candidate.get("confusion_matrix"))
-            if candidate.get("fairness_skipped"):
-                summary["candidate"]["fairness_skipped"] = candidate["fairness_skipped"]
-        summary["champion"] = evaluation.get("champion")
+            summary["candidate"].update(task="multiclass", classes=candidate.classes, per_class=candidate.per_class,
+                                        confusion_matrix=candidate.confusion_matrix)
+            if candidate.fairness_skipped:
+                summary["candidate"]["fairness_skipped"] = candidate.fairness_skipped
+        summary["champion"] = asdict(record.champion) if record.champion else None
     decision = read_json(find_output(pipeline_dir, "gate", "decision") or pipeline_dir / "-")
     if decision:
-        summary["gate"] = decision
+        summary["gate"] = Decision.from_dict(decision).to_dict()
     infra = read_json(find_output(pipeline_dir, "infra-validate", "report") or pipeline_dir / "-")
     if infra:
         summary["infra_validation"] = infra

@@ -32,6 +32,7 @@ def resolve_run_dir(run: str | None, runs_root: str | Path) -> Path:
 def collect_inputs(run_dir: Path, model_name: str):
     """The report's inputs from a run's artifacts; parts the run never produced stay None."""
     from tollgate.local_run import find_output, read_json, task_outputs
+    from tollgate.records import Decision, Evaluation, ValidationReport
     from tollgate.steps.report import ReportInputs
 
     pipeline_dirs = [p for p in run_dir.iterdir() if p.is_dir()]
@@ -39,16 +40,19 @@ def collect_inputs(run_dir: Path, model_name: str):
         raise TollgateError(f"{run_dir} holds no pipeline outputs; did the run start?")
     pipeline_dir = pipeline_dirs[0]
 
-    def artifact(task: str, output: str):
+    def artifact(task: str, output: str, record=None):
+        """The output's JSON; a typed record is read through its class (an older run's format is upgraded)."""
         path = find_output(pipeline_dir, task, output)
-        return read_json(path) if path else None
+        value = read_json(path) if path else None
+        return record.from_dict(value).to_dict() if value and record else value
 
     raw = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
     registered = task_outputs(pipeline_dir, "register").get("parameterValues", {}).get("Output")
     inputs = ReportInputs(model_name=model_name, run_id=pipeline_dir.name,
                           data={k: raw.get("metadata", {}).get(k) for k in ("source", "rows", "window")} if raw else None,
-                          validation=artifact("validate", "report"), evaluation=artifact("evaluate", "evaluation"),
-                          decision=artifact("gate", "decision"),
+                          validation=artifact("validate", "report", ValidationReport),
+                          evaluation=artifact("evaluate", "evaluation", Evaluation),
+                          decision=artifact("gate", "decision", Decision),
                           registered_version=int(registered) if registered is not None else None)
     retrain = artifact("retrain-check", "decision")
     if retrain and not retrain.get("train", True):

@@ -15,11 +15,14 @@ the candidate was never compared with the new champion.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tollgate.errors import ChampionChangedError, TollgateError
 from tollgate.registry import Registry
 from tollgate.registry.base import UNCONDITIONAL
+
+if TYPE_CHECKING:
+    from tollgate.settings import DeploySettings
 
 
 @dataclass(frozen=True)
@@ -106,3 +109,10 @@ def deploy(target: str, registry: Registry, model_name: str, version: int, optio
     if target == "kserve":
         return deploy_kserve(registry, model_name, version, options, expect_production=expect_production)
     raise TollgateError(f"deploy target {target!r} is not available; use 'local' or 'kserve'")
+
+
+def run_deploy(settings: DeploySettings, registry: Registry, model_name: str, version: int) -> DeployResult:
+    """Deploy as the DAG runs it: promote ``version`` only over the champion the gate compared it with
+    (recorded by register), with the model server writing the prediction log the config asks for."""
+    return deploy(settings.target, registry, model_name, version, settings.options(),
+                  expect_production=scored_champion(registry, model_name, version))

@@ -9,12 +9,13 @@ a column that suddenly goes missing also drifts.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
+
+from tollgate.records import FeatureDrift
 
 MISSING = "<missing>"
 
@@ -73,27 +74,6 @@ def l_infinity(reference: dict[str, float], current: dict[str, float]) -> float:
     """Largest absolute difference in share over the union of categories."""
     keys = set(reference) | set(current)
     return max((abs(reference.get(k, 0.0) - current.get(k, 0.0)) for k in keys), default=0.0)
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """Drift of one feature: the distance, its threshold, and both distributions for plotting."""
-
-    column: str
-    kind: str            # "numeric" or "categorical"
-    measure: str         # "jensen_shannon" or "l_infinity"
-    value: float
-    threshold: float
-    labels: list[str]
-    reference: list[float]
-    current: list[float]
-
-    @property
-    def drifted(self) -> bool:
-        return self.value > self.threshold
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "drifted": self.drifted}
 
 
 def numeric_drift(column: str, profile: dict[str, Any], values: pd.Series, threshold: float) -> FeatureDrift:

@@ -9,7 +9,10 @@ the scikit-learn Pipeline.
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,9 +35,14 @@ from sklearn.metrics import (
 )
 from threadpoolctl import threadpool_limits
 
+from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, FeatureSpec, Selection
 from tollgate.steps.drift import numeric_profile
 from tollgate.steps.fairness import fairness_report, multiclass_fairness_report
 from tollgate.steps.preprocess import LABEL
+
+if TYPE_CHECKING:
+    from tollgate.registry import Registry
+    from tollgate.settings import EvaluateSettings
 
 # Bins of the predicted-probability profile recorded on the test split (as data validation bins features).
 PREDICTION_BINS = 10
@@ -317,3 +325,77 @@ def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.
     if any(math.isnan(v) for v in metrics.values()):
         return {"error": "the champion produced NaN metrics on the test set"}
     return {"metrics": metrics}
+
+
+def score_champion(registry: Registry, model_name: str, test: pd.DataFrame,
+                   classes: list[Any] | None = None) -> ChampionEvaluation | None:
+    """The production champion on ``test``, by running its registered ONNX graph (None: no champion).
+
+    The champion's files are downloaded through their digests first: a file that fails its
+    sha256 stops the run here, before anything is parsed. A champion whose graph is missing
+    or does not load stops the run with the commands that get past it; one that loads but
+    cannot score these rows (a column it needs is gone, another task) is recorded with the
+    reason, and the gate refuses to compare.
+    """
+    import json
+    import os
+    import tempfile
+
+    from tollgate.registry import ONNX_FILE, SCHEMA_FILE
+    from tollgate.serving.runtime import OnnxModel
+
+    production = registry.champion(model_name)
+    if production is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        registry.download_champion(model_name, tmp, production.version)
+        with open(os.path.join(tmp, SCHEMA_FILE)) as handle:
+            schema = json.load(handle)
+        try:
+            model = OnnxModel.from_file(os.path.join(tmp, ONNX_FILE), schema)
+        except FileNotFoundError:  # no run can compare against it: say how to get past it
+            raise registry.unreadable_champion(
+                model_name, production.version,
+                f"it has no {ONNX_FILE} (registered before the ONNX contract), so the gate cannot score "
+                "what it serves") from None
+        except Exception as exc:
+            raise registry.unreadable_champion(model_name, production.version,
+                                               f"{ONNX_FILE} does not load: {type(exc).__name__}: {exc}") from exc
+        outcome = evaluate_champion(model, schema, test, classes=classes)
+    return ChampionEvaluation(version=production.version, metrics=outcome.get("metrics"), error=outcome.get("error"))
+
+
+def run_evaluate(candidate_dir: str | Path, selection: Selection, spec: FeatureSpec, test: pd.DataFrame,
+                 settings: EvaluateSettings, registry: Registry, model_name: str) -> Evaluation:
+    """Evaluate as the DAG runs it: the selected candidate's ``model.onnx`` in ``candidate_dir``
+    and the production champion, on the same test rows."""
+    from tollgate.registry import ONNX_FILE
+    from tollgate.serving.runtime import OnnxModel
+
+    classes = spec.classes if spec.multiclass else None
+    model = OnnxModel.from_file(os.fspath(Path(candidate_dir) / ONNX_FILE), spec.schema)
+    scored = evaluate_model(model, test, spec.columns, fairness=settings.fairness.model_dump(), classes=classes)
+    winner = selection.winner
+    known = {f.name for f in fields(CandidateEvaluation)}
+    candidate = CandidateEvaluation(
+        candidate_id=winner.candidate_id, family=winner.family, params=winner.params,
+        validation_metrics=winner.validation_metrics, selection_metric=selection.selection_metric,
+        fit_seconds=winner.fit_seconds, onnx_export=winner.onnx_export, task=spec.task,
+        **{k: v for k, v in scored.items() if k in known and k != "task"},
+        extra={k: v for k, v in scored.items() if k not in known})
+    return Evaluation(candidate=candidate, champion=score_champion(registry, model_name, test, classes))
+
+
+def kfp_metrics(candidate: CandidateEvaluation) -> tuple[dict[str, float], tuple[list[str], list[list[int]]],
+                                                          tuple[list[float], list[float], list[float]] | None]:
+    """What the KFP UI shows of an evaluation: scalar metrics (test metrics and the bounded fairness
+    measures), the confusion matrix with its class names (the model's class order), and the ROC
+    curve (binary only)."""
+    scalars = dict(candidate.metrics)
+    for attribute, measures in candidate.fairness_measures().items():
+        scalars.update({f"{attribute}_{measure}": value for measure, value in measures.items() if value is not None})
+    names = [str(c) for c in candidate.classes or []] if candidate.multiclass else ["negative", "positive"]
+    roc = None
+    if not candidate.multiclass and candidate.roc is not None:
+        roc = (candidate.roc["fpr"], candidate.roc["tpr"], candidate.roc["thresholds"])
+    return scalars, (names, candidate.confusion_matrix), roc

@@ -24,41 +24,11 @@ can, and promotion itself is conditional on the champion still being the one sco
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from tollgate.config import LOWER_IS_BETTER
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One checked rule and its outcome."""
-
-    name: str
-    metric: str
-    passed: bool
-    observed: float | None
-    allowed: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The gate's verdict: passed, the reasons, and every rule checked."""
-
-    passed: bool
-    reasons: list[str]
-    rules: list[Rule] = field(default_factory=list)
-    champion_version: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> Decision:
-        return cls(passed=value["passed"], reasons=list(value["reasons"]),
-                   rules=[Rule(**r) for r in value.get("rules", [])],
-                   champion_version=value.get("champion_version"))
+from tollgate.records import ChampionEvaluation, Decision, Evaluation, Rule
 
 
 @dataclass(frozen=True)
@@ -80,13 +50,8 @@ class Policy:
                    fairness=dict(gate.get("fairness") or {}))
 
 
-@dataclass(frozen=True)
-class Champion:
-    """What the gate knows about the current production model."""
-
-    version: int
-    metrics: dict[str, float] | None
-    error: str | None = None
+# What the gate knows about the current production model: evaluate's record of it.
+Champion = ChampionEvaluation
 
 
 def decide(candidate: dict[str, float], champion: Champion | None, policy: Policy,
@@ -177,3 +142,11 @@ def _rate(group: dict[str, Any], measure: str) -> str:
     key, label = ("selection_rate", "selected") if measure == "disparate_impact" else ("tpr", "TPR")
     value = group.get(key)
     return f"{label} {value:.3f}" if value is not None else f"{label} n/a"
+
+
+def run_gate(evaluation: Evaluation, gate_settings: dict[str, Any]) -> Decision:
+    """The gate as the DAG runs it: ``gate_settings`` is the ``gate`` config section; a multiclass
+    candidate is held to ``gate.multiclass``."""
+    candidate = evaluation.candidate
+    policy = Policy.from_config(gate_settings, task=candidate.task)
+    return decide(candidate.metrics, evaluation.champion, policy, fairness=candidate.fairness)

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 from tollgate.steps.export import probability_agreement
 from tollgate.steps.preprocess import FeatureSpec
 from tollgate.steps.train import REFERENCE_FILE
+
+if TYPE_CHECKING:
+    from tollgate.settings import InfraValidateSettings
 
 VALIDATED_PROTOCOLS = ("rest-v2", "grpc")
 
@@ -221,3 +224,14 @@ def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec,
                 "reason": f"{flips} test rows change class between the scikit-learn Pipeline and the served graph "
                           f"(serving.infra_validation.max_class_flips is {max_class_flips})"}
     return result
+
+
+def run_infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, settings: InfraValidateSettings,
+                       log_dir: str | Path) -> dict[str, Any]:
+    """Infra-validate as the DAG runs it, with the server's log in ``log_dir`` (beside the report,
+    so a blocked candidate can be diagnosed afterwards)."""
+    checks = settings.infra_validation
+    return infra_validate(model_dir, test, spec, sample_rows=checks.sample_rows,
+                          ready_timeout=checks.ready_timeout_seconds, tolerance=checks.tolerance,
+                          max_batch=settings.max_batch, unknown_columns=settings.unknown_columns, log_dir=log_dir,
+                          sklearn_tolerance=checks.sklearn_tolerance, max_class_flips=checks.max_class_flips)

@@ -9,14 +9,17 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from tollgate.config import CsvConfig, TollgateConfig
+from tollgate.config import CsvConfig, TollgateConfig, configured_columns  # noqa: F401 (re-exported)
 from tollgate.errors import DataError
 from tollgate.s3 import client_from_env, is_s3_uri, parse_s3_uri
+
+if TYPE_CHECKING:
+    from tollgate.settings import IngestSettings
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -286,16 +289,6 @@ def check_table(frame: pd.DataFrame, target: str, drop: list[str] | None = None,
         raise DataError("no feature columns are left after removing the target and data.drop")
 
 
-def configured_columns(config: TollgateConfig) -> dict[str, list[str]]:
-    """Every setting besides ``data.target`` and ``data.drop`` that names data columns."""
-    named = {"features.numeric": list(config.features.numeric or []),
-             "features.categorical": list(config.features.categorical or []),
-             "fairness.sensitive_attributes": [a.column for a in config.fairness.sensitive_attributes]}
-    if config.data.window_days and config.data.date_column:
-        named["data.date_column"] = [config.data.date_column]
-    return {setting: names for setting, names in named.items() if names}
-
-
 def _did_you_mean(name: str, columns: list[str]) -> str:
     # difflib ranks by similarity; compare case- and space-insensitively so ' Y' finds 'Y'.
     folded = {c.strip().lower(): c for c in columns}
@@ -357,3 +350,12 @@ def header_looks_like_data(frame: pd.DataFrame) -> bool:
     numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c].dtype)]
     numbered = [c for c in numeric if _is_number(str(c))]
     return bool(numeric) and len(numbered) * 2 >= len(numeric)
+
+
+def run_ingest(settings: IngestSettings, data_source: str = "", scheduled_time: str = "") -> IngestResult:
+    """Ingest as the DAG runs it: the step's settings plus this run's data source (empty: the
+    configured one) and scheduled time (empty: no window)."""
+    return ingest(data_source or settings.source, settings.target, drop=settings.drop,
+                  builtin=settings.builtin.model_dump(), date_column=settings.date_column,
+                  scheduled_time=scheduled_time or None, window_days=settings.window_days, csv=settings.csv,
+                  numeric=settings.numeric, configured=settings.configured)

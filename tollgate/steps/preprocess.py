@@ -7,8 +7,8 @@ exported to ONNX, so serving runs exactly the transform that training fitted.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,47 +19,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tollgate.errors import DataError
+from tollgate.records import FeatureSpec
 from tollgate.steps.ingest import positive_mask
-from tollgate.steps.labels import BINARY, MULTICLASS, class_order, encode_labels, resolve_task
+from tollgate.steps.labels import MULTICLASS, class_order, encode_labels, resolve_task
+
+if TYPE_CHECKING:
+    from tollgate.settings import PreprocessSettings
 
 LABEL = "__label__"  # the label column of the split datasets: 0/1 (binary) or the class position (multiclass)
-
-
-@dataclass
-class FeatureSpec:
-    """Which columns feed the model, their roles, and the label mapping."""
-
-    target: str
-    positive_label: Any
-    negative_label: Any
-    numeric: list[str]
-    categorical: list[str]
-    max_categories: int = 50
-    schema: dict[str, Any] = field(default_factory=dict)
-    # "binary" or "multiclass"; a multiclass model's classes in probability-column order.
-    task: str = BINARY
-    classes: list[Any] = field(default_factory=list)
-
-    @property
-    def multiclass(self) -> bool:
-        return self.task == MULTICLASS
-
-    @property
-    def class_labels(self) -> list[Any]:
-        """The label value of each probability column: ``[negative, positive]`` or the classes in order."""
-        return list(self.classes) if self.multiclass else [self.negative_label, self.positive_label]
-
-    @property
-    def columns(self) -> list[str]:
-        """Model input columns in schema order."""
-        return self.numeric + self.categorical
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> FeatureSpec:
-        return cls(**value)
 
 
 @dataclass
@@ -269,3 +236,24 @@ def _encoded_categories(spec: FeatureSpec, name: str) -> list[str]:
     if (column.get("nullable") or not categories) and MISSING_CATEGORY not in categories:
         categories.append(MISSING_CATEGORY)
     return categories
+
+
+def run_preprocess(frame: pd.DataFrame, settings: PreprocessSettings) -> tuple[FeatureSpec, Splits]:
+    """Preprocess as the DAG runs it: the feature spec and the three splits.
+
+    Identifier-like columns (validate's ``identifier_column`` anomalies, found by the same
+    function) are left out of the features while ``data.drop_identifiers`` is on. The test
+    split keeps every raw column, so the champion can be scored with its own columns even
+    when this run drops one; train and validation carry only the model's columns.
+    """
+    from tollgate.steps.validate import identifier_columns
+
+    ignored = [settings.target, *settings.drop] + ([settings.date_column] if settings.date_column else [])
+    drop = list(settings.drop) + (list(identifier_columns(frame, ignored)) if settings.drop_identifiers else [])
+    features = settings.features
+    spec = build_feature_spec(frame, settings.target, settings.positive_label, drop, settings.date_column,
+                              features.numeric, features.categorical, features.max_categories, task=settings.task)
+    split = settings.split
+    splits = split_dataset(frame, spec, split.test_size, split.validation_size, split.seed,
+                           extra_columns=settings.sensitive_columns, test_only_columns=list(frame.columns))
+    return spec, splits

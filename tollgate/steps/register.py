@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tollgate import __version__
+from tollgate.records import Decision, Evaluation, FeatureSpec
 from tollgate.registry import METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
 from tollgate.steps.validate import DATA_SCHEMA_FILE
 
@@ -83,3 +84,43 @@ def register_model(registry: Registry, model_name: str, model_dir: Path, input_s
     if stale.exists():
         stale.unlink()
     return registry.register(model_name, model_dir, metadata)
+
+
+def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSpec, data: dict[str, Any],
+                     run_id: str) -> dict[str, Any]:
+    """The version's ``metadata.json``: the candidate, its test metrics, the data it was trained
+    on (``data``: source, rows, fingerprint, window from ingest), the gate's verdict and the
+    champion it was compared with (deploy promotes only over that one)."""
+    candidate, champion = evaluation.candidate, evaluation.champion
+    metadata = build_metadata(
+        candidate={"candidate_id": candidate.candidate_id, "family": candidate.family, "params": candidate.params,
+                   "validation_metrics": candidate.validation_metrics},
+        test_metrics=candidate.metrics, data={**data, "split_rows": {"test": candidate.rows}},
+        decision={"passed": decision.passed, "reasons": decision.reasons}, run_id=run_id,
+        champion_version=champion.version if champion else None,
+        extra={"champion_test_metrics": champion.metrics if champion else None,
+               "prediction_profile": candidate.prediction_profile,
+               "features": {"numeric": spec.numeric, "categorical": spec.categorical, "target": spec.target,
+                            "positive_label": spec.positive_label, "negative_label": spec.negative_label}})
+    if spec.multiclass:
+        # The class order (the probability columns' order) is fixed at training and recorded with the version.
+        metadata["features"].update(task="multiclass", classes=spec.classes)
+        metadata["task"] = "multiclass"
+        metadata["per_class_test_metrics"] = candidate.per_class
+    return metadata
+
+
+def run_register(registry: Registry, model_name: str, candidate_dir: str | Path, spec: FeatureSpec,
+                 evaluation: Evaluation, decision: Decision, data: dict[str, Any], data_schema: dict[str, Any],
+                 run_id: str) -> ModelVersion:
+    """Register as the DAG runs it: a copy of the candidate's directory plus its input schema, the
+    training data's schema and :func:`version_metadata`, published as the next version."""
+    import shutil
+    import tempfile
+
+    metadata = version_metadata(evaluation, decision, spec, data, run_id)
+    hold_for_tests()
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "model"
+        shutil.copytree(candidate_dir, staged)
+        return register_model(registry, model_name, staged, spec.schema, metadata, data_schema=data_schema)

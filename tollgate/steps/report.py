@@ -12,11 +12,14 @@ import base64
 import html
 import io
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Figure objects render to PNG through their own canvas: no pyplot, no global backend choice,
 # nothing done at import time.
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from tollgate.records import Decision, Evaluation, ValidationReport
 
 SECTIONS = (("summary", "Summary"), ("validation", "Data validation"), ("drift", "Drift per feature"),
             ("performance", "Model performance"), ("importance", "Feature importance"),
@@ -391,3 +394,11 @@ def text_summary(inputs: ReportInputs) -> list[str]:
     if inputs.registered_version is not None:
         lines.append(f"registered: v{inputs.registered_version}")
     return lines
+
+
+def run_report(model_name: str, run_id: str, data: dict[str, Any], validation: ValidationReport,
+               evaluation: Evaluation, decision: Decision) -> str:
+    """The report as the DAG renders it, from the run's typed records."""
+    return render_report(ReportInputs(model_name=model_name, run_id=run_id, data=data,
+                                      validation=validation.to_dict(), evaluation=evaluation.to_dict(),
+                                      decision=decision.to_dict()))

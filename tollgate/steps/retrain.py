@@ -54,14 +54,10 @@ def _numbers(largest: dict[str, Any] | None, measured: int, rows: int, basis: st
 
 
 def _ingest(config: TollgateConfig, data_source: str, scheduled_time: str | None):
-    from tollgate.steps.ingest import configured_columns
-    from tollgate.steps.ingest import ingest as run_ingest
+    from tollgate.settings import IngestSettings
+    from tollgate.steps.ingest import run_ingest
 
-    data = config.data
-    return run_ingest(data_source or data.source, data.target, drop=data.drop, builtin=data.builtin.model_dump(),
-                      date_column=data.date_column, scheduled_time=scheduled_time or None,
-                      window_days=data.window_days, csv=data.csv, numeric=config.features.numeric,
-                      configured=configured_columns(config))
+    return run_ingest(IngestSettings.from_config(config), data_source, scheduled_time or "")
 
 
 def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_source: str = "",

@@ -1,25 +1,48 @@
 """Select: pick the best trained candidate by its validation metric.
 
-Kept apart from ``train`` so the select task never imports scikit-learn (about 1 s per task).
+Kept apart from ``train`` so the select task never imports scikit-learn or pandas: it reads
+each candidate's :class:`~tollgate.records.CandidateResult` and compares numbers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from tollgate.config import LOWER_IS_BETTER
 from tollgate.errors import TollgateError
+from tollgate.records import MULTICLASS, CandidateResult, LeaderboardEntry, Selection
+
+SELECTION_FILE = "selection.json"  # in the selected model's directory: the Selection record
+
+T = TypeVar("T")
+
+
+def _best(results: Sequence[T], metric: str, metrics_of: Callable[[T], dict[str, float]]) -> T:
+    if not results:
+        raise TollgateError("no trained candidates to select from")
+    scored = [r for r in results if metric in metrics_of(r)]
+    if not scored:
+        raise TollgateError(f"no candidate reported the selection metric {metric!r}")
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    return max(scored, key=lambda r: (sign * metrics_of(r)[metric], -results.index(r)))
 
 
 def select_best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """Pick the result with the best validation ``metric``; ties go to the earlier candidate.
 
-    Each result is ``{"candidate_id", "validation_metrics": {...}, ...}``.
+    Each result is ``{"candidate_id", "validation_metrics": {...}, ...}`` (the bench scripts' form).
     """
-    if not results:
-        raise TollgateError("no trained candidates to select from")
-    scored = [r for r in results if metric in r["validation_metrics"]]
-    if not scored:
-        raise TollgateError(f"no candidate reported the selection metric {metric!r}")
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    return max(scored, key=lambda r: (sign * r["validation_metrics"][metric], -results.index(r)))
+    return _best(results, metric, lambda r: r["validation_metrics"])
+
+
+def run_select(candidates: list[CandidateResult], selection_metric: str,
+               multiclass_selection_metric: str = "roc_auc_ovr_macro") -> Selection:
+    """Select as the DAG runs it: the best candidate by ``selection_metric`` (by
+    ``multiclass_selection_metric`` for multiclass candidates; ties to the earlier one) and the
+    leaderboard of all, sorted by candidate id."""
+    metric = multiclass_selection_metric if any(c.task == MULTICLASS for c in candidates) else selection_metric
+    winner = _best(candidates, metric, lambda c: c.validation_metrics)
+    leaderboard = sorted((LeaderboardEntry(c.candidate_id, c.family, c.params, c.validation_metrics)
+                          for c in candidates), key=lambda e: e.candidate_id)
+    return Selection(winner=winner, selection_metric=metric, leaderboard=leaderboard)

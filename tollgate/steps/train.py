@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from tollgate.artifacts import write_record
 from tollgate.errors import TollgateError
+from tollgate.records import CANDIDATE_FILE, CandidateResult
 from tollgate.steps.evaluate import classification_metrics, multiclass_metrics
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact, probability_agreement
 from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
@@ -161,3 +163,17 @@ def save_candidate(result: TrainedCandidate, directory: str | Path) -> None:
     joblib.dump(result.model, directory / MODEL_FILE)
     if result.reference_proba is not None:
         np.save(directory / REFERENCE_FILE, result.reference_proba, allow_pickle=False)
+
+
+def run_train(grid_point: dict[str, Any], train: pd.DataFrame, validation: pd.DataFrame,
+              test: pd.DataFrame | None, features: FeatureSpec, model_dir: str | Path) -> CandidateResult:
+    """Train as the DAG runs it: fit one grid point (``{"candidate_id", "family", "params"}``), save
+    its directory (``model.onnx``, ``model.joblib``, the test-split reference probabilities) and
+    the :class:`~tollgate.records.CandidateResult` that select reads, ``candidate.json``."""
+    result = train_candidate(train, validation, grid_point, features, reference=test)
+    save_candidate(result, model_dir)
+    record = CandidateResult(candidate_id=result.candidate_id, family=result.family, params=result.params,
+                             validation_metrics=result.validation_metrics, fit_seconds=round(result.fit_seconds, 3),
+                             onnx_export=result.export_check or {}, task=features.task)
+    write_record(record, Path(model_dir) / CANDIDATE_FILE)
+    return record

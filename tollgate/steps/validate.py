@@ -15,12 +15,12 @@ is an anomaly here, with a severity from ``validation.severity``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from tollgate.config import ALWAYS_BLOCKING_CHECKS, ValidationConfig
+from tollgate.records import Anomaly, ValidationReport
 from tollgate.steps.drift import (
     MISSING,
     FeatureDrift,
@@ -32,6 +32,10 @@ from tollgate.steps.drift import (
 from tollgate.steps.ingest import positive_mask
 from tollgate.steps.labels import MULTICLASS, resolve_task
 
+if TYPE_CHECKING:
+    from tollgate.registry import Registry
+    from tollgate.settings import ValidateSettings
+
 DATA_SCHEMA_FILE = "data_schema.json"
 SCHEMA_FORMAT = 1
 TABLE = "(table)"  # the "column" of anomalies about the whole table
@@ -39,53 +43,8 @@ QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 MAX_STORED_CATEGORIES = 1000
 
 
-@dataclass(frozen=True)
-class Anomaly:
-    """One finding: which column, which check, what was seen and what is allowed."""
-
-    column: str
-    check: str
-    observed: str
-    allowed: str
-    blocking: bool
-
-    def message(self) -> str:
-        """One line naming column, check, observed and allowed value."""
-        return f"{self.column}: {self.check} (observed {self.observed}; allowed {self.allowed})"
-
-
-@dataclass
-class Report:
-    """Validation outcome; ``passed`` is False when any anomaly blocks."""
-
-    anomalies: list[Anomaly] = field(default_factory=list)
-    reference_version: int | None = None
-    rows: int = 0
-    drift: list[FeatureDrift] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return not any(a.blocking for a in self.anomalies)
-
-    @property
-    def warnings(self) -> list[Anomaly]:
-        return [a for a in self.anomalies if not a.blocking]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reference_version": self.reference_version, "rows": self.rows,
-                "note": self.note, "anomalies": [asdict(a) for a in self.anomalies],
-                "drift": [d.to_dict() for d in self.drift]}
-
-    def failure_message(self) -> str:
-        """The text a blocked run fails with: every blocking anomaly and how to relax it."""
-        lines = []
-        for anomaly in self.anomalies:
-            if anomaly.blocking:
-                hint = "" if anomaly.check in ALWAYS_BLOCKING_CHECKS else \
-                    f"  [validation.severity.{anomaly.check}: warning would allow it]"
-                lines.append(anomaly.message() + hint)
-        return "validation failed; nothing will be trained or registered:\n  " + "\n  ".join(lines)
+# The report is a typed record (tollgate.records); the names stay importable from here.
+Report = ValidationReport
 
 
 def column_family(series: pd.Series) -> str:
@@ -252,6 +211,28 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
                 report.drift.append(label_drift)
     report.anomalies = findings.summarized()
     return report
+
+
+def run_validate(frame: pd.DataFrame, settings: ValidateSettings, registry: Registry, model_name: str
+                 ) -> tuple[ValidationReport, dict[str, Any]]:
+    """Validate as the DAG runs it: against the data schema production was trained on (read,
+    digest-verified, from the registry), or on its own when there is no production version yet.
+
+    Returns the report and this data's own schema (registered with the version, if it is promoted).
+    """
+    champion = registry.champion(model_name)
+    reference, note = None, "no production version yet: only checks of the data on its own apply"
+    if champion is not None:
+        reference = registry.read_version_json(model_name, champion.version, DATA_SCHEMA_FILE)
+        note = (f"compared with the data production v{champion.version} was trained on" if reference else
+                f"production v{champion.version} has no {DATA_SCHEMA_FILE}: only checks of the data on its own apply")
+    report = validate(frame, reference, target=settings.target, positive_label=settings.positive_label,
+                      min_rows=settings.min_rows, settings=settings.validation,
+                      reference_version=champion.version if champion else None, note=note,
+                      ignored=settings.ignored, drop_identifiers=settings.drop_identifiers, task=settings.task)
+    schema = infer_data_schema(frame, settings.target, settings.positive_label, settings.ignored,
+                               settings.validation.drift.bins)
+    return report, schema
 
 
 def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, reference: dict[str, Any] | None,

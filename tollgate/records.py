@@ -1,0 +1,424 @@
+"""Typed records that cross step boundaries: what one DAG step writes and the next reads.
+
+Every record is a dataclass with ``to_dict``/``from_dict`` and ``to_json``/``from_json``;
+producers and consumers both go through them, so no step reads another's output by
+string key. On disk each record is JSON tagged with its kind and format version::
+
+    {"record": "evaluation", "record_version": 1, ...}
+
+A reader accepts every version up to its own: version 0 is the untagged JSON Tollgate
+wrote before records were versioned (still found in old run directories and in the
+registry), and is upgraded on read. A record written by a *newer* Tollgate is refused
+with a message saying so, rather than misread. Keys a reader does not know are kept in
+``extra`` and written back, so nothing is lost when an older step passes a newer record on.
+
+This module imports only the standard library: the select, gate and register tasks read
+these records without paying for pandas or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+KIND_KEY = "record"
+VERSION_KEY = "record_version"
+BINARY = "binary"
+MULTICLASS = "multiclass"
+
+R = TypeVar("R", bound="_Record")
+
+
+class RecordError(ValueError):
+    """A record that cannot be read: not JSON, another kind, or written by a newer Tollgate."""
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for numpy scalars and arrays (``item``/``tolist``) and anything else (``str``)."""
+    for method in ("item", "tolist"):
+        if hasattr(value, method):
+            return getattr(value, method)()
+    return str(value)
+
+
+class _Record:
+    """``to_json``/``from_json`` and the kind/version envelope shared by every record."""
+
+    KIND: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    def _payload(self) -> dict[str, Any]:
+        payload = asdict(self)  # type: ignore[call-overload]
+        payload.update(payload.pop("extra", None) or {})
+        return payload
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict, tagged with its kind and version."""
+        return {KIND_KEY: self.KIND, VERSION_KEY: self.VERSION, **self._payload()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_plain)
+
+    @classmethod
+    def _open(cls, value: Any) -> tuple[int, dict[str, Any]]:
+        """Check the envelope; return the version and the payload without it."""
+        if not isinstance(value, dict):
+            raise RecordError(f"a {cls.KIND} record must be a JSON object, not {type(value).__name__}")
+        kind = value.get(KIND_KEY, cls.KIND)
+        if kind != cls.KIND:
+            raise RecordError(f"expected a {cls.KIND} record, found a {kind} record")
+        version = value.get(VERSION_KEY, 0)
+        if not isinstance(version, int) or version < 0:
+            raise RecordError(f"{cls.KIND} record: {VERSION_KEY} must be a whole number, not {version!r}")
+        if version > cls.VERSION:
+            raise RecordError(f"this {cls.KIND} record is format {version}, written by a newer Tollgate; this one "
+                              f"reads up to format {cls.VERSION}: upgrade tollgate to read it")
+        return version, {k: v for k, v in value.items() if k not in (KIND_KEY, VERSION_KEY)}
+
+    @classmethod
+    def _split_known(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        """Known fields as keyword arguments; unknown keys go to ``extra`` when the record has it."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        known = {k: v for k, v in payload.items() if k in names}
+        if "extra" in names:
+            known["extra"] = {k: v for k, v in payload.items() if k not in names}
+        return known
+
+    @classmethod
+    def from_dict(cls: type[R], value: Any) -> R:
+        version, payload = cls._open(value)
+        return cls._from_payload(cls._upgrade(version, payload))
+
+    @classmethod
+    def _upgrade(cls, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+        """Turn an older format's payload into the current one (identity unless a record says otherwise)."""
+        return payload
+
+    @classmethod
+    def _from_payload(cls: type[R], payload: dict[str, Any]) -> R:
+        return cls(**cls._split_known(payload))
+
+    @classmethod
+    def from_json(cls: type[R], text: str | bytes) -> R:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise RecordError(f"a {cls.KIND} record is not valid JSON: {exc}") from None
+        return cls.from_dict(value)
+
+
+# --- preprocess -> train, evaluate, infra-validate, register -----------------------------------------------------
+
+@dataclass
+class FeatureSpec(_Record):
+    """Which columns feed the model, their roles, the label mapping and the model's input schema."""
+
+    KIND: ClassVar[str] = "feature_spec"
+
+    target: str
+    positive_label: Any
+    negative_label: Any
+    numeric: list[str]
+    categorical: list[str]
+    max_categories: int = 50
+    schema: dict[str, Any] = field(default_factory=dict)
+    # "binary" or "multiclass"; a multiclass model's classes in probability-column order.
+    task: str = BINARY
+    classes: list[Any] = field(default_factory=list)
+
+    @property
+    def multiclass(self) -> bool:
+        return self.task == MULTICLASS
+
+    @property
+    def class_labels(self) -> list[Any]:
+        """The label value of each probability column: ``[negative, positive]`` or the classes in order."""
+        return list(self.classes) if self.multiclass else [self.negative_label, self.positive_label]
+
+    @property
+    def columns(self) -> list[str]:
+        """Model input columns in schema order."""
+        return self.numeric + self.categorical
+
+    def _payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> FeatureSpec:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(payload) - names)
+        if unknown:  # a spec decides what the model reads: never drop a field silently
+            raise RecordError(f"feature_spec record has fields this Tollgate does not know: {unknown}")
+        return cls(**payload)
+
+
+# --- train -> select -> evaluate ------------------------------------------------------------------------------------
+
+CANDIDATE_FILE = "candidate.json"  # inside each trained candidate's model directory
+
+
+@dataclass
+class CandidateResult(_Record):
+    """One fitted grid point: its id, family, parameters and validation metrics."""
+
+    KIND: ClassVar[str] = "candidate_result"
+
+    candidate_id: str
+    family: str
+    params: dict[str, Any]
+    validation_metrics: dict[str, float]
+    fit_seconds: float = 0.0
+    # What the ONNX export check measured (largest difference, class flips) on validation rows.
+    onnx_export: dict[str, Any] = field(default_factory=dict)
+    task: str = BINARY
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One candidate as the leaderboard lists it."""
+
+    candidate_id: str
+    family: str
+    params: dict[str, Any]
+    validation_metrics: dict[str, float]
+
+
+@dataclass
+class Selection(_Record):
+    """Which candidate select kept, by which validation metric, and the leaderboard."""
+
+    KIND: ClassVar[str] = "selection"
+
+    winner: CandidateResult
+    selection_metric: str
+    leaderboard: list[LeaderboardEntry] = field(default_factory=list)
+
+    def _payload(self) -> dict[str, Any]:
+        return {"winner": self.winner.to_dict(), "selection_metric": self.selection_metric,
+                "leaderboard": [asdict(e) for e in self.leaderboard]}
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> Selection:
+        return cls(winner=CandidateResult.from_dict(payload["winner"]), selection_metric=payload["selection_metric"],
+                   leaderboard=[LeaderboardEntry(**e) for e in payload.get("leaderboard", [])])
+
+
+# --- validate -> (summary, report, register) ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One finding: which column, which check, what was seen and what is allowed."""
+
+    column: str
+    check: str
+    observed: str
+    allowed: str
+    blocking: bool
+
+    def message(self) -> str:
+        """One line naming column, check, observed and allowed value."""
+        return f"{self.column}: {self.check} (observed {self.observed}; allowed {self.allowed})"
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift of one feature: the distance, its threshold, and both distributions for plotting."""
+
+    column: str
+    kind: str            # "numeric" or "categorical"
+    measure: str         # "jensen_shannon" or "l_infinity"
+    value: float
+    threshold: float
+    labels: list[str]
+    reference: list[float]
+    current: list[float]
+
+    @property
+    def drifted(self) -> bool:
+        return self.value > self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "drifted": self.drifted}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> FeatureDrift:
+        return cls(**{k: v for k, v in value.items() if k != "drifted"})
+
+
+@dataclass
+class ValidationReport(_Record):
+    """Validation outcome; ``passed`` is False when any anomaly blocks."""
+
+    KIND: ClassVar[str] = "validation_report"
+
+    anomalies: list[Anomaly] = field(default_factory=list)
+    reference_version: int | None = None
+    rows: int = 0
+    drift: list[FeatureDrift] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not any(a.blocking for a in self.anomalies)
+
+    @property
+    def warnings(self) -> list[Anomaly]:
+        return [a for a in self.anomalies if not a.blocking]
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [d.column for d in self.drift if d.drifted]
+
+    def _payload(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reference_version": self.reference_version, "rows": self.rows,
+                "note": self.note, "anomalies": [asdict(a) for a in self.anomalies],
+                "drift": [d.to_dict() for d in self.drift]}
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> ValidationReport:
+        return cls(anomalies=[Anomaly(**a) for a in payload.get("anomalies", [])],
+                   reference_version=payload.get("reference_version"), rows=int(payload.get("rows") or 0),
+                   drift=[FeatureDrift.from_dict(d) for d in payload.get("drift", [])], note=payload.get("note", ""))
+
+    def failure_message(self) -> str:
+        """The text a blocked run fails with: every blocking anomaly and how to relax it."""
+        from tollgate.config import ALWAYS_BLOCKING_CHECKS
+
+        lines = []
+        for anomaly in self.anomalies:
+            if anomaly.blocking:
+                hint = "" if anomaly.check in ALWAYS_BLOCKING_CHECKS else \
+                    f"  [validation.severity.{anomaly.check}: warning would allow it]"
+                lines.append(anomaly.message() + hint)
+        return "validation failed; nothing will be trained or registered:\n  " + "\n  ".join(lines)
+
+
+# --- evaluate -> gate, register, report, summary ---------------------------------------------------------------------
+
+@dataclass
+class CandidateEvaluation:
+    """The selected candidate and what it scored on the test split (its ONNX graph, the served bytes)."""
+
+    candidate_id: str
+    family: str
+    params: dict[str, Any]
+    validation_metrics: dict[str, float]
+    selection_metric: str
+    metrics: dict[str, float]
+    rows: int
+    task: str = BINARY
+    classes: list[Any] | None = None
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    # Binary: down-sampled ROC / precision-recall / calibration curves; multiclass: pr_per_class.
+    roc: dict[str, list[float]] | None = None
+    pr: dict[str, list[float]] | None = None
+    calibration: dict[str, list[float]] | None = None
+    pr_per_class: list[dict[str, Any]] | None = None
+    per_class: list[dict[str, Any]] | None = None
+    # The predicted-probability histogram `tollgate monitor` compares live traffic with.
+    prediction_profile: dict[str, Any] | None = None
+    importance: list[dict[str, Any]] = field(default_factory=list)
+    fairness: dict[str, dict[str, Any]] | None = None
+    fairness_skipped: list[Any] | None = None
+    fit_seconds: float = 0.0
+    onnx_export: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def multiclass(self) -> bool:
+        return self.task == MULTICLASS
+
+    @property
+    def headline_metric(self) -> str:
+        """The one number a run is known by: ROC AUC, macro one-vs-rest for a multiclass model."""
+        return "roc_auc_ovr_macro" if self.multiclass else "roc_auc"
+
+    def fairness_measures(self) -> dict[str, dict[str, float | None]]:
+        """Per sensitive attribute, the two bounded measures (None when unmeasured)."""
+        return {attribute: {k: record.get(k) for k in ("disparate_impact", "equal_opportunity_difference")}
+                for attribute, record in (self.fairness or {}).items()}
+
+
+@dataclass
+class ChampionEvaluation:
+    """The production champion on the same test rows: its metrics, or why it could not be scored."""
+
+    version: int
+    metrics: dict[str, float] | None = None
+    error: str | None = None
+
+
+@dataclass
+class Evaluation(_Record):
+    """Candidate and champion on the same test rows: what the gate decides on."""
+
+    KIND: ClassVar[str] = "evaluation"
+
+    candidate: CandidateEvaluation
+    champion: ChampionEvaluation | None = None
+
+    def _payload(self) -> dict[str, Any]:
+        candidate = asdict(self.candidate)
+        candidate.update(candidate.pop("extra") or {})
+        return {"candidate": candidate, "champion": asdict(self.champion) if self.champion else None}
+
+    @classmethod
+    def _upgrade(cls, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+        if version == 0:  # before records: the candidate carried the train task's metadata, params as JSON text
+            candidate = dict(payload["candidate"])
+            if "params" not in candidate:
+                candidate["params"] = json.loads(candidate.pop("params_json", None) or "{}")
+            candidate.setdefault("selection_metric", "roc_auc")
+            payload = {**payload, "candidate": candidate}
+        return payload
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> Evaluation:
+        raw = payload["candidate"]
+        names = {f.name for f in fields(CandidateEvaluation)}
+        known = {k: v for k, v in raw.items() if k in names and k != "extra"}
+        known["extra"] = {k: v for k, v in raw.items() if k not in names}
+        champion = payload.get("champion")
+        return cls(candidate=CandidateEvaluation(**known),
+                   champion=ChampionEvaluation(**{k: champion.get(k) for k in ("version", "metrics", "error")})
+                   if champion else None)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One checked rule of the gate and its outcome."""
+
+    name: str
+    metric: str
+    passed: bool
+    observed: float | None
+    allowed: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision(_Record):
+    """The gate's verdict: passed, the reasons, and every rule checked."""
+
+    KIND: ClassVar[str] = "decision"
+
+    passed: bool
+    reasons: list[str]
+    rules: list[Rule] = field(default_factory=list)
+    champion_version: int | None = None
+
+    def _payload(self) -> dict[str, Any]:
+        payload = asdict(self)
+        for rule in payload["rules"]:  # NaN is not JSON: an unmeasured value is null
+            if isinstance(rule["observed"], float) and math.isnan(rule["observed"]):
+                rule["observed"] = None
+        return payload
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> Decision:
+        return cls(passed=payload["passed"], reasons=list(payload["reasons"]),
+                   rules=[Rule(**r) for r in payload.get("rules", [])],
+                   champion_version=payload.get("champion_version"))

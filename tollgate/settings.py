@@ -1,0 +1,145 @@
+"""What each DAG task receives of the config: typed views of :class:`~tollgate.config.TollgateConfig`.
+
+A KFP task's cache key includes every parameter it receives. Passing the whole config to
+every task would make an unrelated edit (``serving.max_batch``, a gate threshold) change the
+cache key of ingest and preprocess, so on a cluster every candidate would retrain. Each task
+therefore receives one of these views, holding exactly the settings its step uses, as a
+compile-time JSON constant; ``tests/test_task_settings.py`` checks that changing any other
+setting leaves a task's parameters byte-identical.
+
+The views are built from the one config (``X.from_config(config)``), never written by hand,
+so there is still one place where each setting is defined, validated and documented.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from tollgate.config import (
+    BuiltinDataConfig,
+    CsvConfig,
+    FairnessConfig,
+    FeaturesConfig,
+    InfraValidationConfig,
+    KServeDeployConfig,
+    MonitoringConfig,
+    SplitConfig,
+    TollgateConfig,
+    ValidationConfig,
+    configured_columns,
+)
+
+
+class _TaskSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_json(self) -> str:
+        """The task parameter: deterministic JSON (same settings, same text, same cache key)."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        return cls.model_validate_json(text)
+
+
+class IngestSettings(_TaskSettings):
+    """Ingest: how to read the table and which columns the config names (checked at the start)."""
+
+    source: str
+    target: str
+    drop: list[str]
+    builtin: BuiltinDataConfig
+    date_column: str | None
+    window_days: int | None
+    csv: CsvConfig
+    numeric: list[str] | None
+    configured: dict[str, list[str]]
+
+    @classmethod
+    def from_config(cls, config: TollgateConfig) -> IngestSettings:
+        data = config.data
+        return cls(source=data.source, target=data.target, drop=list(data.drop), builtin=data.builtin,
+                   date_column=data.date_column, window_days=data.window_days, csv=data.csv,
+                   numeric=config.features.numeric, configured=configured_columns(config))
+
+
+class ValidateSettings(_TaskSettings):
+    """Validate: the label, the columns it ignores, and the ``validation`` policy."""
+
+    target: str
+    positive_label: Any
+    task: str
+    min_rows: int
+    ignored: list[str]
+    drop_identifiers: bool
+    validation: ValidationConfig
+
+    @classmethod
+    def from_config(cls, config: TollgateConfig) -> ValidateSettings:
+        data = config.data
+        return cls(target=data.target, positive_label=data.positive_label, task=data.task, min_rows=data.min_rows,
+                   ignored=list(data.drop) + ([data.date_column] if data.date_column else []),
+                   drop_identifiers=data.drop_identifiers, validation=config.validation)
+
+
+class PreprocessSettings(_TaskSettings):
+    """Preprocess: feature roles, the split, and the columns fairness needs in the test split."""
+
+    target: str
+    positive_label: Any
+    task: str
+    drop: list[str]
+    date_column: str | None
+    drop_identifiers: bool
+    features: FeaturesConfig
+    split: SplitConfig
+    sensitive_columns: list[str]
+
+    @classmethod
+    def from_config(cls, config: TollgateConfig) -> PreprocessSettings:
+        data = config.data
+        return cls(target=data.target, positive_label=data.positive_label, task=data.task, drop=list(data.drop),
+                   date_column=data.date_column, drop_identifiers=data.drop_identifiers, features=config.features,
+                   split=config.split, sensitive_columns=[a.column for a in config.fairness.sensitive_attributes])
+
+
+class EvaluateSettings(_TaskSettings):
+    """Evaluate: group fairness (the only setting scoring needs besides the artifacts)."""
+
+    fairness: FairnessConfig
+
+    @classmethod
+    def from_config(cls, config: TollgateConfig) -> EvaluateSettings:
+        return cls(fairness=config.fairness)
+
+
+class InfraValidateSettings(_TaskSettings):
+    """Infra-validate: how the candidate is served and how closely its answers must agree."""
+
+    infra_validation: InfraValidationConfig
+    max_batch: int
+    unknown_columns: str
+
+    @classmethod
+    def from_config(cls, config: TollgateConfig) -> InfraValidateSettings:
+        serving = config.serving
+        return cls(infra_validation=serving.infra_validation, max_batch=serving.max_batch,
+                   unknown_columns=serving.unknown_columns)
+
+
+class DeploySettings(_TaskSettings):
+    """Deploy: the target, the KServe rollout settings, and the prediction log the server writes."""
+
+    target: str
+    kserve: KServeDeployConfig
+    monitoring: MonitoringConfig
+
+    @classmethod
+    def from_config(cls, config: TollgateConfig) -> DeploySettings:
+        return cls(target=config.deploy.target, kserve=config.deploy.kserve, monitoring=config.monitoring)
+
+    def options(self) -> dict[str, Any]:
+        """The options dict :func:`tollgate.steps.deploy.deploy` takes."""
+        return {"target": self.target, "kserve": self.kserve.model_dump(), "monitoring": self.monitoring.model_dump()}
