@@ -54,9 +54,10 @@ class _Record:
         payload.update(payload.pop("extra", None) or {})
         return payload
 
-    def to_dict(self) -> dict[str, Any]:
-        """The record as a JSON-ready dict, tagged with its kind and version."""
-        return {KIND_KEY: self.KIND, VERSION_KEY: self.VERSION, **self._payload()}
+    def to_dict(self, tagged: bool = True) -> dict[str, Any]:
+        """The record as a JSON-ready dict, tagged with its kind and version (``tagged=False``:
+        the fields alone, for output whose shape users already read, such as ``run --json``)."""
+        return {KIND_KEY: self.KIND, VERSION_KEY: self.VERSION, **self._payload()} if tagged else self._payload()
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=_plain)
@@ -321,6 +322,10 @@ class CandidateEvaluation:
     # The predicted-probability histogram `tollgate monitor` compares live traffic with.
     prediction_profile: dict[str, Any] | None = None
     importance: list[dict[str, Any]] = field(default_factory=list)
+    # What bounded permutation importance (rows sampled, features permuted, time budget), if anything.
+    importance_bounds: dict[str, Any] | None = None
+    # Probability at or above which a binary prediction is positive (the version's, from its input schema).
+    decision_threshold: float = 0.5
     fairness: dict[str, dict[str, Any]] | None = None
     fairness_skipped: list[Any] | None = None
     fit_seconds: float = 0.0
@@ -349,6 +354,7 @@ class ChampionEvaluation:
     version: int
     metrics: dict[str, float] | None = None
     error: str | None = None
+    decision_threshold: float = 0.5
 
 
 @dataclass
@@ -383,8 +389,8 @@ class Evaluation(_Record):
         known["extra"] = {k: v for k, v in raw.items() if k not in names}
         champion = payload.get("champion")
         return cls(candidate=CandidateEvaluation(**known),
-                   champion=ChampionEvaluation(**{k: champion.get(k) for k in ("version", "metrics", "error")})
-                   if champion else None)
+                   champion=ChampionEvaluation(**{f.name: champion[f.name] for f in fields(ChampionEvaluation)
+                                                  if f.name in champion}) if champion else None)
 
 
 @dataclass(frozen=True)

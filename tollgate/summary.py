@@ -63,7 +63,7 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
             summary["data"]["rows"] = int(summary["data"]["rows"])
     validation = read_json(find_output(pipeline_dir, "validate", "report") or pipeline_dir / "-")
     if validation:
-        summary["validation"] = ValidationReport.from_dict(validation).to_dict()
+        summary["validation"] = ValidationReport.from_dict(validation).to_dict(tagged=False)
     best = find_output(pipeline_dir, "select", "best")
     if best and (best / SELECTION_FILE).is_file():
         selection = Selection.from_json((best / SELECTION_FILE).read_text())
@@ -82,10 +82,13 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
                                         confusion_matrix=candidate.confusion_matrix)
             if candidate.fairness_skipped:
                 summary["candidate"]["fairness_skipped"] = candidate.fairness_skipped
-        summary["champion"] = asdict(record.champion) if record.champion else None
+        # Only what is known: {"version", "metrics"} or {"version", "error"}.
+        summary["champion"] = ({k: v for k, v in asdict(record.champion).items()
+                                if v is not None and k in ("version", "metrics", "error")}
+                               if record.champion else None)
     decision = read_json(find_output(pipeline_dir, "gate", "decision") or pipeline_dir / "-")
     if decision:
-        summary["gate"] = Decision.from_dict(decision).to_dict()
+        summary["gate"] = Decision.from_dict(decision).to_dict(tagged=False)
     infra = read_json(find_output(pipeline_dir, "infra-validate", "report") or pipeline_dir / "-")
     if infra:
         summary["infra_validation"] = infra

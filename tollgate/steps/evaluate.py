@@ -362,7 +362,8 @@ def score_champion(registry: Registry, model_name: str, test: pd.DataFrame,
             raise registry.unreadable_champion(model_name, production.version,
                                                f"{ONNX_FILE} does not load: {type(exc).__name__}: {exc}") from exc
         outcome = evaluate_champion(model, schema, test, classes=classes)
-    return ChampionEvaluation(version=production.version, metrics=outcome.get("metrics"), error=outcome.get("error"))
+    known = {f.name for f in fields(ChampionEvaluation)} - {"version"}
+    return ChampionEvaluation(version=production.version, **{k: v for k, v in outcome.items() if k in known})
 
 
 def run_evaluate(candidate_dir: str | Path, selection: Selection, spec: FeatureSpec, test: pd.DataFrame,

@@ -1,0 +1,121 @@
+"""The typed records steps hand each other: round trips, versions, and what a reader refuses."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tollgate.records import (
+    Anomaly,
+    CandidateEvaluation,
+    CandidateResult,
+    ChampionEvaluation,
+    Decision,
+    Evaluation,
+    FeatureDrift,
+    FeatureSpec,
+    LeaderboardEntry,
+    RecordError,
+    Rule,
+    Selection,
+    ValidationReport,
+)
+
+
+def candidate(**changes) -> CandidateEvaluation:
+    values = dict(candidate_id="hgb[max_leaf_nodes=15]", family="hist_gradient_boosting",
+                  params={"max_leaf_nodes": 15, "learning_rate": 0.1}, validation_metrics={"roc_auc": 0.81},
+                  selection_metric="roc_auc", metrics={"roc_auc": 0.8, "pr_auc": 0.5}, rows=400,
+                  confusion_matrix=[[300, 20], [40, 40]], roc={"fpr": [0, 1], "tpr": [0, 1], "thresholds": [1, 0]},
+                  fairness={"sex": {"disparate_impact": 0.9, "equal_opportunity_difference": None, "groups": []}})
+    values.update(changes)
+    return CandidateEvaluation(**values)
+
+
+EXAMPLES = [
+    FeatureSpec(target="y", positive_label=1, negative_label=0, numeric=["a"], categorical=["b"],
+                schema={"columns": [{"name": "a", "dtype": "float64"}]}),
+    CandidateResult(candidate_id="lr[C=1]", family="logistic_regression", params={"C": 1.0, "max_iter": 500},
+                    validation_metrics={"roc_auc": 0.7}, fit_seconds=0.25, onnx_export={"validation": {"rows": 3}}),
+    Selection(winner=CandidateResult(candidate_id="a", family="random_forest", params={"n_estimators": 10},
+                                     validation_metrics={"roc_auc": 0.7}),
+              selection_metric="roc_auc",
+              leaderboard=[LeaderboardEntry("a", "random_forest", {"n_estimators": 10}, {"roc_auc": 0.7})]),
+    ValidationReport(anomalies=[Anomaly("age", "out_of_range", "5%", "<= 1%", False)], reference_version=3,
+                     rows=1000, drift=[FeatureDrift("age", "numeric", "jensen_shannon", 0.2, 0.05, ["lo", "hi"],
+                                                    [0.5, 0.5], [0.1, 0.9])], note="compared with v3"),
+    Evaluation(candidate=candidate(), champion=ChampionEvaluation(version=2, metrics={"roc_auc": 0.79})),
+    Evaluation(candidate=candidate(), champion=ChampionEvaluation(version=2, error="a column is gone")),
+    Evaluation(candidate=candidate(), champion=None),
+    Decision(passed=False, reasons=["roc_auc fell"], rules=[Rule("max_degradation", "roc_auc", False, 0.7, "0.01",
+                                                                 "worse")], champion_version=2),
+]
+
+
+@pytest.mark.parametrize("record", EXAMPLES, ids=lambda r: type(r).__name__)
+def test_every_record_round_trips_through_json_with_its_kind_and_version(record):
+    text = record.to_json()
+    value = json.loads(text)
+    assert value["record"] == record.KIND and value["record_version"] == record.VERSION
+    assert type(record).from_json(text) == record
+
+
+@pytest.mark.parametrize("record", EXAMPLES, ids=lambda r: type(r).__name__)
+def test_a_record_from_a_newer_tollgate_is_refused_with_what_to_do(record):
+    value = record.to_dict()
+    value["record_version"] = record.VERSION + 1
+    with pytest.raises(RecordError, match=rf"format {record.VERSION + 1}, written by a newer Tollgate.*upgrade"):
+        type(record).from_dict(value)
+
+
+def test_a_record_of_another_kind_is_refused():
+    with pytest.raises(RecordError, match="expected a evaluation record, found a decision record"):
+        Evaluation.from_json(EXAMPLES[-1].to_json())
+    with pytest.raises(RecordError, match="not valid JSON"):
+        Decision.from_json("{truncated")
+    with pytest.raises(RecordError, match="must be a JSON object"):
+        Decision.from_json("[]")
+
+
+def test_an_untagged_evaluation_from_before_records_is_upgraded():
+    """Format 0: what evaluate wrote before records (run directories keep it): params as JSON text."""
+    old = {"candidate": {"candidate_id": "lr", "family": "logistic_regression", "params_json": '{"C": 2}',
+                         "validation_metrics": {"roc_auc": 0.7}, "metrics": {"roc_auc": 0.71}, "rows": 10,
+                         "confusion_matrix": [[5, 0], [0, 5]], "onnx_export": {"validation": {}}},
+           "champion": {"version": 4, "metrics": {"roc_auc": 0.7}}}
+    record = Evaluation.from_dict(old)
+    assert record.candidate.params == {"C": 2} and record.candidate.selection_metric == "roc_auc"
+    assert record.champion == ChampionEvaluation(version=4, metrics={"roc_auc": 0.7})
+    assert Decision.from_dict({"passed": True, "reasons": [], "rules": []}).passed is True
+
+
+def test_keys_a_reader_does_not_know_are_kept_and_written_back():
+    value = EXAMPLES[4].to_dict()
+    value["candidate"]["importance_bound"] = {"features_permuted": 200, "features": 10_000}
+    record = Evaluation.from_dict(value)
+    assert record.candidate.extra == {"importance_bound": {"features_permuted": 200, "features": 10_000}}
+    assert record.to_dict()["candidate"]["importance_bound"]["features"] == 10_000
+
+
+def test_a_feature_spec_with_an_unknown_field_is_refused_not_trimmed():
+    value = EXAMPLES[0].to_dict()
+    value["drop_first"] = True  # a newer spec field would change what the model reads
+    with pytest.raises(RecordError, match="drop_first"):
+        FeatureSpec.from_dict(value)
+
+
+def test_validation_report_keeps_passed_and_drifted_derived_from_its_findings():
+    report = EXAMPLES[3]
+    assert report.passed and report.drifted_columns == ["age"]
+    blocked = ValidationReport(anomalies=[Anomaly("x", "dtype_change", "object", "float64", True)])
+    assert not ValidationReport.from_json(blocked.to_json()).passed
+    assert "validation.severity.dtype_change: warning would allow it" in blocked.failure_message()
+
+
+def test_reading_records_imports_neither_pandas_nor_scikit_learn():
+    """select, gate and register read records only: they must not pay for pandas or scikit-learn."""
+    code = ("import sys; from tollgate.records import Evaluation, Decision, Selection; "
+            "print(sorted(m for m in ('pandas', 'sklearn', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,107 @@
+"""Each DAG task receives only the settings it uses, so its KFP cache key moves only when they do.
+
+KFP's cache key includes every parameter a task receives. These tests compile the real DAG
+(pipelines/training.py) to IR and read each task's constant parameters, the values the
+cache key is computed from. Before per-task settings, ingest, validate, preprocess,
+infra-validate and deploy all received the whole config: changing ``serving.max_batch``
+changed the cache key of ingest and preprocess, and every candidate retrained.
+"""
+
+import json
+
+import pytest
+import yaml
+
+from pipelines.training import compile_pipeline
+from tests.conftest import make_config
+from tollgate.settings import (
+    DeploySettings,
+    EvaluateSettings,
+    InfraValidateSettings,
+    IngestSettings,
+    PreprocessSettings,
+    ValidateSettings,
+)
+
+# The tasks whose results KFP may serve from its cache (the others set caching off).
+CACHED = ("ingest", "preprocess", "train")
+
+
+def task_parameters(config, tmp_path) -> dict[str, dict[str, object]]:
+    """``{task: {parameter: constant}}`` of the compiled DAG, sub-DAGs (ParallelFor, dsl.If) included."""
+    package = compile_pipeline(config, tmp_path / f"pipeline-{len(list(tmp_path.iterdir()))}.yaml")
+    spec = next(yaml.safe_load_all(package.read_text()))  # the second document is the platform spec
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    found: dict[str, dict[str, object]] = {}
+    for dag in dags:
+        for name, task in dag.get("tasks", {}).items():
+            found.setdefault(name, {}).update({key: value["runtimeValue"].get("constant")
+                           for key, value in task.get("inputs", {}).get("parameters", {}).items()
+                           if "runtimeValue" in value})
+            if "parameterIterator" in task:  # the ParallelFor: its items are the train tasks' only constants
+                found["train"] = {"candidate": task["parameterIterator"]["items"]}
+    return found
+
+
+def changed_tasks(base: dict, other: dict) -> set[str]:
+    return {task for task in base if base[task] != other.get(task)}
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("task-settings")
+
+
+@pytest.fixture(scope="module")
+def baseline(module_tmp):
+    return task_parameters(make_config(module_tmp), module_tmp)
+
+
+@pytest.mark.parametrize("overrides, may_change", [
+    # Serving and infra-validation settings: only infra-validate re-runs.
+    ({"serving.max_batch": 64}, {"infra-validate"}),
+    ({"serving.infra_validation.sample_rows": 8}, {"infra-validate"}),
+    # Gate policy: only the (never cached) gate sees it.
+    ({"gate.max_degradation": {"roc_auc": 0.05}}, {"gate"}),
+    # Deploy and monitoring: only deploy.
+    ({"deploy.kserve.namespace": "other"}, {"deploy"}),
+    ({"monitoring.sample_rate": 0.5}, {"deploy"}),
+    # Validation policy: only validate (never cached) — training is not redone for a new drift threshold.
+    ({"validation.max_duplicate_share": 0.2}, {"validate"}),
+    # The split and the feature roles change what is trained: preprocess, and therefore train, re-run.
+    ({"split.seed": 7}, {"preprocess", "train"}),
+    # data.min_rows is a validate-only setting.
+    ({"data.min_rows": 50}, {"validate"}),
+])
+def test_a_setting_changes_only_the_tasks_that_use_it(module_tmp, baseline, overrides, may_change):
+    changed = changed_tasks(baseline, task_parameters(make_config(module_tmp, **overrides), module_tmp))
+    assert changed, f"{overrides} changed no task parameter: the test would not notice a leak"
+    assert changed <= may_change, f"{overrides} also changed {sorted(changed - may_change)}"
+    assert not (changed - may_change) & set(CACHED)
+
+
+def test_reading_options_reach_ingest_and_nothing_trained_downstream_of_it_is_spared(module_tmp, baseline):
+    """The converse: a setting a cached task uses does change its key (no stale cache)."""
+    changed = changed_tasks(baseline, task_parameters(make_config(module_tmp, **{"data.csv.separator": ";"}),
+                                                      module_tmp))
+    assert "ingest" in changed
+
+
+def test_no_task_but_retrain_check_receives_the_whole_config(baseline):
+    for task, parameters in baseline.items():
+        for name, value in parameters.items():
+            if name.endswith("_json"):
+                keys = set(json.loads(value))
+                assert not {"serving", "gate", "train", "deploy"} <= keys, f"{task}.{name} carries the whole config"
+
+
+@pytest.mark.parametrize("view", [IngestSettings, ValidateSettings, PreprocessSettings, EvaluateSettings,
+                                  InfraValidateSettings, DeploySettings])
+def test_settings_round_trip_and_refuse_unknown_keys(module_tmp, view):
+    settings = view.from_config(make_config(module_tmp))
+    assert view.from_json(settings.to_json()) == settings
+    assert settings.to_json() == view.from_config(make_config(module_tmp)).to_json()  # deterministic text
+    broken = json.loads(settings.to_json())
+    broken["surprise"] = 1
+    with pytest.raises(ValueError, match="surprise"):
+        view.from_json(json.dumps(broken))
