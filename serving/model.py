@@ -28,6 +28,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 from tollgate.serving.runtime import GraphError, OnnxModel
 from tollgate.serving.schema import InputSchema
+from tollgate.steps.labels import decision_threshold, positive_decisions
 
 logger = logging.getLogger("tollgate.serving")
 
@@ -92,6 +93,8 @@ class TollgateModel(Model):
                 raise ModelLoadError(f"{self.model_dir / SCHEMA_FILE}: a multiclass schema must list its classes")
         else:
             labels = [features.get("negative_label", 0), features.get("positive_label", 1)]
+        # The threshold the version was evaluated and gated with (0.5 for a version that records none).
+        self.decision_threshold = decision_threshold(schema)
         # Output tensors are typed once here: INT64 classes for integer labels, BYTES otherwise.
         self._integer_labels = all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()
                                    for v in labels)
@@ -180,8 +183,8 @@ class TollgateModel(Model):
             return self._predict_multiclass(batch, proba)
         # float32 from the graph; widened exactly to the FP64 the protocol answers with.
         positive = proba[:, 1].astype(np.float64)
-        # The estimator's own predict(): argmax, ties to the first (negative) class.
-        classes = self.labels[(proba[:, 1] > proba[:, 0]).astype(np.intp)]
+        # The version's decision rule: positive when P(positive) >= its decision_threshold.
+        classes = self.labels[positive_decisions(positive, self.decision_threshold).astype(np.intp)]
         if batch.request is None:
             class_list = classes.tolist()
             return {

@@ -58,12 +58,13 @@ def version(trained_model_dir) -> str:
 
 
 @pytest.mark.parametrize("protocol", ["rest-v1", "rest-v2", "grpc"])
-def test_round_trip_equals_in_process_predict_proba(server, sample, expected, version, protocol):
+def test_round_trip_equals_in_process_predict_proba(server, schema, sample, expected, version, protocol):
     url = server.grpc_url if protocol == "grpc" else server.rest_url
     answer = predict(protocol, url, MODEL, _records(sample))
     assert sample.isna().any().any(), "the sample should exercise missing values"
     np.testing.assert_allclose(answer.probabilities, expected[:, 1], rtol=0, atol=1e-12)
-    assert answer.classes == [1 if p1 > p0 else 0 for p0, p1 in expected]
+    # The version's decision rule: positive when P(positive) >= its decision_threshold (recorded in its schema).
+    assert answer.classes == [1 if p1 >= schema["decision_threshold"] else 0 for _, p1 in expected]
     assert answer.model_version == version
     assert answer.model_name == MODEL
 

@@ -316,12 +316,20 @@ class FairnessConfig(_Strict):
 
     sensitive_attributes: list[SensitiveAttributeConfig] = Field(
         default_factory=list, description="Columns to compare groups on; they need not be model features.")
-    threshold: float = Field(0.5, gt=0, lt=1, description="Probability at or above which a prediction is positive.")
     min_group_size: int = Field(30, ge=1, description="Smaller test groups are reported but not bounded.")
     min_group_positives: int = Field(20, ge=1, description="A group's true-positive rate is measured (and bounded "
                                      "by equal opportunity) only with at least this many positive test rows.")
     classes: list[Any] = Field(default_factory=list, description="Multiclass models: classes whose selection rate "
                                "and TPR are measured one-vs-rest; with none, the report says they were skipped.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_moved(cls, data: Any) -> Any:
+        # fairness.threshold was one of three decision rules; there is one now, for every use.
+        if isinstance(data, dict) and "threshold" in data:
+            raise ValueError("fairness.threshold was replaced by the top-level decision_threshold (one threshold "
+                             f"for metrics, fairness and the served class): move {data['threshold']!r} there")
+        return data
 
     @field_validator("sensitive_attributes")
     @classmethod
@@ -444,6 +452,10 @@ class TollgateConfig(_Strict):
     """The whole configuration."""
 
     model_name: str = Field("credit-default", pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=50)
+    decision_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Binary models: a row is positive when its positive-class probability is >= this "
+        "(ties are positive). Test metrics, fairness, infra-validation and the class the server answers all use it; "
+        "it is recorded in the version's input_schema.json. Multiclass models take the argmax.")
     data: DataConfig = Field(default_factory=DataConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)

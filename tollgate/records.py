@@ -27,8 +27,18 @@ KIND_KEY = "record"
 VERSION_KEY = "record_version"
 BINARY = "binary"
 MULTICLASS = "multiclass"
+# A binary model's decision threshold is recorded in its input schema under this key (see
+# tollgate.steps.labels); a schema without it (a version registered before) decides at the default.
+DECISION_THRESHOLD_KEY = "decision_threshold"
+DEFAULT_DECISION_THRESHOLD = 0.5
 
 R = TypeVar("R", bound="_Record")
+
+
+def decision_threshold(schema: dict[str, Any] | None) -> float:
+    """The binary decision threshold an input schema records (``DEFAULT_DECISION_THRESHOLD`` when absent)."""
+    value = (schema or {}).get(DECISION_THRESHOLD_KEY)
+    return DEFAULT_DECISION_THRESHOLD if value is None else float(value)
 
 
 class RecordError(ValueError):
@@ -137,6 +147,11 @@ class FeatureSpec(_Record):
     def class_labels(self) -> list[Any]:
         """The label value of each probability column: ``[negative, positive]`` or the classes in order."""
         return list(self.classes) if self.multiclass else [self.negative_label, self.positive_label]
+
+    @property
+    def decision_threshold(self) -> float:
+        """A binary model's decision threshold, as its input schema records it (0.5 when it records none)."""
+        return decision_threshold(self.schema)
 
     @property
     def columns(self) -> list[str]:

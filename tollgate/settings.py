@@ -96,13 +96,16 @@ class PreprocessSettings(_TaskSettings):
     features: FeaturesConfig
     split: SplitConfig
     sensitive_columns: list[str]
+    # Recorded in the binary input schema: every later decision (evaluate, infra-validate, the server) reads it there.
+    decision_threshold: float
 
     @classmethod
     def from_config(cls, config: TollgateConfig) -> PreprocessSettings:
         data = config.data
         return cls(target=data.target, positive_label=data.positive_label, task=data.task, drop=list(data.drop),
                    date_column=data.date_column, drop_identifiers=data.drop_identifiers, features=config.features,
-                   split=config.split, sensitive_columns=[a.column for a in config.fairness.sensitive_attributes])
+                   split=config.split, sensitive_columns=[a.column for a in config.fairness.sensitive_attributes],
+                   decision_threshold=config.decision_threshold)
 
 
 class EvaluateSettings(_TaskSettings):

@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, FeatureSpec, Selection
 from tollgate.steps.drift import numeric_profile
 from tollgate.steps.fairness import fairness_report, multiclass_fairness_report
+from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, decision_threshold, positive_decisions
 from tollgate.steps.preprocess import LABEL
 
 if TYPE_CHECKING:
@@ -54,11 +55,18 @@ IMPORTANCE_REPEATS = 3
 IMPORTANCE_MAX_ROWS = 2000
 
 
-def classification_metrics(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """ROC AUC, PR AUC, accuracy, precision, recall, F1, log loss and Brier score."""
+def classification_metrics(y_true: np.ndarray, positive_proba: np.ndarray,
+                           threshold: float = DEFAULT_DECISION_THRESHOLD,
+                           decisions: np.ndarray | None = None) -> dict[str, float]:
+    """ROC AUC, PR AUC, accuracy, precision, recall, F1, log loss and Brier score (``METRIC_NAMES``).
+
+    Accuracy, precision, recall and F1 count a row as positive when its probability is
+    ``>= threshold`` (the model's ``decision_threshold``, the rule the server answers with),
+    or, given ``decisions`` (0/1 per row, e.g. the classes a server answered), those.
+    """
     y_true = np.asarray(y_true).astype(int)
     proba = np.clip(np.asarray(positive_proba, dtype=float), 0.0, 1.0)
-    predicted = (proba >= threshold).astype(int)
+    predicted = (positive_decisions(proba, threshold) if decisions is None else np.asarray(decisions)).astype(int)
     return {
         "roc_auc": float(roc_auc_score(y_true, proba)),
         "pr_auc": float(average_precision_score(y_true, proba)),
@@ -154,12 +162,12 @@ def multiclass_curves(y_true: np.ndarray, proba: np.ndarray, classes: list[Any],
             "pr_per_class": curves_by_class}
 
 
-def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.5,
+def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = DEFAULT_DECISION_THRESHOLD,
            max_points: int = 200) -> dict[str, Any]:
-    """Confusion matrix and down-sampled ROC, precision-recall and calibration curves
-    (KFP's UI struggles with thousands of points)."""
+    """Confusion matrix (at ``threshold``) and down-sampled ROC, precision-recall and calibration
+    curves (KFP's UI struggles with thousands of points)."""
     y_true = np.asarray(y_true).astype(int)
-    predicted = (np.asarray(positive_proba) >= threshold).astype(int)
+    predicted = positive_decisions(positive_proba, threshold).astype(int)
     fpr, tpr, thresholds = roc_curve(y_true, positive_proba)
     if len(fpr) > max_points:
         keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
@@ -183,9 +191,10 @@ def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = 0.
 class _GraphEstimator(ClassifierMixin, BaseEstimator):
     """A fitted model seen through scikit-learn's estimator interface, for ``permutation_importance``."""
 
-    def __init__(self, model=None, k: int = 2):
+    def __init__(self, model=None, k: int = 2, threshold: float = DEFAULT_DECISION_THRESHOLD):
         self.model = model
         self.k = k
+        self.threshold = threshold
 
     def fit(self, X, y=None):  # pragma: no cover - never refitted: it scores a fixed graph
         raise NotImplementedError("a served graph is not refitted")
@@ -204,7 +213,7 @@ class _GraphEstimator(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         if self.k > 2:
             return proba.argmax(axis=1)
-        return (proba[:, 1] > proba[:, 0]).astype(int)
+        return positive_decisions(proba[:, 1], self.threshold).astype(int)
 
 
 def _macro_auc_scorer(estimator, X, y) -> float:
@@ -214,7 +223,8 @@ def _macro_auc_scorer(estimator, X, y) -> float:
 
 
 def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: int = TOP_FEATURES,
-                           repeats: int = IMPORTANCE_REPEATS, seed: int = 0, classes: int = 2) -> list[dict[str, Any]]:
+                           repeats: int = IMPORTANCE_REPEATS, seed: int = 0, classes: int = 2,
+                           threshold: float = DEFAULT_DECISION_THRESHOLD) -> list[dict[str, Any]]:
     """Permutation importance (drop in test ROC AUC when a column is shuffled; macro one-vs-rest
     ROC AUC for ``classes`` > 2), largest first."""
     sample = test.sample(n=min(len(test), IMPORTANCE_MAX_ROWS), random_state=seed) if len(test) else test
@@ -222,7 +232,7 @@ def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: i
     # this 7x slower on 2 busy cores than a single thread.
     scoring = _macro_auc_scorer if classes > 2 else "roc_auc"
     with threadpool_limits(limits=1):
-        result = permutation_importance(_GraphEstimator(model, classes), sample[columns], sample[LABEL].to_numpy(),
+        result = permutation_importance(_GraphEstimator(model, classes, threshold), sample[columns], sample[LABEL].to_numpy(),
                                         scoring=scoring, n_repeats=repeats, random_state=seed)
     order = np.argsort(-result.importances_mean)[:top]
     return [{"feature": columns[i], "importance": float(result.importances_mean[i]),
@@ -235,25 +245,34 @@ def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def evaluate_model(model, test: pd.DataFrame, columns: list[str],
-                   fairness: dict[str, Any] | None = None, classes: list[Any] | None = None) -> dict[str, Any]:
+                   fairness: dict[str, Any] | None = None, classes: list[Any] | None = None,
+                   threshold: float | None = None) -> dict[str, Any]:
     """Metrics, curves and top-feature importance of one model on the test split.
 
     ``fairness`` is the ``fairness`` config section as a dict; with sensitive attributes
     configured (and present in ``test``), the result has per-attribute group fairness.
     ``classes`` (a multiclass model's class order) switches to the multiclass metrics,
     the k x k confusion matrix, per-class curves and the per-class table.
+
+    A binary model's decisions (thresholded metrics, confusion matrix, fairness) use
+    ``threshold``, by default the ``decision_threshold`` its input schema records
+    (``model.schema``, as :class:`~tollgate.serving.runtime.OnnxModel` holds it): the rule
+    the server will answer with. The result records it as ``decision_threshold``.
     """
     if classes is not None:
         return _evaluate_multiclass(model, test, columns, fairness, classes)
+    if threshold is None:
+        threshold = decision_threshold(getattr(model, "schema", None))
     proba = score(model, test, columns)
     y_true = test[LABEL].to_numpy()
-    result = {"metrics": classification_metrics(y_true, proba), **curves(y_true, proba), "rows": int(len(test)),
+    result = {"metrics": classification_metrics(y_true, proba, threshold), **curves(y_true, proba, threshold),
+              "decision_threshold": threshold, "rows": int(len(test)),
               # The reference `tollgate monitor` compares live predicted probabilities with.
               "prediction_profile": numeric_profile(pd.Series(proba), PREDICTION_BINS),
-              "importance": top_feature_importance(model, test, columns)}
+              "importance": top_feature_importance(model, test, columns, threshold=threshold)}
     if fairness and fairness.get("sensitive_attributes"):
         result["fairness"] = fairness_report(test, y_true, proba, fairness["sensitive_attributes"],
-                                             fairness.get("threshold", 0.5), fairness.get("min_group_size", 30),
+                                             threshold, fairness.get("min_group_size", 30),
                                              fairness.get("min_group_positives", 20))
     return result
 
@@ -321,10 +340,12 @@ def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.
         proba = score(champion_model, test, columns)
     except Exception as exc:  # an unloadable or incompatible champion must not crash the run
         return {"error": f"the champion could not score the test set: {type(exc).__name__}: {exc}"}
-    metrics = classification_metrics(test[LABEL].to_numpy(), proba)
+    # The champion decides as it serves: with the threshold its own input schema records.
+    threshold = decision_threshold(champion_schema)
+    metrics = classification_metrics(test[LABEL].to_numpy(), proba, threshold)
     if any(math.isnan(v) for v in metrics.values()):
         return {"error": "the champion produced NaN metrics on the test set"}
-    return {"metrics": metrics}
+    return {"metrics": metrics, "decision_threshold": threshold}
 
 
 def score_champion(registry: Registry, model_name: str, test: pd.DataFrame,

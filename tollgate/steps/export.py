@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tollgate.errors import TollgateError
+from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, positive_decisions
 
 
 class ExportError(TollgateError):
@@ -169,12 +170,14 @@ def _all_estimators(estimator: Any):
             yield from _all_estimators(inner)
 
 
-def probability_agreement(onnx_proba: np.ndarray, sklearn_proba: np.ndarray) -> dict[str, Any]:
+def probability_agreement(onnx_proba: np.ndarray, sklearn_proba: np.ndarray,
+                          threshold: float = DEFAULT_DECISION_THRESHOLD) -> dict[str, Any]:
     """How far the served graph is from the scikit-learn Pipeline on the same rows.
 
-    ``class_flips`` counts rows whose predicted class differs (the server's rule: the
-    positive class when its probability is above the negative one's); with float32 these
-    are rows sitting on the decision threshold, e.g. a random forest's exact 50/50 votes.
+    ``class_flips`` counts rows whose predicted class differs (the server's rule: positive
+    when the positive-class probability is ``>= threshold``, the model's decision threshold;
+    multiclass: the argmax); with float32 these are rows sitting on the decision threshold,
+    e.g. a random forest's exact 50/50 votes.
     """
     onnx_proba = np.asarray(onnx_proba, dtype=np.float64)
     sklearn_proba = np.asarray(sklearn_proba, dtype=np.float64)
@@ -185,6 +188,6 @@ def probability_agreement(onnx_proba: np.ndarray, sklearn_proba: np.ndarray) -> 
         return {"rows": int(len(difference)), "max_abs_difference": float(difference.max()) if len(difference) else 0.0,
                 "class_flips": int(flips.sum())}
     difference = np.abs(onnx_proba[:, 1] - sklearn_proba[:, 1])
-    flips = (onnx_proba[:, 1] > onnx_proba[:, 0]) != (sklearn_proba[:, 1] > sklearn_proba[:, 0])
+    flips = positive_decisions(onnx_proba[:, 1], threshold) != positive_decisions(sklearn_proba[:, 1], threshold)
     return {"rows": int(len(difference)), "max_abs_difference": float(difference.max()) if len(difference) else 0.0,
             "class_flips": int(flips.sum())}

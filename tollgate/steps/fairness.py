@@ -35,6 +35,7 @@ from fairlearn.metrics import (
 )
 
 from tollgate.steps.drift import MISSING
+from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, positive_decisions
 
 GROUP_METRICS = {
     "count": count,
@@ -113,14 +114,17 @@ def _finite(value: float) -> float | None:
 
 
 def fairness_report(test: pd.DataFrame, y_true: np.ndarray, positive_proba: np.ndarray,
-                    attributes: list[dict[str, Any]], threshold: float = 0.5,
+                    attributes: list[dict[str, Any]], threshold: float = DEFAULT_DECISION_THRESHOLD,
                     min_group_size: int = 30, min_group_positives: int = 20) -> dict[str, Any]:
     """Fairness of the decisions ``positive_proba >= threshold`` for every configured attribute.
+
+    ``threshold`` is the model's ``decision_threshold``: the decisions measured are the ones
+    its metrics count and the server answers.
 
     ``attributes`` are ``{"column": ..., "bins": [...] | None}`` (``fairness.sensitive_attributes``).
     Returns ``{attribute: {...}}``; empty when no attribute is configured.
     """
-    y_pred = (np.asarray(positive_proba) >= threshold).astype(int)
+    y_pred = positive_decisions(positive_proba, threshold).astype(int)
     report = {}
     for attribute in attributes:
         column = attribute["column"]

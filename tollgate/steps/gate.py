@@ -129,7 +129,7 @@ def _fairness_rules(attribute: str, record: dict[str, Any], bounds: dict[str, fl
             reason = (record.get("unmeasured") or {}).get(measure, "not reported")
             rules.append(Rule(name, measure, False, None, allowed,
                               f"{attribute}: {label} could not be measured ({reason}); add test rows, coarsen "
-                              f"the groups, or change fairness.threshold or fairness.min_group_positives"))
+                              f"the groups, or change decision_threshold or fairness.min_group_positives"))
             continue
         passed = value >= bound - 1e-12 if comparison == ">=" else value <= bound + 1e-12
         groups = ", ".join(f"{g['group']} {_rate(g, measure)}" for g in record.get("groups", []) if g.get("bounded"))

@@ -31,6 +31,7 @@ import pandas as pd
 
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 from tollgate.steps.export import probability_agreement
+from tollgate.steps.labels import positive_decisions
 from tollgate.steps.preprocess import FeatureSpec
 from tollgate.steps.train import REFERENCE_FILE
 
@@ -140,7 +141,8 @@ def _compare_with_onnxruntime(version_dir: Path, spec: FeatureSpec, sample: pd.D
     if spec.multiclass:
         return _compare_multiclass(spec, sample, answers, expected, tolerance)
     expected_positive = expected[:, 1]
-    expected_positive_class = expected[:, 1] > expected[:, 0]
+    # The version's decision rule, as the server applies it: P(positive) >= decision_threshold.
+    expected_positive_class = positive_decisions(expected_positive, spec.decision_threshold)
     positive_label = json.loads((version_dir / METADATA_FILE).read_text())["features"]["positive_label"]
     differences = {}
     for protocol, answer in answers.items():
@@ -208,7 +210,7 @@ def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec,
         return {"passed": False, "reason": f"{REFERENCE_FILE} holds shape {list(reference.shape)}, but the test split "
                                            f"has {len(test)} rows: it belongs to another split"}
     graph = OnnxModel.from_file(version_dir / ONNX_FILE, spec.schema).predict_proba(test)
-    agreement = probability_agreement(graph, reference)
+    agreement = probability_agreement(graph, reference, spec.decision_threshold)
     result: dict[str, Any] = {"sklearn_agreement": {**agreement, "tolerance": tolerance,
                                                     "max_class_flips": max_class_flips}}
     flips = agreement["class_flips"]

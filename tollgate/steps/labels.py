@@ -5,6 +5,13 @@
 order for integer labels, text order otherwise), fixed at training time: the probability
 tensor's columns, the metadata's ``classes`` and the input schema's ``classes`` all follow
 it. Binary runs keep their positive/negative labels and every binary artifact unchanged.
+
+A binary model's decision is one rule everywhere — its test metrics, fairness, the class the
+server answers, infra-validation's and export's class checks: a row is positive when its
+positive-class probability is ``>= decision_threshold`` (the config's top-level key, 0.5 by
+default; ties are positive). Preprocess records it in the input schema, which every version
+carries (``input_schema.json``), so a server labels with the threshold of the version it
+serves; a version registered before it was recorded reads as 0.5. Multiclass is the argmax.
 """
 
 from __future__ import annotations
@@ -13,6 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# Defined with the records (no heavy imports there) and re-exported; the rule itself is positive_decisions below.
+from tollgate.records import DECISION_THRESHOLD_KEY as DECISION_THRESHOLD_KEY
+from tollgate.records import DEFAULT_DECISION_THRESHOLD as DEFAULT_DECISION_THRESHOLD
+from tollgate.records import decision_threshold as decision_threshold
 
 BINARY = "binary"
 MULTICLASS = "multiclass"
@@ -49,3 +61,8 @@ def encode_labels(labels: pd.Series, classes: list[Any]) -> np.ndarray:
     if unknown:
         raise ValueError(f"labels {unknown[:10]} are not among the model's classes {classes}")
     return text.map(index).to_numpy(dtype=np.int64)
+
+
+def positive_decisions(positive_proba: Any, threshold: float) -> np.ndarray:
+    """Which rows a binary model calls positive: probability ``>= threshold`` (ties are positive)."""
+    return np.asarray(positive_proba, dtype=np.float64) >= threshold

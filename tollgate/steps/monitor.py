@@ -24,6 +24,7 @@ from tollgate.steps.drift import FeatureDrift, categorical_drift, numeric_drift
 INPUT_PREFIX = "input."
 OUTPUT_PREFIX = "output."
 PROBABILITY_COLUMN = OUTPUT_PREFIX + "probability"
+CLASS_COLUMN = OUTPUT_PREFIX + "predicted_class"
 PREDICTION = "predicted probability"
 # Exit code of `tollgate monitor` when something crossed a threshold (0: nothing did; 1: an error).
 DRIFT_EXIT_CODE = 3
@@ -173,7 +174,10 @@ def read_labels(path: str) -> pd.DataFrame:
 
 
 def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str, Any]) -> list[dict[str, Any]]:
-    """Join late labels on (request_id, row) and compute the test-set metrics per version and day."""
+    """Join late labels on (request_id, row) and compute the test-set metrics per version and day.
+
+    Accuracy, precision, recall and F1 count the classes the server answered (each version
+    decided with its own ``decision_threshold``); a log without them thresholds at 0.5."""
     from tollgate.steps.evaluate import classification_metrics
 
     answered = log[log["error"].isna()] if not log.empty else log
@@ -194,9 +198,14 @@ def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str
         text = group["label"].map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
         y_true = (text == positive).astype(int).to_numpy()
         proba = group[PROBABILITY_COLUMN].astype(float).to_numpy()
+        served = group[CLASS_COLUMN] if CLASS_COLUMN in group.columns else None
+        decisions = None
+        if served is not None and served.notna().all():
+            decisions = (served.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+                         == positive).to_numpy()
         entry: dict[str, Any] = {"version": str(version), "day": day, "labelled_rows": int(len(group))}
         if len(set(y_true)) == 2:
-            entry["metrics"] = classification_metrics(y_true, proba)
+            entry["metrics"] = classification_metrics(y_true, proba, decisions=decisions)
         else:
             entry["metrics"] = {}
             entry["note"] = "one class only among the labelled rows: no AUC"

@@ -20,8 +20,16 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tollgate.errors import DataError
 from tollgate.records import FeatureSpec
+from tollgate.steps.dtypes import BOOL, DATETIME, NUMERIC, column_kind, is_integer_valued
 from tollgate.steps.ingest import positive_mask
-from tollgate.steps.labels import MULTICLASS, class_order, encode_labels, resolve_task
+from tollgate.steps.labels import (
+    DECISION_THRESHOLD_KEY,
+    DEFAULT_DECISION_THRESHOLD,
+    MULTICLASS,
+    class_order,
+    encode_labels,
+    resolve_task,
+)
 
 if TYPE_CHECKING:
     from tollgate.settings import PreprocessSettings
@@ -42,8 +50,9 @@ def infer_feature_roles(frame: pd.DataFrame, exclude: list[str], numeric: list[s
                         categorical: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Split columns into numeric and categorical roles; configured lists win over inference.
 
-    Booleans and object/string/category columns are categorical; numbers are numeric;
-    datetimes are never features (they would leak the split's time order).
+    The kind of each column is :func:`tollgate.steps.dtypes.column_kind`'s: ``numeric``
+    columns are numeric, ``bool`` and ``string`` ones categorical, and ``datetime`` columns
+    are never features (they would leak the split's time order).
     """
     candidates = [c for c in frame.columns if c not in set(exclude)]
     unknown = sorted((set(numeric or []) | set(categorical or [])) - set(frame.columns))
@@ -54,14 +63,10 @@ def infer_feature_roles(frame: pd.DataFrame, exclude: list[str], numeric: list[s
         raise DataError(f"columns are configured as both numeric and categorical: {overlap}")
     inferred_numeric, inferred_categorical = [], []
     for column in candidates:
-        dtype = frame[column].dtype
-        if pd.api.types.is_bool_dtype(dtype):
-            inferred_categorical.append(column)
-        elif pd.api.types.is_numeric_dtype(dtype):
+        kind = column_kind(frame[column])
+        if kind == NUMERIC:
             inferred_numeric.append(column)
-        elif pd.api.types.is_datetime64_any_dtype(dtype):
-            continue
-        else:
+        elif kind != DATETIME:
             inferred_categorical.append(column)
     if numeric is not None:
         inferred_numeric = list(numeric)
@@ -78,8 +83,9 @@ def input_schema(frame: pd.DataFrame, numeric: list[str], categorical: list[str]
                  max_categories: int = 50) -> dict[str, Any]:
     """Describe the model's inputs: what the server enforces and the validator compares against.
 
-    ``dtype`` is one of ``float64``, ``int64``, ``bool`` or ``string``. Categorical
-    columns list the categories seen in training (most frequent first, capped).
+    ``dtype`` is one of ``float64``, ``int64``, ``bool`` or ``string`` (see
+    :func:`schema_dtype`). Categorical columns list the categories seen in training (most
+    frequent first, capped).
     """
     columns = []
     for name in numeric + categorical:
@@ -87,7 +93,7 @@ def input_schema(frame: pd.DataFrame, numeric: list[str], categorical: list[str]
         entry: dict[str, Any] = {
             "name": name,
             "role": "numeric" if name in numeric else "categorical",
-            "dtype": _schema_dtype(series),
+            "dtype": schema_dtype(series),
             "nullable": bool(series.isna().any()),
         }
         if name in categorical:
@@ -97,25 +103,27 @@ def input_schema(frame: pd.DataFrame, numeric: list[str], categorical: list[str]
     return {"columns": columns}
 
 
-def _schema_dtype(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series.dtype):
-        return "int64"
-    if pd.api.types.is_float_dtype(series.dtype):
-        # Integers stored as floats only because of NaNs are still floats to the model.
-        return "float64"
-    return "string"
+def schema_dtype(series: pd.Series) -> str:
+    """The input schema's ``dtype`` of a column, from its :func:`~tollgate.steps.dtypes.column_kind`:
+    ``bool`` and ``string`` as they are, ``numeric`` as ``int64`` or ``float64``. Integers
+    stored as floats only because of NaNs are still floats to the model; a datetime (only
+    ever a feature by explicit configuration) is sent as text."""
+    kind = column_kind(series)
+    if kind == NUMERIC:
+        return "int64" if is_integer_valued(series) else "float64"
+    return "bool" if kind == BOOL else "string"
 
 
 def build_feature_spec(frame: pd.DataFrame, target: str, positive_label: Any, drop: list[str],
                        date_column: str | None, numeric: list[str] | None = None,
                        categorical: list[str] | None = None, max_categories: int = 50,
-                       task: str = "auto") -> FeatureSpec:
+                       task: str = "auto", decision_threshold: float = DEFAULT_DECISION_THRESHOLD) -> FeatureSpec:
     """Infer roles and the input schema from the ingested table.
 
     ``task`` is ``data.task``; with ``auto`` the number of label values decides. A
-    multiclass spec records its class order, and so does its input schema.
+    multiclass spec records its class order, and so does its input schema. A binary spec's
+    input schema records ``decision_threshold`` (the config key): evaluation, fairness,
+    infra-validation and the server that serves the version all decide with it.
     """
     exclude = [target, *drop] + ([date_column] if date_column else [])
     numeric_cols, categorical_cols = infer_feature_roles(frame, exclude, numeric, categorical)
@@ -130,6 +138,8 @@ def build_feature_spec(frame: pd.DataFrame, target: str, positive_label: Any, dr
     positives = positive_mask(labels, positive_label)
     positive_value = labels[positives].iloc[0]
     negative_value = labels[~positives].iloc[0]
+    schema = input_schema(frame, numeric_cols, categorical_cols, max_categories)
+    schema[DECISION_THRESHOLD_KEY] = float(decision_threshold)
     return FeatureSpec(
         target=target,
         positive_label=_plain(positive_value),
@@ -137,7 +147,7 @@ def build_feature_spec(frame: pd.DataFrame, target: str, positive_label: Any, dr
         numeric=numeric_cols,
         categorical=categorical_cols,
         max_categories=max_categories,
-        schema=input_schema(frame, numeric_cols, categorical_cols, max_categories),
+        schema=schema,
     )
 
 
@@ -252,7 +262,8 @@ def run_preprocess(frame: pd.DataFrame, settings: PreprocessSettings) -> tuple[F
     drop = list(settings.drop) + (list(identifier_columns(frame, ignored)) if settings.drop_identifiers else [])
     features = settings.features
     spec = build_feature_spec(frame, settings.target, settings.positive_label, drop, settings.date_column,
-                              features.numeric, features.categorical, features.max_categories, task=settings.task)
+                              features.numeric, features.categorical, features.max_categories, task=settings.task,
+                              decision_threshold=settings.decision_threshold)
     split = settings.split
     splits = split_dataset(frame, spec, split.test_size, split.validation_size, split.seed,
                            extra_columns=settings.sensitive_columns, test_only_columns=list(frame.columns))

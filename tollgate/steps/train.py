@@ -134,7 +134,7 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[st
     except Exception as exc:  # converted, but the graph does not run: same verdict as not converting
         raise ExportError(f"candidate {spec['candidate_id']} ({spec['family']}): the exported ONNX graph fails "
                           f"in onnxruntime: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}") from exc
-    check = probability_agreement(graph_proba, model.predict_proba(validation_inputs))
+    check = probability_agreement(graph_proba, model.predict_proba(validation_inputs), features.decision_threshold)
     if not check["max_abs_difference"] <= EXPORT_TOLERANCE:
         raise ExportError(f"candidate {spec['candidate_id']} ({spec['family']}): the exported ONNX graph answers "
                           f"differently from the Pipeline (max probability difference "
@@ -143,7 +143,7 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[st
     if features.multiclass:
         metrics = multiclass_metrics(validation[LABEL].to_numpy(), graph_proba)
     else:
-        metrics = classification_metrics(validation[LABEL].to_numpy(), graph_proba[:, 1])
+        metrics = classification_metrics(validation[LABEL].to_numpy(), graph_proba[:, 1], features.decision_threshold)
     reference_proba = None
     if reference is not None and len(reference):
         reference_proba = model.predict_proba(model_inputs(reference, features.schema)).astype(np.float64)

@@ -29,6 +29,7 @@ from tollgate.steps.drift import (
     numeric_drift,
     numeric_profile,
 )
+from tollgate.steps.dtypes import column_kind, is_integer_valued
 from tollgate.steps.ingest import positive_mask
 from tollgate.steps.labels import MULTICLASS, resolve_task
 
@@ -48,15 +49,9 @@ Report = ValidationReport
 
 
 def column_family(series: pd.Series) -> str:
-    """``numeric``, ``bool``, ``datetime`` or ``string``: dtypes a model treats alike share a family."""
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return "bool"
-    if pd.api.types.is_numeric_dtype(dtype):
-        return "numeric"
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return "datetime"
-    return "string"
+    """``numeric``, ``bool``, ``datetime`` or ``string``: the column's kind as preprocess sees it
+    (:func:`tollgate.steps.dtypes.column_kind`), so dtypes a model treats alike share a family."""
+    return column_kind(series)
 
 
 def infer_data_schema(frame: pd.DataFrame, target: str, positive_label: Any, ignored: list[str] | tuple = (),
@@ -158,7 +153,7 @@ def identifier_columns(frame: pd.DataFrame, exclude: list[str] | tuple = ()) -> 
         if len(series) < IDENTIFIER_MIN_ROWS:
             continue
         family = column_family(frame[name])
-        if family == "numeric" and pd.api.types.is_integer_dtype(series.dtype) and series.is_unique:
+        if family == "numeric" and is_integer_valued(series) and series.is_unique:
             ordered = series.sort_values().to_numpy()
             if (ordered[1:] - ordered[:-1] == 1).all():
                 found[str(name)] = f"a running index {ordered[0]}..{ordered[-1]}"
