@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 from kserve.errors import InvalidInput
 
-NUMERIC_DTYPES = ("float64", "int64")
 # The category every missing categorical value becomes before the graph (a one-hot column of its own).
 MISSING_CATEGORY = "__missing__"
 # What each role enters the ONNX graph as.
@@ -70,7 +69,6 @@ class ColumnSpec:
     role: str
     dtype: str
     nullable: bool
-    categories: tuple[str, ...] = ()
 
     @property
     def datatype(self) -> str:
@@ -236,9 +234,6 @@ class InputSchema:
         self.names = [c.name for c in columns]
         self.width = len(columns)
         self.casters = [ColumnCaster(c) for c in columns]
-        self.caster_by_name = {c.name: c for c in self.casters}
-        self.numeric_names = [c.name for c in columns if c.role == "numeric"]
-        self.categorical_names = [c.name for c in columns if c.role != "numeric"]
         self.reject_unknown = unknown_columns == "reject"
         self._name_set = frozenset(self.names)
 
@@ -246,8 +241,9 @@ class InputSchema:
     def from_dict(cls, schema: dict[str, Any], unknown_columns: str = "reject") -> InputSchema:
         """Build from the parsed ``input_schema.json``."""
         try:
-            columns = [ColumnSpec(name=c["name"], role=c["role"], dtype=c["dtype"], nullable=bool(c.get("nullable", False)),
-                                  categories=tuple(str(v) for v in c.get("categories") or ()))
+            # A column's training categories are not enforced (an unseen one goes to the model,
+            # which encodes it as unknown), so they are not read here.
+            columns = [ColumnSpec(name=c["name"], role=c["role"], dtype=c["dtype"], nullable=bool(c.get("nullable", False)))
                        for c in schema["columns"]]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"input_schema.json is malformed: {exc!r}") from exc

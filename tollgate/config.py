@@ -10,17 +10,25 @@ from __future__ import annotations
 import itertools
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tollgate.errors import ConfigError
 
-METRIC_NAMES = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
+# The one list of each: config validation, the selector, the gate, the run summary and the tests
+# read these (tollgate.steps.evaluate produces exactly these keys, in this order).
+# Metrics of a binary model (tollgate.steps.evaluate.classification_metrics).
+BinaryMetric = Literal["roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
+METRIC_NAMES: tuple[str, ...] = get_args(BinaryMetric)
 # Metrics of a multiclass model (tollgate.steps.evaluate.multiclass_metrics); gated under gate.multiclass.
-MULTICLASS_METRIC_NAMES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr_macro", "roc_auc_ovr_weighted",
-                           "precision_macro", "recall_macro", "log_loss")
+MulticlassMetric = Literal["roc_auc_ovr_macro", "roc_auc_ovr_weighted", "f1_macro", "f1_weighted", "accuracy",
+                           "precision_macro", "recall_macro", "log_loss"]
+MULTICLASS_METRIC_NAMES: tuple[str, ...] = get_args(MulticlassMetric)
+# Model families a candidate can use; tollgate.steps.train maps each to its scikit-learn estimator.
+ModelFamily = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
+MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 # Metrics where a smaller value is better; the gate and the selector flip comparisons for them.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
@@ -137,7 +145,7 @@ class CandidateConfig(_Strict):
     """One model family and a small grid; every grid point becomes one training task."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    family: Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
+    family: ModelFamily
     params: dict[str, Any] = Field(default_factory=dict, description="Fixed estimator parameters.")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Parameter name -> values to try.")
 
@@ -153,9 +161,8 @@ class CandidateConfig(_Strict):
 class TrainConfig(_Strict):
     """The hyperparameter fan-out and how the winner is picked."""
 
-    selection_metric: Literal["roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"] = "roc_auc"
-    multiclass_selection_metric: Literal["accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr_macro",
-                                         "roc_auc_ovr_weighted", "precision_macro", "recall_macro", "log_loss"] = Field(
+    selection_metric: BinaryMetric = "roc_auc"
+    multiclass_selection_metric: MulticlassMetric = Field(
         "roc_auc_ovr_macro", description="Validation metric that picks the winner when the model is multiclass.")
     parallelism: int = Field(2, ge=1, description="Candidates trained at once (ParallelFor parallelism).")
     # Native thread pools (OpenMP in HistGradientBoosting) take every core by default; two
@@ -347,7 +354,11 @@ class RegistryConfig(_Strict):
 
 
 class KServeDeployConfig(_Strict):
-    """How the ``kserve`` deploy target rolls out an InferenceService (see manifests/)."""
+    """How the ``kserve`` deploy target rolls out an InferenceService (see manifests/).
+
+    The rollout itself (``tollgate.cluster.kserve.KServeSettings``) is this class plus what it
+    takes from ``monitoring``: there is one definition of these fields and their bounds.
+    """
 
     namespace: str = Field("tollgate", description="Namespace of the InferenceService (the model namespace).")
     service_account: str = Field("tollgate-models", description="Predictor ServiceAccount whose Secret lets the "
@@ -355,13 +366,13 @@ class KServeDeployConfig(_Strict):
     runtime: str = Field("tollgate", description="ClusterServingRuntime that serves the 'tollgate' model format.")
     deployment_mode: Literal["Standard", "Knative"] = Field("Standard", description="KServe deployment mode "
                                                             "(Standard = raw Deployments; Knative = Knative Services).")
-    ready_timeout_seconds: int = Field(300, ge=10, description="How long an update may take to be Ready and proven.")
-    first_ready_timeout_seconds: int = Field(900, ge=10, description="How long the first deploy may take (its "
-                                             "predictor pod pulls the storage-initializer and the serving image).")
+    ready_timeout_seconds: float = Field(300, gt=0, description="How long an update may take to be Ready and proven.")
+    first_ready_timeout_seconds: float = Field(900, gt=0, description="How long the first deploy may take (its "
+                                               "predictor pod pulls the storage-initializer and the serving image).")
     canary_traffic_percent: int | None = Field(None, ge=1, le=99, description="Serve this share of traffic from the "
                                                "new version first (Standard: spec.canary; Knative: "
                                                "canaryTrafficPercent), then promote it.")
-    canary_observe_seconds: int = Field(60, ge=0, description="How long a Standard-mode canary must answer with the "
+    canary_observe_seconds: float = Field(60, ge=0, description="How long a Standard-mode canary must answer with the "
                                         "new version and no errors before it is promoted.")
     smoke_request: bool = Field(True, description="Prove the rollout with real v1 and v2 predictions that must carry "
                                 "the new model_version.")
@@ -369,6 +380,8 @@ class KServeDeployConfig(_Strict):
                                      "version before it counts as serving.")
     monitoring_secret: str = Field("tollgate-models-s3", description="Secret (keys S3_ENDPOINT, AWS_ACCESS_KEY_ID, "
                                    "AWS_SECRET_ACCESS_KEY) the model server writes an s3:// monitoring.log_uri with.")
+    poll_seconds: float = Field(2.0, gt=0, description="How often the rollout reads the InferenceService, the "
+                                "Deployment and the answers while it waits.")
 
 
 class DeployConfig(_Strict):
@@ -396,9 +409,8 @@ class KfpConfig(_Strict):
 
     host: str = Field("http://localhost:30888", description="KFP API endpoint (the kind setup maps it to port 30888).")
     experiment: str = Field("tollgate", description="KFP experiment that runs and recurring runs belong to.")
-    namespace: str = Field("kubeflow", description="Namespace where KFP runs pipeline pods (holds kfp.s3_secret).")
     registry_uri: str = Field("s3://models", description="Registry as the pipeline pods see it (submit/schedule default).")
-    s3_secret: str = Field("tollgate-s3", description="Secret in the KFP namespace whose S3_ENDPOINT, AWS_ACCESS_KEY_ID "
+    s3_secret: str = Field("tollgate-s3", description="Secret in KFP's namespace (kubeflow) whose S3_ENDPOINT, AWS_ACCESS_KEY_ID "
                            "and AWS_SECRET_ACCESS_KEY become env vars of tasks that touch S3.")
 
 

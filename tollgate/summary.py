@@ -10,14 +10,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tollgate.config import METRIC_NAMES, MULTICLASS_METRIC_NAMES
 from tollgate.local_run import RunOutcome, find_output, read_json, task_outputs
 from tollgate.records import Decision, Evaluation, Selection, ValidationReport
 from tollgate.registry import Registry
 from tollgate.steps.select import SELECTION_FILE
-
-HEADLINE_METRICS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
-MULTICLASS_HEADLINE_METRICS = ("roc_auc_ovr_macro", "roc_auc_ovr_weighted", "f1_macro", "f1_weighted", "accuracy",
-                               "precision_macro", "recall_macro", "log_loss")
 
 
 def step_times(outcome: RunOutcome) -> list[dict[str, Any]]:
@@ -169,7 +166,7 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         label = f"champion v{champion['version']}" if champion.get("version") is not None else "champion"
         metrics.add_column(label, justify="right")
         multiclass = candidate.get("task") == "multiclass"
-        for name in MULTICLASS_HEADLINE_METRICS if multiclass else HEADLINE_METRICS:
+        for name in MULTICLASS_METRIC_NAMES if multiclass else METRIC_NAMES:
             theirs = (champion.get("metrics") or {}).get(name)
             metrics.add_row(name, _fmt(candidate["test_metrics"].get(name)), _fmt(theirs))
         console.print(metrics)

@@ -39,6 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ConfigDict
+
+from tollgate.config import KServeDeployConfig
 from tollgate.errors import TollgateError
 
 GROUP = "serving.kserve.io"
@@ -65,23 +68,14 @@ class DeployError(TollgateError):
     """A rollout failed; the message says why and what was restored."""
 
 
-@dataclass(frozen=True)
-class KServeSettings:
-    """The ``deploy.kserve`` config section as the rollout needs it."""
+class KServeSettings(KServeDeployConfig):
+    """The ``deploy.kserve`` config section (its fields, defaults and bounds are
+    :class:`~tollgate.config.KServeDeployConfig`'s, inherited) plus what the rollout takes from
+    ``monitoring``: flags appended to the runtime's args, and the Secret whose keys
+    (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) an s3:// log is written with."""
 
-    namespace: str = "tollgate"
-    service_account: str = "tollgate-models"
-    runtime: str = "tollgate"
-    deployment_mode: str = "Standard"
-    ready_timeout_seconds: float = 300
-    first_ready_timeout_seconds: float = 900
-    canary_traffic_percent: int | None = None
-    canary_observe_seconds: float = 60
-    smoke_request: bool = True
-    consecutive_answers: int = 5
-    poll_seconds: float = 2.0
-    # The prediction log (``monitoring``): flags appended to the runtime's args, and the Secret
-    # whose keys (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) an s3:// log is written with.
+    model_config = ConfigDict(frozen=True)
+
     log_args: tuple[str, ...] = ()
     log_secret: str | None = None
 
@@ -89,14 +83,12 @@ class KServeSettings:
     def from_options(cls, options: dict[str, Any] | None) -> KServeSettings:
         """Read the ``kserve`` block of ``deploy`` options (``DeployConfig.model_dump()``), plus
         ``monitoring`` (``MonitoringConfig.model_dump()``) when the caller passes it along."""
-        block = dict((options or {}).get("kserve") or {})
-        known = {name for name in cls.__dataclass_fields__} - {"log_args", "log_secret"}
-        settings = {key: value for key, value in block.items() if key in known}
+        settings: dict[str, Any] = dict((options or {}).get("kserve") or {})
         monitoring = (options or {}).get("monitoring") or {}
         if monitoring.get("log_uri"):
             settings["log_args"] = log_flags(monitoring)
             if str(monitoring["log_uri"]).startswith("s3://"):
-                settings["log_secret"] = block.get("monitoring_secret") or "tollgate-models-s3"
+                settings["log_secret"] = settings.get("monitoring_secret") or "tollgate-models-s3"
         return cls(**settings)
 
 

@@ -96,7 +96,8 @@ def one_vs_rest_auc(y_true: np.ndarray, proba: np.ndarray) -> list[float | None]
 
 
 def multiclass_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro/weighted F1, macro/weighted one-vs-rest ROC AUC, macro precision/recall and log loss.
+    """Macro/weighted one-vs-rest ROC AUC, macro/weighted F1, accuracy, macro precision/recall and log loss
+    (``MULTICLASS_METRIC_NAMES``, in that order).
 
     ``y_true`` holds class positions (0..k-1) and ``proba`` is ``[n, k]`` in the same class
     order; the predicted class is the argmax (ties to the first class, like the server).
@@ -115,11 +116,11 @@ def multiclass_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float
     weighted_auc = (float(np.average([aucs[i] for i in measured], weights=support[measured]))
                     if measured else math.nan)
     return {
-        "accuracy": float(accuracy_score(y_true, predicted)),
-        "f1_macro": float(f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)),
-        "f1_weighted": float(f1_score(y_true, predicted, labels=labels, average="weighted", zero_division=0)),
         "roc_auc_ovr_macro": macro_auc,
         "roc_auc_ovr_weighted": weighted_auc,
+        "f1_macro": float(f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(y_true, predicted, labels=labels, average="weighted", zero_division=0)),
+        "accuracy": float(accuracy_score(y_true, predicted)),
         "precision_macro": float(precision_score(y_true, predicted, labels=labels, average="macro", zero_division=0)),
         "recall_macro": float(recall_score(y_true, predicted, labels=labels, average="macro", zero_division=0)),
         "log_loss": float(log_loss(y_true, proba, labels=labels)),

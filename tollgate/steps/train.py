@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from tollgate.artifacts import write_record
+from tollgate.config import MODEL_FAMILIES, ModelFamily
 from tollgate.errors import TollgateError
 from tollgate.records import CANDIDATE_FILE, CandidateResult
 from tollgate.steps.evaluate import classification_metrics, multiclass_metrics
@@ -34,9 +35,11 @@ EXPORT_TOLERANCE = 1e-4
 # directory: infra-validation's scikit-learn reference, read with numpy (allow_pickle=False).
 REFERENCE_FILE = "sklearn_test_probabilities.npy"
 
-# Imported on first use: sklearn.ensemble alone takes ~2 s to import, and tasks such as
-# `select` that only compare metrics should not pay for it.
-_ESTIMATOR_PATHS = {
+# Each model family's estimator class, looked up by module and name when a candidate is built
+# (the families themselves are listed once, as tollgate.config.ModelFamily). This saves no
+# import time: this module imports tollgate.steps.evaluate, whose sklearn.inspection already
+# imports sklearn.ensemble; tasks that must stay light (select, gate) do not import train.
+_ESTIMATOR_PATHS: dict[ModelFamily, tuple[str, str]] = {
     "logistic_regression": ("sklearn.linear_model", "LogisticRegression"),
     "hist_gradient_boosting": ("sklearn.ensemble", "HistGradientBoostingClassifier"),
     "random_forest": ("sklearn.ensemble", "RandomForestClassifier"),
@@ -46,11 +49,11 @@ _ESTIMATOR_PATHS = {
 def estimator_class(family: str) -> type:
     """The scikit-learn estimator class of a model family."""
     if family not in _ESTIMATOR_PATHS:
-        raise TollgateError(f"unknown model family {family!r}; choose one of {sorted(_ESTIMATOR_PATHS)}")
+        raise TollgateError(f"unknown model family {family!r}; choose one of {list(MODEL_FAMILIES)}")
     module, name = _ESTIMATOR_PATHS[family]
     return getattr(importlib.import_module(module), name)
 # Tree ensembles do not need scaled inputs; skipping the scaler saves time on large tables.
-_NEEDS_SCALING = {"logistic_regression"}
+_NEEDS_SCALING: frozenset[ModelFamily] = frozenset({"logistic_regression"})
 
 
 @dataclass

@@ -1,0 +1,68 @@
+"""Each list the code relies on is defined once: metric names, model families, the KServe rollout
+settings. Producers make exactly the listed names; consumers read the same definition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from tollgate.cluster.kserve import KServeSettings
+from tollgate.config import (
+    METRIC_NAMES,
+    MODEL_FAMILIES,
+    MULTICLASS_METRIC_NAMES,
+    KServeDeployConfig,
+    TrainConfig,
+    load_config,
+)
+from tollgate.errors import ConfigError
+from tollgate.steps.evaluate import classification_metrics, multiclass_metrics
+
+
+def test_evaluate_produces_exactly_the_listed_metrics_in_order():
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    assert tuple(classification_metrics(y, rng.random(40))) == METRIC_NAMES
+    proba = rng.dirichlet(np.ones(3), 60)
+    assert tuple(multiclass_metrics(np.arange(60) % 3, proba)) == MULTICLASS_METRIC_NAMES
+
+
+@pytest.mark.parametrize("field, names", [("selection_metric", METRIC_NAMES),
+                                          ("multiclass_selection_metric", MULTICLASS_METRIC_NAMES)])
+def test_the_selector_accepts_exactly_the_listed_metrics(field, names):
+    candidates = [{"name": "a", "family": MODEL_FAMILIES[0]}]
+    for name in names:
+        assert getattr(TrainConfig(candidates=candidates, **{field: name}), field) == name
+    other = MULTICLASS_METRIC_NAMES if names is METRIC_NAMES else METRIC_NAMES
+    for name in sorted(set(other) - set(names)):
+        with pytest.raises(ValidationError):
+            TrainConfig(candidates=candidates, **{field: name})
+
+
+def test_every_listed_family_is_a_valid_candidate_and_nothing_else_is(tmp_path):
+    path = tmp_path / "families.yaml"
+    listed = "\n".join(f"    - {{name: c{i}, family: {family}}}" for i, family in enumerate(MODEL_FAMILIES))
+    path.write_text(f"train:\n  candidates:\n{listed}\n")
+    assert [c.family for c in load_config(path).train.candidates] == list(MODEL_FAMILIES)
+    path.write_text("train:\n  candidates:\n    - {name: x, family: xgboost}\n")
+    with pytest.raises(ConfigError, match="train.candidates.0.family"):
+        load_config(path)
+
+
+def test_the_rollout_settings_are_the_config_section_with_its_bounds():
+    assert issubclass(KServeSettings, KServeDeployConfig)
+    config = load_config(None, {"deploy.kserve.canary_traffic_percent": 30, "deploy.kserve.poll_seconds": 0.5,
+                                "deploy.kserve.monitoring_secret": "logs-s3",
+                                "monitoring.log_uri": "s3://monitoring/log"})
+    settings = KServeSettings.from_options({**config.deploy.model_dump(), "monitoring": config.monitoring.model_dump()})
+    # Every deploy.kserve field reaches the rollout as configured.
+    assert {k: getattr(settings, k) for k in KServeDeployConfig.model_fields} == config.deploy.kserve.model_dump()
+    assert settings.log_secret == "logs-s3" and settings.log_args[0] == "--log-uri=s3://monitoring/log"
+    # The config's bounds hold for the rollout too (the old mirror accepted these).
+    for bad in ({"canary_traffic_percent": 100}, {"deployment_mode": "Serverless"}, {"consecutive_answers": 0},
+                {"nmespace": "typo"}):
+        with pytest.raises(ValidationError):
+            KServeSettings(**bad)
+    with pytest.raises(ValidationError):
+        settings.namespace = "other"  # frozen, like the dataclass it replaced
