@@ -73,6 +73,9 @@ def run_schemathesis(url: str, examples: int, seed: int, workdir: Path) -> dict:
 
 
 def main() -> int:
+    from tollgate.serving import import_kserve_with_bare_argv
+
+    import_kserve_with_bare_argv()  # kserve would read this script's flags on import (see tollgate.serving)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rest", type=int, default=12_000, help="Malformed REST requests to send.")
     parser.add_argument("--grpc", type=int, default=8_000, help="Malformed gRPC calls to send.")

@@ -80,6 +80,9 @@ def _time(call, calls: int) -> float:
 
 
 def main() -> None:
+    from tollgate.serving import import_kserve_with_bare_argv
+
+    import_kserve_with_bare_argv()  # kserve would read this script's flags on import (see tollgate.serving)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5000, help="Built-in rows each model trains on.")
     parser.add_argument("--calls", type=int, default=2000, help="Timed calls per batch-1 row (batch 256: a tenth).")

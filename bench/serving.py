@@ -283,10 +283,12 @@ def _serve_bare_asgi(port: int) -> None:
 
 def _serve_kserve_constant(http_port: int, grpc_port: int) -> None:
     """A ``kserve.Model`` answering a constant, under Tollgate's ModelServer (kserve's app, routes, gRPC service)."""
+    from tollgate.serving import import_kserve_with_bare_argv
+
+    import_kserve_with_bare_argv()
     from kserve import Model
     from kserve.protocol.infer_type import InferOutput, InferResponse
 
-    import tollgate.serving  # noqa: F401  (imports kserve with a bare argv)
     from tollgate.serving.server import TollgateModelServer
 
     class Constant(Model):
@@ -515,6 +517,9 @@ def check_mlserver(server: MLServerProcess, bodies: dict[str, bytes], expected: 
 
 
 def main() -> int:
+    from tollgate.serving import import_kserve_with_bare_argv
+
+    import_kserve_with_bare_argv()  # kserve would read this script's flags on import (see tollgate.serving)
     if len(sys.argv) > 1 and sys.argv[1] == "--grpc-client":
         _grpc_client(*sys.argv[2:7])
         return 0

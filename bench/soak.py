@@ -131,6 +131,9 @@ async def grpc_worker(target: str, requests: list[bytes], expected: list[float],
 
 
 def main() -> int:
+    from tollgate.serving import import_kserve_with_bare_argv
+
+    import_kserve_with_bare_argv()  # kserve would read this script's flags on import (see tollgate.serving)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=120.0, help="Seconds of load.")
     parser.add_argument("--max-requests", type=int, default=2_000_000, help="Requests in all, at most.")

@@ -17,12 +17,14 @@ import json
 import sys
 from pathlib import Path
 
-from tollgate.config import MonitoringConfig
+from tollgate.config import MonitoringConfig, ServingConfig
 from tollgate.errors import TollgateError
 from tollgate.registry import METADATA_FILE
-from tollgate.serving.model import DEFAULT_MAX_BATCH, ModelLoadError, TollgateModel
-from tollgate.serving.server import serve_model
+from tollgate.serving import import_kserve_with_bare_argv
 from tollgate.serving.source import KSERVE_MODEL_DIR, fetch_version_uri
+
+# The modules that import kserve (model, server) are imported in main(), after import_kserve_with_bare_argv().
+DEFAULT_MAX_BATCH: int = ServingConfig.model_fields["max_batch"].default  # serving.max_batch's default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, fetch the version, serve until SIGTERM."""
+    import_kserve_with_bare_argv()  # kserve must not read this process's flags (see tollgate.serving)
+    from tollgate.serving.model import ModelLoadError, TollgateModel
+    from tollgate.serving.server import serve_model
+
     options = build_parser().parse_args(argv)
     if options.max_batch < 1:
         print("error: --max-batch must be at least 1", file=sys.stderr)

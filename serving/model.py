@@ -25,6 +25,7 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from tollgate.config import ServingConfig
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 from tollgate.serving.runtime import GraphError, OnnxModel
 from tollgate.serving.schema import InputSchema
@@ -35,7 +36,7 @@ logger = logging.getLogger("tollgate.serving")
 CLASS_OUTPUT = "predicted_class"
 PROBABILITY_OUTPUT = "probability"
 PROBABILITIES_OUTPUT = "probabilities"  # multiclass: [n, k], columns in the model's class order
-DEFAULT_MAX_BATCH = 1024
+DEFAULT_MAX_BATCH: int = ServingConfig.model_fields["max_batch"].default  # serving.max_batch's default
 
 
 class ModelLoadError(RuntimeError):

@@ -128,3 +128,20 @@ def test_run_whose_candidate_fails_infra_validation_registers_nothing(config_fac
     assert not outcome.succeeded
     assert "infra" in str(outcome.error).lower()
     assert open_registry(config.registry.uri).list_versions(config.model_name) == []
+
+
+def test_the_staged_version_serves_the_same_bytes_and_schema_and_says_what_else_it_holds(trained, tmp_path):
+    """What infra-validation serves: the candidate's model.onnx bytes and the spec's input schema (what
+    register publishes); metadata.json holds only what the server reads from it."""
+    import json
+
+    from tollgate.steps.infra_validate import stage_version_dir
+
+    directory, spec, _ = trained
+    staged = stage_version_dir(directory, spec, tmp_path / "model")
+    assert sorted(p.name for p in staged.iterdir()) == ["input_schema.json", "metadata.json", "model.onnx"]
+    assert (staged / "model.onnx").read_bytes() == (directory / "model.onnx").read_bytes()
+    assert json.loads((staged / "input_schema.json").read_text()) == spec.schema
+    metadata = json.loads((staged / "metadata.json").read_text())
+    assert metadata == {"version": "candidate", "features": {"target": "defaulted", "positive_label": 1,
+                                                             "negative_label": 0}}

@@ -34,5 +34,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
-    """Entry point of the ``tollgate`` script."""
+    """Entry point of the ``tollgate`` script (and ``python -m tollgate.cli``)."""
+    # kserve reads sys.argv on its first import and would reject `predict --protocol rest-v1`.
+    from tollgate.serving import import_kserve_with_bare_argv
+
+    import_kserve_with_bare_argv()
     app()

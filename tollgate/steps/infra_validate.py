@@ -1,9 +1,17 @@
 """Infra-validate (TFX InfraValidator style): the candidate must load and answer in the real model server.
 
-Before promotion the candidate is packaged exactly as the registry will store it for
-serving (``model.onnx`` + ``input_schema.json`` + ``metadata.json``), started with
-``python -m tollgate.serving`` — the serving image's entry point — on free loopback
-ports, and queried with sample test rows over Open Inference Protocol v2 REST and gRPC.
+Before promotion the candidate is laid out as a version directory (:func:`stage_version_dir`),
+started with ``python -m tollgate.serving`` — the serving image's entry point — on free
+loopback ports, and queried with sample test rows over Open Inference Protocol v2 REST and
+gRPC. Against the version register will publish, the directory holds the *same*
+``model.onnx`` bytes and the *same* ``input_schema.json`` (the feature spec's schema, which
+register writes unchanged; it carries the decision threshold). What differs, none of it read
+when answering a request: ``metadata.json`` has only the keys the server reads from it —
+``version`` (``"candidate"`` instead of the number register assigns) and ``features``' target,
+positive/negative label (plus task and classes for a multiclass model), the values register
+records — and none of register's metrics, lineage or gate outcome; ``model.joblib``,
+``data_schema.json`` and the ``_COMPLETE`` manifest are absent (the candidate directory's
+manifest, if any, is verified before staging).
 Two comparisons, neither of which unpickles anything:
 
 * the server's answers must be *identical* to onnxruntime in this process running the
@@ -42,7 +50,9 @@ VALIDATED_PROTOCOLS = ("rest-v2", "grpc")
 
 
 def stage_version_dir(model_dir: str | Path, spec: FeatureSpec, dest: str | Path) -> Path:
-    """Lay out the candidate as a registry version directory (what KServe mounts at /mnt/models)."""
+    """Lay out the candidate as a version directory (what KServe mounts at /mnt/models): the candidate's
+    ``model.onnx``, the spec's ``input_schema.json`` and a ``metadata.json`` with only what the server
+    reads (see the module docstring for what differs from the registered version)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     source = Path(model_dir) / ONNX_FILE
