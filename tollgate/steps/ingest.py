@@ -17,6 +17,7 @@ import pandas as pd
 from tollgate.config import CsvConfig, TollgateConfig, configured_columns  # noqa: F401 (re-exported)
 from tollgate.errors import DataError
 from tollgate.s3 import client_from_env, is_s3_uri, parse_s3_uri
+from tollgate.steps.dtypes import BOOL, NUMERIC, column_kind
 
 if TYPE_CHECKING:
     from tollgate.settings import IngestSettings
@@ -177,8 +178,7 @@ def normalize_types(frame: pd.DataFrame, *, target: str, date_column: str | None
     for name in frame.columns:
         series = frame[name]
         if name == target or series.dtype != object:
-            if name in forced_numeric and not pd.api.types.is_numeric_dtype(series.dtype) \
-                    and not pd.api.types.is_bool_dtype(series.dtype):
+            if name in forced_numeric and column_kind(series) not in (NUMERIC, BOOL):
                 raise DataError(f"features.numeric names {_quote(name)}, which holds {series.dtype} values")
             continue
         present = series.dropna()
