@@ -49,8 +49,12 @@ def test_an_old_config_with_fairness_threshold_gets_one_error_naming_the_new_key
     assert len(lines) == 2, lines  # the heading and exactly one problem
     assert "fairness.threshold was replaced by the top-level decision_threshold" in lines[1]
     assert "0.4" in lines[1]
-    with pytest.raises(ConfigError, match="decision_threshold"):
+    # Set by a command-line override, the message blames the override, not the defaults.
+    with pytest.raises(ConfigError) as error:
         load_config(None, {"fairness.threshold": 0.4})
+    heading, problem = str(error.value).splitlines()
+    assert heading == "invalid configuration (command-line options):"
+    assert "decision_threshold" in problem and problem.endswith("(set on the command line: fairness.threshold)")
 
 
 # -- training, evaluation and fairness ------------------------------------------------------------

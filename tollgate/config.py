@@ -543,19 +543,24 @@ def _format_validation_error(error: ValidationError, origin: str, overridden: fr
     lines = [f"invalid configuration ({origin}):"]
     for item, override in zip(items, from_overrides, strict=True):
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        suffix = f" (set on the command line: {override}={item.get('input')!r})" if override else ""
+        if override and override.split(", ")[0].count(".") >= len(item["loc"]):  # set inside the section at fault
+            suffix = f" (set on the command line: {override})"
+        else:
+            suffix = f" (set on the command line: {override}={item.get('input')!r})" if override else ""
         lines.append(f"  - {where}: {item['msg']}{suffix}")
     return "\n".join(lines)
 
 
 def _overridden_by(loc: tuple, overridden: frozenset[str] | set[str]) -> str | None:
-    """The override key that set the field at ``loc`` (or one of its parents), if any."""
+    """The override key that set the field at ``loc`` (or one of its parents), if any; for an
+    error about a whole section (a section's own validator), the override set inside it."""
     path = [str(p) for p in loc]
     for depth in range(len(path), 0, -1):
         dotted = ".".join(path[:depth])
         if dotted in overridden:
             return dotted
-    return None
+    inside = sorted(key for key in overridden if path and key.startswith(".".join(path) + "."))
+    return ", ".join(inside) or None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TollgateConfig:
