@@ -72,6 +72,9 @@ def baseline(module_tmp):
     ({"split.seed": 7}, {"preprocess", "train"}),
     # data.min_rows is a validate-only setting.
     ({"data.min_rows": 50}, {"validate"}),
+    # The decision threshold is recorded in the input schema by preprocess; train, evaluate, infra-validate,
+    # register and the server read it from the feature spec, so no other task takes it as a parameter.
+    ({"decision_threshold": 0.3}, {"preprocess"}),
 ])
 def test_a_setting_changes_only_the_tasks_that_use_it(module_tmp, baseline, overrides, may_change):
     changed = changed_tasks(baseline, task_parameters(make_config(module_tmp, **overrides), module_tmp))
