@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from kserve.errors import InvalidInput
 
 # The category every missing categorical value becomes before the graph (a one-hot column of its own).
 MISSING_CATEGORY = "__missing__"
@@ -54,6 +53,18 @@ ACCEPTED_OIP = {
 _TRUE_TEXT = frozenset({"true", "True", "TRUE"})
 _FALSE_TEXT = frozenset({"false", "False", "FALSE"})
 _NULL_TEXT = frozenset({"", "nan", "NaN", "null", "None"})
+
+
+def invalid_input(message: str) -> Exception:
+    """kserve's ``InvalidInput`` (HTTP 400, gRPC INVALID_ARGUMENT) carrying ``message``.
+
+    Imported when a request is refused, not with this module: training, evaluation and
+    infra-validation use the model contract below, and importing kserve costs each of
+    those task processes about a second.
+    """
+    from kserve.errors import InvalidInput
+
+    return InvalidInput(message)
 
 
 def _show(value: Any) -> str:
@@ -92,8 +103,8 @@ class ColumnCaster:
             "float64": self._float, "int64": self._int, "bool": self._bool, "string": self._string,
         }[column.dtype]
 
-    def _refuse(self, value: Any, why: str) -> InvalidInput:
-        return InvalidInput(f"column '{self.name}' ({self.column.dtype}): value {_show(value)} {why}")
+    def _refuse(self, value: Any, why: str) -> Exception:
+        return invalid_input(f"column '{self.name}' ({self.column.dtype}): value {_show(value)} {why}")
 
     def _null(self, value: Any) -> Any:
         if not self.column.nullable:
@@ -218,7 +229,7 @@ def _as_text(value: Any) -> Any:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidInput(f"value {_show(value)} is not valid UTF-8 text") from None
+            raise invalid_input(f"value {_show(value)} is not valid UTF-8 text") from None
     return value
 
 
@@ -259,13 +270,13 @@ class InputSchema:
         given_set = set(given)
         if len(given_set) != len(given):
             repeated = sorted({n for n in given if list(given).count(n) > 1})
-            raise InvalidInput(f"column(s) given more than once: {repeated}")
+            raise invalid_input(f"column(s) given more than once: {repeated}")
         missing = [n for n in self.names if n not in given_set]
         if missing:
-            raise InvalidInput(f"missing column(s) {missing}; the model needs {self.names}")
+            raise invalid_input(f"missing column(s) {missing}; the model needs {self.names}")
         if self.reject_unknown and len(given_set) != self.width:
             unknown = sorted(given_set - self._name_set)
-            raise InvalidInput(f"unknown column(s) {unknown}; the model accepts only {self.names} "
+            raise invalid_input(f"unknown column(s) {unknown}; the model accepts only {self.names} "
                                "(set serving.unknown_columns: ignore to drop extra columns instead)")
 
     # -- the model contract: validated columns -> ONNX feeds --------------------------------
@@ -297,7 +308,7 @@ class InputSchema:
             return self._columns_from_records(instances)
         if type(first) is list:
             return self._columns_from_rows(instances, text=False, where="instance")
-        raise InvalidInput(f"each instance must be an object (column -> value) or a list of {self.width} values "
+        raise invalid_input(f"each instance must be an object (column -> value) or a list of {self.width} values "
                            f"in schema order; instance 0 is {type(first).__name__}")
 
     def _columns_from_records(self, records: list[Any]) -> dict[str, Any]:
@@ -305,21 +316,21 @@ class InputSchema:
         self.check_names(keys)
         for index, record in enumerate(records):
             if type(record) is not dict:
-                raise InvalidInput(f"instance {index} is {type(record).__name__}; mix of objects and rows")
+                raise invalid_input(f"instance {index} is {type(record).__name__}; mix of objects and rows")
             if len(record) != len(keys) or (index and record.keys() != records[0].keys()):
                 self.check_names(list(record))
         try:
             return {c.name: c.cast([r[c.name] for r in records]) for c in self.casters}
         except KeyError as exc:  # pragma: no cover - check_names covers every row above
-            raise InvalidInput(f"missing column {exc.args[0]!r}") from None
+            raise invalid_input(f"missing column {exc.args[0]!r}") from None
 
     def _columns_from_rows(self, rows: list[Any], text: bool, where: str) -> dict[str, Any]:
         width = self.width
         for index, row in enumerate(rows):
             if type(row) is not list:
-                raise InvalidInput(f"{where} {index} is {type(row).__name__}, expected a list of {width} values")
+                raise invalid_input(f"{where} {index} is {type(row).__name__}, expected a list of {width} values")
             if len(row) != width:
-                raise InvalidInput(f"{where} {index} has {len(row)} values; the model needs {width} "
+                raise invalid_input(f"{where} {index} has {len(row)} values; the model needs {width} "
                                    f"in this order: {self.names}")
         transposed = list(zip(*rows, strict=False))  # row lengths are checked before
         return {c.name: c.cast(values, text) for c, values in zip(self.casters, transposed, strict=False)}
@@ -341,14 +352,14 @@ class InputSchema:
             tensor = by_name[caster.name]
             shape = _shape(tensor)
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-                raise InvalidInput(f"input '{tensor.name}' has shape {shape}; a column input must have shape [n] or [n, 1]")
+                raise invalid_input(f"input '{tensor.name}' has shape {shape}; a column input must have shape [n] or [n, 1]")
             if rows is None:
                 rows = shape[0]
             elif shape[0] != rows:
-                raise InvalidInput(f"input '{tensor.name}' has {shape[0]} rows but earlier inputs have {rows}")
+                raise invalid_input(f"input '{tensor.name}' has {shape[0]} rows but earlier inputs have {rows}")
             datatype = tensor.datatype
             if datatype not in ACCEPTED_OIP[caster.column.dtype]:
-                raise InvalidInput(f"input '{tensor.name}' has datatype {datatype}; column '{caster.name}' "
+                raise invalid_input(f"input '{tensor.name}' has datatype {datatype}; column '{caster.name}' "
                                    f"({caster.column.dtype}) takes {caster.column.datatype}")
             columns[caster.name] = _cast_tensor(caster, tensor, rows)
         return columns
@@ -356,7 +367,7 @@ class InputSchema:
     def _columns_from_matrix(self, tensor: Any) -> dict[str, Any]:
         shape = _shape(tensor)
         if len(shape) != 2 or shape[1] != self.width:
-            raise InvalidInput(
+            raise invalid_input(
                 f"input '{tensor.name}' is not a column of this model ({self.names}); a single input must be "
                 f"2-D with shape [n, {self.width}] in schema order, got shape {shape}")
         values = _tensor_values(tensor)
@@ -365,7 +376,7 @@ class InputSchema:
         else:
             flat = _flatten(values)
             if len(flat) != shape[0] * shape[1]:
-                raise InvalidInput(f"input '{tensor.name}' declares shape {shape} but carries {len(flat)} values")
+                raise invalid_input(f"input '{tensor.name}' declares shape {shape} but carries {len(flat)} values")
             rows = [flat[i:i + shape[1]] for i in range(0, len(flat), shape[1])]
         text = tensor.datatype == "BYTES"
         if text:
@@ -376,7 +387,7 @@ class InputSchema:
 def _shape(tensor: Any) -> list[int]:
     shape = list(tensor.shape)
     if not shape or any(type(d) is not int or d < 0 for d in shape):
-        raise InvalidInput(f"input '{tensor.name}' has an invalid shape {shape}")
+        raise invalid_input(f"input '{tensor.name}' has an invalid shape {shape}")
     return shape
 
 
@@ -386,11 +397,11 @@ def _tensor_values(tensor: Any) -> list[Any]:
         try:
             return tensor.as_numpy().tolist()
         except (ValueError, TypeError) as exc:
-            raise InvalidInput(f"input '{tensor.name}': raw contents do not match shape {list(tensor.shape)} "
+            raise invalid_input(f"input '{tensor.name}': raw contents do not match shape {list(tensor.shape)} "
                                f"and datatype {tensor.datatype}: {exc}") from None
     data = tensor.data
     if data is None:
-        raise InvalidInput(f"input '{tensor.name}' carries no data")
+        raise invalid_input(f"input '{tensor.name}' carries no data")
     return list(data)
 
 
@@ -406,14 +417,14 @@ def _cast_tensor(caster: ColumnCaster, tensor: Any, rows: int) -> Any:
         try:
             array = tensor.as_numpy().reshape(-1)
         except (ValueError, TypeError) as exc:
-            raise InvalidInput(f"input '{tensor.name}': raw contents do not match shape {list(tensor.shape)} "
+            raise invalid_input(f"input '{tensor.name}': raw contents do not match shape {list(tensor.shape)} "
                                f"and datatype {tensor.datatype}: {exc}") from None
         if array.shape[0] != rows:
-            raise InvalidInput(f"input '{tensor.name}' declares {rows} rows but carries {array.shape[0]} values")
+            raise invalid_input(f"input '{tensor.name}' declares {rows} rows but carries {array.shape[0]} values")
         return caster.cast_array(array)
     values = _flatten(_tensor_values(tensor))
     if len(values) != rows:
-        raise InvalidInput(f"input '{tensor.name}' declares {rows} rows but carries {len(values)} values")
+        raise invalid_input(f"input '{tensor.name}' declares {rows} rows but carries {len(values)} values")
     if tensor.datatype == "BYTES":
         # JSON text is already str; only raw/binary tensors carry bytes that need decoding.
         text = values if bytes not in set(map(type, values)) else [_as_text(v) for v in values]
@@ -421,7 +432,7 @@ def _cast_tensor(caster: ColumnCaster, tensor: Any, rows: int) -> Any:
     if tensor.datatype == "BOOL" and not caster.numeric:
         return caster.cast(values)
     if tensor.datatype == "BOOL":
-        raise InvalidInput(f"input '{tensor.name}' is BOOL but column '{caster.name}' is numeric")
+        raise invalid_input(f"input '{tensor.name}' is BOOL but column '{caster.name}' is numeric")
     return caster.cast(values)
 
 

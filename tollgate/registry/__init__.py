@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tollgate.registry.base import (
     ALIASES,
+    DATA_SCHEMA_FILE,
     MANIFEST_FILE,
     METADATA_FILE,
     MODEL_FILE,
@@ -35,5 +36,5 @@ def open_registry(uri: str) -> Registry:
     return Registry(LocalStore(uri))
 
 
-__all__ = ["ALIASES", "MANIFEST_FILE", "METADATA_FILE", "MODEL_FILE", "ONNX_FILE", "SCHEMA_FILE", "GcReport",
+__all__ = ["ALIASES", "DATA_SCHEMA_FILE", "MANIFEST_FILE", "METADATA_FILE", "MODEL_FILE", "ONNX_FILE", "SCHEMA_FILE", "GcReport",
            "ModelVersion", "Registry", "Store", "VerifyResult", "open_registry", "verify_directory"]

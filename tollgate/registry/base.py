@@ -53,6 +53,8 @@ MODEL_FILE = "model.joblib"
 ONNX_FILE = "model.onnx"
 SCHEMA_FILE = "input_schema.json"
 METADATA_FILE = "metadata.json"
+# The training data's schema (written by validate, published by register, read by the next validate).
+DATA_SCHEMA_FILE = "data_schema.json"
 MANIFEST_FILE = "_COMPLETE"
 # S3 only: created with If-None-Match: * to claim a version number before any upload.
 CLAIM_FILE = "_CLAIM"

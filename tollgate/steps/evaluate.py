@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.calibration import calibration_curve
-from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -36,14 +34,16 @@ from sklearn.metrics import (
 from threadpoolctl import threadpool_limits
 
 from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, FeatureSpec, Selection
-from tollgate.steps.drift import numeric_profile
-from tollgate.steps.fairness import fairness_report, multiclass_fairness_report
 from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, decision_threshold, positive_decisions
 from tollgate.steps.preprocess import LABEL
 
 if TYPE_CHECKING:
     from tollgate.registry import Registry
     from tollgate.settings import EvaluateSettings
+
+# sklearn.calibration, sklearn.inspection, fairlearn (tollgate.steps.fairness) and scipy.spatial
+# (tollgate.steps.drift) are imported by the functions that use them: every train task imports
+# this module for its metrics, and those imports would add about a second to each.
 
 # Bins of the predicted-probability profile recorded on the test split (as data validation bins features).
 PREDICTION_BINS = 10
@@ -179,6 +179,8 @@ def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = DE
     if len(precision) > max_points:
         keep = np.unique(np.linspace(0, len(precision) - 1, max_points).round().astype(int))
         precision, recall = precision[keep], recall[keep]
+    from sklearn.calibration import calibration_curve
+
     # Quantile bins hold equally many rows, so sparse probability ranges do not give noisy points.
     observed, predicted_mean = calibration_curve(y_true, np.clip(positive_proba, 0, 1), n_bins=10, strategy="quantile")
     return {
@@ -228,6 +230,8 @@ def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: i
                            threshold: float = DEFAULT_DECISION_THRESHOLD) -> list[dict[str, Any]]:
     """Permutation importance (drop in test ROC AUC when a column is shuffled; macro one-vs-rest
     ROC AUC for ``classes`` > 2), largest first."""
+    from sklearn.inspection import permutation_importance
+
     sample = test.sample(n=min(len(test), IMPORTANCE_MAX_ROWS), random_state=seed) if len(test) else test
     # Many small predictions: OpenMP thread start-up and spinning (HistGradientBoosting) made
     # this 7x slower on 2 busy cores than a single thread.
@@ -260,6 +264,9 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
     (``model.schema``, as :class:`~tollgate.serving.runtime.OnnxModel` holds it): the rule
     the server will answer with. The result records it as ``decision_threshold``.
     """
+    from tollgate.steps.drift import numeric_profile
+    from tollgate.steps.fairness import fairness_report
+
     if classes is not None:
         return _evaluate_multiclass(model, test, columns, fairness, classes)
     if threshold is None:
@@ -280,6 +287,8 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
 
 def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness: dict[str, Any] | None,
                          classes: list[Any]) -> dict[str, Any]:
+    from tollgate.steps.fairness import multiclass_fairness_report
+
     proba = np.asarray(model.predict_proba(test[columns]), dtype=np.float64)
     if proba.ndim != 2 or proba.shape[1] != len(classes):
         raise ValueError(f"the graph answers {proba.shape[1] if proba.ndim == 2 else '?'} probability columns "

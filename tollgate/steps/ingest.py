@@ -296,14 +296,6 @@ def _did_you_mean(name: str, columns: list[str]) -> str:
     return f" (did you mean {' or '.join(_quote(folded[m]) for m in matches)}?)" if matches else ""
 
 
-def positive_mask(labels: pd.Series, positive_label: Any) -> pd.Series:
-    """Boolean mask of positive rows; compares as text when types differ (CSV '1' vs config 1)."""
-    mask = labels == positive_label
-    if not mask.any():
-        mask = labels.astype(str) == str(positive_label)
-    return mask
-
-
 def fingerprint(frame: pd.DataFrame) -> str:
     """A content hash of the table (row order and values), for lineage in the registry."""
     digest = hashlib.sha256()

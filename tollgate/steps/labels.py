@@ -66,3 +66,11 @@ def encode_labels(labels: pd.Series, classes: list[Any]) -> np.ndarray:
 def positive_decisions(positive_proba: Any, threshold: float) -> np.ndarray:
     """Which rows a binary model calls positive: probability ``>= threshold`` (ties are positive)."""
     return np.asarray(positive_proba, dtype=np.float64) >= threshold
+
+
+def positive_mask(labels: pd.Series, positive_label: Any) -> pd.Series:
+    """Boolean mask of positive rows; compares as text when types differ (CSV '1' vs config 1)."""
+    mask = labels == positive_label
+    if not mask.any():
+        mask = labels.astype(str) == str(positive_label)
+    return mask

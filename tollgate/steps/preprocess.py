@@ -12,27 +12,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tollgate.errors import DataError
 from tollgate.records import FeatureSpec
 from tollgate.steps.dtypes import BOOL, DATETIME, NUMERIC, column_kind, is_integer_valued
-from tollgate.steps.ingest import positive_mask
 from tollgate.steps.labels import (
     DECISION_THRESHOLD_KEY,
     DEFAULT_DECISION_THRESHOLD,
     MULTICLASS,
     class_order,
     encode_labels,
+    positive_mask,
     resolve_task,
 )
 
 if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer
+
     from tollgate.settings import PreprocessSettings
+
+# scikit-learn is imported by the functions that split and build the transformer: the
+# tasks that only read a FeatureSpec (evaluate, infra-validate) need none of it.
 
 LABEL = "__label__"  # the label column of the split datasets: 0/1 (binary) or the class position (multiclass)
 
@@ -166,6 +166,8 @@ def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, vali
     ``test_only_columns`` ride along in the test split only: the champion is scored there with
     the columns *it* was trained on, which this run may have dropped (``data.drop``).
     """
+    from sklearn.model_selection import train_test_split
+
     missing = [c for c in extra_columns if c not in frame.columns]
     if missing:
         raise DataError(f"fairness.sensitive_attributes name columns that are not in the data: {missing}")
@@ -192,6 +194,8 @@ def _split_multiclass(data: pd.DataFrame, labels: pd.Series, spec: FeatureSpec, 
                       validation_size: float, seed: int, test_only: list[str]) -> Splits:
     """The stratified split of a multiclass table; every class must reach every split, or the run says why not.
     ``test_only`` columns are kept in the test split only (the champion's columns, as for binary)."""
+    from sklearn.model_selection import train_test_split
+
     data[LABEL] = encode_labels(labels, spec.classes)
     counts = data[LABEL].value_counts()
     too_rare = [(spec.classes[i], int(counts.get(i, 0))) for i in range(len(spec.classes)) if counts.get(i, 0) < 3]
@@ -225,6 +229,11 @@ def build_preprocessor(spec: FeatureSpec, scale: bool = True) -> ColumnTransform
     category, rare or unseen at serving time, encodes as all zeros. (scikit-learn's
     "infrequent" grouping and missing-value indicators do not convert to ONNX.)
     """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
     if scale:
         numeric_steps.append(("scale", StandardScaler()))

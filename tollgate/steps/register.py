@@ -10,8 +10,7 @@ from typing import Any
 
 from tollgate import __version__
 from tollgate.records import Decision, Evaluation, FeatureSpec
-from tollgate.registry import METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
-from tollgate.steps.validate import DATA_SCHEMA_FILE
+from tollgate.registry import DATA_SCHEMA_FILE, METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
 
 # Tests force two runs to overlap: while the file named here exists, register waits (at most
 # HOLD_SECONDS). Unset in normal use.

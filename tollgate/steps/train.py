@@ -14,19 +14,23 @@ import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from tollgate.artifacts import write_record
 from tollgate.config import MODEL_FAMILIES, ModelFamily
 from tollgate.errors import TollgateError
 from tollgate.records import CANDIDATE_FILE, CandidateResult
-from tollgate.steps.evaluate import classification_metrics, multiclass_metrics
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact, probability_agreement
 from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+# scikit-learn and the metrics (tollgate.steps.evaluate) are imported where a candidate is
+# built and scored: infra-validate and select read this module's file names and records only.
 
 # Largest |ONNX - scikit-learn| probability difference accepted at export, on the validation rows.
 # float32 arithmetic gives ~1e-7; anything near this bound means the graph computes something else.
@@ -96,6 +100,8 @@ def _short(value: Any) -> str:
 
 def build_model(spec: dict[str, Any], features: FeatureSpec) -> Pipeline:
     """The full serving Pipeline for one candidate: preprocessing plus estimator."""
+    from sklearn.pipeline import Pipeline
+
     family = spec["family"]
     try:
         estimator = estimator_class(family)(**spec["params"])
@@ -119,6 +125,7 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[st
     """
     from tollgate.serving.runtime import OnnxModel
     from tollgate.serving.schema import model_inputs
+    from tollgate.steps.evaluate import classification_metrics, multiclass_metrics
 
     model = build_model(spec, features)
     started = time.perf_counter()

@@ -21,6 +21,9 @@ import pandas as pd
 
 from tollgate.config import ALWAYS_BLOCKING_CHECKS, ValidationConfig
 from tollgate.records import Anomaly, ValidationReport
+
+# Defined with the other registry file names; re-exported for the modules that read it from here.
+from tollgate.registry import DATA_SCHEMA_FILE as DATA_SCHEMA_FILE
 from tollgate.steps.drift import (
     MISSING,
     FeatureDrift,
@@ -30,14 +33,12 @@ from tollgate.steps.drift import (
     numeric_profile,
 )
 from tollgate.steps.dtypes import column_kind, is_integer_valued
-from tollgate.steps.ingest import positive_mask
-from tollgate.steps.labels import MULTICLASS, resolve_task
+from tollgate.steps.labels import MULTICLASS, positive_mask, resolve_task
 
 if TYPE_CHECKING:
     from tollgate.registry import Registry
     from tollgate.settings import ValidateSettings
 
-DATA_SCHEMA_FILE = "data_schema.json"
 SCHEMA_FORMAT = 1
 TABLE = "(table)"  # the "column" of anomalies about the whole table
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)

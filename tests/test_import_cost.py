@@ -1,0 +1,99 @@
+"""Each DAG task imports only what it uses.
+
+A task is a fresh process: every import statement of a component's function runs once per
+task (per candidate for train), and scikit-learn, pandas and kserve each cost around a
+second. These tests run exactly the imports a component function makes, in a fresh
+interpreter, and check which heavy packages end up in ``sys.modules``. Timing is measured
+in ``bench/task_profile.py``, never here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("sklearn", "pandas", "scipy", "kserve", "fairlearn", "matplotlib", "skl2onnx", "onnxruntime", "pyarrow")
+
+# What each task may load (beyond the standard library, kfp, pydantic and numpy). Anything
+# heavy not listed is a regression: it costs every run of that task.
+ALLOWED = {
+    "select": set(),
+    "gate": set(),
+    "register": set(),
+    "deploy": set(),
+    "report": {"matplotlib"},
+    "ingest": {"pandas", "pyarrow"},
+    "validate": {"pandas", "pyarrow", "scipy"},
+    "preprocess": {"pandas", "pyarrow", "scipy", "sklearn"},
+    "train": {"pandas", "pyarrow", "scipy", "sklearn"},  # skl2onnx and onnxruntime load when a candidate exports
+    "evaluate": {"pandas", "pyarrow", "scipy", "sklearn"},  # onnxruntime loads with the first graph
+    "infra_validate": {"pandas", "pyarrow"},  # kserve's client loads when the server is queried
+}
+
+
+def _loaded_after(statements: list[str]) -> list[str]:
+    """Top-level packages among HEAVY that are in sys.modules after running ``statements`` in a fresh process."""
+    code = "\n".join([*statements, "import json, sys",
+                      f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"])
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert finished.returncode == 0, finished.stderr
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def component_imports(step: str) -> list[str]:
+    """The import statements a component's task runs: its module's and those inside its function.
+
+    KFP ships only the function's source to the task (plus kfp's own imports), so these are
+    exactly the task's imports; module-level ones are included to be strict.
+    """
+    tree = ast.parse((ROOT / "components" / f"{step}.py").read_text())
+    statements = [ast.unparse(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
+                  and node.module != "__future__"]
+    function = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == step)
+    statements += [ast.unparse(node) for node in ast.walk(function) if isinstance(node, ast.Import | ast.ImportFrom)]
+    return statements
+
+
+@pytest.mark.parametrize("step", sorted(ALLOWED))
+def test_a_component_task_imports_only_what_it_uses(step):
+    statements = component_imports(step)
+    assert any("tollgate.steps" in s for s in statements), statements  # it does call its step
+    loaded = set(_loaded_after(statements))
+    assert loaded <= ALLOWED[step], f"{step} loads {sorted(loaded - ALLOWED[step])}: {statements}"
+
+
+@pytest.mark.parametrize("module", ["select", "gate", "register", "deploy", "report"])
+def test_decision_steps_import_neither_scikit_learn_nor_pandas(module):
+    loaded = _loaded_after([f"import tollgate.steps.{module}"])
+    assert not {"sklearn", "pandas", "scipy"} & set(loaded), loaded
+
+
+def test_the_model_contract_does_not_import_the_model_server():
+    # train, evaluate and infra-validate build ONNX feeds with these; kserve is the server's.
+    loaded = _loaded_after(["import tollgate.serving.schema, tollgate.serving.runtime",
+                            "import tollgate.steps.preprocess, tollgate.steps.train, tollgate.steps.infra_validate"])
+    assert "kserve" not in loaded and "sklearn" not in loaded, loaded
+
+
+def test_kserve_still_sees_a_bare_argv_when_tollgate_imports_it():
+    # kserve.model_server parses sys.argv on import and exits on `--protocol rest-v1`
+    # (choices v1, v2, grpc-v2); `tollgate predict --protocol rest-v1` must not trip it.
+    code = ("import sys; import tollgate.serving.client; import kserve.model_server as m; "
+            "print(m.args.protocol, sys.argv[1:])")
+    finished = subprocess.run([sys.executable, "-c", code, "--protocol", "rest-v1"], capture_output=True, text=True,
+                              cwd=ROOT, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["v1", "['--protocol',", "'rest-v1']"]
+
+
+def test_without_tollgate_kserve_would_exit_on_that_argv():
+    # The control for the test above: the guard is what makes the difference.
+    finished = subprocess.run([sys.executable, "-c", "import kserve", "--protocol", "rest-v1"], capture_output=True,
+                              text=True, cwd=ROOT, check=False)
+    assert finished.returncode == 2 and "invalid choice: 'rest-v1'" in finished.stderr
