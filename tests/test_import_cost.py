@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,38 @@ def test_without_tollgate_kserve_would_exit_on_that_argv():
     finished = subprocess.run([sys.executable, "-c", "import kserve", "--protocol", "rest-v1"], capture_output=True,
                               text=True, cwd=ROOT, check=False)
     assert finished.returncode == 2 and "invalid choice: 'rest-v1'" in finished.stderr
+
+
+_CYCLE_WITH_FINALIZER = """
+import gc, os
+gc.disable()  # the cycle below must survive until shutdown
+import tollgate
+class Swept:
+    def __del__(self, write=os.write):
+        write(1, b"swept")
+garbage = Swept(); garbage.cycle = garbage; del garbage
+"""
+
+
+def test_a_task_process_skips_the_garbage_sweep_at_exit():
+    # With _KFP_RUNTIME=true (a KFP task), shutdown does not sweep the heap again: the cycle is
+    # left to the operating system. Any other process (CLI, server, tests) shuts down as usual.
+    env = {key: value for key, value in os.environ.items() if key != "_KFP_RUNTIME"}
+    as_task = subprocess.run([sys.executable, "-c", _CYCLE_WITH_FINALIZER], capture_output=True, text=True,
+                             env={**env, "_KFP_RUNTIME": "true"}, cwd=ROOT, check=True)
+    as_other = subprocess.run([sys.executable, "-c", _CYCLE_WITH_FINALIZER], capture_output=True, text=True,
+                              env=env, cwd=ROOT, check=True)
+    assert (as_task.stdout, as_other.stdout) == ("", "swept")
+
+
+def test_kfp_runs_a_lightweight_component_with_the_runtime_flag_tollgate_relies_on():
+    # kfp's own command for lightweight components (kfp.dsl.component_factory) sets _KFP_RUNTIME=true
+    # for the executor; tollgate/__init__.py keys the exit behaviour on it.
+    from kfp import dsl
+
+    from tollgate.components import build_components
+
+    component = build_components("tollgate:test").gate
+    assert isinstance(component, dsl.base_component.BaseComponent)
+    command = " ".join(component.component_spec.implementation.container.command)
+    assert "_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main" in command

@@ -111,7 +111,14 @@ def _task_name(argv: list[str]) -> str | None:
 
 
 def _install() -> None:
-    role = "task" if "--executor_input" in sys.argv else "parent"
+    # The runner is the `tollgate` console script; other processes (the model server that
+    # infra-validation starts) are counted in their parent task's children CPU.
+    if "--executor_input" in sys.argv:
+        role = "task"
+    elif os.path.basename(sys.argv[0]) == "tollgate":
+        role = "parent"
+    else:
+        return
     probe = _Probe(role)
     if role == "task":
         probe.task = _task_name(sys.argv)
