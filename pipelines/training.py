@@ -28,7 +28,7 @@ from tollgate.settings import (
     PreprocessSettings,
     ValidateSettings,
 )
-from tollgate.steps.train import expand_candidates
+from tollgate.steps.candidates import expand_candidates
 
 # Keys of the kfp.s3_secret Secret; each becomes the env var of the same name (see tollgate/s3.py).
 S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

@@ -16,7 +16,7 @@ from tollgate.serving.schema import model_inputs
 from tollgate.steps import train as train_step
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
-from tollgate.steps.train import _ESTIMATOR_PATHS, build_model, train_candidate
+from tollgate.steps.train import _ESTIMATOR_PATHS, SEEDED_FAMILIES, build_model, estimator_class, train_candidate
 
 FAMILY_PARAMS = {
     "logistic_regression": {"max_iter": 500},
@@ -35,6 +35,12 @@ def data():
 def test_every_configured_family_is_covered():
     # The config's one list of families, every one with an estimator and a case here.
     assert set(FAMILY_PARAMS) == set(_ESTIMATOR_PATHS) == set(MODEL_FAMILIES)
+
+
+def test_the_seeded_families_are_exactly_those_whose_estimator_takes_random_state():
+    # expand_candidates fills in the seed from this set, without importing the estimators.
+    seeded = {family for family in _ESTIMATOR_PATHS if "random_state" in estimator_class(family)().get_params()}
+    assert seeded == SEEDED_FAMILIES
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_PARAMS))

@@ -133,3 +133,11 @@ def test_kfp_runs_a_lightweight_component_with_the_runtime_flag_tollgate_relies_
     assert isinstance(component, dsl.base_component.BaseComponent)
     command = " ".join(component.component_spec.implementation.container.command)
     assert "_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main" in command
+
+
+def test_building_the_pipeline_imports_neither_pandas_nor_scikit_learn():
+    # `tollgate run` builds the DAG (expanding the candidate grid) before its first task starts.
+    loaded = _loaded_after(["from tollgate.config import load_config",
+                            "from tollgate.pipelines.training import build_pipeline",
+                            "build_pipeline(load_config(None, {}))"])
+    assert not {"pandas", "sklearn", "scipy"} & set(loaded), loaded

@@ -9,8 +9,6 @@ differently fails the task here, not in production.
 
 from __future__ import annotations
 
-import importlib
-import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +18,16 @@ import numpy as np
 import pandas as pd
 
 from tollgate.artifacts import write_record
-from tollgate.config import MODEL_FAMILIES, ModelFamily
+from tollgate.config import ModelFamily
 from tollgate.errors import TollgateError
 from tollgate.records import CANDIDATE_FILE, CandidateResult
+
+# The grid and the model families live in tollgate.steps.candidates (the runner expands the grid
+# without pandas or scikit-learn); they are re-exported here for the modules that read them from train.
+from tollgate.steps.candidates import _ESTIMATOR_PATHS as _ESTIMATOR_PATHS
+from tollgate.steps.candidates import SEEDED_FAMILIES as SEEDED_FAMILIES
+from tollgate.steps.candidates import estimator_class as estimator_class
+from tollgate.steps.candidates import expand_candidates as expand_candidates
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact, probability_agreement
 from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
 
@@ -39,23 +44,6 @@ EXPORT_TOLERANCE = 1e-4
 # directory: infra-validation's scikit-learn reference, read with numpy (allow_pickle=False).
 REFERENCE_FILE = "sklearn_test_probabilities.npy"
 
-# Each model family's estimator class, looked up by module and name when a candidate is built
-# (the families themselves are listed once, as tollgate.config.ModelFamily). This saves no
-# import time: this module imports tollgate.steps.evaluate, whose sklearn.inspection already
-# imports sklearn.ensemble; tasks that must stay light (select, gate) do not import train.
-_ESTIMATOR_PATHS: dict[ModelFamily, tuple[str, str]] = {
-    "logistic_regression": ("sklearn.linear_model", "LogisticRegression"),
-    "hist_gradient_boosting": ("sklearn.ensemble", "HistGradientBoostingClassifier"),
-    "random_forest": ("sklearn.ensemble", "RandomForestClassifier"),
-}
-
-
-def estimator_class(family: str) -> type:
-    """The scikit-learn estimator class of a model family."""
-    if family not in _ESTIMATOR_PATHS:
-        raise TollgateError(f"unknown model family {family!r}; choose one of {list(MODEL_FAMILIES)}")
-    module, name = _ESTIMATOR_PATHS[family]
-    return getattr(importlib.import_module(module), name)
 # Tree ensembles do not need scaled inputs; skipping the scaler saves time on large tables.
 _NEEDS_SCALING: frozenset[ModelFamily] = frozenset({"logistic_regression"})
 
@@ -73,29 +61,6 @@ class TrainedCandidate:
     onnx: bytes = b""
     export_check: dict[str, Any] | None = None
     reference_proba: np.ndarray | None = None
-
-
-def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
-    """One spec per grid point: ``{"candidate_id", "family", "params"}``, in a stable order."""
-    specs = []
-    for candidate in candidates:
-        grid = candidate.get("grid") or {}
-        keys = sorted(grid)
-        for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-            params = {**candidate.get("params", {}), **dict(zip(keys, values, strict=True))}
-            if "random_state" in estimator_class(candidate["family"])().get_params():
-                params.setdefault("random_state", seed)
-            suffix = "-".join(f"{k}={_short(v)}" for k, v in zip(keys, values, strict=True))
-            specs.append({
-                "candidate_id": f"{candidate['name']}" + (f"[{suffix}]" if suffix else ""),
-                "family": candidate["family"],
-                "params": params,
-            })
-    return specs
-
-
-def _short(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def build_model(spec: dict[str, Any], features: FeatureSpec) -> Pipeline:

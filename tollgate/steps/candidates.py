@@ -1,0 +1,60 @@
+"""The candidate grid: model families and one spec per grid point.
+
+Kept apart from :mod:`tollgate.steps.train` because the runner expands the grid when it
+builds the pipeline, and should not import pandas or scikit-learn to do it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from typing import Any
+
+from tollgate.config import MODEL_FAMILIES, ModelFamily
+from tollgate.errors import TollgateError
+
+# Each model family's estimator class, looked up by module and name when a candidate is built
+# (the families themselves are listed once, as tollgate.config.ModelFamily): the runner, which
+# expands the grid, and the tasks that only read train's records import no estimator.
+_ESTIMATOR_PATHS: dict[ModelFamily, tuple[str, str]] = {
+    "logistic_regression": ("sklearn.linear_model", "LogisticRegression"),
+    "hist_gradient_boosting": ("sklearn.ensemble", "HistGradientBoostingClassifier"),
+    "random_forest": ("sklearn.ensemble", "RandomForestClassifier"),
+}
+# Families whose estimator takes ``random_state`` (the run's seed is filled in). Written out
+# so that expanding the grid (done by the runner, when the pipeline is built) imports no
+# estimator; tests/test_export.py checks it against each class's get_params().
+SEEDED_FAMILIES: frozenset[ModelFamily] = frozenset({"logistic_regression", "hist_gradient_boosting", "random_forest"})
+
+
+def estimator_class(family: str) -> type:
+    """The scikit-learn estimator class of a model family."""
+    if family not in _ESTIMATOR_PATHS:
+        raise TollgateError(f"unknown model family {family!r}; choose one of {list(MODEL_FAMILIES)}")
+    module, name = _ESTIMATOR_PATHS[family]
+    return getattr(importlib.import_module(module), name)
+
+
+def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """One spec per grid point: ``{"candidate_id", "family", "params"}``, in a stable order."""
+    specs = []
+    for candidate in candidates:
+        grid = candidate.get("grid") or {}
+        keys = sorted(grid)
+        for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+            params = {**candidate.get("params", {}), **dict(zip(keys, values, strict=True))}
+            if candidate["family"] not in _ESTIMATOR_PATHS:
+                estimator_class(candidate["family"])  # says which families exist
+            if candidate["family"] in SEEDED_FAMILIES:
+                params.setdefault("random_state", seed)
+            suffix = "-".join(f"{k}={_short(v)}" for k, v in zip(keys, values, strict=True))
+            specs.append({
+                "candidate_id": f"{candidate['name']}" + (f"[{suffix}]" if suffix else ""),
+                "family": candidate["family"],
+                "params": params,
+            })
+    return specs
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
