@@ -7,11 +7,11 @@ test wraps the component under test in a tiny pipeline.)
 import json
 
 import joblib
-import pandas as pd
 import pytest
 from kfp import dsl, local
 
 from tests.conftest import make_config
+from tollgate.artifacts import read_frame
 from tollgate.components import build_components
 from tollgate.config import TollgateConfig
 from tollgate.data.builtin import generate_applicants
@@ -46,7 +46,7 @@ def test_ingest_writes_parquet_with_lineage(kfp_local, tmp_path):
     task = just_ingest()
     assert task.output == 400
     raw = find_output(only_run_dir(kfp_local), "ingest", "raw")
-    frame = pd.read_parquet(raw)
+    frame = read_frame(raw)
     assert len(frame) == 400 and "defaulted" in frame.columns
 
 
@@ -123,7 +123,7 @@ def test_preprocess_train_select_pick_the_best_candidate(kfp_local, tmp_path):
     scores = {row.candidate_id: row.validation_metrics["roc_auc"] for row in selection.leaderboard}
     assert scores["strong"] > scores["weak"] + 0.05
     features = json.loads(find_output(run_dir, "preprocess", "features").read_text())
-    test = pd.read_parquet(find_output(run_dir, "preprocess", "test"))
+    test = read_frame(find_output(run_dir, "preprocess", "test"))
     graph = OnnxModel.from_file(best / "model.onnx", features["schema"])
     proba = graph.predict_proba(test)[:, 1]
     model = joblib.load(best / "model.joblib")  # the training artifact, read only by this test

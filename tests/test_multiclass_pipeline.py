@@ -90,10 +90,11 @@ def test_first_run_trains_gates_and_registers_a_multiclass_model(first_run, work
     assert metadata["features"]["classes"] == CLASSES and metadata["task"] == "multiclass"
     assert metadata["test_metrics"] == metrics
     # The gate's numbers are the served bytes' numbers.
+    from tollgate.artifacts import read_frame
     from tollgate.serving.runtime import OnnxModel
     from tollgate.steps.evaluate import multiclass_metrics
 
-    test_split = pd.read_parquet(next(Path(first_run["run_dir"]).glob("**/preprocess/test")))
+    test_split = read_frame(next(Path(first_run["run_dir"]).glob("**/preprocess/test")))
     proba = OnnxModel.from_file(version_dir / "model.onnx", schema).predict_proba(test_split)
     assert proba.shape == (300, 3)
     assert multiclass_metrics(test_split["__label__"].to_numpy(), proba) == metrics

@@ -78,12 +78,11 @@ def test_first_run_has_no_champion_and_registers_v1(first_run, workspace):
     metadata = json.loads((version_dir / "metadata.json").read_text())
     # The gate's numbers are the served bytes' numbers: the registered model.onnx, run again on the
     # run's test split, gives exactly the test metrics the gate saw.
-    import pandas as pd
-
+    from tollgate.artifacts import read_frame
     from tollgate.serving.runtime import OnnxModel
     from tollgate.steps.evaluate import classification_metrics
 
-    test_split = pd.read_parquet(next(Path(first_run["run_dir"]).glob("**/preprocess/test")))
+    test_split = read_frame(next(Path(first_run["run_dir"]).glob("**/preprocess/test")))
     graph = OnnxModel.from_file(version_dir / "model.onnx", json.loads((version_dir / "input_schema.json").read_text()))
     served = classification_metrics(test_split["__label__"].to_numpy(), graph.predict_proba(test_split)[:, 1])
     assert served == first_run["candidate"]["test_metrics"]
