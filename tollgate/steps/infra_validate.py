@@ -92,7 +92,6 @@ def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample
     """
     from tollgate.errors import TollgateError
     from tollgate.registry import verify_directory
-    from tollgate.serving.client import predict
     from tollgate.serving.process import ServerNotReady, ServerProcess
 
     report: dict[str, Any] = {"passed": False, "protocols": list(VALIDATED_PROTOCOLS), "warnings": []}
@@ -111,6 +110,9 @@ def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample
         server = ServerProcess(version_dir, model_name, max_batch=max_batch, unknown_columns=unknown_columns,
                                log_path=log_path)
         with server:
+            # kserve's client (about a second to import) loads while the server starts, on the other core.
+            from tollgate.serving.client import predict
+
             try:
                 report["startup_seconds"] = round(server.wait_ready(ready_timeout), 3)
             except ServerNotReady as exc:
