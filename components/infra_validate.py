@@ -15,7 +15,9 @@ def infra_validate(settings_json: str, best: Input[Model], test: Input[Dataset],
     from tollgate.steps.infra_validate import run_infra_validate
 
     os.makedirs(os.path.dirname(report.path), exist_ok=True)
-    outcome = run_infra_validate(best.path, read_frame(test.path), read_record(FeatureSpec, features.path),
+    spec = read_record(FeatureSpec, features.path)
+    # Only the model's columns: the server is queried with them and the graph scores them.
+    outcome = run_infra_validate(best.path, read_frame(test.path, columns=spec.columns), spec,
                                  InfraValidateSettings.from_json(settings_json), log_dir=os.path.dirname(report.path))
     write_json(outcome, report.path)
     report.metadata.update({"passed": outcome["passed"], "warnings": outcome.get("warnings", []),
