@@ -82,24 +82,6 @@ def test_the_model_contract_does_not_import_the_model_server():
     assert "kserve" not in loaded and "sklearn" not in loaded, loaded
 
 
-def test_kserve_still_sees_a_bare_argv_when_tollgate_imports_it():
-    # kserve.model_server parses sys.argv on import and exits on `--protocol rest-v1`
-    # (choices v1, v2, grpc-v2); `tollgate predict --protocol rest-v1` must not trip it.
-    code = ("import sys; import tollgate.serving.client; import kserve.model_server as m; "
-            "print(m.args.protocol, sys.argv[1:])")
-    finished = subprocess.run([sys.executable, "-c", code, "--protocol", "rest-v1"], capture_output=True, text=True,
-                              cwd=ROOT, check=False)
-    assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.split() == ["v1", "['--protocol',", "'rest-v1']"]
-
-
-def test_without_tollgate_kserve_would_exit_on_that_argv():
-    # The control for the test above: the guard is what makes the difference.
-    finished = subprocess.run([sys.executable, "-c", "import kserve", "--protocol", "rest-v1"], capture_output=True,
-                              text=True, cwd=ROOT, check=False)
-    assert finished.returncode == 2 and "invalid choice: 'rest-v1'" in finished.stderr
-
-
 _CYCLE_WITH_FINALIZER = """
 import gc, os
 gc.disable()  # the cycle below must survive until shutdown
