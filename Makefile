@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tollgate-installed
 
-.PHONY: run test lint serve compile bench bench-pipeline bench-serving bench-fuzz bench-soak clean venv help
+.PHONY: run test lint serve compile bench bench-pipeline bench-profile bench-serving bench-fuzz bench-soak clean venv help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ compile: $(STAMP) ## compile the pipeline to build/tollgate-pipeline.yaml
 
 bench-pipeline: $(STAMP) ## benchmark the local DAG against a plain script
 	$(BIN)/python bench/pipeline.py $(ARGS)
+
+bench-profile: $(STAMP) ## where each task of `make run` spends its time (imports, reads, work), twice
+	$(BIN)/python bench/task_profile.py $(ARGS)
 
 bench-serving: $(STAMP) ## benchmark the model server against in-process predict and MLServer
 	$(BIN)/python bench/serving.py $(ARGS)
