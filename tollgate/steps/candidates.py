@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import importlib
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tollgate.config import MODEL_FAMILIES, ModelFamily
 from tollgate.errors import TollgateError
+
+if TYPE_CHECKING:
+    from tollgate.config import ModelFamily
+
+# tollgate.config (pydantic) is imported only to list the families in an error: every train task
+# imports this module, and pydantic and the config models cost each about 0.3 s.
 
 # Each model family's estimator class, looked up by module and name when a candidate is built
 # (the families themselves are listed once, as tollgate.config.ModelFamily): the runner, which
@@ -30,6 +35,8 @@ SEEDED_FAMILIES: frozenset[ModelFamily] = frozenset({"logistic_regression", "his
 def estimator_class(family: str) -> type:
     """The scikit-learn estimator class of a model family."""
     if family not in _ESTIMATOR_PATHS:
+        from tollgate.config import MODEL_FAMILIES
+
         raise TollgateError(f"unknown model family {family!r}; choose one of {list(MODEL_FAMILIES)}")
     module, name = _ESTIMATOR_PATHS[family]
     return getattr(importlib.import_module(module), name)

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from tollgate.artifacts import write_record
-from tollgate.config import ModelFamily
 from tollgate.errors import TollgateError
 from tollgate.records import CANDIDATE_FILE, CandidateResult
 
@@ -33,6 +32,8 @@ from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
+
+    from tollgate.config import ModelFamily
 
 # scikit-learn and the metrics (tollgate.steps.evaluate) are imported where a candidate is
 # built and scored: infra-validate and select read this module's file names and records only.
