@@ -10,27 +10,24 @@ from __future__ import annotations
 import itertools
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tollgate.errors import ConfigError
 
-# The one list of each: config validation, the selector, the gate, the run summary and the tests
-# read these (tollgate.steps.evaluate produces exactly these keys, in this order).
-# Metrics of a binary model (tollgate.steps.evaluate.classification_metrics).
-BinaryMetric = Literal["roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
-METRIC_NAMES: tuple[str, ...] = get_args(BinaryMetric)
-# Metrics of a multiclass model (tollgate.steps.evaluate.multiclass_metrics); gated under gate.multiclass.
-MulticlassMetric = Literal["roc_auc_ovr_macro", "roc_auc_ovr_weighted", "f1_macro", "f1_weighted", "accuracy",
-                           "precision_macro", "recall_macro", "log_loss"]
-MULTICLASS_METRIC_NAMES: tuple[str, ...] = get_args(MulticlassMetric)
-# Model families a candidate can use; tollgate.steps.train maps each to its scikit-learn estimator.
-ModelFamily = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
-MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
-# Metrics where a smaller value is better; the gate and the selector flip comparisons for them.
-LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
+# The one list of each (metrics, families, which metrics are lower-is-better) lives in tollgate.metrics,
+# a standard-library-only module the select and gate tasks read without importing pydantic.
+from tollgate.metrics import (  # noqa: E402,F401 (re-exported: config is where users look for them)
+    LOWER_IS_BETTER,
+    METRIC_NAMES,
+    MODEL_FAMILIES,
+    MULTICLASS_METRIC_NAMES,
+    BinaryMetric,
+    ModelFamily,
+    MulticlassMetric,
+)
 
 
 def _repeated(names: list[str]) -> list[str]:

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tollgate.config import LOWER_IS_BETTER
+from tollgate.metrics import LOWER_IS_BETTER
 from tollgate.records import ChampionEvaluation, Decision, Evaluation, Rule
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from tollgate.config import LOWER_IS_BETTER
 from tollgate.errors import TollgateError
+from tollgate.metrics import LOWER_IS_BETTER
 from tollgate.records import MULTICLASS, CandidateResult, LeaderboardEntry, Selection
 
 SELECTION_FILE = "selection.json"  # in the selected model's directory: the Selection record
