@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ("tollgate.components", "tollgate.pipelines.training", "tollgate.serving.model", "tollgate.cli")
 
@@ -37,12 +39,42 @@ def test_the_symlinks_are_relative_and_point_at_the_top_level_folders():
         assert (link / "__init__.py").is_file()
 
 
-def test_the_wheel_holds_real_files_under_tollgate(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
-    (wheel,) = tmp_path.glob("tollgate-*.whl")
+                    "-w", str(directory), str(REPO)], check=True, capture_output=True, timeout=300)
+    (built,) = directory.glob("tollgate-*.whl")
+    return built
+
+
+def test_the_wheel_holds_real_files_under_tollgate(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {f"tollgate/{path.relative_to(REPO / 'tollgate')}" for path in (REPO / "tollgate" / "templates").rglob("*.j2")}
+    assert "tollgate/templates/report/page.html.j2" in templates
     for expected in ("tollgate/components/train.py", "tollgate/pipelines/training.py", "tollgate/serving/model.py",
-                     "tollgate/defaults/tollgate.yaml"):
+                     "tollgate/defaults/tollgate.yaml", *templates):
         assert expected in names
     assert not any(name.startswith(("components/", "serving/", "pipelines/")) for name in names)
+
+
+def test_the_report_renders_from_the_installed_wheel_alone(wheel, tmp_path):
+    """The templates are package data, loaded through the package (not a path into the checkout)."""
+    unpacked = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]\n"
+        "sys.path_hooks[:] = [h for h in sys.path_hooks if 'editable' not in getattr(h, '__module__', '').lower()]\n"
+        f"sys.path[:] = [p for p in sys.path if p.rstrip('/') != {str(REPO)!r}]\n"
+        "from tollgate.steps.report import ReportInputs, render_report\n"
+        "import tollgate\n"
+        "print(tollgate.__file__)\n"
+        "print(render_report(ReportInputs(model_name='from-the-wheel', failure='ingest failed')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin"})
+    assert result.returncode == 0, result.stderr
+    origin, page = result.stdout.split("\n", 1)
+    assert origin.startswith(str(unpacked))
+    assert "Tollgate report: from-the-wheel" in page and "ingest failed" in page and page.count("<section") == 7

@@ -299,6 +299,28 @@ def _served(spec, onnx: bytes, directory):
     return model
 
 
+def test_report_shows_class_names_as_text_in_tables_and_plots(trained):
+    """Class names are label values from the user's data: markup, template syntax and a mathtext '$'
+    in one reach the page as text (the per-class table, the confusion table, the plots' ticks)."""
+    from html import unescape
+
+    from tollgate.steps.report import ReportInputs, render_report
+
+    spec, splits, graph, _ = trained
+    hostile = {str(c): f"{c} <script>{{{{ x }}}}</script> & 'q' \"dq\" $\\frac{{a$" for c in spec.classes}
+    candidate = {"candidate_id": "lr", "family": "logistic_regression",
+                 **evaluate_model(graph, splits.test, spec.columns, classes=spec.classes)}
+    candidate["classes"] = [hostile[str(c)] for c in candidate["classes"]]
+    for row in candidate["per_class"] + candidate["pr_per_class"]:
+        row["class"] = hostile[str(row["class"])]
+    page = render_report(ReportInputs(model_name="m", evaluation={"candidate": candidate, "champion": None}))
+    assert "<script" not in page and page.count('alt="confusion matrix"') == 1
+    for name in hostile.values():
+        # once in the class list, once in the per-class table, once as a confusion-table header and row
+        assert unescape(page).count(name) == 4
+        assert f"<th>{name.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace(chr(39), '&#39;').replace(chr(34), '&#34;')}</th>" in page
+
+
 def test_integer_classes_are_served_as_int64_in_numeric_order(tmp_path):
     from kserve.protocol.infer_type import InferInput, InferRequest
 

@@ -2,6 +2,7 @@
 rules; also for a run that stopped at validation. Built from real step outputs."""
 
 import base64
+import html
 from html.parser import HTMLParser
 
 import pytest
@@ -123,3 +124,144 @@ def test_a_run_stopped_by_validation_still_renders_with_notes(inputs):
     assert "too_few_rows" in parsed.text["validation"] and "blocking" in parsed.text["validation"]
     assert "not reached" in parsed.text["summary"]
     assert "stopped before the evaluate step" in parsed.text["performance"]
+
+
+# Markup, template syntax, entities, both quotes, and a '$' that matplotlib would take for mathtext.
+HOSTILE = """<script>alert("x")</script> {{ 7*7 }} {% if 1 %}if{% endif %} &amp; & 'q' "dq" $\\frac{a$"""
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "section", "p", "b", "span", "ul",
+                "li", "table", "thead", "tbody", "tr", "th", "td", "div", "img"}
+
+
+def _renamed(value, names):
+    """``value`` with every string in ``names`` (as a dict key or a value) replaced by its hostile twin."""
+    if isinstance(value, dict):
+        return {names.get(k, k) if isinstance(k, str) else k: _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    return names.get(value, value) if isinstance(value, str) else value
+
+
+class TagCollector(ReportParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        super().handle_starttag(tag, attrs)
+
+
+def test_hostile_strings_are_shown_escaped_and_literal(inputs):
+    """Column names, group names, candidate ids, reasons, rule details and the model name come from
+    users' data and config: each reaches the page as text, never as markup or template code."""
+    names = {"channel": f"channel {HOSTILE}", "credit_score": f"credit_score {HOSTILE}",
+             "female": f"female {HOSTILE}", "gender": f"gender {HOSTILE}", "logreg": f"logreg[{HOSTILE}]",
+             "logistic_regression": f"family {HOSTILE}"}
+    evaluation = _renamed(inputs.evaluation, names)
+    evaluation["champion"]["error"] = f"champion error {HOSTILE}"
+    decision = _renamed(inputs.decision, names)
+    decision["reasons"].append(f"reason {HOSTILE}")
+    decision["rules"][0]["detail"] = f"detail {HOSTILE}"
+    hostile = ReportInputs(model_name=f"model {HOSTILE}", run_id=f"run {HOSTILE}",
+                           data={"source": f"data/{HOSTILE}.csv", "rows": 1000, "window": None},
+                           validation=_renamed(inputs.validation, names), evaluation=evaluation, decision=decision,
+                           notes=[f"note {HOSTILE}"], failure=f"failure {HOSTILE}")
+    document = render_report(hostile)
+    assert "<script" not in document
+    assert "&lt;script&gt;" in document and "&amp;amp;" in document  # the text '&amp;' itself, escaped
+    parsed = TagCollector()
+    parsed.feed(document)
+    assert set(parsed.tags) <= ALLOWED_TAGS  # nothing injected
+    assert parsed.sections == [key for key, _ in SECTIONS]
+    # Read back, the text is exactly what was given, in every section that shows it.
+    summary = parsed.text["summary"]
+    for text in (f"model {HOSTILE}", f"run {HOSTILE}", f"data/{HOSTILE}.csv", f"note {HOSTILE}", f"failure {HOSTILE}",
+                 f"reason {HOSTILE}"):
+        assert text in summary, text
+    assert html.unescape(document).count(f"Tollgate report: model {HOSTILE}") == 2  # <title> and <h1>
+    assert f"channel {HOSTILE}" in parsed.text["validation"] and f"channel {HOSTILE}" in parsed.text["drift"]
+    performance = parsed.text["performance"]
+    assert f"logreg[{HOSTILE}]" in performance and f"family {HOSTILE}" in performance
+    assert f"champion error {HOSTILE}" in performance
+    assert f"credit_score {HOSTILE}" in parsed.text["importance"]
+    assert f"gender {HOSTILE}" in parsed.text["fairness"] and f"female {HOSTILE}" in parsed.text["fairness"]
+    assert f"detail {HOSTILE}" in parsed.text["gate"]
+    # Attribute values stay inside their quotes: every plot is there, its alt text literal.
+    alts = [alt for _, _, alt in parsed.images]
+    assert f"fairness gender {HOSTILE}" in alts and len(alts) == 8
+    for _, source, _ in parsed.images:
+        assert base64.b64decode(source.split(",", 1)[1]).startswith(PNG_SIGNATURE)
+
+
+def test_the_report_module_imports_no_pyplot_sets_no_backend_and_renders_nothing():
+    """Importing it (as `tollgate run` does for the text summary) loads neither matplotlib nor Jinja2;
+    drawing a page uses matplotlib's Figure alone: no pyplot, no backend switch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import tollgate.steps.report as report\n"
+        "heavy = sorted(m for m in ('matplotlib', 'jinja2') if m in sys.modules)\n"
+        "assert not heavy, f'imported at import time: {heavy}'\n"
+        "assert report._environment.cache_info().currsize == 0, 'templates loaded at import'\n"
+        "import matplotlib\n"
+        "calls = []\n"
+        "matplotlib.use = lambda *args, **kwargs: calls.append(args)\n"
+        "page = report.render_report(report.ReportInputs(model_name='m'))\n"
+        "assert 'matplotlib.pyplot' not in sys.modules and calls == []\n"
+        "print(page.count('<section'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len(SECTIONS))
+
+
+def test_the_confusion_matrix_title_names_the_recorded_decision_threshold(inputs, monkeypatch):
+    from tollgate.steps import report
+
+    titles = []
+    original = report._confusion
+
+    def spy(matrix, labels=None, threshold=0.5):
+        figure = original(matrix, labels, threshold)
+        titles.append(figure.axes[0].get_title())
+        return figure
+
+    monkeypatch.setattr(report, "_confusion", spy)
+    assert inputs.evaluation["candidate"]["decision_threshold"] == 0.3  # evaluated at 0.3 (the fixture)
+    render_report(inputs)
+    older = {k: v for k, v in inputs.evaluation["candidate"].items() if k != "decision_threshold"}
+    render_report(ReportInputs(model_name="m", evaluation={**inputs.evaluation, "candidate": older}))
+    # A record from before the threshold was configurable was decided at 0.5.
+    assert titles == ["Confusion matrix (threshold 0.3)", "Confusion matrix (threshold 0.5)"]
+
+
+def test_the_monitor_page_shows_what_the_log_holds_as_text():
+    """`tollgate monitor --html` renders from the same templates: category values and column names
+    seen in live traffic are text, including one that looks like markup, a template or mathtext."""
+    import numpy as np
+    import pandas as pd
+
+    from tollgate.steps.drift import categorical_drift, numeric_drift, numeric_profile
+    from tollgate.steps.monitor import PREDICTION, MonitorReport, render_html
+
+    rng = np.random.default_rng(0)
+    column = f"plan {HOSTILE}"
+    live = pd.Series(rng.choice(["basic", HOSTILE], size=400))
+    probabilities = pd.Series(rng.uniform(size=400))
+    report = MonitorReport(model_name="credit-default", production_version=3, since=None, until=None, rows=400,
+                           requests=40, notes=[f"note {HOSTILE}"])
+    report.drift.append(categorical_drift(column, {"basic": 1.0}, live, 0.1))
+    report.prediction_drift = numeric_drift(PREDICTION, numeric_profile(pd.Series(rng.uniform(size=400)), 10),
+                                            probabilities, 0.05)
+    report.unseen_categories.append({"column": column, "rate": 0.5, "examples": [HOSTILE]})
+    page = render_html(report)
+    assert "<script" not in page
+    parsed = TagCollector()
+    parsed.feed(page)
+    assert set(parsed.tags) <= ALLOWED_TAGS
+    assert parsed.sections == ["summary", "traffic", "drift", "prediction", "quality"]
+    assert f"Drift: {column}: l-infinity 0.5" in parsed.text["summary"] and f"note {HOSTILE}" in parsed.text["summary"]
+    assert column in parsed.text["drift"] and HOSTILE in parsed.text["quality"]
+    assert [alt for _, _, alt in parsed.images] == ["drift per feature", "reference", "live"]

@@ -75,6 +75,8 @@ def baseline(module_tmp):
     # The decision threshold is recorded in the input schema by preprocess; train, evaluate, infra-validate,
     # register and the server read it from the feature spec, so no other task takes it as a parameter.
     ({"decision_threshold": 0.3}, {"preprocess"}),
+    # How far permutation importance goes: only evaluate (never cached).
+    ({"importance.max_features": 50}, {"evaluate"}),
 ])
 def test_a_setting_changes_only_the_tasks_that_use_it(module_tmp, baseline, overrides, may_change):
     changed = changed_tasks(baseline, task_parameters(make_config(module_tmp, **overrides), module_tmp))

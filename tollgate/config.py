@@ -344,6 +344,17 @@ class FairnessConfig(_Strict):
         return attributes
 
 
+class ImportanceConfig(_Strict):
+    """Permutation importance of the candidate's input columns (evaluate step), and how it is bounded."""
+
+    max_rows: int = Field(2000, ge=1, description="Test rows sampled (seeded) for permutation importance.")
+    max_features: int = Field(200, ge=1, description="Input columns permuted at most; with more, those most "
+                              "associated with the model's predictions are permuted and the rest are not measured.")
+    repeats: int = Field(3, ge=1, description="Shuffles per permuted column.")
+    time_budget_seconds: float | None = Field(300.0, gt=0, description="Stop permuting once this many seconds are "
+                                              "spent (checked between stacked runs); null = no budget.")
+
+
 class RegistryConfig(_Strict):
     """Where model versions live: a local directory or s3://bucket[/prefix]."""
 
@@ -471,6 +482,7 @@ class TollgateConfig(_Strict):
     train: TrainConfig
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    importance: ImportanceConfig = Field(default_factory=ImportanceConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)

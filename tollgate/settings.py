@@ -22,6 +22,7 @@ from tollgate.config import (
     CsvConfig,
     FairnessConfig,
     FeaturesConfig,
+    ImportanceConfig,
     InfraValidationConfig,
     KServeDeployConfig,
     MonitoringConfig,
@@ -109,13 +110,15 @@ class PreprocessSettings(_TaskSettings):
 
 
 class EvaluateSettings(_TaskSettings):
-    """Evaluate: group fairness (the only setting scoring needs besides the artifacts)."""
+    """Evaluate: group fairness and the bounds of permutation importance (all scoring needs besides
+    the artifacts)."""
 
     fairness: FairnessConfig
+    importance: ImportanceConfig
 
     @classmethod
     def from_config(cls, config: TollgateConfig) -> EvaluateSettings:
-        return cls(fairness=config.fairness)
+        return cls(fairness=config.fairness, importance=config.importance)
 
 
 class InfraValidateSettings(_TaskSettings):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import fields
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -41,18 +42,27 @@ if TYPE_CHECKING:
     from tollgate.registry import Registry
     from tollgate.settings import EvaluateSettings
 
-# sklearn.calibration, sklearn.inspection, fairlearn (tollgate.steps.fairness) and scipy.spatial
+# sklearn.calibration, scipy.stats, fairlearn (tollgate.steps.fairness) and scipy.spatial
 # (tollgate.steps.drift) are imported by the functions that use them: every train task imports
 # this module for its metrics, and those imports would add about a second to each.
 
 # Bins of the predicted-probability profile recorded on the test split (as data validation bins features).
 PREDICTION_BINS = 10
 
-# Permutation importance re-scores the test rows once per feature and repeat; these keep it
-# to a few seconds on the default data while ranking the top features stably.
+# Permutation importance re-scores the sampled test rows once per permuted feature and repeat;
+# the defaults (ImportanceSettings, the `importance` config section) keep it to a few seconds on
+# the default data and bounded on a wide file, while ranking the top features stably.
 TOP_FEATURES = 10
-IMPORTANCE_REPEATS = 3
-IMPORTANCE_MAX_ROWS = 2000
+# Permuted copies of the sample are stacked into one graph run, up to this many cells (rows x
+# input columns x copies). A run has a fixed cost that grows with the number of inputs: onnxruntime's
+# Python `InferenceSession.run` checks the feed names against a list, quadratic in the inputs (1.4 s
+# per run for 10,000 inputs here, whatever the rows; microsoft/onnxruntime#24331 would make it
+# linear), so one run per permutation would pay it thousands of times. Past ~30M cells the run's
+# own work dominates (measured on the 10,000-column bench file); 32M float32 cells are 128 MB of feeds.
+IMPORTANCE_STACK_CELLS = 32_000_000
+# A categorical column keeps this many most frequent values (the rest pooled) when columns are
+# screened by their association with the predictions.
+SCREEN_GROUPS = 10
 
 
 def classification_metrics(y_true: np.ndarray, positive_proba: np.ndarray,
@@ -191,57 +201,218 @@ def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = DE
     }
 
 
-class _GraphEstimator(ClassifierMixin, BaseEstimator):
-    """A fitted model seen through scikit-learn's estimator interface, for ``permutation_importance``."""
+@dataclass(frozen=True)
+class ImportanceSettings:
+    """How far permutation importance may go: the ``importance`` config section.
 
-    def __init__(self, model=None, k: int = 2, threshold: float = DEFAULT_DECISION_THRESHOLD):
-        self.model = model
-        self.k = k
-        self.threshold = threshold
+    ``max_rows`` test rows are sampled (seeded); at most ``max_features`` input columns are
+    permuted, ``repeats`` times each; ``time_budget_seconds`` (None: no budget) stops it between
+    stacked runs once spent. Columns are permuted in the order of :func:`screen_columns`, so a
+    cap or a budget leaves out the columns least associated with the model's predictions.
+    """
 
-    def fit(self, X, y=None):  # pragma: no cover - never refitted: it scores a fixed graph
-        raise NotImplementedError("a served graph is not refitted")
+    max_rows: int = 2000
+    max_features: int = 200
+    repeats: int = 3
+    time_budget_seconds: float | None = 300.0
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return True
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.arange(self.k)
-
-    def predict_proba(self, X):
-        return np.asarray(self.model.predict_proba(X), dtype=np.float64)
-
-    def predict(self, X):
-        proba = self.predict_proba(X)
-        if self.k > 2:
-            return proba.argmax(axis=1)
-        return positive_decisions(proba[:, 1], self.threshold).astype(int)
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any] | None) -> ImportanceSettings:
+        """From the config section as a dict (None or missing keys: the defaults)."""
+        return cls(**dict(value or {}))
 
 
-def _macro_auc_scorer(estimator, X, y) -> float:
-    """Macro one-vs-rest ROC AUC of a multiclass graph (permutation importance's score)."""
-    aucs = [a for a in one_vs_rest_auc(y, estimator.predict_proba(X)) if a is not None]
-    return float(np.mean(aucs)) if aucs else 0.0
+def _graph_inputs(model, sample: pd.DataFrame, columns: list[str]
+                  ) -> tuple[dict[str, Any], Callable[[dict[str, Any]], np.ndarray]]:
+    """The sample as one array per input column, and a function scoring such a table.
+
+    An :class:`OnnxModel` gets its inputs (every schema column) cast once, as the server casts
+    them (per value, so permuting after the cast is permuting before it), and is run on
+    ready-made feeds; any other object with ``predict_proba(frame)`` gets ``columns`` back as a
+    DataFrame.
+    """
+    schema = getattr(model, "schema", None)
+    if schema is not None and hasattr(model, "run"):
+        from tollgate.serving.schema import model_inputs
+
+        table = model_inputs(sample, schema)
+        base = {name: table[name].to_numpy() for name in table.columns}
+
+        def predict(inputs: dict[str, Any]) -> np.ndarray:
+            return np.asarray(model.run({name: values.reshape(-1, 1) for name, values in inputs.items()}),
+                              dtype=np.float64)
+    else:
+        base = {name: sample[name].array for name in columns}  # keeps extension dtypes (Int64, boolean)
+
+        def predict(inputs: dict[str, Any]) -> np.ndarray:
+            return np.asarray(model.predict_proba(pd.DataFrame(inputs, columns=columns)), dtype=np.float64)
+    return base, predict
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share one) of a float column, missing values at the mean rank."""
+    from scipy.stats import rankdata
+
+    present = ~np.isnan(values)
+    ranks = np.full(len(values), (present.sum() + 1) / 2.0)
+    if present.any():
+        ranks[present] = rankdata(values[present])
+    return ranks
+
+
+def _category_codes(values: Any, groups: int) -> np.ndarray:
+    """Codes of the ``groups`` most frequent values (the rest pooled into one, missing into another)."""
+    factor, _ = pd.factorize(pd.Series(np.asarray(values), dtype=object), use_na_sentinel=True)
+    counts = np.bincount(factor[factor >= 0], minlength=1)
+    keep = np.argsort(-counts, kind="stable")[:groups]
+    mapping = np.full(len(counts), groups, dtype=np.int64)
+    mapping[keep] = np.arange(len(keep))
+    return np.where(factor >= 0, mapping[np.maximum(factor, 0)], groups + 1)
+
+
+def _correlation_ratio(codes: np.ndarray, target: np.ndarray) -> float:
+    """Eta squared of each ``target`` column across the groups in ``codes``, adjusted for the number
+    of groups (as adjusted R squared is, so a many-valued column is not favoured), max over columns."""
+    n = len(codes)
+    counts = np.bincount(codes).astype(np.float64)
+    occupied = counts > 0
+    groups = int(occupied.sum())
+    if groups < 2 or n <= groups:
+        return 0.0
+    best = 0.0
+    for column in target.T:
+        total = float(((column - column.mean()) ** 2).sum())
+        if total <= 0:
+            continue
+        sums = np.bincount(codes, weights=column)[occupied]
+        eta2 = float((sums ** 2 / counts[occupied]).sum() - n * column.mean() ** 2) / total
+        best = max(best, 1.0 - (1.0 - eta2) * (n - 1) / (n - groups))
+    return best
+
+
+def _rank_correlation(values: np.ndarray, target_ranks: np.ndarray) -> float:
+    """Squared Spearman correlation of a numeric column with each target column, max over columns."""
+    ranks = _ranks(values.astype(np.float64))
+    centred = ranks - ranks.mean()
+    spread = float(np.sqrt((centred ** 2).sum()))
+    if spread == 0:
+        return 0.0
+    targets = target_ranks - target_ranks.mean(axis=0)
+    norms = np.sqrt((targets ** 2).sum(axis=0))
+    correlations = (centred @ targets) / np.where(norms > 0, norms * spread, np.inf)
+    return float(np.max(correlations ** 2))
+
+
+def screen_columns(base: dict[str, Any], columns: list[str], proba: np.ndarray) -> list[str]:
+    """``columns`` ordered by how strongly the model's predicted probabilities move with each: the
+    squared rank (Spearman) correlation for a numeric column, the adjusted correlation ratio over its
+    most frequent values for any other (both are shares of the predictions' variance); ties keep
+    column order. For a multiclass model, the strongest over the class probabilities.
+
+    Cheap (one pass over the sample, no extra model run), so a wide file permutes the columns most
+    likely to matter first. A column that matters only through interactions, or not monotonically,
+    can rank low: the report says the other columns were not measured.
+    """
+    from scipy.stats import rankdata
+
+    target = proba[:, 1:2] if proba.shape[1] == 2 else proba
+    target_ranks = np.column_stack([rankdata(column) for column in target.T])
+    strength = []
+    for name in columns:
+        values = np.asarray(base[name])
+        if values.dtype.kind in "fiu":
+            strength.append(_rank_correlation(values, target_ranks))
+        else:
+            strength.append(_correlation_ratio(_category_codes(values, SCREEN_GROUPS), target))
+    return [columns[i] for i in np.argsort(-np.asarray(strength), kind="stable")]
+
+
+def _importance_score(y: np.ndarray, proba: np.ndarray, classes: int) -> float:
+    """Test ROC AUC (macro one-vs-rest for ``classes`` > 2): what a permutation is measured against."""
+    if classes > 2:
+        aucs = [a for a in one_vs_rest_auc(y, proba) if a is not None]
+        return float(np.mean(aucs)) if aucs else 0.0
+    return float(roc_auc_score(y, proba[:, 1]))
 
 
 def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: int = TOP_FEATURES,
-                           repeats: int = IMPORTANCE_REPEATS, seed: int = 0, classes: int = 2,
-                           threshold: float = DEFAULT_DECISION_THRESHOLD) -> list[dict[str, Any]]:
-    """Permutation importance (drop in test ROC AUC when a column is shuffled; macro one-vs-rest
-    ROC AUC for ``classes`` > 2), largest first."""
-    from sklearn.inspection import permutation_importance
+                           settings: ImportanceSettings | None = None, seed: int = 0,
+                           classes: int = 2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Permutation importance of the model's input columns, largest first, and what was bounded.
 
-    sample = test.sample(n=min(len(test), IMPORTANCE_MAX_ROWS), random_state=seed) if len(test) else test
+    The importance of a column is the drop in test ROC AUC (macro one-vs-rest for ``classes`` > 2)
+    when its values are shuffled across the sampled rows. These are the columns a client sends
+    (the graph's inputs): a categorical column's one-hot features are shuffled together, which is
+    what "this column matters" means to a user. The shuffles are scikit-learn's
+    ``permutation_importance`` draws for ``random_state=seed`` (one seed for every column, each
+    repeat shuffling the previous one), and with every column permuted the numbers equal it; it is
+    not called because it copies and re-casts the whole table for each permuted column, which is
+    quadratic in the number of columns, and has no column cap or time budget. Here one stacked
+    graph run scores many permuted copies at once and the unpermuted columns are cast once.
+
+    Returns ``(top features, bounds)``; ``bounds`` records the rows sampled of the total, the
+    columns permuted of the total and how they were chosen ("all", or "screened": the
+    ``max_features`` most associated with the predictions, see :func:`screen_columns`), the
+    repeats, the time budget and whether it stopped the loop, and the seconds taken. The result
+    is deterministic for a seed unless the budget is hit (then the columns permuted are a prefix
+    of the same order, with the same values).
+    """
+    settings = settings or ImportanceSettings()
+    started = time.monotonic()
+    sample = test.sample(n=min(len(test), settings.max_rows), random_state=seed) if len(test) else test
+    y = sample[LABEL].to_numpy().astype(int)
+    rows, repeats = len(sample), settings.repeats
+    # Scikit-learn's permutation_importance draws: one seed for all columns, each repeat shuffling the last.
+    column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    draws, shuffling, permutation = np.random.RandomState(column_seed), np.arange(rows), np.arange(rows)
+    permutations = []
+    for _ in range(repeats):
+        draws.shuffle(shuffling)
+        permutation = permutation[shuffling]
+        permutations.append(permutation)
+
     # Many small predictions: OpenMP thread start-up and spinning (HistGradientBoosting) made
     # this 7x slower on 2 busy cores than a single thread.
-    scoring = _macro_auc_scorer if classes > 2 else "roc_auc"
     with threadpool_limits(limits=1):
-        result = permutation_importance(_GraphEstimator(model, classes, threshold), sample[columns], sample[LABEL].to_numpy(),
-                                        scoring=scoring, n_repeats=repeats, random_state=seed)
-    order = np.argsort(-result.importances_mean)[:top]
-    return [{"feature": columns[i], "importance": float(result.importances_mean[i]),
-             "std": float(result.importances_std[i])} for i in order]
+        base, predict = _graph_inputs(model, sample, columns)
+        baseline_proba = predict(base)
+        baseline = _importance_score(y, baseline_proba, classes)
+        order = screen_columns(base, columns, baseline_proba)
+        chosen = order[:settings.max_features]
+        jobs = [(name, repeat) for name in chosen for repeat in range(repeats)]
+        copies = max(1, IMPORTANCE_STACK_CELLS // max(1, rows * len(columns)))
+        stacked_index = np.tile(np.arange(rows), min(copies, max(1, len(jobs))))
+        stacked = {name: values[stacked_index] for name, values in base.items()}
+        scores: dict[str, list[float]] = {}
+        budget_hit = False
+        for start in range(0, len(jobs), copies):
+            if settings.time_budget_seconds is not None and time.monotonic() - started >= settings.time_budget_seconds:
+                budget_hit = True
+                break
+            batch = jobs[start:start + copies]
+            inputs = stacked if len(batch) * rows == len(stacked_index) else \
+                {name: values[:len(batch) * rows] for name, values in stacked.items()}
+            inputs, copied = dict(inputs), set()
+            for block, (name, repeat) in enumerate(batch):
+                if name not in copied:  # only the permuted columns are copied
+                    inputs[name] = inputs[name].copy()
+                    copied.add(name)
+                inputs[name][block * rows:(block + 1) * rows] = base[name][permutations[repeat]]
+            proba = predict(inputs)
+            for block, (name, _) in enumerate(batch):
+                scores.setdefault(name, []).append(
+                    _importance_score(y, proba[block * rows:(block + 1) * rows], classes))
+    measured = [name for name in chosen if len(scores.get(name, [])) == repeats]
+    position = {name: i for i, name in enumerate(columns)}
+    drops = {name: baseline - np.asarray(scores[name]) for name in measured}
+    ranked = sorted(measured, key=lambda name: (-float(drops[name].mean()), position[name]))
+    results = [{"feature": name, "importance": float(drops[name].mean()), "std": float(drops[name].std())}
+               for name in ranked]
+    bounds = {"rows_sampled": rows, "rows_total": int(len(test)), "features_permuted": len(measured),
+              "features_total": len(columns), "selection": "all" if len(chosen) == len(columns) else "screened",
+              **{key: value for key, value in asdict(settings).items() if key != "max_rows"},
+              "budget_hit": budget_hit, "seconds": round(time.monotonic() - started, 3)}
+    return results[:top], bounds
 
 
 def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -251,7 +422,8 @@ def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 def evaluate_model(model, test: pd.DataFrame, columns: list[str],
                    fairness: dict[str, Any] | None = None, classes: list[Any] | None = None,
-                   threshold: float | None = None) -> dict[str, Any]:
+                   threshold: float | None = None, importance: Mapping[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """Metrics, curves and top-feature importance of one model on the test split.
 
     ``fairness`` is the ``fairness`` config section as a dict; with sensitive attributes
@@ -263,12 +435,15 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
     ``threshold``, by default the ``decision_threshold`` its input schema records
     (``model.schema``, as :class:`~tollgate.serving.runtime.OnnxModel` holds it): the rule
     the server will answer with. The result records it as ``decision_threshold``.
+    ``importance`` is the ``importance`` config section as a dict (None: its defaults); what it
+    bounded is recorded under ``importance_bounds`` (see :func:`top_feature_importance`).
     """
     from tollgate.steps.drift import numeric_profile
     from tollgate.steps.fairness import fairness_report
 
+    settings = ImportanceSettings.from_dict(importance)
     if classes is not None:
-        return _evaluate_multiclass(model, test, columns, fairness, classes)
+        return _evaluate_multiclass(model, test, columns, fairness, classes, settings)
     if threshold is None:
         threshold = decision_threshold(getattr(model, "schema", None))
     proba = score(model, test, columns)
@@ -276,8 +451,8 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
     result = {"metrics": classification_metrics(y_true, proba, threshold), **curves(y_true, proba, threshold),
               "decision_threshold": threshold, "rows": int(len(test)),
               # The reference `tollgate monitor` compares live predicted probabilities with.
-              "prediction_profile": numeric_profile(pd.Series(proba), PREDICTION_BINS),
-              "importance": top_feature_importance(model, test, columns, threshold=threshold)}
+              "prediction_profile": numeric_profile(pd.Series(proba), PREDICTION_BINS)}
+    result["importance"], result["importance_bounds"] = top_feature_importance(model, test, columns, settings=settings)
     if fairness and fairness.get("sensitive_attributes"):
         result["fairness"] = fairness_report(test, y_true, proba, fairness["sensitive_attributes"],
                                              threshold, fairness.get("min_group_size", 30),
@@ -286,7 +461,7 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
 
 
 def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness: dict[str, Any] | None,
-                         classes: list[Any]) -> dict[str, Any]:
+                         classes: list[Any], settings: ImportanceSettings) -> dict[str, Any]:
     from tollgate.steps.fairness import multiclass_fairness_report
 
     proba = np.asarray(model.predict_proba(test[columns]), dtype=np.float64)
@@ -296,8 +471,9 @@ def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness
     y_true = test[LABEL].to_numpy()
     result = {"task": "multiclass", "classes": list(classes), "metrics": multiclass_metrics(y_true, proba),
               "per_class": per_class_metrics(y_true, proba, classes), **multiclass_curves(y_true, proba, classes),
-              "rows": int(len(test)),
-              "importance": top_feature_importance(model, test, columns, classes=len(classes))}
+              "rows": int(len(test))}
+    result["importance"], result["importance_bounds"] = top_feature_importance(
+        model, test, columns, settings=settings, classes=len(classes))
     if fairness and fairness.get("sensitive_attributes"):
         result["fairness"], skipped = multiclass_fairness_report(
             test, y_true, proba.argmax(axis=1), fairness["sensitive_attributes"], classes,
@@ -406,7 +582,8 @@ def run_evaluate(candidate_dir: str | Path, selection: Selection, spec: FeatureS
 
     classes = spec.classes if spec.multiclass else None
     model = OnnxModel.from_file(os.fspath(Path(candidate_dir) / ONNX_FILE), spec.schema)
-    scored = evaluate_model(model, test, spec.columns, fairness=settings.fairness.model_dump(), classes=classes)
+    scored = evaluate_model(model, test, spec.columns, fairness=settings.fairness.model_dump(), classes=classes,
+                            importance=settings.importance.model_dump())
     winner = selection.winner
     known = {f.name for f in fields(CandidateEvaluation)}
     candidate = CandidateEvaluation(

@@ -218,48 +218,33 @@ def _fmt(value: Any) -> str:
 
 
 def render_html(report: MonitorReport) -> str:
-    """A self-contained HTML page (plots embedded as PNG data URIs, no scripts)."""
-    from tollgate.steps.report import _STYLE, _bars, _drift_section, _esc, _img, _note, _table
+    """A self-contained HTML page (plots embedded as PNG data URIs, no scripts), rendered from the
+    ``monitor/page.html.j2`` template with autoescape: every value from the log is shown as text."""
+    from tollgate.steps.report import _bars, _drift, _img, render_page
 
-    parts = []
-    verdict = ('<p class="verdict fail">Drift: ' + _esc("; ".join(report.alerts)) + "</p>") if report.drifted else (
-        '<p class="verdict pass">Nothing crossed a threshold.</p>')
-    window = f"{report.since or 'start of log'} .. {report.until or 'now'}"
-    parts.append(f"<section id=\"summary\"><h2>Summary</h2>{verdict}"
-                 + _table(["model", "production version", "window", "requests", "rows compared"],
-                          [[_esc(report.model_name), _esc(report.production_version), _esc(window),
-                            _esc(report.requests), _esc(report.rows)]])
-                 + "".join(_note(n) for n in report.notes) + "</section>")
-    version_rows = [[_esc(v["version"]), _esc(v["requests"]), _esc(v["rows"]),
-                     _esc(", ".join(f"{k}: {n}" for k, n in v["errors"].items()) or "none"),
-                     _esc(_fmt(v["latency_ms"]["p50"])), _esc(_fmt(v["latency_ms"]["p90"])),
-                     _esc(_fmt(v["latency_ms"]["p99"]))] for v in report.versions]
-    parts.append("<section id=\"traffic\"><h2>Traffic per version</h2>"
-                 + (_table(["version", "requests", "answered rows", "refused (error class)", "p50 ms", "p90 ms",
-                            "p99 ms"], version_rows) if version_rows else _note("No requests in the window."))
-                 + "</section>")
     drift = [d.to_dict() for d in report.drift] + ([report.prediction_drift.to_dict()]
                                                    if report.prediction_drift else [])
-    parts.append("<section id=\"drift\"><h2>Drift per feature</h2>" + _drift_section({"drift": drift}) + "</section>")
+    prediction_images = []
     if report.prediction_drift is not None:
         d = report.prediction_drift
-        figure = _bars(d.labels, d.current, f"{PREDICTION}: share per bin (live)", "share of rows")
-        reference = _bars(d.labels, d.reference, f"{PREDICTION}: share per bin (test split)", "share of rows")
-        parts.append("<section id=\"prediction\"><h2>Predicted probability</h2><div class=\"plots\">"
-                     + _img(reference, "reference") + _img(figure, "live") + "</div></section>")
-    rates = [[_esc(r["column"]), _esc(_fmt(r["reference"])), _esc(_fmt(r["current"]))] for r in report.null_rates]
-    unseen = [[_esc(u["column"]), _esc(_fmt(u["rate"])), _esc(", ".join(u["examples"]))]
-              for u in report.unseen_categories]
-    parts.append("<section id=\"quality\"><h2>Missing values and unseen categories</h2>"
-                 + (_table(["feature", "null rate (training)", "null rate (live)"], rates) if rates else "")
-                 + (_table(["feature", "unseen-category rate", "examples"], unseen) if unseen else "") + "</section>")
-    if report.realized:
-        rows = [[_esc(r["version"]), _esc(r["day"]), _esc(r["labelled_rows"]),
-                 _esc(_fmt(r["metrics"].get("roc_auc"))), _esc(_fmt(r["metrics"].get("accuracy"))),
-                 _esc(_fmt(r["metrics"].get("log_loss")))] for r in report.realized]
-        parts.append("<section id=\"realized\"><h2>Realized metrics (late labels)</h2>"
-                     + _table(["version", "day", "labelled rows", "ROC AUC", "accuracy", "log loss"], rows)
-                     + "</section>")
-    title = f"Tollgate monitor: {report.model_name}"
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
-            f"<style>{_STYLE}</style></head><body><h1>{_esc(title)}</h1>{''.join(parts)}</body></html>")
+        prediction_images = [
+            _img(_bars(d.labels, d.reference, f"{PREDICTION}: share per bin (test split)", "share of rows"), "reference"),
+            _img(_bars(d.labels, d.current, f"{PREDICTION}: share per bin (live)", "share of rows"), "live")]
+    context = {
+        "title": f"Tollgate monitor: {report.model_name}", "alerts": report.alerts, "notes": report.notes,
+        "summary_row": [_fmt(report.model_name), _fmt(report.production_version),
+                        f"{report.since or 'start of log'} .. {report.until or 'now'}", _fmt(report.requests),
+                        _fmt(report.rows)],
+        "version_rows": [[_fmt(v["version"]), _fmt(v["requests"]), _fmt(v["rows"]),
+                          ", ".join(f"{k}: {n}" for k, n in v["errors"].items()) or "none",
+                          _fmt(v["latency_ms"]["p50"]), _fmt(v["latency_ms"]["p90"]), _fmt(v["latency_ms"]["p99"])]
+                         for v in report.versions],
+        "validation": {"drift": drift}, "drift": _drift({"drift": drift}), "prediction_images": prediction_images,
+        "null_rate_rows": [[_fmt(r["column"]), _fmt(r["reference"]), _fmt(r["current"])] for r in report.null_rates],
+        "unseen_rows": [[_fmt(u["column"]), _fmt(u["rate"]), ", ".join(u["examples"])]
+                        for u in report.unseen_categories],
+        "realized_rows": [[_fmt(r["version"]), _fmt(r["day"]), _fmt(r["labelled_rows"]),
+                           _fmt(r["metrics"].get("roc_auc")), _fmt(r["metrics"].get("accuracy")),
+                           _fmt(r["metrics"].get("log_loss"))] for r in report.realized],
+    }
+    return render_page("monitor/page.html.j2", context)
