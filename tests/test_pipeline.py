@@ -151,7 +151,7 @@ def test_bad_input_fails_fast_with_the_reason(workspace):
     assert "Run failed in ingest" in result.stdout
     # The failed run's HTML report carries the error, not an empty page.
     report = Path(result.stdout.split("Report ")[1].split()[0]).read_text()
-    assert "Run failed:" in report and "target column &#x27;no_such_column&#x27; is not in the data" in report
+    assert "Run failed:" in report and "target column &#39;no_such_column&#39; is not in the data" in report
     bad = tollgate("run", "--config", workspace["config"], "--model-name", "Bad Name", check=False)
     assert bad.returncode == 1 and "model_name" in bad.stderr
 
