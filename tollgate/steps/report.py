@@ -212,6 +212,8 @@ def _drift(validation: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _performance(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
+    from tollgate.config import METRIC_NAMES, MULTICLASS_METRIC_NAMES
+
     if evaluation is None:
         return None
     candidate, champion = evaluation["candidate"], evaluation.get("champion") or {}
@@ -219,8 +221,6 @@ def _performance(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
     view: dict[str, Any] = {
         "candidate": candidate, "champion_label": champion_label, "champion_error": champion.get("error"),
         "multiclass": candidate.get("task") == "multiclass", "images": []}
-    from tollgate.config import METRIC_NAMES, MULTICLASS_METRIC_NAMES
-
     view["metric_rows"] = [[name, _num(candidate["metrics"].get(name)), _num((champion.get("metrics") or {}).get(name))]
                            for name in (MULTICLASS_METRIC_NAMES if view["multiclass"] else METRIC_NAMES)
                            if name in candidate["metrics"]]
