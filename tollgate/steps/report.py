@@ -212,7 +212,7 @@ def _drift(validation: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _performance(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
-    from tollgate.config import METRIC_NAMES, MULTICLASS_METRIC_NAMES
+    from tollgate.metrics import METRIC_NAMES, MULTICLASS_METRIC_NAMES
 
     if evaluation is None:
         return None
