@@ -5,7 +5,10 @@ Writers are separate processes released together by a barrier (Python API) or a 
 file (two real ``tollgate models`` CLI processes); nothing about the race is mocked.
 """
 
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,20 +50,44 @@ def test_two_cli_processes_lose_no_update(registry_uri, case, tmp_path):
 
 
 def test_the_loser_of_two_cli_rollbacks_says_what_changed_and_exits_1(tmp_path):
+    """Two real `tollgate models rollback` processes, each held right after its first read of the
+    aliases (``TOLLGATE_TEST_HOLD_ROLLBACK``) until both have read production v3: released
+    together, both write with the same token, so exactly one wins and the other must refuse."""
     from tollgate.registry import open_registry
+    from tollgate.registry.base import ROLLBACK_HOLD_ENV
 
     uri = str(tmp_path / "registry")
     chaos.setup_alias_model(uri, "m", tmp_path)
-    for _ in range(6):  # bounded: two CLI start-ups do not always overlap on a busy machine
-        open_registry(uri).restore_aliases("m", chaos.INITIAL_ALIASES)
-        results = chaos._run_cli_pair(uri, "m", list(chaos.ALIAS_CASES["rollback||rollback"]))
-        if any(status == "failed" for _, _, status, _ in results):
-            break
-    else:
-        pytest.skip("the two CLI processes never overlapped in 6 tries (each finished before the other read)")
-    loser = next(text for _, _, status, text in results if status == "failed")
+    hold = tmp_path / "hold-rollback"
+    hold.touch()
+    env = {**os.environ, ROLLBACK_HOLD_ENV: str(hold)}
+    processes = [subprocess.Popen([sys.executable, "-m", "tollgate.cli", "models", "rollback", "--registry", uri,
+                                   "--model-name", "m"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env) for _ in range(2)]
+    try:
+        reached = {p.pid: hold.with_name(f"{hold.name}.reached-{p.pid}") for p in processes}
+        deadline = time.monotonic() + 120
+        while not all(marker.exists() for marker in reached.values()):
+            for process in processes:
+                assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the two rollbacks never both read the aliases"
+            time.sleep(0.05)
+        # Both hold a read of production v3 and previous v2, and nothing has been written yet.
+        assert open_registry(uri).aliases("m") == chaos.INITIAL_ALIASES
+        hold.unlink()
+        results = [(p.returncode, (out + err).strip()) for p in processes for out, err in [p.communicate(timeout=120)]]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert sorted(code for code, _ in results) == [0, 1], results
+    loser = next(text for code, text in results if code == 1)
     assert "production moved from v3 to v2 while rolling back; nothing changed" in loser
     assert "Traceback" not in loser
+    # Exactly one rollback happened: production v2, previous v1 (the champion v2 replaced).
+    aliases = open_registry(uri).aliases("m")
+    assert (aliases["production"]["version"], aliases["previous"]["version"]) == (2, 1)
 
 
 @pytest.mark.parametrize("target", ["publish", "promote"])

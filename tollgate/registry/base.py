@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from tollgate.errors import ChampionChangedError, RegistryCorruptError, RegistryError, RegistryIntegrityError
+from tollgate.holds import hold_while_file_exists
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ MANIFEST_FILE = "_COMPLETE"
 CLAIM_FILE = "_CLAIM"
 ALIASES_FILE = "aliases.json"
 REQUIRED_FILES = (ONNX_FILE, SCHEMA_FILE)
+# Tests hold a rollback after its first read of the aliases (while the file named here exists),
+# so two real processes are certain to race for the same write. Unset in normal use.
+ROLLBACK_HOLD_ENV = "TOLLGATE_TEST_HOLD_ROLLBACK"
 # Files readers parse as JSON objects; a download checks their shape so readers need not.
 JSON_OBJECT_FILES = (METADATA_FILE, SCHEMA_FILE, "data_schema.json")
 MANIFEST_FORMAT = 2
@@ -593,6 +597,7 @@ class Registry:
             actual = int(production["version"]) if production else None
             if "first" not in seen:
                 seen["first"] = actual
+                hold_while_file_exists(ROLLBACK_HOLD_ENV)
             elif actual != seen["first"]:
                 raise ChampionChangedError(
                     f"production moved from {_label(seen['first'])} to {_label(actual)} while rolling back; "

@@ -20,15 +20,9 @@ HOLD_SECONDS = 300
 
 def hold_for_tests() -> None:
     """Wait while ``$TOLLGATE_TEST_HOLD_REGISTER`` names an existing file (a test's barrier)."""
-    import time
+    from tollgate.holds import hold_while_file_exists
 
-    hold = os.environ.get(HOLD_ENV)
-    if not hold:
-        return
-    Path(hold + ".reached").touch()
-    deadline = time.monotonic() + HOLD_SECONDS
-    while Path(hold).exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    hold_while_file_exists(HOLD_ENV, HOLD_SECONDS)
 
 
 def code_version() -> str:
