@@ -5,6 +5,7 @@ test wraps the component under test in a tiny pipeline.)
 """
 
 import json
+import re
 
 import joblib
 import pytest
@@ -15,7 +16,7 @@ from tollgate.artifacts import read_frame
 from tollgate.components import build_components
 from tollgate.config import TollgateConfig
 from tollgate.data.builtin import generate_applicants
-from tollgate.local_run import find_output
+from tollgate.local_run import _failure_reason, find_output
 from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, Selection
 from tollgate.serving.runtime import OnnxModel
 from tollgate.settings import IngestSettings, PreprocessSettings
@@ -50,15 +51,24 @@ def test_ingest_writes_parquet_with_lineage(kfp_local, tmp_path):
     assert len(frame) == 400 and "defaulted" in frame.columns
 
 
-def test_ingest_failure_stops_the_pipeline_with_the_reason(kfp_local, tmp_path):
+def test_ingest_failure_stops_the_pipeline_with_the_reason(kfp_local, tmp_path, capsys):
     config = make_config(tmp_path, **{"data.target": "no_such_column"})
 
     @dsl.pipeline
     def just_ingest() -> int:
         return ops.ingest(settings_json=IngestSettings.from_config(config).to_json(), data_source="builtin", scheduled_time="").outputs["Output"]
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError) as failure:
         just_ingest()
+    # kfp.local names the task; the reason is the task's own error, which `tollgate run` shows the user
+    # (local_run reads it from the task output the same way).
+    assert re.sub(r"\x1b\[[0-9;]*m", "", str(failure.value)).endswith("Inner task failed: 'ingest'.")
+    reason = _failure_reason(capsys.readouterr().out)
+    assert reason is not None
+    assert reason.startswith("DataError: target column 'no_such_column' is not in the data; "
+                             "set data.target to one of: 'applicant_id', ")
+    assert reason.endswith("'defaulted'")  # the real target is among the names offered
+    assert find_output(only_run_dir(kfp_local), "ingest", "raw") is None  # no table was written
 
 
 def write_evaluation(path, candidate_auc, champion_auc, champion_version=4):

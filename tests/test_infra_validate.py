@@ -125,8 +125,16 @@ def test_run_whose_candidate_fails_infra_validation_registers_nothing(config_fac
 
     config = config_factory(**{"serving.max_batch": 2, "serving.infra_validation.sample_rows": 8})
     outcome, summary = run_pipeline(config)
-    assert not outcome.succeeded
-    assert "infra" in str(outcome.error).lower()
+    assert not outcome.succeeded and outcome.failed_task == "infra-validate"
+    # The run stops with the check that failed and its numbers: 8 sample rows sent in one request
+    # to a server that takes at most 2 (serving.max_batch), refused over the first protocol tried.
+    assert outcome.error.startswith("RuntimeError: infra validation failed, promotion blocked: model server "
+                                    "refused the sample rows over rest-v2: "), outcome.error
+    assert "batch of 8 rows is over the limit of 2 (serving.max_batch)" in outcome.error
+    infra = summary["infra_validation"]
+    assert infra["passed"] is False and infra["rows"] == 8
+    assert infra["reason"] in outcome.error and "over the limit of 2" in infra["reason"]
+    assert {step["step"] for step in summary["steps"]}.isdisjoint({"register", "deploy"})
     assert open_registry(config.registry.uri).list_versions(config.model_name) == []
 
 

@@ -19,12 +19,23 @@ def spec_for(frame, **kwargs):
     return build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date", **kwargs)
 
 
+# The built-in table's features by dtype, in column order (tollgate/data/builtin.py).
+BUILTIN_NUMERIC = ["age", "annual_income", "employment_years", "num_dependents", "credit_score",
+                   "credit_history_months", "num_credit_lines", "num_delinquencies_2y", "num_inquiries_6m",
+                   "revolving_utilization", "debt_to_income", "requested_limit", "existing_balance",
+                   "months_at_address"]
+BUILTIN_CATEGORICAL = ["gender", "employment_type", "home_ownership", "has_mortgage", "marital_status", "education",
+                       "region", "channel", "card_type", "prior_bankruptcy"]
+
+
 def test_roles_are_inferred_from_dtypes(frame):
     spec = spec_for(frame)
-    assert "annual_income" in spec.numeric and "age" in spec.numeric
-    assert {"employment_type", "region", "has_mortgage", "prior_bankruptcy"} <= set(spec.categorical)
-    # The target, dropped ids and the date column never become features.
-    assert not {"defaulted", "applicant_id", "application_date"} & set(spec.columns)
+    # Numbers are numeric, booleans and text are categorical, in the table's column order; the target,
+    # the dropped id and the date column never become features.
+    assert spec.numeric == BUILTIN_NUMERIC
+    assert spec.categorical == BUILTIN_CATEGORICAL
+    assert spec.columns == BUILTIN_NUMERIC + BUILTIN_CATEGORICAL
+    assert (spec.target, spec.positive_label, spec.negative_label, spec.task) == ("defaulted", 1, 0, "binary")
 
 
 def test_configured_roles_override_inference(frame):
@@ -42,27 +53,91 @@ def test_unknown_or_conflicting_configured_columns_fail(frame):
 
 
 def test_input_schema_describes_types_and_categories(frame):
-    schema = {c["name"]: c for c in spec_for(frame).schema["columns"]}
-    assert schema["age"]["dtype"] == "int64" and schema["age"]["role"] == "numeric"
-    assert schema["credit_score"]["dtype"] == "float64" and schema["credit_score"]["nullable"]
-    assert schema["has_mortgage"]["dtype"] == "bool"
-    assert set(schema["employment_type"]["categories"]) == set(frame["employment_type"].unique())
+    spec = spec_for(frame)
+    assert [c["name"] for c in spec.schema["columns"]] == spec.columns  # schema order is the model's input order
+    schema = {c["name"]: c for c in spec.schema["columns"]}
+    assert schema["age"] == {"name": "age", "role": "numeric", "dtype": "int64", "nullable": False}
+    # 48 of these rows lack a credit score, so the column is nullable; one with no gaps is not.
+    assert schema["credit_score"] == {"name": "credit_score", "role": "numeric", "dtype": "float64", "nullable": True}
+    assert schema["debt_to_income"] == {"name": "debt_to_income", "role": "numeric", "dtype": "float64",
+                                        "nullable": False}
+    assert schema["has_mortgage"] == {"name": "has_mortgage", "role": "categorical", "dtype": "bool",
+                                      "nullable": False, "categories": ["False", "True"]}
+    # Categories are the training values as text, most frequent first (62% salaried ... 6% retired).
+    assert schema["employment_type"] == {"name": "employment_type", "role": "categorical", "dtype": "string",
+                                         "nullable": False,
+                                         "categories": ["salaried", "self_employed", "contract", "unemployed",
+                                                        "retired"]}
+    counts = frame["employment_type"].value_counts()
+    assert list(counts[schema["employment_type"]["categories"]]) == sorted(counts, reverse=True)
+    # A text column with gaps: nullable, and a gap is not a category.
+    assert schema["education"]["nullable"] and frame["education"].isna().sum() == 78
+    assert sorted(schema["education"]["categories"]) == ["bachelor", "doctorate", "high_school", "master", "other"]
+
+
+def test_max_categories_caps_what_the_schema_keeps(frame):
+    # The schema keeps up to 4 x max_categories categories (the encoder uses max_categories of them).
+    spec = spec_for(frame, max_categories=1)
+    schema = {c["name"]: c for c in spec.schema["columns"]}
+    assert schema["employment_type"]["categories"] == ["salaried", "self_employed", "contract", "unemployed"]
+    assert spec.max_categories == 1
+
+
+def _parts(splits):
+    return {"train": splits.train, "validation": splits.validation, "test": splits.test}
 
 
 def test_split_is_stratified_seeded_and_disjoint(frame):
     spec = spec_for(frame)
-    splits = split_dataset(frame, spec, test_size=0.2, validation_size=0.2, seed=5)
-    sizes = [len(splits.train), len(splits.validation), len(splits.test)]
-    assert sum(sizes) == len(frame)
-    assert sizes[2] == 600 and sizes[1] == 600
-    overall = frame["defaulted"].mean()
-    for part in (splits.train, splits.validation, splits.test):
-        assert abs(part[LABEL].mean() - overall) < 0.01
-        assert list(part.columns) == spec.columns + [LABEL]
-    again = split_dataset(frame, spec, test_size=0.2, validation_size=0.2, seed=5)
-    pd.testing.assert_frame_equal(splits.test, again.test)
-    other = split_dataset(frame, spec, test_size=0.2, validation_size=0.2, seed=6)
-    assert not splits.test.equals(other.test)
+    # applicant_id rides along (as a sensitive attribute would) so rows can be traced to the table.
+    splits = split_dataset(frame, spec, test_size=0.2, validation_size=0.2, seed=5, extra_columns=["applicant_id"])
+    parts = _parts(splits)
+    # 20% test, 20% validation (a quarter of the rest), the remainder train.
+    assert {name: len(part) for name, part in parts.items()} == {"train": 1800, "validation": 600, "test": 600}
+    # No row in two splits, and every row in one: the ids partition the table.
+    ids = {name: set(part["applicant_id"]) for name, part in parts.items()}
+    assert sum(len(v) for v in ids.values()) == len(frame) == frame["applicant_id"].nunique()
+    assert set.union(*ids.values()) == set(frame["applicant_id"])
+    # Stratified: each split holds its share of the 613 defaults to the row (scikit-learn rounds per class;
+    # train is what is left after two roundings). An unstratified 600-row split is off by ~10.
+    positives = int(frame["defaulted"].sum())
+    assert positives == 613
+    for name, part in parts.items():
+        expected = positives * len(part) / len(frame)
+        assert abs(int(part[LABEL].sum()) - expected) <= (2 if name == "train" else 1), (name, part[LABEL].sum())
+    by_id = frame.set_index("applicant_id")
+    for name, part in parts.items():
+        # Model columns in schema order, then the riders, then the 0/1 label; values untouched.
+        assert list(part.columns) == spec.columns + ["applicant_id", LABEL], name
+        assert part.index.tolist() == list(range(len(part)))
+        source = by_id.loc[part["applicant_id"]]
+        assert (part[LABEL].to_numpy() == (source["defaulted"] == 1).astype(int).to_numpy()).all(), name
+        pd.testing.assert_frame_equal(part[spec.columns].reset_index(drop=True),
+                                      source[spec.columns].reset_index(drop=True), obj=name)
+    # Seeded: the same seed gives the same rows in the same order in every split; another seed another split.
+    again = _parts(split_dataset(frame, spec, test_size=0.2, validation_size=0.2, seed=5,
+                                 extra_columns=["applicant_id"]))
+    for name in parts:
+        pd.testing.assert_frame_equal(parts[name], again[name], obj=name)
+    other = _parts(split_dataset(frame, spec, test_size=0.2, validation_size=0.2, seed=6,
+                                 extra_columns=["applicant_id"]))
+    for name in parts:
+        assert set(other[name]["applicant_id"]) != ids[name], name
+
+
+def test_test_only_columns_reach_the_test_split_only(frame):
+    # The champion may need a column this run dropped: it rides in the test split alone.
+    spec = spec_for(frame)
+    splits = split_dataset(frame, spec, 0.2, 0.2, 0, extra_columns=["gender", "applicant_id"],
+                           test_only_columns=["application_date", "applicant_id", "defaulted"])
+    # gender is already a model column and the target never rides along; applicant_id is already an extra.
+    assert list(splits.train.columns) == spec.columns + ["applicant_id", LABEL]
+    assert list(splits.validation.columns) == spec.columns + ["applicant_id", LABEL]
+    assert list(splits.test.columns) == spec.columns + ["applicant_id", "application_date", LABEL]
+    dates = frame.set_index("applicant_id").loc[splits.test["applicant_id"], "application_date"]
+    assert (splits.test["application_date"].to_numpy() == dates.to_numpy()).all()
+    with pytest.raises(DataError, match=r"sensitive_attributes name columns that are not in the data: \['nope'\]"):
+        split_dataset(frame, spec, 0.2, 0.2, 0, extra_columns=["nope"])
 
 
 def test_split_refuses_a_class_too_rare_to_split(frame):
@@ -75,15 +150,29 @@ def test_split_refuses_a_class_too_rare_to_split(frame):
 def test_preprocessor_fits_on_train_and_tolerates_unseen_categories(frame):
     spec = spec_for(frame)
     splits = split_dataset(frame, spec, 0.2, 0.2, 0)
-    transformer = build_preprocessor(spec).fit(model_inputs(splits.train, spec.schema))
+    train_inputs = model_inputs(splits.train, spec.schema)
+    transformer = build_preprocessor(spec).fit(train_inputs)
+    names = list(transformer.get_feature_names_out())
     unseen = splits.test[spec.columns].head(5).copy()
     unseen["region"] = "atlantis"
+    unseen.loc[unseen.index[1], "region"] = "north"
     unseen.loc[unseen.index[0], "annual_income"] = np.nan
     out = transformer.transform(model_inputs(unseen, spec.schema))
-    assert out.shape[0] == 5 and np.isfinite(out).all()
-    # An unseen category encodes as all zeros in the region block.
-    region = [i for i, name in enumerate(transformer.get_feature_names_out()) if name.startswith("region_")]
-    assert region and not out[:, region].any()
+    assert out.shape == (5, len(names)) and np.isfinite(out).all()
+    # An unseen category encodes as all zeros in the region block; a known one as a single 1.
+    region = [i for i, name in enumerate(names) if name.startswith("region_")]
+    assert [names[i] for i in region] == [f"region_{c}" for c in ["south", "west", "north", "east", "central"]]
+    assert not out[[0, 2, 3, 4]][:, region].any()
+    assert out[1, region].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]
+    # Numerics are imputed with the *train* median and scaled by the *train* mean and spread.
+    income = train_inputs["annual_income"].to_numpy(dtype=np.float64)
+    median = np.nanmedian(income)
+    imputed = np.where(np.isnan(income), median, income)
+    expected = (median - imputed.mean()) / imputed.std()
+    assert out[0, names.index("annual_income")] == pytest.approx(expected, rel=1e-4)
+    scaled = transformer.transform(train_inputs)[:, : len(spec.numeric)]
+    np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(scaled.std(axis=0), 1, atol=1e-4)
 
 
 def test_missing_categories_have_their_own_bucket_and_the_cap_holds(frame):
