@@ -21,8 +21,13 @@ venv: $(STAMP) ## create .venv with the pinned dependencies
 run: $(STAMP) ## run the whole gated DAG locally on built-in data
 	$(BIN)/tollgate run $(ARGS)
 
-test: $(STAMP) ## run the test suite
-	$(BIN)/python -m pytest $(ARGS)
+# pytest-xdist: one worker per core, each taking whole test files (--dist loadfile), so a file's
+# module fixtures (a pipeline run shared by its tests) run once, in one process, in file order.
+# TEST_WORKERS=0 runs everything in this process, one test after another.
+TEST_WORKERS ?= auto
+
+test: $(STAMP) ## run the test suite (in parallel: TEST_WORKERS=auto, one per core; 0 = serial)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 lint: $(STAMP) ## ruff (style, imports, bugbear, pyupgrade) and mypy (with the pydantic plugin); settings in pyproject.toml
 	$(BIN)/ruff check tollgate components pipelines serving tests bench scripts

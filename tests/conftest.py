@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import socket
 import subprocess
@@ -107,11 +109,7 @@ def s3_bucket(s3_server):
     return name
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> tuple[dict[str, Any], Path]:
-    """One real pipeline run of the default (binary) config: its summary and the registered version
-    directory (model.onnx, model.joblib, input_schema.json, metadata.json)."""
-    root = tmp_path_factory.mktemp("trained")
+def _train_default(root: Path) -> tuple[dict[str, Any], Path]:
     config = make_config(root)
     outcome, summary = run_pipeline(config)
     assert outcome.succeeded, outcome.error
@@ -119,6 +117,26 @@ def trained_run(tmp_path_factory) -> tuple[dict[str, Any], Path]:
 
     version = open_registry(config.registry.uri).resolve(config.model_name, "production")
     return summary, Path(version.uri)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    """One real pipeline run of the default (binary) config: its summary and the registered version
+    directory (model.onnx, model.joblib, input_schema.json, metadata.json). Readers must not write there.
+
+    Under pytest-xdist each worker has its own session; the first worker to ask runs the pipeline
+    and the others wait for it (an flock) and share its registry, so `make test` trains it once."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _train_default(tmp_path_factory.mktemp("trained"))
+    shared = tmp_path_factory.getbasetemp().parent / "trained-shared"  # this session's, not another's
+    with open(f"{shared}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = shared / "trained_run.json"
+        if not result.exists():
+            summary, version_dir = _train_default(shared)
+            result.write_text(json.dumps({"summary": summary, "version_dir": str(version_dir)}, default=str))
+        stored = json.loads(result.read_text())
+    return stored["summary"], Path(stored["version_dir"])
 
 
 @pytest.fixture(scope="session")
