@@ -109,20 +109,24 @@ def s3_bucket(s3_server):
     return name
 
 
-def _train_default(root: Path) -> tuple[dict[str, Any], Path]:
+def _train_default(root: Path) -> dict[str, Any]:
+    import builtins
+
+    original_print = builtins.print
     config = make_config(root)
     outcome, summary = run_pipeline(config)
     assert outcome.succeeded, outcome.error
     from tollgate.registry import open_registry
 
     version = open_registry(config.registry.uri).resolve(config.model_name, "production")
-    return summary, Path(version.uri)
+    # kfp.local swaps builtins.print from its task threads; the runner must put it back (test_local_run).
+    return {"summary": summary, "version_dir": str(version.uri), "print_restored": builtins.print is original_print}
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> tuple[dict[str, Any], Path]:
-    """One real pipeline run of the default (binary) config: its summary and the registered version
-    directory (model.onnx, model.joblib, input_schema.json, metadata.json). Readers must not write there.
+def trained_run_record(tmp_path_factory) -> dict[str, Any]:
+    """One real pipeline run of the default (binary) config, in this process unless another xdist
+    worker ran it: ``summary``, ``version_dir`` (the registered version) and ``print_restored``.
 
     Under pytest-xdist each worker has its own session; the first worker to ask runs the pipeline
     and the others wait for it (an flock) and share its registry, so `make test` trains it once."""
@@ -133,10 +137,16 @@ def trained_run(tmp_path_factory) -> tuple[dict[str, Any], Path]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         result = shared / "trained_run.json"
         if not result.exists():
-            summary, version_dir = _train_default(shared)
-            result.write_text(json.dumps({"summary": summary, "version_dir": str(version_dir)}, default=str))
-        stored = json.loads(result.read_text())
-    return stored["summary"], Path(stored["version_dir"])
+            result.parent.mkdir(parents=True, exist_ok=True)
+            result.write_text(json.dumps(_train_default(shared), default=str))
+        return json.loads(result.read_text())
+
+
+@pytest.fixture(scope="session")
+def trained_run(trained_run_record) -> tuple[dict[str, Any], Path]:
+    """The default run's summary and its registered version directory (model.onnx, model.joblib,
+    input_schema.json, metadata.json). Shared by many tests (and xdist workers): read, never write there."""
+    return trained_run_record["summary"], Path(trained_run_record["version_dir"])
 
 
 @pytest.fixture(scope="session")
