@@ -2,7 +2,9 @@
 bench/registry_chaos.py, which runs the full counts; docs/benchmarks.md has its figures).
 
 Writers are separate processes released together by a barrier (Python API) or a start
-file (two real ``tollgate models`` CLI processes); nothing about the race is mocked.
+file (two real ``tollgate models`` CLI processes); nothing about the race is mocked. The
+test of the losing CLI rollback holds both processes right after their first read of the
+aliases (``TOLLGATE_TEST_HOLD_ROLLBACK``), so they always race for the same write.
 """
 
 import os
