@@ -53,6 +53,16 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def field_values(kind: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for the dataclass ``kind`` from ``values``: its fields, and when it has an
+    ``extra`` field, every other key in ``extra`` (nothing is dropped); without one, others are ignored."""
+    names = {f.name for f in fields(kind)} - {"extra"}
+    known = {k: v for k, v in values.items() if k in names}
+    if "extra" in {f.name for f in fields(kind)}:
+        known["extra"] = {k: v for k, v in values.items() if k not in names}
+    return known
+
+
 class _Record:
     """``to_json``/``from_json`` and the kind/version envelope shared by every record."""
 
@@ -89,15 +99,6 @@ class _Record:
         return version, {k: v for k, v in value.items() if k not in (KIND_KEY, VERSION_KEY)}
 
     @classmethod
-    def _split_known(cls, payload: dict[str, Any]) -> dict[str, Any]:
-        """Known fields as keyword arguments; unknown keys go to ``extra`` when the record has it."""
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        known = {k: v for k, v in payload.items() if k in names}
-        if "extra" in names:
-            known["extra"] = {k: v for k, v in payload.items() if k not in names}
-        return known
-
-    @classmethod
     def from_dict(cls: type[R], value: Any) -> R:
         version, payload = cls._open(value)
         return cls._from_payload(cls._upgrade(version, payload))
@@ -109,7 +110,7 @@ class _Record:
 
     @classmethod
     def _from_payload(cls: type[R], payload: dict[str, Any]) -> R:
-        return cls(**cls._split_known(payload))
+        return cls(**field_values(cls, payload))
 
     @classmethod
     def from_json(cls: type[R], text: str | bytes) -> R:
@@ -398,14 +399,9 @@ class Evaluation(_Record):
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> Evaluation:
-        raw = payload["candidate"]
-        names = {f.name for f in fields(CandidateEvaluation)}
-        known = {k: v for k, v in raw.items() if k in names and k != "extra"}
-        known["extra"] = {k: v for k, v in raw.items() if k not in names}
         champion = payload.get("champion")
-        return cls(candidate=CandidateEvaluation(**known),
-                   champion=ChampionEvaluation(**{f.name: champion[f.name] for f in fields(ChampionEvaluation)
-                                                  if f.name in champion}) if champion else None)
+        return cls(candidate=CandidateEvaluation(**field_values(CandidateEvaluation, payload["candidate"])),
+                   champion=ChampionEvaluation(**field_values(ChampionEvaluation, champion)) if champion else None)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from sklearn.metrics import (
 )
 from threadpoolctl import threadpool_limits
 
-from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, FeatureSpec, Selection
+from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, FeatureSpec, Selection, field_values
 from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, decision_threshold, positive_decisions
 from tollgate.steps.preprocess import LABEL
 
@@ -569,8 +569,7 @@ def score_champion(registry: Registry, model_name: str, test: pd.DataFrame,
             raise registry.unreadable_champion(model_name, production.version,
                                                f"{ONNX_FILE} does not load: {type(exc).__name__}: {exc}") from exc
         outcome = evaluate_champion(model, schema, test, classes=classes)
-    known = {f.name for f in fields(ChampionEvaluation)} - {"version"}
-    return ChampionEvaluation(version=production.version, **{k: v for k, v in outcome.items() if k in known})
+    return ChampionEvaluation(**field_values(ChampionEvaluation, {**outcome, "version": production.version}))
 
 
 def run_evaluate(candidate_dir: str | Path, selection: Selection, spec: FeatureSpec, test: pd.DataFrame,
@@ -585,13 +584,10 @@ def run_evaluate(candidate_dir: str | Path, selection: Selection, spec: FeatureS
     scored = evaluate_model(model, test, spec.columns, fairness=settings.fairness.model_dump(), classes=classes,
                             importance=settings.importance.model_dump())
     winner = selection.winner
-    known = {f.name for f in fields(CandidateEvaluation)}
-    candidate = CandidateEvaluation(
-        candidate_id=winner.candidate_id, family=winner.family, params=winner.params,
-        validation_metrics=winner.validation_metrics, selection_metric=selection.selection_metric,
-        fit_seconds=winner.fit_seconds, onnx_export=winner.onnx_export, task=spec.task,
-        **{k: v for k, v in scored.items() if k in known and k != "task"},
-        extra={k: v for k, v in scored.items() if k not in known})
+    candidate = CandidateEvaluation(**field_values(CandidateEvaluation, {
+        **scored, "candidate_id": winner.candidate_id, "family": winner.family, "params": winner.params,
+        "validation_metrics": winner.validation_metrics, "selection_metric": selection.selection_metric,
+        "fit_seconds": winner.fit_seconds, "onnx_export": winner.onnx_export, "task": spec.task}))
     return Evaluation(candidate=candidate, champion=score_champion(registry, model_name, test, classes))
 
 

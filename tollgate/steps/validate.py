@@ -45,10 +45,6 @@ QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 MAX_STORED_CATEGORIES = 1000
 
 
-# The report is a typed record (tollgate.records); the names stay importable from here.
-Report = ValidationReport
-
-
 def column_family(series: pd.Series) -> str:
     """``numeric``, ``bool``, ``datetime`` or ``string``: the column's kind as preprocess sees it
     (:func:`tollgate.steps.dtypes.column_kind`), so dtypes a model treats alike share a family."""
@@ -168,7 +164,7 @@ def identifier_columns(frame: pd.DataFrame, exclude: list[str] | tuple = ()) -> 
 def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: str, positive_label: Any,
              min_rows: int, settings: ValidationConfig | None = None, reference_version: int | None = None,
              note: str = "", ignored: list[str] | tuple = (), drop_identifiers: bool = True,
-             task: str = "auto") -> Report:
+             task: str = "auto") -> ValidationReport:
     """Check ``frame`` on its own and, if given, against the ``reference`` data schema.
 
     ``ignored`` columns (``data.drop``, the date column) are not features, so they are not
@@ -179,7 +175,7 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
     """
     settings = settings or ValidationConfig()
     findings = _Findings(settings.severity)
-    report = Report(reference_version=reference_version, rows=int(len(frame)), note=note)
+    report = ValidationReport(reference_version=reference_version, rows=int(len(frame)), note=note)
     if len(frame) == 0:
         findings.add(TABLE, "empty_file", "0 rows", "at least 1 row")
         report.anomalies = findings.anomalies
