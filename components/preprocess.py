@@ -12,7 +12,7 @@ def preprocess(settings_json: str, raw: Input[Dataset], train: Output[Dataset], 
 
     spec, splits = run_preprocess(read_frame(raw.path), PreprocessSettings.from_json(settings_json))
     for artifact, part in ((train, splits.train), (validation, splits.validation), (test, splits.test)):
-        write_frame(part, artifact.path)
+        write_frame(part, artifact.path, uri=artifact.uri)
         artifact.metadata["rows"] = len(part)
     write_record(spec, features.path)
     features.metadata.update({"numeric": len(spec.numeric), "categorical": len(spec.categorical), "task": spec.task})

@@ -153,3 +153,16 @@ def trained_run(trained_run_record) -> tuple[dict[str, Any], Path]:
 def trained_model_dir(trained_run) -> Path:
     """The registered version directory of :func:`trained_run`; shared by the serving, report and CLI tests."""
     return trained_run[1]
+
+
+def written_with(path) -> str:
+    """Which compression wrote ``path``: the size of the same table rewritten each way tells."""
+    import pyarrow.feather as feather
+
+    table = feather.read_table(str(path))
+    sizes = {}
+    for codec in ("uncompressed", "lz4"):
+        probe = path.with_name(f"{path.name}.{codec}")
+        feather.write_feather(table, str(probe), compression=codec)
+        sizes[probe.stat().st_size] = codec
+    return sizes[path.stat().st_size]

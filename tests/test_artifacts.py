@@ -1,4 +1,4 @@
-"""Tables between steps: Arrow IPC files (LZ4) that keep every dtype, read column by column."""
+"""Tables between steps: Arrow IPC files (LZ4 when uploaded, plain on local disk) that keep every dtype, read column by column."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pyarrow.feather as feather
 import pytest
 from pandas.testing import assert_frame_equal
 
+from tests.conftest import written_with
 from tollgate.artifacts import read_frame, write_frame
 from tollgate.data.builtin import generate_applicants
 
@@ -40,12 +41,25 @@ def test_it_reads_what_parquet_would_have_given(tmp_path, mixed):
     assert_frame_equal(read_frame(tmp_path / "ipc"), pd.read_parquet(tmp_path / "parquet"))
 
 
-def test_the_file_is_arrow_ipc_with_compressed_buffers(tmp_path):
+@pytest.mark.parametrize("uri, codec", [
+    ("minio://mlpipeline/v2/artifacts/run/ingest/raw", "lz4"),  # uploaded to object storage by KFP
+    ("s3://bucket/artifacts/raw", "lz4"),
+    ("gs://bucket/artifacts/raw", "lz4"),
+    (None, "lz4"),  # the URI unknown: assume it travels
+    ("/home/me/.tollgate/runs/run-1/tollgate/ingest/raw", "uncompressed"),  # kfp.local: the file is the artifact
+])
+def test_compression_follows_where_the_artifact_goes(tmp_path, uri, codec):
     frame = generate_applicants(rows=5000, seed=3)
-    write_frame(frame, tmp_path / "lz4")
-    feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "plain",
-                          compression="uncompressed")
-    assert (tmp_path / "lz4").read_bytes()[:6] == b"ARROW1"
+    write_frame(frame, tmp_path / "split", uri=uri)
+    assert (tmp_path / "split").read_bytes()[:6] == b"ARROW1"
+    assert written_with(tmp_path / "split") == codec
+    assert_frame_equal(read_frame(tmp_path / "split"), frame)
+
+
+def test_lz4_makes_the_uploaded_file_smaller(tmp_path):
+    frame = generate_applicants(rows=5000, seed=3)
+    write_frame(frame, tmp_path / "lz4", uri="minio://mlpipeline/raw")
+    write_frame(frame, tmp_path / "plain", uri=str(tmp_path / "plain"))
     assert (tmp_path / "lz4").stat().st_size < 0.7 * (tmp_path / "plain").stat().st_size
 
 

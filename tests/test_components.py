@@ -11,7 +11,7 @@ import joblib
 import pytest
 from kfp import dsl, local
 
-from tests.conftest import make_config
+from tests.conftest import make_config, written_with
 from tollgate.artifacts import read_frame
 from tollgate.components import build_components
 from tollgate.config import TollgateConfig
@@ -37,7 +37,7 @@ def only_run_dir(root):
     return run_dir
 
 
-def test_ingest_writes_parquet_with_lineage(kfp_local, tmp_path):
+def test_ingest_writes_the_table_with_lineage(kfp_local, tmp_path):
     config = make_config(tmp_path, **{"data.builtin.rows": 400})
 
     @dsl.pipeline
@@ -49,6 +49,8 @@ def test_ingest_writes_parquet_with_lineage(kfp_local, tmp_path):
     raw = find_output(only_run_dir(kfp_local), "ingest", "raw")
     frame = read_frame(raw)
     assert len(frame) == 400 and "defaulted" in frame.columns
+    # kfp.local keeps the artifact on this disk (a local URI): written without compression.
+    assert written_with(raw) == "uncompressed"
 
 
 def test_ingest_failure_stops_the_pipeline_with_the_reason(kfp_local, tmp_path, capsys):

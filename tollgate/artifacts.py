@@ -17,23 +17,41 @@ if TYPE_CHECKING:
 R = TypeVar("R", bound="_Record")
 
 
-# Tables between steps are Arrow IPC files (Feather v2) with LZ4-compressed buffers. Each is
-# written once and read by up to eight tasks (every train candidate reads all three splits), so
-# reading speed matters most. At 600,000 rows of the built-in data (bench/frame_format.py,
-# docs/benchmarks.md) Parquet writes in 0.60 s and reads in 0.30 s; this format writes in 0.34 s
-# and reads in 0.13 s (memory-mapped), for files 3x the size (57 MiB vs 19 MiB). Uncompressed
-# IPC reads in 0.07 s but at 7x Parquet's size, which costs more than it saves once artifacts
-# travel through object storage in the cluster.
+# Tables between steps are Arrow IPC files (Feather v2), memory-mapped on read. Each is written
+# once and read by up to eight tasks (every train candidate reads all three splits), so reading
+# speed matters most. At 1,000,000 rows of the built-in data (bench/frame_format.py,
+# docs/benchmarks.md) Parquet writes in 0.97 s and reads in 0.33 s (31 MiB); Arrow IPC with
+# LZ4-compressed buffers writes in 0.59 s and reads in 0.22 s (96 MiB); uncompressed Arrow IPC
+# writes in 0.43 s and reads in 0.10 s (210 MiB).
+# Which of the two Arrow variants depends on where the file goes. In the cluster KFP uploads
+# every output artifact to object storage and downloads it for each consumer, so bytes cost
+# more than LZ4's CPU: LZ4. Under kfp.local (`tollgate run`, `make run`) the artifact *is* the
+# file on this disk, read through the page cache: compression buys nothing, so none.
 FRAME_COMPRESSION = "lz4"
+# The URI schemes of artifacts that KFP uploads (kfp.dsl.types.artifact_types.RemotePrefix).
+_UPLOADED_URI_PREFIXES = ("gs://", "minio://", "s3://", "oci://")
 _ARROW_FILE_MAGIC = b"ARROW1"
 
 
-def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a table artifact: an Arrow IPC file, LZ4-compressed, without the index (dtypes are kept)."""
+def frame_compression(uri: str | None) -> str:
+    """The compression of a table artifact at ``uri``: ``"lz4"`` when KFP uploads it to object
+    storage (or the URI is unknown), ``"uncompressed"`` when it stays a local file (kfp.local)."""
+    if uri is not None and not uri.startswith(_UPLOADED_URI_PREFIXES):
+        return "uncompressed"
+    return FRAME_COMPRESSION
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path, *, uri: str | None = None) -> None:
+    """Write a table artifact: an Arrow IPC file without the index (dtypes are kept).
+
+    ``uri`` is the artifact's URI (``artifact.uri``); it decides the compression
+    (:func:`frame_compression`). Either way :func:`read_frame` reads the file.
+    """
     import pyarrow as pa
     import pyarrow.feather as feather
 
-    feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), str(path), compression=FRAME_COMPRESSION)
+    feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), str(path),
+                          compression=frame_compression(uri))
 
 
 def read_frame(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
