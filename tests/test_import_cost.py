@@ -32,7 +32,7 @@ ALLOWED = {
     "deploy": {"pydantic"},
     "report": {"matplotlib"},
     "ingest": {"pandas", "pyarrow", "pydantic"},
-    "validate": {"pandas", "pyarrow", "scipy", "pydantic"},
+    "validate": {"pandas", "pyarrow", "pydantic"},  # scipy loads when drift is measured against a reference
     "preprocess": {"pandas", "pyarrow", "scipy", "sklearn", "pydantic"},
     "train": {"pandas", "pyarrow", "scipy", "sklearn"},  # skl2onnx and onnxruntime load when a candidate exports
     "evaluate": {"pandas", "pyarrow", "scipy", "sklearn", "pydantic"},  # onnxruntime loads with the first graph

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import jensenshannon
 
 from tollgate.records import FeatureDrift
 
@@ -64,6 +63,10 @@ def jensen_shannon(p: list[float] | np.ndarray, q: list[float] | np.ndarray) -> 
     scipy's ``jensenshannon`` returns the *distance* (the square root of the divergence);
     TFDV's threshold is on the divergence, so it is squared here.
     """
+    # Imported here: scipy.spatial costs validate (and preprocess, which imports validate) about
+    # 0.1 s, and only a run with a reference version compares distributions.
+    from scipy.spatial.distance import jensenshannon
+
     p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
     if p.sum() == 0 or q.sum() == 0:
         return 0.0 if p.sum() == q.sum() else 1.0
