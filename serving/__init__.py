@@ -7,9 +7,10 @@ first imported (``kserve.model_server`` calls ``parser.parse_known_args()`` at m
 and exits when an option it knows carries a value it does not accept: ``tollgate predict
 --protocol rest-v1`` would die inside ``import kserve`` on kserve's own ``--protocol``
 (choices v1, v2, grpc-v2). Tollgate passes every server setting explicitly and never needs
-kserve's reading of the command line, so the processes Tollgate starts — the ``tollgate``
-script and ``python -m tollgate.serving`` — call :func:`import_kserve_with_bare_argv` first,
-before anything imports kserve. A program of your own that imports Tollgate's serving
+kserve's reading of the command line, so the processes Tollgate starts keep kserve away
+from their flags: ``python -m tollgate.serving`` calls :func:`import_kserve_with_bare_argv`
+before anything imports kserve, and the ``tollgate`` script hands its arguments to Typer and
+leaves ``sys.argv`` bare. A program of your own that imports Tollgate's serving
 modules while its command line carries kserve-like flags should do the same.
 """
 

@@ -54,3 +54,16 @@ def test_the_cli_process_survives_kserves_own_option_names(tmp_path):
                              "--file", str(rows)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, (result.returncode, result.stderr)
     assert "invalid choice" not in result.stderr and result.stderr.startswith("error:"), result.stderr
+
+
+def test_a_cli_command_that_does_not_serve_never_imports_kserve(tmp_path):
+    # `tollgate run` builds and runs the DAG in this process; importing kserve there cost a second.
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('kserve loaded' if 'kserve' in sys.modules else 'no kserve'))\n"
+            f"sys.argv = ['tollgate', 'compile', '--output', {str(tmp_path / 'dag.yaml')!r}]\n"
+            "from tollgate.cli import main\n"
+            "main()\n")
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "no kserve", result.stdout
+    assert (tmp_path / "dag.yaml").is_file()

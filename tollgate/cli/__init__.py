@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from tollgate import __version__
@@ -35,8 +37,10 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 def main() -> None:
     """Entry point of the ``tollgate`` script (and ``python -m tollgate.cli``)."""
-    # kserve reads sys.argv on its first import and would reject `predict --protocol rest-v1`.
-    from tollgate.serving import import_kserve_with_bare_argv
-
-    import_kserve_with_bare_argv()
-    app()
+    # kserve parses sys.argv when it is first imported (see tollgate.serving) and would reject
+    # `predict --protocol rest-v1`. Typer gets the arguments explicitly and sys.argv keeps only
+    # the program name, so whichever command imports kserve, whenever, sees no flags. (Importing
+    # kserve up front did the same, but cost every command a second, `tollgate run` included,
+    # which never needs kserve in its own process.)
+    arguments, sys.argv = sys.argv[1:], sys.argv[:1]
+    app(args=arguments)
