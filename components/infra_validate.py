@@ -16,8 +16,8 @@ def infra_validate(settings_json: str, best: Input[Model], test: Input[Dataset],
 
     os.makedirs(os.path.dirname(report.path), exist_ok=True)
     spec = read_record(FeatureSpec, features.path)
-    # Only the model's columns: the server is queried with them and the graph scores them.
-    outcome = run_infra_validate(best.path, read_frame(test.path, columns=spec.columns), spec,
+    # Read while the model server starts; only the model's columns, which the server and the graph get.
+    outcome = run_infra_validate(best.path, lambda: read_frame(test.path, columns=spec.columns), spec,
                                  InfraValidateSettings.from_json(settings_json), log_dir=os.path.dirname(report.path))
     write_json(outcome, report.path)
     report.metadata.update({"passed": outcome["passed"], "warnings": outcome.get("warnings", []),

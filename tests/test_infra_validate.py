@@ -103,6 +103,21 @@ def test_infra_validation_never_unpickles(trained, tmp_path):
     assert not marker.exists()
 
 
+def test_the_test_split_is_read_while_the_server_starts(trained, tmp_path):
+    # The component hands over a reader: the split (and pandas with it) loads once the server process
+    # is starting, so the two overlap on two cores.
+    directory, spec, test = trained
+    seen = []
+
+    def read_test_split():
+        seen.append((tmp_path / "model-server.log").exists())
+        return test
+
+    report = infra_validate(str(directory), read_test_split, spec, sample_rows=4, log_dir=tmp_path)
+    assert report["passed"], report["reason"]
+    assert seen == [True] and report["rows"] == 4
+
+
 class _WritesMarker:
     def __init__(self, path: str):
         self.path = path

@@ -31,20 +31,23 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from tollgate.records import FeatureSpec
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
-from tollgate.steps.export import probability_agreement
-from tollgate.steps.labels import positive_decisions
-from tollgate.steps.preprocess import FeatureSpec
-from tollgate.steps.train import REFERENCE_FILE
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from tollgate.settings import InfraValidateSettings
+
+# pandas (and the step modules that import it) load only once the model server is starting:
+# the server takes a second or two to become ready on the other core, and the task spends
+# that time importing pandas and kserve's client and reading the test split (see infra_validate).
 
 VALIDATED_PROTOCOLS = ("rest-v2", "grpc")
 
@@ -75,20 +78,24 @@ def _sample_rows(test: pd.DataFrame, spec: FeatureSpec, rows: int) -> tuple[pd.D
 
 
 def _is_missing(value: Any) -> bool:
+    import pandas as pd
+
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
 
 
-def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample_rows: int = 32,
+def infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFrame], spec: FeatureSpec,
+                   sample_rows: int = 32,
                    ready_timeout: float = 60.0, tolerance: float = 0.0, max_batch: int | None = None,
                    unknown_columns: str | None = None, model_name: str = "candidate",
                    log_dir: str | Path | None = None, sklearn_tolerance: float = 1e-5,
                    max_class_flips: int | None = None) -> dict[str, Any]:
     """Return ``{"passed": bool, "reason": str, "warnings": [...], ...}``; never raises for a broken candidate.
 
-    ``test`` must be the split train saved the Pipeline's probabilities for (same rows, same order).
+    ``test`` must be the split train saved the Pipeline's probabilities for (same rows, same order),
+    or a function that reads it: then it is read while the model server starts.
     """
     from tollgate.errors import TollgateError
     from tollgate.registry import verify_directory
@@ -102,15 +109,17 @@ def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample
             version_dir = stage_version_dir(model_dir, spec, staging / "model")
         except (OSError, TollgateError) as exc:
             return {**report, "reason": f"cannot stage the candidate: {exc}"}
-        sample, records = _sample_rows(test, spec, sample_rows)
-        report["rows"] = len(records)
-        if not records:
-            return {**report, "reason": "the test split has no rows to validate with"}
         log_path = Path(log_dir) / "model-server.log" if log_dir else staging / "model-server.log"
         server = ServerProcess(version_dir, model_name, max_batch=max_batch, unknown_columns=unknown_columns,
                                log_path=log_path)
         with server:
-            # kserve's client (about a second to import) loads while the server starts, on the other core.
+            # While the server starts on the other core: the test split (pandas) and kserve's
+            # client (about a second to import each) load here.
+            table = test() if callable(test) else test
+            sample, records = _sample_rows(table, spec, sample_rows)
+            report["rows"] = len(records)
+            if not records:
+                return {**report, "reason": "the test split has no rows to validate with"}
             from tollgate.serving.client import predict
 
             try:
@@ -131,7 +140,7 @@ def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample
         report.update(_compare_with_onnxruntime(version_dir, spec, sample, answers, tolerance))
         if not report["passed"]:
             return report
-        report.update(_compare_with_sklearn(Path(model_dir), version_dir, spec, test, sklearn_tolerance,
+        report.update(_compare_with_sklearn(Path(model_dir), version_dir, spec, table, sklearn_tolerance,
                                             max_class_flips, report["warnings"]))
         if report["passed"]:
             agreement = report["sklearn_agreement"]
@@ -145,6 +154,7 @@ def infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, sample
 def _compare_with_onnxruntime(version_dir: Path, spec: FeatureSpec, sample: pd.DataFrame, answers: dict[str, Any],
                               tolerance: float) -> dict[str, Any]:
     from tollgate.serving.runtime import OnnxModel
+    from tollgate.steps.labels import positive_decisions
 
     try:
         expected = OnnxModel.from_file(version_dir / ONNX_FILE, spec.schema).predict_proba(sample).astype(np.float64)
@@ -209,6 +219,8 @@ def _compare_multiclass(spec: FeatureSpec, sample: pd.DataFrame, answers: dict[s
 def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec, test: pd.DataFrame,
                           tolerance: float, max_class_flips: int | None, warnings: list[str]) -> dict[str, Any]:
     from tollgate.serving.runtime import OnnxModel
+    from tollgate.steps.export import probability_agreement
+    from tollgate.steps.train import REFERENCE_FILE
 
     reference_path = model_dir / REFERENCE_FILE
     if not reference_path.is_file():
@@ -240,10 +252,10 @@ def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec,
     return result
 
 
-def run_infra_validate(model_dir: str, test: pd.DataFrame, spec: FeatureSpec, settings: InfraValidateSettings,
-                       log_dir: str | Path) -> dict[str, Any]:
+def run_infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFrame], spec: FeatureSpec,
+                       settings: InfraValidateSettings, log_dir: str | Path) -> dict[str, Any]:
     """Infra-validate as the DAG runs it, with the server's log in ``log_dir`` (beside the report,
-    so a blocked candidate can be diagnosed afterwards)."""
+    so a blocked candidate can be diagnosed afterwards); ``test`` as for :func:`infra_validate`."""
     checks = settings.infra_validation
     return infra_validate(model_dir, test, spec, sample_rows=checks.sample_rows,
                           ready_timeout=checks.ready_timeout_seconds, tolerance=checks.tolerance,
