@@ -4,9 +4,9 @@
     .venv/bin/python bench/pipeline.py --rows 1000000      # the large case (several minutes per side)
     .venv/bin/python bench/pipeline.py --rows 20000 --rows 1000000
 
-Each side runs twice on its own fresh registry, each run a fresh process: the first run has
-no champion, the second scores the champion the first one promoted (what `make run` twice
-does). The DAG side is `tollgate run --json`, exactly as `make run` starts it. The script
+Each side runs twice on its own fresh registry, each run a fresh process, the sides
+interleaved (DAG, script, DAG, script): the first run has no champion, the second scores the
+champion the first one promoted (what `make run` twice does). The DAG side is `tollgate run --json`, exactly as `make run` starts it. The script
 side (``--side script``, also a fresh interpreter per run) calls the same entry points the
 components call (``tollgate.steps.<step>.run_<step>``) with the same per-task settings, but
 keeps every table in memory and trains the candidates in a pool of ``train.parallelism``
@@ -212,33 +212,42 @@ def measure(command: list[str], cwd: Path) -> dict[str, Any]:
             "largest_process_gib": usage.ru_maxrss * 1024 / 2**30, "tree_gib": sampler.peak_bytes / 2**30}
 
 
-def bench_side(side: str, rows: int, runs: int) -> list[dict[str, Any]]:
-    """``runs`` consecutive runs of one side on a fresh registry, each in a fresh process."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"tollgate-bench-{side}-"))
+def _run_side(side: str, rows: int, workdir: Path, number: int) -> dict[str, Any]:
+    """Run ``number`` of one side (a fresh process) on that side's registry in ``workdir``."""
+    if side == "dag":
+        command = [str(Path(sys.executable).parent / "tollgate"), "run", "--json", "--rows", str(rows),
+                   "--registry", str(workdir / "registry")]
+    else:
+        command = [sys.executable, str(BENCH), "--side", "script", "--rows", str(rows),
+                   "--registry", str(workdir / "registry"), "--workdir", str(workdir / f"script-{number}")]
+    result = measure(command, workdir)
+    output = result.pop("output")
+    if side == "dag":
+        if not output.get("succeeded"):
+            raise SystemExit(f"the DAG run failed: {output.get('error')}")
+        result["steps"] = {row["step"]: row["seconds"] for row in output["steps"]}
+        result["champion"] = (output.get("champion") or {}).get("version")
+    else:
+        result["steps"], result["champion"] = output["steps"], output["champion"]
+    print(f"  {rows:>9,} rows  {side:<6} run {number}: {result['wall']:6.1f} s  largest process "
+          f"{result['largest_process_gib']:.2f} GiB  tree {result['tree_gib']:.2f} GiB", flush=True)
+    return result
+
+
+def bench_sides(rows: int, runs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``runs`` consecutive runs of each side, each side on its own fresh registry, each run a fresh
+    process, the two sides interleaved (DAG run 1, script run 1, DAG run 2, ...): on a shared
+    machine the speed drifts over minutes, and interleaving spreads that drift over both sides."""
+    workdirs = {side: Path(tempfile.mkdtemp(prefix=f"tollgate-bench-{side}-")) for side in ("dag", "script")}
     try:
-        results = []
+        results: dict[str, list[dict[str, Any]]] = {"dag": [], "script": []}
         for number in range(1, runs + 1):
-            if side == "dag":
-                command = [str(Path(sys.executable).parent / "tollgate"), "run", "--json", "--rows", str(rows),
-                           "--registry", str(workdir / "registry")]
-            else:
-                command = [sys.executable, str(BENCH), "--side", "script", "--rows", str(rows),
-                           "--registry", str(workdir / "registry"), "--workdir", str(workdir / f"script-{number}")]
-            result = measure(command, workdir)
-            output = result.pop("output")
-            if side == "dag":
-                if not output.get("succeeded"):
-                    raise SystemExit(f"the DAG run failed: {output.get('error')}")
-                result["steps"] = {row["step"]: row["seconds"] for row in output["steps"]}
-                result["champion"] = (output.get("champion") or {}).get("version")
-            else:
-                result["steps"], result["champion"] = output["steps"], output["champion"]
-            results.append(result)
-            print(f"  {rows:>9,} rows  {side:<6} run {number}: {result['wall']:6.1f} s  largest process "
-                  f"{result['largest_process_gib']:.2f} GiB  tree {result['tree_gib']:.2f} GiB", flush=True)
-        return results
+            for side in ("dag", "script"):
+                results[side].append(_run_side(side, rows, workdirs[side], number))
+        return results["dag"], results["script"]
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        for workdir in workdirs.values():
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 STEPS = ("ingest", "validate", "preprocess", "train", "select", "evaluate", "gate", "report", "infra-validate",
@@ -300,8 +309,7 @@ def main() -> None:
           f"{sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} at start)", flush=True)
     results, report = [], []
     for rows in sizes:
-        dag = bench_side("dag", rows, args.runs)
-        script = bench_side("script", rows, args.runs)
+        dag, script = bench_sides(rows, args.runs)
         results.append({"rows": rows, "dag": dag, "script": script})
         report.append(render(rows, dag, script))
         print(report[-1], flush=True)
