@@ -10,7 +10,8 @@ champion the first one promoted (what `make run` twice does). The DAG side is `t
 side (``--side script``, also a fresh interpreter per run) calls the same entry points the
 components call (``tollgate.steps.<step>.run_<step>``) with the same per-task settings, but
 keeps every table in memory and trains the candidates in a pool of ``train.parallelism``
-forked workers (threads per candidate as in the DAG). The ratio of the two wall times is
+forked workers (threads per candidate as in the DAG), in the environment the DAG gives its
+tasks (``TASK_ENVIRONMENT``: glibc's malloc tunables). The ratio of the two wall times is
 what the DAG costs: a process per task and the tables written and read between tasks.
 
 Peak memory, per side: the largest process (``getrusage`` of the run's process and every
@@ -192,11 +193,11 @@ class TreeRssSampler:
         self._thread.join()
 
 
-def measure(command: list[str], cwd: Path) -> dict[str, Any]:
+def measure(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``command`` to completion: wall seconds, its JSON output, peak RSS (largest process, tree)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, text=True, env=env)
         with TreeRssSampler(process.pid) as sampler:
             # wait4: this child's resource usage, including every process it waited for.
             _, status, usage = os.wait4(process.pid, 0)
@@ -217,10 +218,15 @@ def _run_side(side: str, rows: int, workdir: Path, number: int) -> dict[str, Any
     if side == "dag":
         command = [str(Path(sys.executable).parent / "tollgate"), "run", "--json", "--rows", str(rows),
                    "--registry", str(workdir / "registry")]
+        env = None  # the DAG sets TASK_ENVIRONMENT on each of its tasks
     else:
         command = [sys.executable, str(BENCH), "--side", "script", "--rows", str(rows),
                    "--registry", str(workdir / "registry"), "--workdir", str(workdir / f"script-{number}")]
-    result = measure(command, workdir)
+        # The script process does the same work as the tasks: same environment (glibc's malloc tunables).
+        from tollgate.pipelines.training import TASK_ENVIRONMENT
+
+        env = {**os.environ, **TASK_ENVIRONMENT}
+    result = measure(command, workdir, env)
     output = result.pop("output")
     if side == "dag":
         if not output.get("succeeded"):
@@ -284,9 +290,10 @@ def render(rows: int, dag: list[dict[str, Any]], script: list[dict[str, Any]]) -
     if rows >= 1_000_000:
         verdicts.append(f"DAG / script at {rows:,} rows: {total:.2f}, target <= {TARGET_RATIO_1M:.2f}: "
                         f"{'met' if total <= TARGET_RATIO_1M else 'MISSED'}")
-    peak = max(r["tree_gib"] for r in dag + script)
-    verdicts.append(f"peak RSS (process tree, either side): {peak:.2f} GiB, target <= {TARGET_RSS_GIB:.0f} GiB: "
-                    f"{'met' if peak <= TARGET_RSS_GIB else 'MISSED'}")
+    peak = max(r["tree_gib"] for r in dag)
+    verdicts.append(f"peak RSS of the DAG (process tree): {peak:.2f} GiB, target <= {TARGET_RSS_GIB:.0f} GiB: "
+                    f"{'met' if peak <= TARGET_RSS_GIB else 'MISSED'} (the script's: "
+                    f"{max(r['tree_gib'] for r in script):.2f} GiB)")
     return "\n".join(lines + [""] + [f"- {v}" for v in verdicts])
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tollgate.cli import app
 from tollgate.config import load_config
-from tollgate.pipelines.training import S3_SECRET_KEYS, compile_pipeline
+from tollgate.pipelines.training import S3_SECRET_KEYS, TASK_ENVIRONMENT, compile_pipeline
 
 S3_TASKS = {"ingest", "validate", "evaluate", "register", "deploy"}
 
@@ -46,6 +46,20 @@ def test_every_task_runs_in_the_component_image_without_installing_kfp(cluster_p
         container = executor["container"]
         assert container["image"] == config.pipeline.image, name
         assert "pip install" not in " ".join(container["command"]), f"{name} installs packages at run time"
+
+
+@pytest.mark.parametrize("when", ["always", "drift"])
+def test_every_task_process_gets_the_malloc_tunables(tmp_path, when):
+    # Set on the task, so kfp.local's subprocesses and the cluster's containers both get them;
+    # with retrain.when: drift the retrain-check task is one more.
+    _, spec, _ = compiled(tmp_path, **{"retrain.when": when})
+    executors = spec["deploymentSpec"]["executors"]
+    assert ("exec-retrain-check" in executors) == (when == "drift")
+    for name, executor in executors.items():
+        env = {item["name"]: item["value"] for item in executor["container"].get("env", [])}
+        assert env.get("GLIBC_TUNABLES") == TASK_ENVIRONMENT["GLIBC_TUNABLES"], name
+        if name == "exec-train":  # the per-task thread limits are kept beside it
+            assert env["OMP_NUM_THREADS"] == "1"
 
 
 def test_compile_cli_sets_the_image_of_every_task(tmp_path):
