@@ -44,6 +44,7 @@ def test_it_reads_what_parquet_would_have_given(tmp_path, mixed):
     ("s3://bucket/artifacts/raw", "lz4"),
     ("gs://bucket/artifacts/raw", "lz4"),
     (None, "lz4"),  # the URI unknown: assume it travels
+    ("", "lz4"),  # kfp's default Artifact.uri before one is assigned
     ("/home/me/.tollgate/runs/run-1/tollgate/ingest/raw", "uncompressed"),  # kfp.local: the file is the artifact
 ])
 def test_compression_follows_where_the_artifact_goes(tmp_path, uri, codec):

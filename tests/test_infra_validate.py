@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import psutil
 import pytest
 
 from tollgate.data.builtin import generate_applicants
@@ -116,6 +117,16 @@ def test_the_test_split_is_read_while_the_server_starts(trained, tmp_path):
     report = infra_validate(str(directory), read_test_split, spec, sample_rows=4, log_dir=tmp_path)
     assert report["passed"], report["reason"]
     assert seen == [True] and report["rows"] == 4
+
+
+def test_an_empty_test_split_read_during_start_up_blocks_and_stops_the_server(trained, tmp_path):
+    directory, spec, test = trained
+    report = infra_validate(str(directory), lambda: test.iloc[:0], spec, sample_rows=4, log_dir=tmp_path)
+    assert not report["passed"] and report["reason"] == "the test split has no rows to validate with"
+    assert report["rows"] == 0
+    # The server it started is gone: no model server process of ours is left.
+    assert not [child for child in psutil.Process().children(recursive=True) if "tollgate.serving" in " ".join(
+        child.cmdline())]
 
 
 class _WritesMarker:

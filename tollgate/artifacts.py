@@ -35,8 +35,9 @@ _ARROW_FILE_MAGIC = b"ARROW1"
 
 def frame_compression(uri: str | None) -> str:
     """The compression of a table artifact at ``uri``: ``"lz4"`` when KFP uploads it to object
-    storage (or the URI is unknown), ``"uncompressed"`` when it stays a local file (kfp.local)."""
-    if uri is not None and not uri.startswith(_UPLOADED_URI_PREFIXES):
+    storage (or the URI is unknown: ``None`` or empty), ``"uncompressed"`` when it stays a local
+    file (kfp.local)."""
+    if uri and not uri.startswith(_UPLOADED_URI_PREFIXES):
         return "uncompressed"
     return FRAME_COMPRESSION
 

@@ -42,5 +42,9 @@ def main() -> None:
     # the program name, so whichever command imports kserve, whenever, sees no flags. (Importing
     # kserve up front did the same, but cost every command a second, `tollgate run` included,
     # which never needs kserve in its own process.)
-    arguments, sys.argv = sys.argv[1:], sys.argv[:1]
-    app(args=arguments)
+    original = sys.argv
+    sys.argv = original[:1]
+    try:
+        app(args=original[1:])
+    finally:
+        sys.argv = original

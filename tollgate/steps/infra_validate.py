@@ -95,7 +95,10 @@ def infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFram
     """Return ``{"passed": bool, "reason": str, "warnings": [...], ...}``; never raises for a broken candidate.
 
     ``test`` must be the split train saved the Pipeline's probabilities for (same rows, same order),
-    or a function that reads it: then it is read while the model server starts.
+    or a function that reads it: then it is read while the model server starts. ``startup_seconds``
+    runs from the server's launch to the first readiness check that succeeds, which comes after
+    that read and the client's import: an upper bound on the server's start-up (the read also
+    counts against ``ready_timeout``; a test split takes well under a second).
     """
     from tollgate.errors import TollgateError
     from tollgate.registry import verify_directory
