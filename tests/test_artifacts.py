@@ -74,3 +74,12 @@ def test_a_parquet_artifact_is_still_read(tmp_path, mixed):
     mixed.to_parquet(tmp_path / "old", index=False)
     assert_frame_equal(read_frame(tmp_path / "old", columns=["amount", "band"]),
                        mixed.reset_index(drop=True)[["amount", "band"]])
+
+
+def test_the_uploaded_schemes_are_kfps_remote_prefixes():
+    # artifacts.py writes them out rather than import kfp's internal enum; this pins the copy.
+    from kfp.dsl.types.artifact_types import RemotePrefix
+
+    from tollgate.artifacts import _UPLOADED_URI_PREFIXES
+
+    assert set(_UPLOADED_URI_PREFIXES) == {prefix.value for prefix in RemotePrefix}
