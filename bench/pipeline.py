@@ -11,8 +11,9 @@ champion the first one promoted (what `make run` twice does). The DAG side is `t
 interpreter per run) calls the same entry points the components call
 (``tollgate.steps.<step>.run_<step>``) with the same per-task settings, but keeps every table
 in memory and trains the candidates in a pool of ``train.parallelism`` forked workers (threads
-per candidate as in the DAG), in the environment the DAG gives its tasks (``TASK_ENVIRONMENT``: glibc's malloc tunables). The ratio of the two wall times is
-what the DAG costs: a process per task and the tables written and read between tasks.
+per candidate as in the DAG), in the environment the DAG gives its tasks (``TASK_ENVIRONMENT``:
+glibc's malloc tunables). The ratio of the two wall times is what the DAG costs: a process per
+task and the tables written and read between tasks.
 
 Peak memory, per side: the largest process (``getrusage`` of the run's process and every
 process it waited for, via ``wait4``) and the process tree (the sum of all processes alive
