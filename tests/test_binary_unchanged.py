@@ -55,7 +55,7 @@ def _text(value: Any) -> str:
 
 
 def run_default(root: Path) -> tuple[dict[str, Any], Path]:
-    """Run the default binary pipeline (small grid, 1,500 rows): its summary and registered version
+    """Run the default binary pipeline (small grid, 3,000 rows): its summary and registered version
     (what the session fixture ``trained_run`` gives; used to write the golden file on the old code)."""
     from tests.conftest import make_config, run_pipeline
     from tollgate.registry import open_registry

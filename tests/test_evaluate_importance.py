@@ -29,7 +29,7 @@ def wide_table(rows: int, columns: int, seed: int = 0) -> pd.DataFrame:
     values = rng.normal(size=(rows, columns - 1)).astype(np.float32)
     frame = pd.DataFrame(values, columns=[f"f{i}" for i in range(columns - 2)] + ["segment"])
     frame["segment"] = rng.choice(["a", "b", "c"], size=rows)
-    logit = 3.0 * values[:, 3] - 2.0 * values[:, 17]
+    logit = 3.0 * values[:, 3] - 3.0 * values[:, 17]
     frame["y"] = (logit + 0.5 * rng.normal(size=rows) > 0.0).astype(int)
     return frame
 

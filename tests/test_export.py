@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -116,10 +117,17 @@ def test_a_step_that_converts_wrongly_fails_train(data, monkeypatch):
 
 
 def test_tree_thresholds_are_made_float32_exact_without_changing_the_pipeline():
-    # 600 rows: a HistGradientBoosting threshold rounded to the nearest float32 landed on a data
-    # value and moved one probability by 0.025 before make_float32_exact existed.
-    frame = generate_applicants(rows=600, seed=7)
-    spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date")
+    # A feature whose only values are two neighbouring float32 numbers, the label following it: the
+    # tree splits at their float64 midpoint, which rounds (to even) onto the upper value, so a graph
+    # holding the rounded threshold sends every upper row down the wrong branch. (The built-in data
+    # hit this by chance on one split before make_float32_exact existed: one probability moved 0.025.)
+    lower = np.nextafter(np.float32(1.0), np.float32(2.0))  # odd last bit
+    upper = np.nextafter(lower, np.float32(2.0))
+    rng = np.random.default_rng(0)
+    values = rng.choice([lower, upper], 600)
+    frame = pd.DataFrame({"x": values.astype(np.float64), "noise": rng.normal(size=600),
+                          "y": ((values == upper) ^ (rng.random(600) < 0.1)).astype(int)})
+    spec = build_feature_spec(frame, "y", 1, [], None)
     splits = split_dataset(frame, spec, 0.2, 0.2, 42)
     model = build_model({"candidate_id": "h", "family": "hist_gradient_boosting",
                          "params": {"max_iter": 40, "learning_rate": 0.1, "random_state": 42}}, spec)

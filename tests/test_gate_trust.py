@@ -23,7 +23,7 @@ from tollgate.steps.validate import DATA_SCHEMA_FILE
 pytestmark = pytest.mark.pipeline
 
 SENSITIVE = [{"column": "gender"}, {"column": "age", "bins": [30, 50]}]
-# Loose fairness bounds: 300 test rows are too few for the defaults not to flip on noise.
+# Loose fairness bounds: 600 test rows are too few for the defaults not to flip on noise.
 FAIRNESS = {"fairness.sensitive_attributes": SENSITIVE, "gate.fairness.min_disparate_impact": 0.3,
             "gate.fairness.max_equal_opportunity_difference": 0.6, "fairness.min_group_positives": 5}
 
@@ -60,7 +60,7 @@ def test_first_run_stores_the_data_schema_measures_fairness_and_reports(champion
     assert summary["registered_version"] == 1 and summary["gate"]["passed"]
     version_dir = Path(open_registry(config.registry.uri).resolve(config.model_name, 1).uri)
     schema = json.loads((version_dir / DATA_SCHEMA_FILE).read_text())
-    assert schema["rows"] == 1500 and {c["name"] for c in schema["columns"]} >= {"age", "gender", "defaulted"}
+    assert schema["rows"] == 3000 and {c["name"] for c in schema["columns"]} >= {"age", "gender", "defaulted"}
     assert summary["validation"]["passed"] and summary["validation"]["drift"] == []
     fairness = summary["candidate"]["fairness"]
     assert set(fairness) == {"gender", "age"} and 0.3 <= fairness["gender"]["disparate_impact"] <= 1.0

@@ -33,7 +33,7 @@ ALLOWED = {
     "report": {"matplotlib"},
     "ingest": {"pandas", "pyarrow", "pydantic"},
     "validate": {"pandas", "pyarrow", "pydantic"},  # scipy loads when drift is measured against a reference
-    "preprocess": {"pandas", "pyarrow", "scipy", "sklearn", "pydantic"},
+    "preprocess": {"pandas", "pyarrow", "pydantic"},
     "train": {"pandas", "pyarrow", "scipy", "sklearn"},  # skl2onnx and onnxruntime load when a candidate exports
     "evaluate": {"pandas", "pyarrow", "scipy", "sklearn", "pydantic"},  # onnxruntime loads with the first graph
     # pandas, pyarrow and kserve's client load once the model server is starting (the task reads the test
@@ -122,6 +122,17 @@ def test_kfp_runs_a_lightweight_component_with_the_runtime_flag_tollgate_relies_
     assert isinstance(component, dsl.base_component.BaseComponent)
     command = " ".join(component.component_spec.implementation.container.command)
     assert "_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main" in command
+
+
+def test_preprocessing_a_table_loads_neither_scikit_learn_nor_scipy():
+    # The task's work, not only its imports: the split is numpy's (tollgate.steps.preprocess.stratified_indices).
+    loaded = _loaded_after(["from tollgate.data.builtin import generate_applicants",
+                            "from tollgate.config import load_config",
+                            "from tollgate.settings import PreprocessSettings",
+                            "from tollgate.steps.preprocess import run_preprocess",
+                            "run_preprocess(generate_applicants(rows=2000), "
+                            "PreprocessSettings.from_config(load_config(None, {})))"])
+    assert "pandas" in loaded and not {"sklearn", "scipy"} & set(loaded), loaded
 
 
 def test_building_the_pipeline_imports_neither_pandas_nor_scikit_learn():

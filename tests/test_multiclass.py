@@ -82,14 +82,40 @@ def test_a_rare_class_reaches_every_split_and_is_measured():
     assert rare["class"] == "rare" and rare["support"] == int((splits.test[LABEL] == 2).sum())
 
 
-@pytest.mark.parametrize("rows, words", [(2, "fewer than 3 rows"), (3, "out of the validation split")])
-def test_a_class_too_rare_for_the_split_stops_the_run_with_the_reason(rows, words):
+def test_a_class_with_two_rows_stops_the_run_with_the_reason():
     frame = crafted(["a", "b"], rows=400)
-    frame.loc[frame.index[:rows], "label"] = "rare"
+    frame.loc[frame.index[:2], "label"] = "rare"
     spec = build_feature_spec(frame, "label", 1, [], None)
-    with pytest.raises(DataError, match=words) as raised:
+    with pytest.raises(DataError, match="fewer than 3 rows") as raised:
         split_dataset(frame, spec, 0.2, 0.2, 42)
     assert "'rare'" in str(raised.value) and "merge" in str(raised.value)
+
+
+def test_a_class_with_three_rows_reaches_every_split():
+    # Proportional shares would give it 0.6 test and 0.6 validation rows: each split gets one anyway,
+    # taken from the large classes, which stay within two rows of their shares.
+    frame = crafted(["a", "b"], rows=400)
+    frame.loc[frame.index[:3], "label"] = "rare"
+    spec = build_feature_spec(frame, "label", 1, [], None)
+    splits = split_dataset(frame, spec, 0.2, 0.2, 42)
+    rare = spec.classes.index("rare")
+    assert [int((part[LABEL] == rare).sum()) for part in (splits.train, splits.validation, splits.test)] == [1, 1, 1]
+    assert [len(part) for part in (splits.train, splits.validation, splits.test)] == [240, 80, 80]
+    for index, label in enumerate(spec.classes):
+        if label != "rare":
+            total = int((frame["label"] == label).sum())
+            for part in (splits.validation, splits.test):
+                assert abs(int((part[LABEL] == index).sum()) - total * 80 / 400) <= 2, (label, len(part))
+
+
+def test_more_rare_classes_than_test_rows_stops_the_run_with_the_reason():
+    # 20 classes of 3 rows and 12-row validation and test splits: not every class can have a row in each.
+    frame = crafted(["a"], rows=60)
+    frame["label"] = [f"c{i:02d}" for i in range(20)] * 3
+    spec = build_feature_spec(frame, "label", 1, [], None)
+    with pytest.raises(DataError, match=r"out of the validation split: they are too rare for split.test_size 0.2") as raised:
+        split_dataset(frame, spec, 0.2, 0.2, 42)
+    assert "merge" in str(raised.value)
 
 
 # -- metrics ---------------------------------------------------------------------------------------

@@ -22,13 +22,14 @@ from tests.conftest import SMALL_CANDIDATES
 
 pytestmark = pytest.mark.pipeline
 
-# One tree with one split: it ranks applicants by a single feature (test ROC AUC ~0.63 on these
-# rows, against ~0.74 for the small grid), so it is clearly worse than any model of the grid.
+# One tree with one split: it ranks applicants by a single feature (test ROC AUC 0.56-0.63 on these
+# rows over eight split seeds, against 0.74-0.79 for the small grid; PR AUC 0.25-0.31 against
+# 0.46-0.55), so it is clearly worse than any model of the grid, whichever rows the split tests on.
 ONE_SPLIT = [{"name": "one-split", "family": "hist_gradient_boosting",
               "params": {"max_iter": 1, "max_leaf_nodes": 2}, "grid": {}}]
 # Absolute thresholds the one-split model meets, so that what blocks run 3 is the comparison alone;
 # the change thresholds are the defaults (roc_auc 0.005, pr_auc 0.01).
-LENIENT_GATE = {"absolute": {"roc_auc": {"min": 0.6}, "pr_auc": {"min": 0.2}}}
+LENIENT_GATE = {"absolute": {"roc_auc": {"min": 0.5}, "pr_auc": {"min": 0.15}}}
 CLEARLY = 0.05  # far beyond the change tolerances, so the verdicts cannot hinge on noise
 
 ALL_STEPS = {"ingest", "validate", "preprocess", "train", "select", "evaluate", "gate",
@@ -50,7 +51,7 @@ def workspace(tmp_path_factory):
     config = {
         "registry": {"uri": str(root / "registry")},
         "run": {"root": str(root / "runs")},
-        "data": {"builtin": {"rows": 1500}},
+        "data": {"builtin": {"rows": 3000}},
         "train": {"candidates": SMALL_CANDIDATES},
         "gate": LENIENT_GATE,
     }
@@ -82,7 +83,7 @@ def test_first_run_has_no_champion_and_registers_v1(first_run, workspace):
     assert first_run["gate"]["passed"] is True
     assert first_run["gate"]["reasons"] == ["no champion yet: absolute thresholds passed, change thresholds skipped"]
     assert first_run["candidate"]["candidate_id"] == "one-split"
-    assert 0.6 <= first_run["candidate"]["test_metrics"]["roc_auc"] < 0.7
+    assert 0.5 <= first_run["candidate"]["test_metrics"]["roc_auc"] < 0.7
     assert first_run["registered_version"] == 1 and first_run["promoted"] is True
     assert first_run["aliases"]["production"]["version"] == 1
     assert first_run["candidate"]["candidate_id"] in {row["candidate_id"] for row in first_run["leaderboard"]}
@@ -104,7 +105,7 @@ def test_first_run_has_no_champion_and_registers_v1(first_run, workspace):
     assert infra["passed"] and infra["max_abs_difference"] == {"rest-v2": 0.0, "grpc": 0.0}
     assert infra["sklearn_agreement"]["max_abs_difference"] <= 1e-5
     assert metadata["test_metrics"] == first_run["candidate"]["test_metrics"]
-    assert metadata["data"]["fingerprint"].startswith("sha256:") and metadata["data"]["rows"] == 1500
+    assert metadata["data"]["fingerprint"].startswith("sha256:") and metadata["data"]["rows"] == 3000
     assert metadata["pipeline_run_id"] and metadata["code_version"] and metadata["replaced_champion"] is None
     # The executor dumps went to the log file, not the console.
     run_dir = Path(first_run["run_dir"])

@@ -7,7 +7,14 @@ import pytest
 from tollgate.data.builtin import generate_applicants
 from tollgate.errors import DataError
 from tollgate.serving.schema import MISSING_CATEGORY, InputSchema, feeds_from_inputs, model_inputs
-from tollgate.steps.preprocess import LABEL, build_feature_spec, build_preprocessor, infer_feature_roles, split_dataset
+from tollgate.steps.preprocess import (
+    LABEL,
+    build_feature_spec,
+    build_preprocessor,
+    infer_feature_roles,
+    split_dataset,
+    stratified_indices,
+)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +130,44 @@ def test_split_is_stratified_seeded_and_disjoint(frame):
                                  extra_columns=["applicant_id"]))
     for name in parts:
         assert set(other[name]["applicant_id"]) != ids[name], name
+
+
+def test_stratified_indices_hold_out_each_class_in_proportion_within_its_bounds():
+    # A seeded sample of random tables (bench-free: 400 draws take well under a second): every draw
+    # partitions the rows, holds out ceil(holdout * n) where it can, keeps each class's count within one row of its
+    # share unless a bound forces it, and honours the bounds (one held-out row for every class with more
+    # than `keep` rows, `keep` rows kept).
+    rng = np.random.default_rng(2026)
+    for _ in range(400):
+        classes = int(rng.integers(1, 8))
+        labels = rng.choice(classes, size=int(rng.integers(classes, 300)), p=rng.dirichlet(np.ones(classes)))
+        holdout, keep, seed = float(rng.choice([0.1, 0.2, 0.25, 0.3, 0.5])), int(rng.integers(1, 3)), int(rng.integers(1000))
+        kept, held = stratified_indices(labels, holdout, seed, keep=keep)
+        rows = len(labels)
+        assert np.array_equal(np.sort(np.concatenate([kept, held])), np.arange(rows))
+        assert (np.diff(kept) > 0).all() and (np.diff(held) > 0).all()  # the table's row order
+        values, counts = np.unique(labels, return_counts=True)
+        taken = np.array([(labels[held] == value).sum() for value in values])
+        # ceil(holdout * n) rows, unless the classes' kept rows leave fewer to hold out.
+        wanted = int(np.ceil(round(holdout * rows, 9)))
+        low = (counts > keep).astype(int)
+        low = low if low.sum() <= wanted else 0 * low
+        assert len(held) == min(wanted, int(np.maximum(counts - keep, low).sum()))
+        assert (taken >= low).all() and (counts - taken >= np.minimum(counts, keep) * (taken > 0)).all()
+        share = counts * len(held) / rows
+        if ((np.floor(share) >= low) & (np.ceil(share) <= np.maximum(counts - keep, low))).all():
+            assert (np.abs(taken - share) < 1).all(), (counts, taken, share)
+        again = stratified_indices(labels, holdout, seed, keep=keep)
+        assert np.array_equal(again[1], held)
+
+
+def test_a_rare_class_is_held_out_once_where_proportion_would_round_it_away():
+    labels = np.array([0] * 48 + [1] * 50 + [2] * 2)  # class 2's share of 10 held-out rows: 0.2
+    kept, held = stratified_indices(labels, 0.1, seed=0, keep=1)
+    assert [int((labels[held] == c).sum()) for c in (0, 1, 2)] == [4, 5, 1]
+    # Without enough held-out rows for every class, no minimum: proportions decide.
+    kept, held = stratified_indices(np.repeat(np.arange(10), 3), 0.2, seed=0, keep=1)
+    assert len(held) == 6 and len(np.unique(np.repeat(np.arange(10), 3)[held])) == 6
 
 
 def test_test_only_columns_reach_the_test_split_only(frame):

@@ -87,7 +87,7 @@ def test_without_a_log_drift_is_measured_on_the_incoming_data(registry_copy, tmp
     assert outcome.succeeded, outcome.error
     assert summary["retrain"]["basis"] == "data" and summary["retrain"]["train"] is False
     assert summary["skipped"].startswith(f"skipped: no drift since v{version}")
-    assert "1500 rows of new data" in summary["skipped"]
+    assert "3000 rows of new data" in summary["skipped"]
 
 
 def test_new_data_skips_when_the_fingerprint_is_unchanged(registry_copy, tmp_path):

@@ -7,6 +7,7 @@ exported to ONNX, so serving runs exactly the transform that training fitted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 
     from tollgate.settings import PreprocessSettings
 
-# scikit-learn is imported by the functions that split and build the transformer: the
-# tasks that only read a FeatureSpec (evaluate, infra-validate) need none of it.
+# scikit-learn is imported by the function that builds the transformer (train's): the preprocess
+# task itself, and the tasks that only read a FeatureSpec (evaluate, infra-validate), need none of it.
 
 LABEL = "__label__"  # the label column of the split datasets: 0/1 (binary) or the class position (multiclass)
 
@@ -166,8 +167,6 @@ def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, vali
     ``test_only_columns`` ride along in the test split only: the champion is scored there with
     the columns *it* was trained on, which this run may have dropped (``data.drop``).
     """
-    from sklearn.model_selection import train_test_split
-
     missing = [c for c in extra_columns if c not in frame.columns]
     if missing:
         raise DataError(f"fairness.sensitive_attributes name columns that are not in the data: {missing}")
@@ -181,10 +180,7 @@ def split_dataset(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, vali
     minority = int(data[LABEL].value_counts().min())
     if minority < 3:
         raise DataError(f"the rarer class has only {minority} rows; at least 3 are needed to split into train/validation/test")
-    rest, test = train_test_split(data, test_size=test_size, stratify=data[LABEL], random_state=seed)
-    relative_validation = validation_size / (1.0 - test_size)
-    train, validation = train_test_split(rest, test_size=relative_validation, stratify=rest[LABEL],
-                                         random_state=seed)
+    train, validation, test = _three_way_split(data, test_size, validation_size, seed)
     return Splits(train=train.drop(columns=test_only).reset_index(drop=True),
                   validation=validation.drop(columns=test_only).reset_index(drop=True),
                   test=test.reset_index(drop=True))
@@ -194,8 +190,6 @@ def _split_multiclass(data: pd.DataFrame, labels: pd.Series, spec: FeatureSpec, 
                       validation_size: float, seed: int, test_only: list[str]) -> Splits:
     """The stratified split of a multiclass table; every class must reach every split, or the run says why not.
     ``test_only`` columns are kept in the test split only (the champion's columns, as for binary)."""
-    from sklearn.model_selection import train_test_split
-
     data[LABEL] = encode_labels(labels, spec.classes)
     counts = data[LABEL].value_counts()
     too_rare = [(spec.classes[i], int(counts.get(i, 0))) for i in range(len(spec.classes)) if counts.get(i, 0) < 3]
@@ -203,10 +197,7 @@ def _split_multiclass(data: pd.DataFrame, labels: pd.Series, spec: FeatureSpec, 
         listed = ", ".join(f"{c!r} ({n} rows)" for c, n in too_rare)
         raise DataError(f"class(es) {listed} have fewer than 3 rows: every class needs a row in train, validation "
                         "and test; add rows of them, merge them into another class, or drop them")
-    rest, test = train_test_split(data, test_size=test_size, stratify=data[LABEL], random_state=seed)
-    relative_validation = validation_size / (1.0 - test_size)
-    train, validation = train_test_split(rest, test_size=relative_validation, stratify=rest[LABEL],
-                                         random_state=seed)
+    train, validation, test = _three_way_split(data, test_size, validation_size, seed)
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         absent = [i for i in range(len(spec.classes)) if not (part[LABEL] == i).any()]
         if absent:
@@ -217,6 +208,63 @@ def _split_multiclass(data: pd.DataFrame, labels: pd.Series, spec: FeatureSpec, 
     return Splits(train=train.drop(columns=test_only).reset_index(drop=True),
                   validation=validation.drop(columns=test_only).reset_index(drop=True),
                   test=test.reset_index(drop=True))
+
+
+def stratified_indices(labels: np.ndarray, holdout: float, seed: int, keep: int = 1
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions ``(kept, held_out)`` of a seeded split that holds out ``ceil(holdout * n)``
+    rows, each class in proportion: its exact share, rounded to a neighbouring whole number
+    (largest remainders first; ties go to the class listed first). Two bounds come first: a
+    class with at least ``keep + 1`` rows has at least one row held out (while the held-out
+    total allows one row per such class) and keeps at least ``keep``; the rows a bound adds
+    or removes are made up on the other classes (if they cannot be, fewer rows are held
+    out). Rows are drawn at random within their class; each part lists its positions in
+    ascending order, so a split keeps the table's row order.
+
+    Our own rather than scikit-learn's ``train_test_split``, for two reasons: it is the
+    preprocess task's only use of scikit-learn, whose import costs that task about 0.8 s per
+    run (docs/benchmarks.md); and scikit-learn may leave a rare class out of a split that
+    could have held one of its rows, which a multiclass run must refuse.
+    """
+    rows = len(labels)
+    # The tolerance keeps float noise (0.7 * 1000 = 700.0000000000001) from adding a row.
+    held_out = min(rows, math.ceil(holdout * rows - 1e-9))
+    _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    share = counts * (held_out / rows)
+    low = (counts > keep).astype(np.int64)
+    if low.sum() > held_out:  # too few held-out rows for one of every class: no minimum (the caller says so)
+        low[:] = 0
+    high = np.maximum(counts - keep, low)
+    take = np.clip(np.floor(share).astype(np.int64), low, high)
+    # Settle the total on the classes whose count is furthest from their share, one row each per
+    # round (one round unless a bound was hit), never past a bound.
+    while (gap := held_out - int(take.sum())) != 0:
+        step = 1 if gap > 0 else -1
+        movable = np.flatnonzero(take < high if step > 0 else take > low)
+        if not len(movable):  # every class keeps its `keep` rows: fewer rows can be held out
+            break
+        furthest = movable[np.argsort(step * (take[movable] - share[movable]), kind="stable")]
+        take[furthest[:abs(gap)]] += step
+    # One permutation of all rows, grouped by class (a stable sort keeps each class's random order).
+    shuffled = np.random.default_rng(seed).permutation(rows)
+    grouped = shuffled[np.argsort(codes[shuffled], kind="stable")]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    chosen = np.zeros(rows, dtype=bool)
+    for start, count in zip(starts, take, strict=True):
+        chosen[grouped[start:start + count]] = True
+    return np.flatnonzero(~chosen), np.flatnonzero(chosen)
+
+
+def _three_way_split(data: pd.DataFrame, test_size: float, validation_size: float, seed: int
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``(train, validation, test)``, stratified on ``LABEL``: the test rows first, then the
+    validation rows out of the rest (``validation_size`` stays a fraction of the whole table)."""
+    # A class with 3 rows or more reaches every split: test keeps 2 in the rest, validation 1 in train.
+    rest_rows, test_rows = stratified_indices(data[LABEL].to_numpy(), test_size, seed, keep=2)
+    rest = data.iloc[rest_rows]
+    relative_validation = validation_size / (1.0 - test_size)
+    train_rows, validation_rows = stratified_indices(rest[LABEL].to_numpy(), relative_validation, seed + 1, keep=1)
+    return rest.iloc[train_rows], rest.iloc[validation_rows], data.iloc[test_rows]
 
 
 def build_preprocessor(spec: FeatureSpec, scale: bool = True) -> ColumnTransformer:
