@@ -159,6 +159,8 @@ def test_stratified_indices_hold_out_each_class_in_proportion_within_its_bounds(
             assert (np.abs(taken - share) < 1).all(), (counts, taken, share)
         again = stratified_indices(labels, holdout, seed, keep=keep)
         assert np.array_equal(again[1], held)
+        # Any labels, not only class positions: text labels in the same order split the same rows.
+        assert np.array_equal(stratified_indices(labels.astype(str), holdout, seed, keep=keep)[1], held)
 
 
 def test_a_rare_class_is_held_out_once_where_proportion_would_round_it_away():
@@ -183,6 +185,13 @@ def test_test_only_columns_reach_the_test_split_only(frame):
     assert (splits.test["application_date"].to_numpy() == dates.to_numpy()).all()
     with pytest.raises(DataError, match=r"sensitive_attributes name columns that are not in the data: \['nope'\]"):
         split_dataset(frame, spec, 0.2, 0.2, 0, extra_columns=["nope"])
+
+
+def test_split_names_model_columns_the_table_lacks(frame):
+    # A spec from another table: positional indexing would read a missing column as the last one.
+    spec = spec_for(frame)
+    with pytest.raises(DataError, match=r"columns \['age'\] are not in the data"):
+        split_dataset(frame.drop(columns="age"), spec, 0.2, 0.2, 0)
 
 
 def test_split_refuses_a_class_too_rare_to_split(frame):
