@@ -167,6 +167,7 @@ def test_a_rare_class_is_held_out_once_where_proportion_would_round_it_away():
     labels = np.array([0] * 48 + [1] * 50 + [2] * 2)  # class 2's share of 10 held-out rows: 0.2
     kept, held = stratified_indices(labels, 0.1, seed=0, keep=1)
     assert [int((labels[held] == c).sum()) for c in (0, 1, 2)] == [4, 5, 1]
+    assert [len(part) for part in stratified_indices(np.array([], dtype=np.int64), 0.2, seed=0)] == [0, 0]
     # Without enough held-out rows for every class, no minimum: proportions decide.
     kept, held = stratified_indices(np.repeat(np.arange(10), 3), 0.2, seed=0, keep=1)
     assert len(held) == 6 and len(np.unique(np.repeat(np.arange(10), 3)[held])) == 6
@@ -199,6 +200,9 @@ def test_split_refuses_a_class_too_rare_to_split(frame):
     tiny.loc[:1, "defaulted"] = 1
     with pytest.raises(DataError, match="rarer class has only 2 rows"):
         split_dataset(tiny, spec_for(tiny), 0.2, 0.2, 0)
+    # No positive row at all is the rarest case, not a table of one class that passes.
+    with pytest.raises(DataError, match="rarer class has only 0 rows"):
+        split_dataset(frame.assign(defaulted=0), spec_for(frame), 0.2, 0.2, 0)
 
 
 def test_preprocessor_fits_on_train_and_tolerates_unseen_categories(frame):

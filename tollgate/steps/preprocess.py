@@ -235,9 +235,11 @@ def stratified_indices(labels: np.ndarray, holdout: float, seed: int, keep: int 
     could have held one of its rows, which a multiclass run must refuse.
     """
     rows = len(labels)
+    if not rows:
+        return np.arange(0), np.arange(0)
     # The tolerance keeps float noise (0.7 * 1000 = 700.0000000000001) from adding a row.
     held_out = min(rows, math.ceil(holdout * rows - 1e-9))
-    if rows and labels.dtype.kind in "iu" and 0 <= labels.min() and labels.max() <= rows:
+    if labels.dtype.kind in "iu" and 0 <= labels.min() and labels.max() <= rows:
         # Class positions (LABEL): counting is enough; np.unique's sort costs 0.17 s per 1,000,000 rows.
         # An absent position counts 0 rows and takes none.
         codes, counts = labels, np.bincount(labels)
