@@ -133,10 +133,10 @@ def test_split_is_stratified_seeded_and_disjoint(frame):
 
 
 def test_stratified_indices_hold_out_each_class_in_proportion_within_its_bounds():
-    # A seeded sample of random tables (bench-free: 400 draws take well under a second): every draw
-    # partitions the rows, holds out ceil(holdout * n) where it can, keeps each class's count within one row of its
-    # share unless a bound forces it, and honours the bounds (one held-out row for every class with more
-    # than `keep` rows, `keep` rows kept).
+    # A seeded sample of random tables (400 draws, well under a second). Every draw partitions the
+    # rows, holds out ceil(holdout * n) where it can, honours the bounds (one held-out row for every
+    # class with more than `keep` rows, `keep` rows kept) and keeps each class's count within one
+    # row of its share unless a bound forces it.
     rng = np.random.default_rng(2026)
     for _ in range(400):
         classes = int(rng.integers(1, 8))
@@ -153,7 +153,7 @@ def test_stratified_indices_hold_out_each_class_in_proportion_within_its_bounds(
         low = (counts > keep).astype(int)
         low = low if low.sum() <= wanted else 0 * low
         assert len(held) == min(wanted, int(np.maximum(counts - keep, low).sum()))
-        assert (taken >= low).all() and (counts - taken >= np.minimum(counts, keep) * (taken > 0)).all()
+        assert (taken >= low).all() and (counts - taken >= np.minimum(counts, keep)).all()
         share = counts * len(held) / rows
         if ((np.floor(share) >= low) & (np.ceil(share) <= np.maximum(counts - keep, low))).all():
             assert (np.abs(taken - share) < 1).all(), (counts, taken, share)
