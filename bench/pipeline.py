@@ -114,7 +114,8 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
         if not checks.passed:
             raise SystemExit(f"validation blocked the run: {checks.failure_message()}")
     with _timed(times, "preprocess"):
-        spec, splits = run_preprocess(ingested.frame, PreprocessSettings.from_config(config))
+        spec, plan = run_preprocess(ingested.frame, PreprocessSettings.from_config(config))
+        splits = plan.take(ingested.frame)  # in memory: DataFrames, as training needs them
     grid = expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed)
     with _timed(times, "train"):
         _POOL_STATE.update(train=splits.train, validation=splits.validation, test=splits.test, spec=spec,

@@ -130,8 +130,9 @@ def test_preprocessing_a_table_loads_neither_scikit_learn_nor_scipy():
                             "from tollgate.config import load_config",
                             "from tollgate.settings import PreprocessSettings",
                             "from tollgate.steps.preprocess import run_preprocess",
-                            "run_preprocess(generate_applicants(rows=2000), "
-                            "PreprocessSettings.from_config(load_config(None, {})))"])
+                            "frame = generate_applicants(rows=2000)",
+                            "spec, plan = run_preprocess(frame, PreprocessSettings.from_config(load_config(None, {})))",
+                            "plan.take(frame)"])
     assert "pandas" in loaded and not {"sklearn", "scipy"} & set(loaded), loaded
 
 

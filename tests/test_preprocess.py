@@ -276,3 +276,47 @@ def test_server_and_pipeline_make_the_same_model_inputs():
     assert from_server["kind"][:, 0].tolist() == ["a", MISSING_CATEGORY, "b", MISSING_CATEGORY, "ç"]
     assert from_server["flag"][:, 0].tolist() == ["True", "False", "True", "True", "False"]
     assert from_server["score"][:, 0].tolist() == ["1.0", MISSING_CATEGORY, "2.5", "3.0", "1e-07"]
+
+
+def _every_dtype(rows: int, seed: int) -> pd.DataFrame:
+    # Every kind of column a raw table can bring, with gaps: what the preprocess task reads back.
+    rng = np.random.default_rng(seed)
+    table = generate_applicants(rows=rows, seed=seed)
+    gaps = rng.random(rows) < 0.1
+    return table.assign(
+        band=pd.Categorical(rng.choice(["a", "b", "c"], rows)),
+        maybe=pd.array(np.where(gaps, None, rng.integers(0, 9, rows)), dtype="Int64"),
+        answered=pd.array(np.where(gaps, None, rng.random(rows) < 0.5), dtype="boolean"),
+        note=pd.array(np.where(gaps, None, rng.choice(["x", "y"], rows)), dtype="string"),
+        seen=pd.date_range("2026-01-01", periods=rows, freq="h", tz="Europe/Berlin"),
+        risk=rng.choice(["low", "mid", "high"], rows),
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("target, raw_format", [("defaulted", "arrow"), ("risk", "arrow"), ("defaulted", "parquet")])
+@pytest.mark.parametrize("uri", [None, "/kfp/local/run/preprocess/train"])
+def test_the_task_writes_from_arrow_exactly_the_splits_pandas_takes(tmp_path, seed, target, raw_format, uri):
+    # The preprocess task takes its splits from the Arrow table it read (SplitPlan.take_table); each
+    # must read back as the very DataFrame SplitPlan.take gives an in-memory caller: same rows, columns,
+    # dtypes (nullable, categorical, time zone) and label. Dropping the table's pandas metadata would
+    # turn the nullable integers into floats; a wrong take would move rows or labels.
+    from tollgate.artifacts import read_frame, read_table, write_frame, write_table
+    from tollgate.steps.preprocess import plan_split
+
+    raw = tmp_path / "raw"
+    if raw_format == "arrow":
+        write_frame(_every_dtype(600, seed), raw)
+    else:  # a raw artifact from before the Arrow format
+        _every_dtype(600, seed).to_parquet(raw, index=False)
+    table = read_table(raw)
+    frame = table.to_pandas()
+    drop = ["applicant_id"] + (["defaulted"] if target == "risk" else ["risk"])
+    spec = build_feature_spec(frame, target, 1 if target == "defaulted" else None, drop, "application_date")
+    plan = plan_split(frame, spec, 0.2, 0.2, seed, extra_columns=["band"], test_only_columns=list(frame.columns))
+    expected = plan.take(frame)
+    for name in ("train", "validation", "test"):
+        write_table(plan.take_table(table, name), tmp_path / name, uri=uri)
+        pd.testing.assert_frame_equal(read_frame(tmp_path / name), getattr(expected, name))
+    assert {"maybe", "answered", "note", "seen"} <= set(expected.test.columns)  # the test split keeps every column
+    assert expected.train[LABEL].nunique() == (2 if target == "defaulted" else 3)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from tollgate.records import _Record
 
@@ -49,14 +50,24 @@ def write_frame(frame: pd.DataFrame, path: str | Path, *, uri: str | None = None
     (:func:`frame_compression`). Either way :func:`read_frame` reads the file.
     """
     import pyarrow as pa
+
+    write_table(pa.Table.from_pandas(frame, preserve_index=False), path, uri=uri)
+
+
+def write_table(table: pa.Table, path: str | Path, *, uri: str | None = None) -> None:
+    """Write an Arrow table as a table artifact, compressed as :func:`write_frame` does.
+
+    A table taken from one that :func:`read_table` read keeps its pandas metadata, so
+    :func:`read_frame` gives back the dtypes the original frame had (nullable integers,
+    categoricals, time zones).
+    """
     import pyarrow.feather as feather
 
-    feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), str(path),
-                          compression=frame_compression(uri))
+    feather.write_feather(table, str(path), compression=frame_compression(uri))
 
 
-def read_frame(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a table artifact, memory-mapped; ``columns`` decodes only those columns.
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a table artifact as an Arrow table, memory-mapped; ``columns`` reads only those columns.
 
     Parquet artifacts (runs from before the Arrow format, or a Parquet file handed to a
     step through ``dsl.importer``) are recognised by their first bytes and read as Parquet.
@@ -64,12 +75,17 @@ def read_frame(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     with open(path, "rb") as handle:
         magic = handle.read(len(_ARROW_FILE_MAGIC))
     if magic != _ARROW_FILE_MAGIC:
-        import pandas as pd
+        import pyarrow.parquet as parquet
 
-        return pd.read_parquet(path, columns=columns)
+        return parquet.read_table(path, columns=columns)
     import pyarrow.feather as feather
 
-    return feather.read_table(str(path), columns=columns, memory_map=True).to_pandas()
+    return feather.read_table(str(path), columns=columns, memory_map=True)
+
+
+def read_frame(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a table artifact as a DataFrame (:func:`read_table`, then pandas' conversion)."""
+    return read_table(path, columns).to_pandas()
 
 
 def write_record(record: _Record, path: str | Path) -> None:
