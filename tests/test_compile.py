@@ -49,7 +49,7 @@ def test_every_task_runs_in_the_component_image_without_installing_kfp(cluster_p
 
 
 @pytest.mark.parametrize("when", ["always", "drift"])
-def test_every_task_process_gets_the_malloc_tunables(tmp_path, when):
+def test_every_task_process_gets_the_allocator_settings(tmp_path, when):
     # Set on the task, so kfp.local's subprocesses and the cluster's containers both get them;
     # with retrain.when: drift the retrain-check task is one more.
     _, spec, _ = compiled(tmp_path, **{"retrain.when": when})
@@ -58,6 +58,7 @@ def test_every_task_process_gets_the_malloc_tunables(tmp_path, when):
     for name, executor in executors.items():
         env = {item["name"]: item["value"] for item in executor["container"].get("env", [])}
         assert env.get("GLIBC_TUNABLES") == TASK_ENVIRONMENT["GLIBC_TUNABLES"], name
+        assert env.get("ARROW_DEFAULT_MEMORY_POOL") == "system", name
         if name == "exec-train":  # the per-task thread limits are kept beside it
             assert env["OMP_NUM_THREADS"] == "1"
 
