@@ -76,7 +76,7 @@ class SplitPlan:
 
         Arrow takes the rows in C++ from the memory-mapped file, and the table keeps its
         pandas metadata (dtypes as the frame had them). At 1,000,000 rows this writes the
-        three splits in about 0.3 s, where taking them in pandas and converting each back to
+        three splits in about 0.4 s, where taking them in pandas and converting each back to
         Arrow takes 1.3 s (docs/benchmarks.md).
         """
         import pyarrow as pa
