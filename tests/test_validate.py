@@ -48,6 +48,23 @@ def test_schema_describes_columns_dtypes_ranges_domains_labels_and_rows(referenc
     assert set(reference["label"]["shares"]) == {"0", "1"} and reference["label"]["missing"] == 0
 
 
+def test_schema_quantiles_are_numpys_linear_quantiles_of_the_present_values():
+    # Each quantile is that of the non-missing values, linear interpolation (numpy's default),
+    # keyed as written in QUANTILES; integers are described as floats. Different values per column.
+    rng = np.random.default_rng(3)
+    frame = generate_applicants(rows=800, seed=3).assign(
+        skewed=np.where(rng.random(800) < 0.2, np.nan, rng.lognormal(size=800)),
+        whole=rng.integers(0, 40, 800))
+    columns = {c["name"]: c for c in infer_data_schema(frame, "defaulted", 1, IGNORED)["columns"]}
+    for name in ("skewed", "whole", "annual_income"):
+        present = frame[name].dropna().to_numpy(dtype=float)
+        expected = {"0": present.min(), "0.01": np.quantile(present, 0.01), "0.05": np.quantile(present, 0.05),
+                    "0.25": np.quantile(present, 0.25), "0.5": np.median(present), "0.75": np.quantile(present, 0.75),
+                    "0.95": np.quantile(present, 0.95), "0.99": np.quantile(present, 0.99), "1": present.max()}
+        assert columns[name]["quantiles"] == pytest.approx(expected, rel=1e-12, abs=0), name
+    assert columns["skewed"]["quantiles"] != columns["whole"]["quantiles"]
+
+
 def test_clean_data_has_no_anomalies_and_no_drift(reference, clean):
     report = check(clean, reference)
     assert report.anomalies == [] and report.passed
@@ -186,3 +203,23 @@ def test_a_check_on_thousands_of_columns_is_reported_once():
     assert new[0].column == "2,000 columns ('x0', 'x1', 'x2', 'x3', 'x4' and 1,995 more)"
     assert new[0].observed == "present (float64) (first of 2,000)"
     assert len(report.to_dict()["anomalies"]) < 20
+
+
+def test_run_validate_finds_duplicate_rows_once_for_the_report_and_the_schema(tmp_path, monkeypatch):
+    # run_validate reads the duplicate share off the data schema it writes; the report must still
+    # flag it, with the same share the schema records, and the frame is compared row by row once.
+    from tollgate.registry import open_registry
+    from tollgate.settings import ValidateSettings
+    from tollgate.steps import validate as validate_module
+
+    frame = generate_applicants(rows=1000, seed=4)
+    frame = pd.concat([frame, frame.head(30)], ignore_index=True)  # 30 of 1,030 rows repeat an earlier one
+    calls = []
+    original = validate_module._duplicate_share
+    monkeypatch.setattr(validate_module, "_duplicate_share", lambda f: calls.append(len(f)) or original(f))
+    report, schema = validate_module.run_validate(frame, ValidateSettings.from_config(load_config(None, {})),
+                                                  open_registry(str(tmp_path)), "m")
+    assert calls == [1030]
+    assert schema["duplicate_share"] == pytest.approx(30 / 1030)
+    duplicate = next(a for a in report.anomalies if a.check == "duplicate_rows")
+    assert (duplicate.observed, duplicate.blocking) == ("2.91% of rows", False)

@@ -65,7 +65,10 @@ def infer_data_schema(frame: pd.DataFrame, target: str, positive_label: Any, ign
             numbers = series.dropna().astype(float)
             if not numbers.empty:
                 entry.update(min=float(numbers.min()), max=float(numbers.max()), mean=float(numbers.mean()),
-                             quantiles={f"{q:g}": float(numbers.quantile(q)) for q in QUANTILES})
+                             # One call for all quantiles: one partial sort of the column, not nine (the same
+                             # values; validate at 1,000,000 rows spent 0.85 s more in nine calls).
+                             quantiles={f"{q:g}": float(value)
+                                        for q, value in zip(QUANTILES, numbers.quantile(list(QUANTILES)), strict=True)})
             entry["profile"] = numeric_profile(series, bins)
         elif role == "feature" and entry["family"] in ("string", "bool"):
             # Datetimes are never model features (preprocess drops them), so they get no domain.
@@ -164,14 +167,16 @@ def identifier_columns(frame: pd.DataFrame, exclude: list[str] | tuple = ()) -> 
 def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: str, positive_label: Any,
              min_rows: int, settings: ValidationConfig | None = None, reference_version: int | None = None,
              note: str = "", ignored: list[str] | tuple = (), drop_identifiers: bool = True,
-             task: str = "auto") -> ValidationReport:
+             task: str = "auto", duplicate_share: float | None = None) -> ValidationReport:
     """Check ``frame`` on its own and, if given, against the ``reference`` data schema.
 
     ``ignored`` columns (``data.drop``, the date column) are not features, so they are not
     checked for being identifiers; ``drop_identifiers`` only changes what the anomaly says
     happens to one (preprocess leaves it out of the features). ``task`` is ``data.task``: a
     multiclass label is also compared with the reference's class shares (a class that appears
-    or disappears, and label drift, are anomalies).
+    or disappears, and label drift, are anomalies). ``duplicate_share`` is the share of
+    duplicate rows when the caller has it already (the data schema records it): finding them
+    compares every column of every row, 0.6 s at 1,000,000 rows.
     """
     settings = settings or ValidationConfig()
     findings = _Findings(settings.severity)
@@ -182,7 +187,7 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
         return report
     if len(frame) < min_rows:
         findings.add(TABLE, "too_few_rows", f"{len(frame)} rows", f">= {min_rows} rows (data.min_rows)")
-    duplicates = _duplicate_share(frame)
+    duplicates = _duplicate_share(frame) if duplicate_share is None else duplicate_share
     if duplicates > settings.max_duplicate_share:
         findings.add(TABLE, "duplicate_rows", f"{duplicates:.2%} of rows", f"<= {settings.max_duplicate_share:.2%}")
     multiclass = _check_labels(frame, target, positive_label, reference, findings, task)
@@ -218,12 +223,13 @@ def run_validate(frame: pd.DataFrame, settings: ValidateSettings, registry: Regi
         reference = registry.read_version_json(model_name, champion.version, DATA_SCHEMA_FILE)
         note = (f"compared with the data production v{champion.version} was trained on" if reference else
                 f"production v{champion.version} has no {DATA_SCHEMA_FILE}: only checks of the data on its own apply")
+    schema = infer_data_schema(frame, settings.target, settings.positive_label, settings.ignored,
+                               settings.validation.drift.bins)
     report = validate(frame, reference, target=settings.target, positive_label=settings.positive_label,
                       min_rows=settings.min_rows, settings=settings.validation,
                       reference_version=champion.version if champion else None, note=note,
-                      ignored=settings.ignored, drop_identifiers=settings.drop_identifiers, task=settings.task)
-    schema = infer_data_schema(frame, settings.target, settings.positive_label, settings.ignored,
-                               settings.validation.drift.bins)
+                      ignored=settings.ignored, drop_identifiers=settings.drop_identifiers, task=settings.task,
+                      duplicate_share=schema["duplicate_share"])
     return report, schema
 
 
