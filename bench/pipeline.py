@@ -282,15 +282,15 @@ def render(rows: int, dag: list[dict[str, Any]], script: list[dict[str, Any]]) -
         f"{d['tree_gib']:.2f} | {s['tree_gib']:.2f}" for d, s in zip(dag, script, strict=True)) + " |")
     ratios = [d["wall"] / s["wall"] for d, s in zip(dag, script, strict=True)]
     total = sum(d["wall"] for d in dag) / sum(s["wall"] for s in script)
-    lines.append("\nDAG / script: " + ", ".join(f"run {i} **{r:.2f}**" for i, r in enumerate(ratios, 1))
-                 + f"; all runs **{total:.2f}** (overhead {100 * (total - 1):+.0f}%).")
+    lines.append("\nDAG / script: " + ", ".join(f"run {i} **{r:.3f}**" for i, r in enumerate(ratios, 1))
+                 + f"; all runs **{total:.3f}** (overhead {100 * (total - 1):+.1f}%).")
     verdicts = []
     if rows == 20_000:
         slowest = max(d["wall"] for d in dag)
         verdicts.append(f"`make run` (slowest DAG run at 20,000 rows): {slowest:.1f} s, target <= "
                         f"{TARGET_MAKE_RUN_SECONDS:.0f} s: {'met' if slowest <= TARGET_MAKE_RUN_SECONDS else 'MISSED'}")
     if rows >= 1_000_000:
-        verdicts.append(f"DAG / script at {rows:,} rows: {total:.2f}, target <= {TARGET_RATIO_1M:.2f}: "
+        verdicts.append(f"DAG / script at {rows:,} rows: {total:.3f}, target <= {TARGET_RATIO_1M:.2f}: "
                         f"{'met' if total <= TARGET_RATIO_1M else 'MISSED'}")
     peak = max(r["tree_gib"] for r in dag)
     verdicts.append(f"peak RSS of the DAG (process tree): {peak:.2f} GiB, target <= {TARGET_RSS_GIB:.0f} GiB: "
