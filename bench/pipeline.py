@@ -13,7 +13,9 @@ interpreter per run) calls the same entry points the components call
 in memory and trains the candidates in a pool of ``train.parallelism`` forked workers (threads
 per candidate as in the DAG), in the environment the DAG gives its tasks (``TASK_ENVIRONMENT``:
 glibc's malloc tunables). The ratio of the two wall times is what the DAG costs: a process per
-task and the tables written and read between tasks.
+task and the tables written and read between tasks. Every run, of either side, starts right
+after 5 GiB were touched and freed (``--settle-gib``): this VM makes memory that sat idle slow
+to touch again, which otherwise fell on whichever run came first (see :func:`settle_memory`).
 
 Peak memory, per side: the largest process (``getrusage`` of the run's process and every
 process it waited for, via ``wait4``) and the process tree (the sum of all processes alive
@@ -215,8 +217,25 @@ def measure(command: list[str], cwd: Path, env: dict[str, str] | None = None) ->
             "largest_process_gib": usage.ru_maxrss * 1024 / 2**30, "tree_gib": sampler.peak_bytes / 2**30}
 
 
-def _run_side(side: str, rows: int, workdir: Path, number: int) -> dict[str, Any]:
-    """Run ``number`` of one side (a fresh process) on that side's registry in ``workdir``."""
+def settle_memory(gib: float) -> float:
+    """Touch ``gib`` GiB in a child process that then exits; returns the seconds that took.
+
+    This VM hands memory that stays free for a few seconds back to its host, and the next
+    process to touch it pays for getting it back: about 2.3 s per GiB after 20 s idle, against
+    0.1-0.4 s per GiB for memory another process freed a moment before (docs/benchmarks.md).
+    Without this the first run of the benchmark (always the DAG's run 1) paid that for its
+    whole footprint, while every later run reused what the run before it had just freed. Called
+    right before every measured run, of either side, it gives each the same start: ``gib`` of
+    memory freed a moment ago.
+    """
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import numpy; numpy.ones({int(gib * 2**30) // 8})"], check=True)
+    return time.perf_counter() - started
+
+
+def _run_side(side: str, rows: int, workdir: Path, number: int, settle_gib: float = 0.0) -> dict[str, Any]:
+    """Run ``number`` of one side (a fresh process) on that side's registry in ``workdir``,
+    right after :func:`settle_memory` (``settle_gib`` 0: without)."""
     if side == "dag":
         command = [str(Path(sys.executable).parent / "tollgate"), "run", "--json", "--rows", str(rows),
                    "--registry", str(workdir / "registry")]
@@ -228,6 +247,7 @@ def _run_side(side: str, rows: int, workdir: Path, number: int) -> dict[str, Any
         from tollgate.pipelines.training import TASK_ENVIRONMENT
 
         env = {**os.environ, **TASK_ENVIRONMENT}
+    settled = settle_memory(settle_gib) if settle_gib else 0.0
     result = measure(command, workdir, env)
     output = result.pop("output")
     if side == "dag":
@@ -238,20 +258,22 @@ def _run_side(side: str, rows: int, workdir: Path, number: int) -> dict[str, Any
     else:
         result["steps"], result["champion"] = output["steps"], output["champion"]
     print(f"  {rows:>9,} rows  {side:<6} run {number}: {result['wall']:6.1f} s  largest process "
-          f"{result['largest_process_gib']:.2f} GiB  tree {result['tree_gib']:.2f} GiB", flush=True)
+          f"{result['largest_process_gib']:.2f} GiB  tree {result['tree_gib']:.2f} GiB"
+          + (f"  (memory settled: {settle_gib:g} GiB in {settled:.1f} s)" if settle_gib else ""), flush=True)
     return result
 
 
-def bench_sides(rows: int, runs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def bench_sides(rows: int, runs: int, settle_gib: float = 0.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``runs`` consecutive runs of each side, each side on its own fresh registry, each run a fresh
     process, the two sides interleaved (DAG run 1, script run 1, DAG run 2, ...): on a shared
-    machine the speed drifts over minutes, and interleaving spreads that drift over both sides."""
+    machine the speed drifts over minutes, and interleaving spreads that drift over both sides.
+    Each run starts right after :func:`settle_memory` (``settle_gib``; 0: without)."""
     workdirs = {side: Path(tempfile.mkdtemp(prefix=f"tollgate-bench-{side}-")) for side in ("dag", "script")}
     try:
         results: dict[str, list[dict[str, Any]]] = {"dag": [], "script": []}
         for number in range(1, runs + 1):
             for side in ("dag", "script"):
-                results[side].append(_run_side(side, rows, workdirs[side], number))
+                results[side].append(_run_side(side, rows, workdirs[side], number, settle_gib))
         return results["dag"], results["script"]
     finally:
         for workdir in workdirs.values():
@@ -305,6 +327,9 @@ def main() -> None:
                         help="Built-in rows (repeatable). Default: 20,000; add --rows 1000000 for the large case.")
     parser.add_argument("--runs", type=int, default=2, help="Consecutive runs per side (2: the second has a champion).")
     parser.add_argument("--output", type=Path, default=Path("bench/results"), help="Where to write the JSON results.")
+    parser.add_argument("--settle-gib", type=float, default=5.0,
+                        help="Touch and free this many GiB right before every run, so each starts on memory freed a "
+                             "moment ago (this VM makes memory left idle slow to touch again); 0: don't.")
     parser.add_argument("--side", choices=["script"], help=argparse.SUPPRESS)  # internal: one script run
     parser.add_argument("--registry", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -315,11 +340,12 @@ def main() -> None:
         return
     sizes = args.rows or [20_000]
     print(f"Tollgate pipeline benchmark on {platform.node()} ({os.cpu_count()} cores, Python "
-          f"{sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} at start)", flush=True)
+          f"{sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} at start; memory settled before each run: "
+          f"{args.settle_gib:g} GiB)", flush=True)
     results, report = [], []
     for rows in sizes:
-        dag, script = bench_sides(rows, args.runs)
-        results.append({"rows": rows, "dag": dag, "script": script})
+        dag, script = bench_sides(rows, args.runs, args.settle_gib)
+        results.append({"rows": rows, "settle_gib": args.settle_gib, "dag": dag, "script": script})
         report.append(render(rows, dag, script))
         print(report[-1], flush=True)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
