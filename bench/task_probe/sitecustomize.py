@@ -35,7 +35,9 @@ class _Probe:
     # (module, attribute path, category): timed once the module is imported.
     TARGETS = [("pandas", "read_parquet", "read"), ("pandas", "read_feather", "read"),
                ("pandas", "DataFrame.to_parquet", "write"), ("pandas", "DataFrame.to_feather", "write"),
-               ("tollgate.artifacts", "read_frame", "read"), ("tollgate.artifacts", "write_frame", "write")]
+               ("tollgate.artifacts", "read_frame", "read"), ("tollgate.artifacts", "write_frame", "write"),
+               # preprocess reads and writes Arrow tables (read_frame and write_frame call these too)
+               ("tollgate.artifacts", "read_table", "read"), ("tollgate.artifacts", "write_table", "write")]
 
     def __init__(self, role: str):
         self.role = role
