@@ -124,7 +124,6 @@ def test_local_runs_build_without_kubernetes_settings_for_a_local_config(tmp_pat
 
     marker = object()
     assert s3_env_from_secret(load_config())(marker) is marker
-    assert s3_env_from_secret(load_config(), for_cluster=True) is not None
 
 
 def test_s3_data_alone_also_wires_the_secret(tmp_path):

@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from tests.conftest import SMALL_CANDIDATES
-from tollgate.steps.gate import Champion, Policy, decide
 
 pytestmark = pytest.mark.pipeline
 
@@ -57,11 +56,19 @@ def first_run(workspace):
     return json.loads(tollgate("run", "--config", workspace["config"], "--json").stdout)
 
 
+# Run 2 trains a single-split forest: clearly worse than run 1's champion on both change metrics,
+# and above a lenient absolute bound, so the verdict is known before the run (blocked by exactly the
+# two change rules) and the test cannot pass on either branch.
+STUMP = [{"name": "stump", "family": "random_forest", "params": {"n_estimators": 1, "max_depth": 1}}]
+LENIENT_ABSOLUTE = {"roc_auc_ovr_macro": {"min": 0.5}}
+CLEARLY = 0.05  # far beyond the change tolerances (0.005, 0.01)
+
+
 @pytest.fixture(scope="module")
 def second_run(workspace, first_run):
     other = yaml.safe_load(Path(workspace["config"]).read_text())
-    other["train"]["candidates"] = [{"name": "forest", "family": "random_forest",
-                                     "params": {"n_estimators": 40, "max_depth": 8}}]
+    other["train"]["candidates"] = STUMP
+    other["gate"]["multiclass"] = {"absolute": LENIENT_ABSOLUTE}  # max_degradation: the defaults
     del other["data"]  # the same table, asked for on the command line this time
     path = workspace["root"] / "second.yaml"
     path.write_text(yaml.safe_dump(other))
@@ -111,19 +118,28 @@ def test_first_run_trains_gates_and_registers_a_multiclass_model(first_run, work
     assert "ROC AUC (one-vs-rest)" in report
 
 
-def test_second_run_compares_like_with_like(first_run, second_run):
+def test_second_run_is_blocked_by_the_champion_comparison(first_run, second_run, workspace):
     assert second_run["succeeded"], second_run.get("error")
     champion = second_run["champion"]
     assert champion["version"] == 1
     assert champion["metrics"] == pytest.approx(first_run["candidate"]["test_metrics"])
     challenger = second_run["candidate"]["test_metrics"]
-    expected = decide(challenger, Champion(1, champion["metrics"]),
-                      Policy(absolute={"roc_auc_ovr_macro": {"min": 0.7}},
-                             max_degradation={"roc_auc_ovr_macro": 0.005, "f1_macro": 0.01}))
-    assert second_run["gate"]["passed"] == expected.passed
-    assert second_run["gate"]["reasons"] == expected.reasons
-    assert {r["metric"] for r in second_run["gate"]["rules"]} == {"roc_auc_ovr_macro", "f1_macro"}
-    assert ("registered_version" in second_run) == expected.passed
+    champion_metrics = champion["metrics"]
+    for metric in ("f1_macro", "roc_auc_ovr_macro"):
+        assert challenger[metric] < champion_metrics[metric] - CLEARLY, metric
+    assert challenger["roc_auc_ovr_macro"] >= LENIENT_ABSOLUTE["roc_auc_ovr_macro"]["min"]
+    expected = [f"{metric} {challenger[metric]:.4f} is {champion_metrics[metric] - challenger[metric]:.4f} worse "
+                f"than champion v1 ({champion_metrics[metric]:.4f}); tolerance {tolerance:g}"
+                for metric, tolerance in (("f1_macro", 0.01), ("roc_auc_ovr_macro", 0.005))]
+    assert second_run["gate"]["passed"] is False
+    assert second_run["gate"]["reasons"] == expected
+    assert [(r["metric"], r["passed"]) for r in second_run["gate"]["rules"]] == [
+        ("roc_auc_ovr_macro", True), ("f1_macro", False), ("roc_auc_ovr_macro", False)]
+    assert "registered_version" not in second_run
+    assert {step["step"] for step in second_run["steps"]}.isdisjoint({"infra-validate", "register", "deploy"})
+    from tollgate.registry import open_registry
+
+    assert open_registry(str(workspace["registry"])).resolve(MODEL, "production").version == 1
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
