@@ -124,5 +124,19 @@ def test_sensitive_columns_travel_in_the_splits_even_when_not_features():
     splits = split_dataset(frame, spec, 0.2, 0.2, 42, extra_columns=["gender", "age"])
     assert list(splits.test.columns) == spec.columns + ["gender", LABEL]
     assert set(splits.test["gender"]) == {"female", "male"}
-    with pytest.raises(DataError, match="fairness.sensitive_attributes name columns that are not in the data"):
+    with pytest.raises(DataError, match=r"columns \['ethnicity'\] asked for beside the model columns are not in"):
         split_dataset(frame, spec, 0.2, 0.2, 42, extra_columns=["ethnicity"])
+
+
+def test_the_dag_s_test_split_carries_sensitive_columns_the_model_does_not_use():
+    # Preprocess is cached and takes no fairness setting: every raw column rides in its test split,
+    # where evaluate measures fairness, whichever attributes the run names.
+    from tollgate.settings import PreprocessSettings
+    from tollgate.steps.preprocess import run_preprocess
+
+    frame = generate_applicants(rows=400, seed=3)
+    config = load_config(None, {"data.drop": ["gender"]})
+    spec, plan = run_preprocess(frame, PreprocessSettings.from_config(config))
+    splits = plan.take(frame)
+    assert "gender" not in spec.columns and "gender" not in splits.train.columns
+    assert set(splits.test["gender"]) == {"female", "male"}

@@ -155,9 +155,21 @@ def test_misnamed_columns_fail_at_the_start_with_a_did_you_mean(tmp_path):
                                 "train.candidates": [{"name": "a", "family": "logistic_regression"}]})
     with pytest.raises(DataError) as error:
         ingest(path, "income", csv=CsvConfig(), configured=configured_columns(config))
-    message = str(error.value)
-    assert "features.categorical names 'workclas', which is not in the data (did you mean 'workclass'?)" in message
-    assert "fairness.sensitive_attributes names 'Sex', which is not in the data (did you mean 'sex'?)" in message
+    assert str(error.value) == "features.categorical names 'workclas', which is not in the data (did you mean " \
+                               "'workclass'?)"
+    # A sensitive attribute is checked by validate (never cached), with the same message: a setting only
+    # evaluate uses must not be part of the cached ingest task's key.
+    from tollgate.registry import open_registry
+    from tollgate.settings import ValidateSettings
+    from tollgate.steps.validate import run_validate
+
+    config = load_config(None, {"fairness.sensitive_attributes": [{"column": "Sex"}], "data.target": "income",
+                                "train.candidates": [{"name": "a", "family": "logistic_regression"}]})
+    frame = ingest(path, "income", csv=CsvConfig(), configured=configured_columns(config)).frame
+    with pytest.raises(DataError) as error:
+        run_validate(frame, ValidateSettings.from_config(config), open_registry(str(tmp_path / "registry")), "m")
+    assert str(error.value) == "fairness.sensitive_attributes names 'Sex', which is not in the data (did you mean " \
+                               "'sex'?)"
 
 
 def test_detect_separator_falls_back_to_comma_on_one_column():

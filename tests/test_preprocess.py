@@ -184,7 +184,7 @@ def test_test_only_columns_reach_the_test_split_only(frame):
     assert list(splits.test.columns) == spec.columns + ["applicant_id", "application_date", LABEL]
     dates = frame.set_index("applicant_id").loc[splits.test["applicant_id"], "application_date"]
     assert (splits.test["application_date"].to_numpy() == dates.to_numpy()).all()
-    with pytest.raises(DataError, match=r"sensitive_attributes name columns that are not in the data: \['nope'\]"):
+    with pytest.raises(DataError, match=r"columns \['nope'\] asked for beside the model columns are not in the data"):
         split_dataset(frame, spec, 0.2, 0.2, 0, extra_columns=["nope"])
 
 

@@ -76,6 +76,8 @@ def baseline(module_tmp):
     # The decision threshold is recorded in the input schema by preprocess; train, evaluate, infra-validate,
     # register and the server read it from the feature spec, so no other task takes it as a parameter.
     ({"decision_threshold": 0.3}, {"preprocess"}),
+    # The attributes fairness measures: evaluate measures them, validate checks they exist (both never cached).
+    ({"fairness.sensitive_attributes": [{"column": "gender"}]}, {"evaluate", "validate"}),
     # How far permutation importance goes: only evaluate (never cached).
     ({"importance.max_features": 50}, {"evaluate"}),
 ])

@@ -504,13 +504,22 @@ class TollgateConfig(_Strict):
 
 
 def configured_columns(config: TollgateConfig) -> dict[str, list[str]]:
-    """Every setting besides ``data.target`` and ``data.drop`` that names data columns."""
+    """The settings besides ``data.target`` and ``data.drop`` that name data columns ingest checks.
+
+    Not ``fairness.sensitive_attributes``: ingest is cached, and a setting only evaluate uses
+    must not change its cache key (every candidate would retrain). Validate, which is never
+    cached and runs before anything is trained, checks those (:func:`sensitive_columns`).
+    """
     named = {"features.numeric": list(config.features.numeric or []),
-             "features.categorical": list(config.features.categorical or []),
-             "fairness.sensitive_attributes": [a.column for a in config.fairness.sensitive_attributes]}
+             "features.categorical": list(config.features.categorical or [])}
     if config.data.window_days and config.data.date_column:
         named["data.date_column"] = [config.data.date_column]
     return {setting: names for setting, names in named.items() if names}
+
+
+def sensitive_columns(config: TollgateConfig) -> list[str]:
+    """The columns ``fairness.sensitive_attributes`` names (checked by validate, measured by evaluate)."""
+    return [attribute.column for attribute in config.fairness.sensitive_attributes]
 
 
 def default_config_text() -> str:

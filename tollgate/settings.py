@@ -30,6 +30,7 @@ from tollgate.config import (
     TollgateConfig,
     ValidationConfig,
     configured_columns,
+    sensitive_columns,
 )
 
 
@@ -67,7 +68,8 @@ class IngestSettings(_TaskSettings):
 
 
 class ValidateSettings(_TaskSettings):
-    """Validate: the label, the columns it ignores, and the ``validation`` policy."""
+    """Validate: the label, the columns it ignores, the ``validation`` policy, and the columns
+    fairness will measure (checked here: validate is never cached, ingest and preprocess are)."""
 
     target: str
     positive_label: Any
@@ -76,17 +78,20 @@ class ValidateSettings(_TaskSettings):
     ignored: list[str]
     drop_identifiers: bool
     validation: ValidationConfig
+    sensitive_columns: list[str]
 
     @classmethod
     def from_config(cls, config: TollgateConfig) -> ValidateSettings:
         data = config.data
         return cls(target=data.target, positive_label=data.positive_label, task=data.task, min_rows=data.min_rows,
                    ignored=list(data.drop) + ([data.date_column] if data.date_column else []),
-                   drop_identifiers=data.drop_identifiers, validation=config.validation)
+                   drop_identifiers=data.drop_identifiers, validation=config.validation,
+                   sensitive_columns=sensitive_columns(config))
 
 
 class PreprocessSettings(_TaskSettings):
-    """Preprocess: feature roles, the split, and the columns fairness needs in the test split."""
+    """Preprocess: feature roles and the split. (The test split carries every raw column, so the
+    columns fairness measures need no setting here.)"""
 
     target: str
     positive_label: Any
@@ -96,7 +101,6 @@ class PreprocessSettings(_TaskSettings):
     drop_identifiers: bool
     features: FeaturesConfig
     split: SplitConfig
-    sensitive_columns: list[str]
     # Recorded in the binary input schema: every later decision (evaluate, infra-validate, the server) reads it there.
     decision_threshold: float
 
@@ -105,8 +109,7 @@ class PreprocessSettings(_TaskSettings):
         data = config.data
         return cls(target=data.target, positive_label=data.positive_label, task=data.task, drop=list(data.drop),
                    date_column=data.date_column, drop_identifiers=data.drop_identifiers, features=config.features,
-                   split=config.split, sensitive_columns=[a.column for a in config.fairness.sensitive_attributes],
-                   decision_threshold=config.decision_threshold)
+                   split=config.split, decision_threshold=config.decision_threshold)
 
 
 class EvaluateSettings(_TaskSettings):

@@ -262,8 +262,8 @@ def check_table(frame: pd.DataFrame, target: str, drop: list[str] | None = None,
     """Raise :class:`DataError` if the configured columns cannot be found in ``frame``.
 
     ``configured`` maps other settings that name columns (``features.numeric``,
-    ``fairness.sensitive_attributes``...) to their columns, so a misspelt one fails here,
-    at the start, with a did-you-mean, rather than steps later. Ingest refuses only what it
+    ``features.categorical``...) to their columns, so a misspelt one fails here, at the
+    start, with a did-you-mean, rather than steps later. Ingest refuses only what it
     cannot address; problems with the contents (no rows, too few rows, label problems,
     duplicates) are anomalies of the validate step, reported with a severity from
     ``validation.severity`` (see :mod:`tollgate.steps.validate`).
@@ -275,18 +275,20 @@ def check_table(frame: pd.DataFrame, target: str, drop: list[str] | None = None,
         raise DataError(f"target column {_quote(target)} is not in the data{_did_you_mean(target, columns)}; "
                         f"set data.target to one of: {', '.join(map(_quote, columns[:40]))}"
                         f"{' ...' if len(columns) > 40 else ''}{header_hint}")
-    settings = {"data.drop": list(drop or []), **(configured or {})}
-    problems = []
-    for setting, names in settings.items():
-        for name in names:
-            if name not in frame.columns:
-                problems.append(f"{setting} names {_quote(name)}, which is not in the data"
-                                f"{_did_you_mean(name, columns)}")
-    if problems:
-        raise DataError("; ".join(problems) + header_hint)
+    check_named_columns(frame, {"data.drop": list(drop or []), **(configured or {})}, header_hint)
     feature_columns = set(frame.columns) - {target} - set(drop or [])
     if not feature_columns:
         raise DataError("no feature columns are left after removing the target and data.drop")
+
+
+def check_named_columns(frame: pd.DataFrame, named: dict[str, list[str]], hint: str = "") -> None:
+    """Raise one :class:`DataError` listing every column a setting names that ``frame`` lacks,
+    each with a did-you-mean (``named``: ``{"features.numeric": ["age", ...], ...}``)."""
+    columns = [str(c) for c in frame.columns]
+    problems = [f"{setting} names {_quote(name)}, which is not in the data{_did_you_mean(name, columns)}"
+                for setting, names in named.items() for name in names if name not in frame.columns]
+    if problems:
+        raise DataError("; ".join(problems) + hint)
 
 
 def _did_you_mean(name: str, columns: list[str]) -> str:

@@ -209,14 +209,15 @@ def plan_split(frame: pd.DataFrame, spec: FeatureSpec, test_size: float, validat
     """The plan of a stratified, seeded train/validation/test split of the model columns plus a
     0/1 label (the class position, multiclass).
 
-    ``extra_columns`` (sensitive attributes for the fairness report) ride along after the
-    model columns even when the model does not use them; models select ``spec.columns``.
+    ``extra_columns`` ride along in every split after the model columns even when the model
+    does not use them (models select ``spec.columns``): in-memory callers put the sensitive
+    attributes there for a fairness report on any split.
     ``test_only_columns`` ride along in the test split only: the champion is scored there with
     the columns *it* was trained on, which this run may have dropped (``data.drop``).
     """
     missing = [c for c in extra_columns if c not in frame.columns]
     if missing:
-        raise DataError(f"fairness.sensitive_attributes name columns that are not in the data: {missing}")
+        raise DataError(f"columns {missing} asked for beside the model columns are not in the data")
     extras = [c for c in dict.fromkeys(extra_columns) if c not in spec.columns and c != LABEL]
     test_only = [c for c in dict.fromkeys(test_only_columns)
                  if c in frame.columns and c not in spec.columns and c not in extras and c not in (LABEL, spec.target)]
@@ -384,6 +385,8 @@ def run_preprocess(frame: pd.DataFrame, settings: PreprocessSettings) -> tuple[F
                               features.numeric, features.categorical, features.max_categories, task=settings.task,
                               decision_threshold=settings.decision_threshold)
     split = settings.split
+    # Every raw column rides in the test split: evaluate measures fairness there (validate checked that
+    # the sensitive columns exist) and scores the champion with the columns it was trained on.
     plan = plan_split(frame, spec, split.test_size, split.validation_size, split.seed,
-                      extra_columns=settings.sensitive_columns, test_only_columns=list(frame.columns))
+                      test_only_columns=list(frame.columns))
     return spec, plan

@@ -216,7 +216,12 @@ def run_validate(frame: pd.DataFrame, settings: ValidateSettings, registry: Regi
     digest-verified, from the registry), or on its own when there is no production version yet.
 
     Returns the report and this data's own schema (registered with the version, if it is promoted).
+    Raises :class:`~tollgate.errors.DataError` when a column ``fairness.sensitive_attributes``
+    names is not in the data (checked here, not at ingest: see ``ValidateSettings``).
     """
+    from tollgate.steps.ingest import check_named_columns
+
+    check_named_columns(frame, {"fairness.sensitive_attributes": settings.sensitive_columns})
     champion = registry.champion(model_name)
     reference, note = None, "no production version yet: only checks of the data on its own apply"
     if champion is not None:
