@@ -60,9 +60,10 @@ def compare(seed: int, rows: int) -> list[dict]:
     from tollgate.config import load_config
     from tollgate.data.builtin import generate_applicants
     from tollgate.serving.runtime import OnnxModel
+    from tollgate.steps.candidates import estimator_class, expand_candidates
     from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
     from tollgate.steps.select import select_best
-    from tollgate.steps.train import _NEEDS_SCALING, estimator_class, expand_candidates, train_candidate
+    from tollgate.steps.train import _NEEDS_SCALING, train_candidate
 
     config = load_config(None, {})
     data = config.data

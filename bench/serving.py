@@ -88,8 +88,9 @@ def build_version(workdir: Path, family: str, rows: int) -> tuple[Path, Any, Any
     lay it out as a registry version. Returns the directory, complete test rows and the fitted Pipeline."""
     from tollgate.config import load_config
     from tollgate.data.builtin import generate_applicants
+    from tollgate.steps.candidates import expand_candidates
     from tollgate.steps.preprocess import build_feature_spec, split_dataset
-    from tollgate.steps.train import expand_candidates, save_candidate, train_candidate
+    from tollgate.steps.train import save_candidate, train_candidate
 
     config = load_config()
     frame = generate_applicants(rows=rows, seed=config.data.builtin.seed)

@@ -3,8 +3,8 @@
 from kfp.dsl import Input, Model, Output
 
 
-def select(models: Input[list[Model]], selection_metric: str, best: Output[Model],
-           multiclass_selection_metric: str = "roc_auc_ovr_macro") -> str:
+def select(models: Input[list[Model]], selection_metric: str, multiclass_selection_metric: str,
+           best: Output[Model]) -> str:
     """Copy the candidate with the best validation metric (``multiclass_selection_metric`` for
     multiclass candidates) to ``best``, with the Selection record; returns its id."""
     import os

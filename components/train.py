@@ -8,17 +8,13 @@ def train(candidate: dict, train: Input[Dataset], validation: Input[Dataset], te
     """Fit one grid point; the model artifact is a directory holding ``model.onnx`` (gated and served),
     ``model.joblib`` (training artifact), the Pipeline's test-split probabilities (infra-validation's
     reference; test rows are never used for fitting or selection) and ``candidate.json`` (select's input)."""
-    import json
-
     from tollgate.artifacts import read_frame, read_record
     from tollgate.records import FeatureSpec
+    from tollgate.steps.candidates import grid_point
     from tollgate.steps.train import run_train
 
     spec = read_record(FeatureSpec, features.path)
-    # Loop items travel as protobuf Structs (ints become floats): the params ride as JSON text.
-    grid_point = {"candidate_id": candidate["candidate_id"], "family": candidate["family"],
-                  "params": json.loads(candidate["params_json"])}
-    result = run_train(grid_point, read_frame(train.path), read_frame(validation.path),
+    result = run_train(grid_point(candidate), read_frame(train.path), read_frame(validation.path),
                        read_frame(test.path, columns=spec.columns), spec, model.path)
     for name, value in result.validation_metrics.items():
         metrics.log_metric(f"validation_{name}", value)

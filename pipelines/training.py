@@ -28,7 +28,7 @@ from tollgate.settings import (
     PreprocessSettings,
     ValidateSettings,
 )
-from tollgate.steps.candidates import expand_candidates
+from tollgate.steps.candidates import expand_candidates, loop_items
 
 # Keys of the kfp.s3_secret Secret; each becomes the env var of the same name (see tollgate/s3.py).
 S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -100,10 +100,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
     # Each task gets only the settings it uses: its cache key must not change when another step's does.
     config_json = config.to_json()  # retrain-check only (never cached): it re-runs ingest and monitor
     policy_json = json.dumps(config.gate.model_dump())
-    # Loop items travel as protobuf Structs, which turn every int into a float; the
-    # parameters therefore ride as a JSON string and are decoded exactly in the task.
-    candidates = [{"candidate_id": spec["candidate_id"], "family": spec["family"], "params_json": json.dumps(spec["params"])}
-                  for spec in expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed)]
+    candidates = loop_items(expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed))
 
     def _training(data_source, registry_uri, model_name, scheduled_time):
         """Every task of a training run (called inside the pipeline function, so tasks attach to it)."""

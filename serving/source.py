@@ -25,7 +25,7 @@ def fetch_version_uri(uri: str, cache_dir: str | Path | None = None) -> Path:
         path = Path(uri)
         if not path.is_dir():
             raise TollgateError(f"model directory {path} does not exist")
-        verify_directory(path)  # against its _COMPLETE manifest, before anything is unpickled
+        verify_directory(path)  # against its _COMPLETE manifest, before the graph is parsed
         return path
     match = _VERSION_URI.match(uri.rstrip("/"))
     if not match:

@@ -125,7 +125,8 @@ def test_preprocess_train_select_pick_the_best_candidate(kfp_local, tmp_path):
             trained = ops.train(candidate=candidate, train=prep.outputs["train"],
                                 validation=prep.outputs["validation"], test=prep.outputs["test"],
                                 features=prep.outputs["features"])
-        return ops.select(models=dsl.Collected(trained.outputs["model"]), selection_metric="roc_auc").outputs["Output"]
+        return ops.select(models=dsl.Collected(trained.outputs["model"]), selection_metric="roc_auc",
+                          multiclass_selection_metric="roc_auc_ovr_macro").outputs["Output"]
 
     assert fan_out().output == "strong"
     run_dir = only_run_dir(kfp_local)

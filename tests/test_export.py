@@ -15,9 +15,10 @@ from tollgate.data.builtin import generate_applicants
 from tollgate.serving.runtime import OnnxModel
 from tollgate.serving.schema import model_inputs
 from tollgate.steps import train as train_step
+from tollgate.steps.candidates import _ESTIMATOR_PATHS, SEEDED_FAMILIES, estimator_class
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
-from tollgate.steps.train import _ESTIMATOR_PATHS, SEEDED_FAMILIES, build_model, estimator_class, train_candidate
+from tollgate.steps.train import build_model, train_candidate
 
 FAMILY_PARAMS = {
     "logistic_regression": {"max_iter": 500},
@@ -42,6 +43,21 @@ def test_the_seeded_families_are_exactly_those_whose_estimator_takes_random_stat
     # expand_candidates fills in the seed from this set, without importing the estimators.
     seeded = {family for family in _ESTIMATOR_PATHS if "random_state" in estimator_class(family)().get_params()}
     assert seeded == SEEDED_FAMILIES
+
+
+def test_grid_points_cross_the_parallel_for_with_their_parameter_types():
+    # KFP carries loop items as protobuf Structs, where every number is a double: max_iter=200 would
+    # reach the task as 200.0, which scikit-learn refuses. The items carry the parameters as JSON text.
+    from google.protobuf import json_format, struct_pb2
+
+    from tollgate.steps.candidates import expand_candidates, grid_point, loop_items
+
+    grid = expand_candidates([{"name": "hgb", "family": "hist_gradient_boosting", "params": {"max_iter": 200},
+                               "grid": {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15]}}], seed=7)
+    for item, point in zip(loop_items(grid), grid, strict=True):
+        through_struct = json_format.MessageToDict(json_format.ParseDict(item, struct_pb2.Struct()))
+        assert grid_point(through_struct) == point
+        assert type(grid_point(through_struct)["params"]["max_iter"]) is int
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_PARAMS))

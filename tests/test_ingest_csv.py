@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tollgate.config import CsvConfig, load_config
+from tollgate.config import CsvConfig, configured_columns, load_config
 from tollgate.errors import ConfigError, DataError
-from tollgate.steps.ingest import configured_columns, detect_separator, ingest, read_table
+from tollgate.steps.ingest import detect_separator, ingest, read_table
 
 ROWS = [
     ("39", "State-gov", "77516", "Male", "<=50K"),

@@ -234,8 +234,8 @@ class GateConfig(_Strict):
 
 
 
-# Validation checks and whether each stops the run. The last four make training
-# impossible (nothing to learn from, or labels a binary classifier cannot use), so they
+# Validation checks and whether each stops the run. Those in ALWAYS_BLOCKING_CHECKS make
+# training impossible (nothing to learn from, or labels the model cannot use), so they
 # cannot be downgraded to warnings.
 VALIDATION_CHECKS = ("missing_column", "new_column", "dtype_change", "null_fraction_spike", "unseen_categories",
                      "out_of_range", "too_few_rows", "duplicate_rows", "drift", "identifier_column",
@@ -494,7 +494,8 @@ class TollgateConfig(_Strict):
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     def to_json(self) -> str:
-        """Serialise for passing into components as a compile-time constant."""
+        """The whole config as JSON: retrain-check's parameter (every other task gets its own view,
+        :mod:`tollgate.settings`)."""
         return self.model_dump_json()
 
     @classmethod

@@ -16,7 +16,7 @@ METRIC_NAMES: tuple[str, ...] = get_args(BinaryMetric)
 MulticlassMetric = Literal["roc_auc_ovr_macro", "roc_auc_ovr_weighted", "f1_macro", "f1_weighted", "accuracy",
                            "precision_macro", "recall_macro", "log_loss"]
 MULTICLASS_METRIC_NAMES: tuple[str, ...] = get_args(MulticlassMetric)
-# Model families a candidate can use; tollgate.steps.train maps each to its scikit-learn estimator.
+# Model families a candidate can use; tollgate.steps.candidates maps each to its scikit-learn estimator.
 ModelFamily = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
 MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 # Metrics where a smaller value is better; the gate and the selector flip comparisons for them.

@@ -341,7 +341,7 @@ class CandidateEvaluation:
     # What bounded permutation importance (rows sampled, features permuted, time budget), if anything.
     importance_bounds: dict[str, Any] | None = None
     # Probability at or above which a binary prediction is positive (the version's, from its input schema).
-    decision_threshold: float = 0.5
+    decision_threshold: float = DEFAULT_DECISION_THRESHOLD
     fairness: dict[str, dict[str, Any]] | None = None
     fairness_skipped: list[Any] | None = None
     fit_seconds: float = 0.0
@@ -370,7 +370,7 @@ class ChampionEvaluation:
     version: int
     metrics: dict[str, float] | None = None
     error: str | None = None
-    decision_threshold: float = 0.5
+    decision_threshold: float = DEFAULT_DECISION_THRESHOLD
 
 
 @dataclass

@@ -4,8 +4,8 @@ A KFP task's cache key includes every parameter it receives. Passing the whole c
 every task would make an unrelated edit (``serving.max_batch``, a gate threshold) change the
 cache key of ingest and preprocess, so on a cluster every candidate would retrain. Each task
 therefore receives one of these views, holding exactly the settings its step uses, as a
-compile-time JSON constant; ``tests/test_task_settings.py`` checks that changing any other
-setting leaves a task's parameters byte-identical.
+compile-time JSON constant; ``tests/test_task_settings.py`` changes one setting of each kind
+at a time and checks that only the tasks using it see a different parameter.
 
 The views are built from the one config (``X.from_config(config)``), never written by hand,
 so there is still one place where each setting is defined, validated and documented.

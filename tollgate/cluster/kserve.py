@@ -41,7 +41,7 @@ from typing import Any
 
 from pydantic import ConfigDict
 
-from tollgate.config import KServeDeployConfig
+from tollgate.config import KServeDeployConfig, MonitoringConfig
 from tollgate.errors import TollgateError
 
 GROUP = "serving.kserve.io"
@@ -81,23 +81,23 @@ class KServeSettings(KServeDeployConfig):
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> KServeSettings:
-        """Read the ``kserve`` block of ``deploy`` options (``DeployConfig.model_dump()``), plus
-        ``monitoring`` (``MonitoringConfig.model_dump()``) when the caller passes it along."""
-        settings: dict[str, Any] = dict((options or {}).get("kserve") or {})
-        monitoring = (options or {}).get("monitoring") or {}
-        if monitoring.get("log_uri"):
-            settings["log_args"] = log_flags(monitoring)
-            if str(monitoring["log_uri"]).startswith("s3://"):
-                settings["log_secret"] = settings.get("monitoring_secret") or "tollgate-models-s3"
-        return cls(**settings)
+        """Read the ``kserve`` block of deploy options (``DeploySettings.options()``), plus the
+        prediction log's flags and Secret from its ``monitoring`` block (``MonitoringConfig``'s
+        fields; those left out take its defaults)."""
+        settings = cls(**dict((options or {}).get("kserve") or {}))
+        monitoring = MonitoringConfig.model_validate((options or {}).get("monitoring") or {})
+        if not monitoring.log_uri:
+            return settings
+        return settings.model_copy(update={
+            "log_args": log_flags(monitoring),
+            "log_secret": settings.monitoring_secret if monitoring.log_uri.startswith("s3://") else None})
 
 
-def log_flags(monitoring: dict[str, Any]) -> tuple[str, ...]:
-    """The serving entry point's ``--log-*`` flags for a ``monitoring`` config block."""
-    return (f"--log-uri={monitoring['log_uri']}", f"--log-sample-rate={monitoring.get('sample_rate', 1.0)}",
-            f"--log-flush-records={monitoring.get('flush_records', 1000)}",
-            f"--log-flush-seconds={monitoring.get('flush_seconds', 10.0)}",
-            f"--log-queue-size={monitoring.get('queue_size', 10000)}")
+def log_flags(monitoring: MonitoringConfig) -> tuple[str, ...]:
+    """The serving entry point's ``--log-*`` flags for the ``monitoring`` config."""
+    return (f"--log-uri={monitoring.log_uri}", f"--log-sample-rate={monitoring.sample_rate}",
+            f"--log-flush-records={monitoring.flush_records}", f"--log-flush-seconds={monitoring.flush_seconds}",
+            f"--log-queue-size={monitoring.queue_size}")
 
 
 # -- what we send ---------------------------------------------------------------------------------

@@ -525,7 +525,7 @@ class Registry:
         return champion
 
     def unreadable_champion(self, model: str, version: int, problem: str) -> RegistryError:
-        """The error for a champion whose verified files still cannot be used (e.g. do not unpickle)."""
+        """The error for a champion whose verified files still cannot be used (e.g. its graph does not load)."""
         return self._ways_forward(model, version, problem)
 
     def update_aliases(self, model: str,

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import importlib
 import itertools
-from typing import TYPE_CHECKING, Any
+import json
+from typing import Any
 
 from tollgate.errors import TollgateError
-
-if TYPE_CHECKING:
-    from tollgate.config import ModelFamily
-
-# tollgate.config (pydantic) is imported only to list the families in an error: every train task
-# imports this module, and pydantic and the config models cost each about 0.3 s.
+from tollgate.metrics import MODEL_FAMILIES, ModelFamily
 
 # Each model family's estimator class, looked up by module and name when a candidate is built
-# (the families themselves are listed once, as tollgate.config.ModelFamily): the runner, which
+# (the families themselves are listed once, as tollgate.metrics.ModelFamily): the runner, which
 # expands the grid, and the tasks that only read train's records import no estimator.
 _ESTIMATOR_PATHS: dict[ModelFamily, tuple[str, str]] = {
     "logistic_regression": ("sklearn.linear_model", "LogisticRegression"),
@@ -35,8 +31,6 @@ SEEDED_FAMILIES: frozenset[ModelFamily] = frozenset({"logistic_regression", "his
 def estimator_class(family: str) -> type:
     """The scikit-learn estimator class of a model family."""
     if family not in _ESTIMATOR_PATHS:
-        from tollgate.config import MODEL_FAMILIES
-
         raise TollgateError(f"unknown model family {family!r}; choose one of {list(MODEL_FAMILIES)}")
     module, name = _ESTIMATOR_PATHS[family]
     return getattr(importlib.import_module(module), name)
@@ -65,3 +59,16 @@ def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[d
 
 def _short(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def loop_items(grid: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The grid as the train ParallelFor's items. Loop items travel as protobuf Structs, which
+    turn every int into a float, so each point's parameters ride as JSON text
+    (:func:`grid_point` decodes them exactly, in the task)."""
+    return [{"candidate_id": spec["candidate_id"], "family": spec["family"], "params_json": json.dumps(spec["params"])}
+            for spec in grid]
+
+
+def grid_point(item: dict[str, Any]) -> dict[str, Any]:
+    """The grid point ``{"candidate_id", "family", "params"}`` a :func:`loop_items` item carries."""
+    return {"candidate_id": item["candidate_id"], "family": item["family"], "params": json.loads(item["params_json"])}

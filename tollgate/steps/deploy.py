@@ -63,7 +63,7 @@ def deploy_kserve(registry: Registry, model_name: str, version: int, options: di
                   expect_production: int | None | object = UNCONDITIONAL) -> DeployResult:
     """Promote ``version`` and serve it from an InferenceService named after the model.
 
-    ``options`` is ``DeployConfig.model_dump()``; ``api`` a ``CustomObjectsApi`` and ``apps_api``
+    ``options`` is ``DeploySettings.options()``; ``api`` a ``CustomObjectsApi`` and ``apps_api``
     an ``AppsV1Api`` (default for both: in-cluster credentials, else the kubeconfig);
     ``base_url(service)`` where a predictor Service answers (default: its cluster DNS name). On failure the previous InferenceService
     spec and the previous aliases are restored and :class:`DeployError` says why.

@@ -8,7 +8,9 @@ Every rule that can stop a promotion here, as in TFX's Evaluator plus fairness:
   the champion on the same test rows by more than the tolerance, or either value is missing
   (skipped when there is no champion);
 * **champion comparable**: a champion exists but could not score this test set (a column it
-  needs is gone, its files fail their digest, it does not load);
+  needs is gone, it was trained for another task). A champion whose files fail their digest,
+  or whose graph is missing or does not load, stops the run in evaluate instead, with the
+  registry commands that get past it;
 * **disparate impact**, per sensitive attribute, when ``gate.fairness.min_disparate_impact``
   is set: the ratio is lower, or could not be measured;
 * **equal-opportunity difference**, per sensitive attribute, when

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tollgate.config import CsvConfig, TollgateConfig, configured_columns  # noqa: F401 (re-exported)
+from tollgate.config import CsvConfig
 from tollgate.errors import DataError
 from tollgate.s3 import client_from_env, is_s3_uri, parse_s3_uri
 from tollgate.steps.dtypes import BOOL, NUMERIC, column_kind

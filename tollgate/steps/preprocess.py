@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from tollgate.settings import PreprocessSettings
 
 # scikit-learn is imported by the function that builds the transformer (train's): the preprocess
-# task itself, and the tasks that only read a FeatureSpec (evaluate, infra-validate), need none of it.
+# task itself, and infra-validate, which only reads a FeatureSpec, need none of it.
 
 LABEL = "__label__"  # the label column of the split datasets: 0/1 (binary) or the class position (multiclass)
 

@@ -14,6 +14,8 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tollgate.records import DEFAULT_DECISION_THRESHOLD
+
 if TYPE_CHECKING:
     import jinja2
     from matplotlib.figure import Figure
@@ -81,7 +83,8 @@ def _curve(x: list[float], y: list[float], title: str, xlabel: str, ylabel: str,
     return figure
 
 
-def _confusion(matrix: list[list[int]], labels: list[str] | None = None, threshold: float = 0.5) -> Figure:
+def _confusion(matrix: list[list[int]], labels: list[str] | None = None,
+               threshold: float = DEFAULT_DECISION_THRESHOLD) -> Figure:
     if labels is not None:
         return _confusion_k(matrix, labels)
     figure = _figure(4.2, 3.8)
@@ -250,9 +253,9 @@ def _performance(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
                                   "Calibration curve", "mean predicted probability", "observed positive rate", True),
                            "calibration curve"))
     if candidate.get("confusion_matrix"):
-        # Evaluations from before the decision threshold was configurable were taken at 0.5.
-        images.append(_img(_confusion(candidate["confusion_matrix"], threshold=candidate.get("decision_threshold", 0.5)),
-                           "confusion matrix"))
+        # A record written before the threshold was configurable has none: it was decided at the default.
+        threshold = candidate.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)
+        images.append(_img(_confusion(candidate["confusion_matrix"], threshold=threshold), "confusion matrix"))
     return view
 
 

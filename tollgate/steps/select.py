@@ -7,7 +7,7 @@ each candidate's :class:`~tollgate.records.CandidateResult` and compares numbers
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tollgate.errors import TollgateError
 from tollgate.metrics import LOWER_IS_BETTER
@@ -28,16 +28,8 @@ def _best(results: Sequence[T], metric: str, metrics_of: Callable[[T], dict[str,
     return max(scored, key=lambda r: (sign * metrics_of(r)[metric], -results.index(r)))
 
 
-def select_best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """Pick the result with the best validation ``metric``; ties go to the earlier candidate.
-
-    Each result is ``{"candidate_id", "validation_metrics": {...}, ...}`` (the bench scripts' form).
-    """
-    return _best(results, metric, lambda r: r["validation_metrics"])
-
-
 def run_select(candidates: list[CandidateResult], selection_metric: str,
-               multiclass_selection_metric: str = "roc_auc_ovr_macro") -> Selection:
+               multiclass_selection_metric: str) -> Selection:
     """Select as the DAG runs it: the best candidate by ``selection_metric`` (by
     ``multiclass_selection_metric`` for multiclass candidates; ties to the earlier one) and the
     leaderboard of all, sorted by candidate id."""

@@ -21,12 +21,9 @@ from tollgate.artifacts import write_record
 from tollgate.errors import TollgateError
 from tollgate.records import CANDIDATE_FILE, CandidateResult
 
-# The grid and the model families live in tollgate.steps.candidates (the runner expands the grid
-# without pandas or scikit-learn); they are re-exported here for the modules that read them from train.
-from tollgate.steps.candidates import _ESTIMATOR_PATHS as _ESTIMATOR_PATHS
-from tollgate.steps.candidates import SEEDED_FAMILIES as SEEDED_FAMILIES
-from tollgate.steps.candidates import estimator_class as estimator_class
-from tollgate.steps.candidates import expand_candidates as expand_candidates
+# The grid and the model families live in tollgate.steps.candidates: the runner expands the grid
+# without pandas or scikit-learn.
+from tollgate.steps.candidates import estimator_class
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact, probability_agreement
 from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
 
@@ -36,7 +33,7 @@ if TYPE_CHECKING:
     from tollgate.config import ModelFamily
 
 # scikit-learn and the metrics (tollgate.steps.evaluate) are imported where a candidate is
-# built and scored: infra-validate and select read this module's file names and records only.
+# built and scored: infra-validate reads this module's file names only.
 
 # Largest |ONNX - scikit-learn| probability difference accepted at export, on the validation rows.
 # float32 arithmetic gives ~1e-7; anything near this bound means the graph computes something else.
