@@ -3,6 +3,7 @@ checkout (no install mapping), and from the built wheel, which holds real files.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -39,16 +40,36 @@ def test_the_symlinks_are_relative_and_point_at_the_top_level_folders():
         assert (link / "__init__.py").is_file()
 
 
+def _source_tree(destination: Path) -> Path:
+    """The checkout's files as a fresh clone has them: tracked and new (not ignored) files only, so
+    a stale ``build/`` or ``*.egg-info`` in the working tree cannot leak into the wheel."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: cannot tell the project's files from build leftovers")
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source, target = REPO / name, destination / name
+        if not source.exists() and not source.is_symlink():  # deleted in the working tree, not yet committed
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(source.readlink())
+        else:
+            shutil.copy2(source, target)
+    return destination
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("wheel")
+    tree = _source_tree(tmp_path_factory.mktemp("source"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(directory), str(REPO)], check=True, capture_output=True, timeout=300)
+                    "-w", str(directory), str(tree)], check=True, capture_output=True, timeout=300)
     (built,) = directory.glob("tollgate-*.whl")
     return built
 
 
-def test_the_wheel_holds_real_files_under_tollgate(wheel):
+def test_the_wheel_holds_exactly_the_source_modules_as_real_files_under_tollgate(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     templates = {f"tollgate/{path.relative_to(REPO / 'tollgate')}" for path in (REPO / "tollgate" / "templates").rglob("*.j2")}
     assert "tollgate/templates/report/page.html.j2" in templates
@@ -56,6 +77,14 @@ def test_the_wheel_holds_real_files_under_tollgate(wheel):
                      "tollgate/defaults/tollgate.yaml", *templates):
         assert expected in names
     assert not any(name.startswith(("components/", "serving/", "pipelines/")) for name in names)
+    # Every module of the source (the symlinked folders followed), and nothing else: no file left over
+    # from an older build, none missing from the package list.
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout.split()
+    source = {name for name in tracked if name.endswith(".py") and (REPO / name).exists()}
+    expected_modules = {f"tollgate/{name}" if not name.startswith("tollgate/") else name
+                        for name in source if name.startswith(("tollgate/", "components/", "pipelines/", "serving/"))}
+    assert {name for name in names if name.endswith(".py")} == expected_modules
 
 
 def test_the_report_renders_from_the_installed_wheel_alone(wheel, tmp_path):
@@ -68,7 +97,8 @@ def test_the_report_renders_from_the_installed_wheel_alone(wheel, tmp_path):
         "sys.path_hooks[:] = [h for h in sys.path_hooks if 'editable' not in getattr(h, '__module__', '').lower()]\n"
         f"sys.path[:] = [p for p in sys.path if p.rstrip('/') != {str(REPO)!r}]\n"
         "from tollgate.steps.report import ReportInputs, render_report\n"
-        "import tollgate\n"
+        "import importlib, tollgate\n"
+        f"assert all(importlib.import_module(m).__file__.startswith({str(unpacked)!r}) for m in {MODULES!r})\n"
         "print(tollgate.__file__)\n"
         "print(render_report(ReportInputs(model_name='from-the-wheel', failure='ingest failed')))\n"
     )
