@@ -108,3 +108,28 @@ def test_the_report_renders_from_the_installed_wheel_alone(wheel, tmp_path):
     origin, page = result.stdout.split("\n", 1)
     assert origin.startswith(str(unpacked))
     assert "Tollgate report: from-the-wheel" in page and "ingest failed" in page and page.count("<section") == 7
+
+
+def test_every_package_the_code_imports_is_a_declared_dependency():
+    """pyproject.toml lists every distribution Tollgate's own modules import, not only those that happen
+    to bring the others in (scipy came through scikit-learn, httpx through kserve...)."""
+    import ast
+    import importlib.metadata
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[=<>\[ ;]", requirement)[0].lower().replace("_", "-")
+                for requirement in project["dependencies"]}
+    imported: dict[str, str] = {}
+    for path in sorted((REPO / "tollgate").rglob("*.py")):  # rglob follows the symlinked folders
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                imported.setdefault(name.split(".")[0], str(path.relative_to(REPO)))
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {name: where for name, where in imported.items()
+                  if name not in sys.stdlib_module_names and name != "tollgate"
+                  and not {d.lower().replace("_", "-") for d in distributions.get(name, [name])} & declared}
+    assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"

@@ -57,6 +57,7 @@ def client_from_env():
             "S3 access needs these environment variables: " + ", ".join(missing)
             + " (for the kind cluster's MinIO see README, 'Run on kind')"
         )
+    assert endpoint and access_key and secret_key  # for the type checker: each was in `missing` otherwise
     if "://" in endpoint:
         parsed = urlparse(endpoint)
         host, secure = parsed.netloc, parsed.scheme == "https"

@@ -29,6 +29,7 @@ Guarantees (both backends):
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import logging
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Final, Literal, TypeGuard
 
 from tollgate.errors import ChampionChangedError, RegistryCorruptError, RegistryError, RegistryIntegrityError
 from tollgate.holds import hold_while_file_exists
@@ -268,8 +269,16 @@ class Store(ABC):
         return None if raw is None else parse_json_object(raw, f"{self.root_uri}/{key}")
 
 
+class _Unconditional(enum.Enum):
+    """The type of :data:`UNCONDITIONAL` (an enum member, so a type checker can narrow on it)."""
+
+    TOKEN = "unconditional"
+
+
 # expect_production's default: promote whatever production currently is.
-UNCONDITIONAL = object()
+UNCONDITIONAL: Final = _Unconditional.TOKEN
+# What a caller may expect production to be: a version, None (no champion yet), or UNCONDITIONAL.
+ExpectedProduction = int | None | Literal[_Unconditional.TOKEN]
 # read_version_json's default: read the version's manifest first.
 _READ_IT = object()
 
@@ -557,7 +566,7 @@ class Registry:
         raise RegistryError(f"{self._where(key)} kept changing under {CAS_ATTEMPTS} attempts; try again")
 
     def promote(self, model: str, version: int, reason: str = "promote",
-                expect_production: int | None | object = UNCONDITIONAL) -> dict[str, dict[str, Any]]:
+                expect_production: ExpectedProduction = UNCONDITIONAL) -> dict[str, dict[str, Any]]:
         """Point ``production`` at ``version``; the old production becomes ``previous``.
 
         With ``expect_production`` (a version, or None for "no champion yet") the move happens

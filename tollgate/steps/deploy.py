@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tollgate.errors import ChampionChangedError, TollgateError
 from tollgate.registry import Registry
-from tollgate.registry.base import UNCONDITIONAL
+from tollgate.registry.base import UNCONDITIONAL, ExpectedProduction
 
 if TYPE_CHECKING:
     from tollgate.settings import DeploySettings
@@ -49,7 +49,7 @@ def _not_promoted(target: str, version: int, registry: Registry, model_name: str
 
 
 def deploy_local(registry: Registry, model_name: str, version: int,
-                 expect_production: int | None | object = UNCONDITIONAL) -> DeployResult:
+                 expect_production: ExpectedProduction = UNCONDITIONAL) -> DeployResult:
     """Promote ``version`` to production in the registry (if ``production`` is still ``expect_production``)."""
     try:
         aliases = registry.promote(model_name, version, reason="gate passed", expect_production=expect_production)
@@ -60,7 +60,7 @@ def deploy_local(registry: Registry, model_name: str, version: int,
 
 def deploy_kserve(registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None,
                   api=None, apps_api=None, base_url=None,
-                  expect_production: int | None | object = UNCONDITIONAL) -> DeployResult:
+                  expect_production: ExpectedProduction = UNCONDITIONAL) -> DeployResult:
     """Promote ``version`` and serve it from an InferenceService named after the model.
 
     ``options`` is ``DeploySettings.options()``; ``api`` a ``CustomObjectsApi`` and ``apps_api``
@@ -102,7 +102,7 @@ def deploy_kserve(registry: Registry, model_name: str, version: int, options: di
 
 
 def deploy(target: str, registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None,
-           expect_production: int | None | object = UNCONDITIONAL) -> DeployResult:
+           expect_production: ExpectedProduction = UNCONDITIONAL) -> DeployResult:
     """Dispatch to the configured deploy target."""
     if target == "local":
         return deploy_local(registry, model_name, version, expect_production)
