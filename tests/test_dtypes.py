@@ -63,7 +63,7 @@ def test_every_user_gives_the_same_kind_to_the_tricky_columns():
 
     # validate: the data schema's family of each column
     data_schema = infer_data_schema(frame, "label", 1)
-    families = {c["name"]: c["family"] for c in data_schema["columns"] if c["name"] in EXPECTED}
+    families = {c.name: c.family for c in data_schema.columns if c.name in EXPECTED}
     assert families == EXPECTED
 
     # preprocess: feature roles and the input schema the server enforces

@@ -21,7 +21,7 @@ from tollgate.serving.client import column_inputs
 from tollgate.serving.process import ServerProcess
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps.monitor import DRIFT_EXIT_CODE
-from tollgate.steps.validate import DATA_SCHEMA_FILE, feature_drift
+from tollgate.steps.validate import feature_drift
 
 MODEL = "credit-default"
 BATCH = 25
@@ -87,7 +87,7 @@ def _expected_drifted(traffic, frame: pd.DataFrame) -> set[str]:
     """The features data validation itself flags on the same rows, in process."""
     registry = open_registry(str(traffic["registry"]))
     number = registry.alias_version(MODEL, "production")
-    reference = registry.read_version_json(MODEL, number, DATA_SCHEMA_FILE)
+    reference = registry.read_data_schema(MODEL, number)
     settings = load_config(None).validation
     return {d.column for d in feature_drift(frame, reference, settings) if d.drifted}
 

@@ -13,6 +13,7 @@ from sklearn.metrics import f1_score, log_loss, roc_auc_score
 
 from tollgate.config import MULTICLASS_METRIC_NAMES, ValidationConfig, load_config
 from tollgate.errors import ConfigError, DataError
+from tollgate.records import DataSchema
 from tollgate.steps.evaluate import evaluate_champion, evaluate_model, multiclass_metrics
 from tollgate.steps.gate import Champion, Policy, decide
 from tollgate.steps.labels import class_order, encode_labels
@@ -158,7 +159,7 @@ def test_every_family_exports_its_native_multiclass_form(family, params):
 # -- label validation ------------------------------------------------------------------------------
 
 
-def _reference(frame: pd.DataFrame) -> dict:
+def _reference(frame: pd.DataFrame) -> DataSchema:
     return infer_data_schema(frame, "label", 1, [])
 
 

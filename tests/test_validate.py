@@ -1,6 +1,8 @@
 """Data validation: the data schema, every anomaly class on crafted data, none on clean data,
 severities from the config, and the line between ingest and validate."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,21 +33,40 @@ def check(frame, reference_schema, settings=None, min_rows=200, positive_label=1
 
 
 def test_schema_describes_columns_dtypes_ranges_domains_labels_and_rows(reference):
-    columns = {c["name"]: c for c in reference["columns"]}
-    assert reference["rows"] == 1500 and reference["duplicate_share"] == 0.0
+    columns = {c.name: c for c in reference.columns}
+    assert reference.rows == 1500 and reference.duplicate_share == 0.0
     assert set(columns) == set(generate_applicants(rows=10).columns)
-    assert columns["defaulted"]["role"] == "label" and columns["applicant_id"]["role"] == "ignored"
+    assert columns["defaulted"].role == "label" and columns["applicant_id"].role == "ignored"
     income = columns["annual_income"]
-    assert income["family"] == "numeric" and income["dtype"] == "float64"
-    assert 0.0 < income["null_fraction"] < 0.05
-    assert income["min"] <= income["quantiles"]["0.5"] <= income["max"]
-    assert len(income["profile"]["shares"]) == len(income["profile"]["edges"]) + 2
-    assert sum(income["profile"]["shares"]) == pytest.approx(1.0)
+    assert income.family == "numeric" and income.dtype == "float64"
+    assert 0.0 < income.null_fraction < 0.05
+    assert income.min <= income.quantiles["0.5"] <= income.max
+    assert len(income.profile["shares"]) == len(income.profile["edges"]) + 2
+    assert sum(income.profile["shares"]) == pytest.approx(1.0)
     region = columns["region"]
-    assert region["family"] == "string" and set(region["categories"]) == {"north", "south", "east", "west", "central"}
-    assert sum(region["categories"].values()) == pytest.approx(1.0)
-    assert columns["prior_bankruptcy"]["family"] == "bool"
-    assert set(reference["label"]["shares"]) == {"0", "1"} and reference["label"]["missing"] == 0
+    assert region.family == "string" and set(region.categories) == {"north", "south", "east", "west", "central"}
+    assert sum(region.categories.values()) == pytest.approx(1.0)
+    assert columns["prior_bankruptcy"].family == "bool"
+    assert set(reference.label_shares) == {"0", "1"} and reference.label_missing == 0
+
+
+def test_the_data_schema_is_a_versioned_record_that_reads_the_untagged_files_of_older_versions(reference):
+    from tollgate.records import DataSchema, RecordError
+
+    written = json.loads(reference.to_json())
+    assert (written["record"], written["record_version"]) == ("data_schema", 1)
+    assert DataSchema.from_json(reference.to_json()) == reference
+    # What Tollgate wrote before the record (still in registries): untagged, marked {"format": 1}.
+    legacy = {k: v for k, v in written.items() if k not in ("record", "record_version")} | {"format": 1}
+    assert DataSchema.from_dict(legacy) == reference
+    assert check(generate_applicants(rows=1500, seed=8), DataSchema.from_dict(legacy)).passed
+    # Keys of a newer format are kept and written back; a newer format itself is refused, saying so.
+    newer = {**written, "sketches": {"age": [1, 2]}, "columns": [{**written["columns"][0], "histogram": [3]},
+                                                                   *written["columns"][1:]]}
+    again = json.loads(DataSchema.from_dict(newer).to_json())
+    assert again["sketches"] == {"age": [1, 2]} and again["columns"][0]["histogram"] == [3]
+    with pytest.raises(RecordError, match="format 2, written by a newer Tollgate"):
+        DataSchema.from_dict({**written, "record_version": 2})
 
 
 def test_schema_quantiles_are_numpys_linear_quantiles_of_the_present_values():
@@ -55,14 +76,14 @@ def test_schema_quantiles_are_numpys_linear_quantiles_of_the_present_values():
     frame = generate_applicants(rows=800, seed=3).assign(
         skewed=np.where(rng.random(800) < 0.2, np.nan, rng.lognormal(size=800)),
         whole=rng.integers(0, 40, 800))
-    columns = {c["name"]: c for c in infer_data_schema(frame, "defaulted", 1, IGNORED)["columns"]}
+    columns = {c.name: c for c in infer_data_schema(frame, "defaulted", 1, IGNORED).columns}
     for name in ("skewed", "whole", "annual_income"):
         present = frame[name].dropna().to_numpy(dtype=float)
         expected = {"0": present.min(), "0.01": np.quantile(present, 0.01), "0.05": np.quantile(present, 0.05),
                     "0.25": np.quantile(present, 0.25), "0.5": np.median(present), "0.75": np.quantile(present, 0.75),
                     "0.95": np.quantile(present, 0.95), "0.99": np.quantile(present, 0.99), "1": present.max()}
-        assert columns[name]["quantiles"] == pytest.approx(expected, rel=1e-12, abs=0), name
-    assert columns["skewed"]["quantiles"] != columns["whole"]["quantiles"]
+        assert columns[name].quantiles == pytest.approx(expected, rel=1e-12, abs=0), name
+    assert columns["skewed"].quantiles != columns["whole"].quantiles
 
 
 def test_clean_data_has_no_anomalies_and_no_drift(reference, clean):
@@ -220,6 +241,6 @@ def test_run_validate_finds_duplicate_rows_once_for_the_report_and_the_schema(tm
     report, schema = validate_module.run_validate(frame, ValidateSettings.from_config(load_config(None, {})),
                                                   open_registry(str(tmp_path)), "m")
     assert calls == [1030]
-    assert schema["duplicate_share"] == pytest.approx(30 / 1030)
+    assert schema.duplicate_share == pytest.approx(30 / 1030)
     duplicate = next(a for a in report.anomalies if a.check == "duplicate_rows")
     assert (duplicate.observed, duplicate.blocking) == ("2.91% of rows", False)

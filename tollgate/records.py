@@ -266,6 +266,79 @@ class FeatureDrift:
 
 
 @dataclass
+class ColumnSchema:
+    """One column of a :class:`DataSchema`: its role and dtype family, and for a feature what later
+    data is compared with (numeric: range, quantiles and a binned profile; text and booleans:
+    category shares). Fields that do not apply are None and left out on disk."""
+
+    name: str
+    role: str            # "feature", "label" or "ignored"
+    dtype: str
+    family: str          # tollgate.steps.dtypes.column_kind: numeric, bool, datetime or string
+    null_fraction: float
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    quantiles: dict[str, float] | None = None
+    profile: dict[str, Any] | None = None        # {"edges": [...], "shares": [...]} (drift)
+    categories: dict[str, float] | None = None   # category -> share of rows
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer format, written back as read
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {k: v for k, v in asdict(self).items() if v is not None and k != "extra"}
+        return {**values, **self.extra}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> ColumnSchema:
+        return cls(**field_values(cls, value))
+
+
+@dataclass
+class DataSchema(_Record):
+    """What the data a version was trained on looked like (validate writes it, the registry keeps it
+    as ``data_schema.json``): later runs validate their data against it, ``tollgate monitor`` and
+    retrain-check compare live traffic with it."""
+
+    KIND: ClassVar[str] = "data_schema"
+
+    rows: int
+    target: str
+    positive_label: Any
+    label_shares: dict[str, float]
+    label_missing: int
+    duplicate_share: float
+    columns: list[ColumnSchema]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def column(self, name: str) -> ColumnSchema | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def _payload(self) -> dict[str, Any]:
+        return {"rows": self.rows, "target": self.target, "positive_label": self.positive_label,
+                "label": {"shares": self.label_shares, "missing": self.label_missing},
+                "duplicate_share": self.duplicate_share, "columns": [c.to_dict() for c in self.columns],
+                **self.extra}
+
+    @classmethod
+    def _upgrade(cls, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+        # Format 0: the untagged file of Tollgate before records, marked {"format": 1}; same fields.
+        if version == 0:
+            payload = {k: v for k, v in payload.items() if k != "format"}
+        return payload
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> DataSchema:
+        label = payload.get("label") or {}
+        known = {"rows", "target", "positive_label", "label", "duplicate_share", "columns"}
+        return cls(rows=int(payload.get("rows") or 0), target=payload.get("target", ""),
+                   positive_label=payload.get("positive_label"), label_shares=dict(label.get("shares") or {}),
+                   label_missing=int(label.get("missing") or 0),
+                   duplicate_share=float(payload.get("duplicate_share") or 0.0),
+                   columns=[ColumnSchema.from_dict(c) for c in payload.get("columns", [])],
+                   extra={k: v for k, v in payload.items() if k not in known})
+
+
+@dataclass
 class ValidationReport(_Record):
     """Validation outcome; ``passed`` is False when any anomaly blocks."""
 

@@ -66,7 +66,6 @@ def run_monitor(cfg, since, until, labels_path: str | None):
     from tollgate.registry import METADATA_FILE, open_registry
     from tollgate.serving.predlog import read_log
     from tollgate.steps.monitor import monitor_traffic, read_labels
-    from tollgate.steps.validate import DATA_SCHEMA_FILE
 
     if not cfg.monitoring.log_uri:
         raise TollgateError("no prediction log to read: give --log-uri or set monitoring.log_uri")
@@ -74,7 +73,7 @@ def run_monitor(cfg, since, until, labels_path: str | None):
     number = registry.alias_version(cfg.model_name, "production")
     data_schema = metadata = None
     if number is not None:
-        data_schema = registry.read_version_json(cfg.model_name, number, DATA_SCHEMA_FILE)
+        data_schema = registry.read_data_schema(cfg.model_name, number)
         metadata = registry.read_version_json(cfg.model_name, number, METADATA_FILE)
     labels = read_labels(labels_path) if labels_path else None
     log = read_log(cfg.monitoring.log_uri, cfg.model_name, since, until)

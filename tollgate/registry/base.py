@@ -42,10 +42,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 from tollgate.errors import ChampionChangedError, RegistryCorruptError, RegistryError, RegistryIntegrityError
 from tollgate.holds import hold_while_file_exists
+
+if TYPE_CHECKING:
+    from tollgate.records import DataSchema
 
 logger = logging.getLogger(__name__)
 
@@ -355,6 +358,14 @@ class Registry:
         elif has_digests(manifest):
             raise RegistryIntegrityError(f"{self._where(key)} is not in the version's manifest")
         return parse_json_object(raw, self._where(key))
+
+    def read_data_schema(self, model: str, version: int) -> DataSchema | None:
+        """The ``data_schema.json`` of a version (what its training data looked like), digest-checked
+        and read as a :class:`~tollgate.records.DataSchema`; None if the version has none."""
+        from tollgate.records import DataSchema
+
+        stored = self.read_version_json(model, version, DATA_SCHEMA_FILE)
+        return DataSchema.from_dict(stored) if stored is not None else None
 
     def _load(self, model: str, version: int) -> ModelVersion:
         metadata = self.read_version_json(model, version, METADATA_FILE) or {}

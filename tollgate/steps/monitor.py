@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tollgate.steps.drift import FeatureDrift, categorical_drift, numeric_drift
+from tollgate.records import DataSchema
+from tollgate.steps.drift import MISSING, FeatureDrift, categorical_drift, numeric_drift
 
 INPUT_PREFIX = "input."
 OUTPUT_PREFIX = "output."
@@ -97,7 +98,7 @@ def version_stats(log: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: int | None,
-                    data_schema: dict[str, Any] | None, metadata: dict[str, Any] | None, validation: Any,
+                    data_schema: DataSchema | None, metadata: dict[str, Any] | None, validation: Any,
                     since: datetime | None = None, until: datetime | None = None,
                     labels: pd.DataFrame | None = None) -> MonitorReport:
     """Compare the answered rows of the production version in ``log`` with its training reference.
@@ -122,23 +123,22 @@ def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: i
         report.notes.append(f"v{production_version} has no data_schema.json: input drift cannot be measured")
     else:
         settings = validation.drift
-        for column in data_schema.get("columns", []):
-            name = column["name"]
-            if column.get("role") != "feature" or INPUT_PREFIX + name not in answered.columns:
+        for column in data_schema.columns:
+            name = column.name
+            if column.role != "feature" or INPUT_PREFIX + name not in answered.columns:
                 continue
             values = answered[INPUT_PREFIX + name]
             current_null = float(values.isna().mean())
-            report.null_rates.append({"column": name, "reference": float(column.get("null_fraction", 0.0)),
-                                      "current": current_null})
-            if "profile" in column:
+            report.null_rates.append({"column": name, "reference": column.null_fraction, "current": current_null})
+            if column.profile is not None:
                 threshold = settings.features.get(name, settings.numeric_threshold)
-                report.drift.append(numeric_drift(name, column["profile"], values, threshold))
-            elif "categories" in column:
+                report.drift.append(numeric_drift(name, column.profile, values, threshold))
+            elif column.categories is not None:
                 threshold = settings.features.get(name, settings.categorical_threshold)
-                reference = column["categories"]
+                reference = column.categories
                 report.drift.append(categorical_drift(name, reference, values, threshold))
                 present = values.dropna().astype(str)
-                known = {k for k in reference if k != "<missing>"}
+                known = {k for k in reference if k != MISSING}
                 unseen = float((~present.isin(known)).mean()) if len(present) else 0.0
                 report.unseen_categories.append({"column": name, "rate": unseen,
                                                  "examples": sorted(set(present[~present.isin(known)]))[:5]})

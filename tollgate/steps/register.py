@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tollgate import __version__
-from tollgate.records import Decision, Evaluation, FeatureSpec
+from tollgate.records import DataSchema, Decision, Evaluation, FeatureSpec
 from tollgate.registry import DATA_SCHEMA_FILE, METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
 
 # Tests force two runs to overlap: while the file named here exists, register waits (at most
@@ -67,12 +67,12 @@ def _whole_numbers(value: Any) -> Any:
 
 
 def register_model(registry: Registry, model_name: str, model_dir: Path, input_schema: dict[str, Any],
-                   metadata: dict[str, Any], data_schema: dict[str, Any] | None = None) -> ModelVersion:
+                   metadata: dict[str, Any], data_schema: DataSchema | None = None) -> ModelVersion:
     """Write the input schema (and the training data's schema) beside the model file and publish
     them with the metadata; later runs validate their data against ``data_schema.json``."""
     (model_dir / SCHEMA_FILE).write_text(json.dumps(input_schema, indent=2))
     if data_schema is not None:
-        (model_dir / DATA_SCHEMA_FILE).write_text(json.dumps(data_schema, indent=2, default=str))
+        (model_dir / DATA_SCHEMA_FILE).write_text(data_schema.to_json())
     stale = model_dir / METADATA_FILE
     if stale.exists():
         stale.unlink()
@@ -104,7 +104,7 @@ def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSp
 
 
 def run_register(registry: Registry, model_name: str, candidate_dir: str | Path, spec: FeatureSpec,
-                 evaluation: Evaluation, decision: Decision, data: dict[str, Any], data_schema: dict[str, Any],
+                 evaluation: Evaluation, decision: Decision, data: dict[str, Any], data_schema: DataSchema,
                  run_id: str) -> ModelVersion:
     """Register as the DAG runs it: a copy of the candidate's directory plus its input schema, the
     training data's schema and :func:`version_metadata`, published as the next version."""

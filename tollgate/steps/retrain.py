@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tollgate.config import TollgateConfig
+from tollgate.records import DataSchema
 
 
 @dataclass
@@ -64,7 +65,6 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
                    scheduled_time: str = "") -> RetrainDecision:
     """Apply ``config.retrain.when`` against the production version of ``model_name`` in ``registry``."""
     from tollgate.registry import METADATA_FILE
-    from tollgate.steps.validate import DATA_SCHEMA_FILE
 
     when = config.retrain.when
     if when == "always":
@@ -82,7 +82,7 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
                                    len(result.frame))
         return RetrainDecision(True, when, f"new data since v{number}: fingerprint {result.fingerprint[:19]}... "
                                f"differs from {str(recorded)[:19]}...", number, "fingerprint", len(result.frame))
-    reference = registry.read_version_json(model_name, number, DATA_SCHEMA_FILE)
+    reference = registry.read_data_schema(model_name, number)
     if reference is None:
         return RetrainDecision(True, when, f"v{number} has no data_schema.json to compare with: training", number)
     traffic = _traffic_drift(config, model_name, number, reference, metadata, registry, scheduled_time)
@@ -110,7 +110,7 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
                            number, "data", len(result.frame), [], largest)
 
 
-def _traffic_drift(config: TollgateConfig, model_name: str, number: int, reference: dict[str, Any],
+def _traffic_drift(config: TollgateConfig, model_name: str, number: int, reference: DataSchema,
                    metadata: dict[str, Any], registry: Any, scheduled_time: str):
     """``monitor_traffic`` over the log since v``number`` was registered, or None without logged rows."""
     if not config.monitoring.log_uri:

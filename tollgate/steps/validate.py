@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tollgate.config import ALWAYS_BLOCKING_CHECKS, ValidationConfig
-from tollgate.records import Anomaly, ValidationReport
+from tollgate.records import Anomaly, ColumnSchema, DataSchema, ValidationReport
 
 # Defined with the other registry file names; re-exported for the modules that read it from here.
 from tollgate.registry import DATA_SCHEMA_FILE as DATA_SCHEMA_FILE
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from tollgate.registry import Registry
     from tollgate.settings import ValidateSettings
 
-SCHEMA_FORMAT = 1
 TABLE = "(table)"  # the "column" of anomalies about the whole table
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 MAX_STORED_CATEGORIES = 1000
@@ -52,38 +51,32 @@ def column_family(series: pd.Series) -> str:
 
 
 def infer_data_schema(frame: pd.DataFrame, target: str, positive_label: Any, ignored: list[str] | tuple = (),
-                      bins: int = 10) -> dict[str, Any]:
+                      bins: int = 10) -> DataSchema:
     """Describe ``frame`` for later comparison; ``ignored`` columns (ids, dates) get no distribution checks."""
     columns = []
     for name in frame.columns:
         series = frame[name]
         role = "label" if name == target else "ignored" if name in set(ignored) else "feature"
-        entry: dict[str, Any] = {"name": str(name), "role": role, "dtype": str(series.dtype),
-                                 "family": column_family(series),
-                                 "null_fraction": float(series.isna().mean()) if len(series) else 0.0}
-        if role == "feature" and entry["family"] == "numeric":
+        column = ColumnSchema(name=str(name), role=role, dtype=str(series.dtype), family=column_family(series),
+                              null_fraction=float(series.isna().mean()) if len(series) else 0.0)
+        if role == "feature" and column.family == "numeric":
             numbers = series.dropna().astype(float)
             if not numbers.empty:
-                entry.update(min=float(numbers.min()), max=float(numbers.max()), mean=float(numbers.mean()),
-                             # One call for all quantiles: one partial sort of the column, not nine (the same
-                             # values; validate at 1,000,000 rows spent 0.85 s more in nine calls).
-                             quantiles={f"{q:g}": float(value)
-                                        for q, value in zip(QUANTILES, numbers.quantile(list(QUANTILES)), strict=True)})
-            entry["profile"] = numeric_profile(series, bins)
-        elif role == "feature" and entry["family"] in ("string", "bool"):
+                column.min, column.max, column.mean = float(numbers.min()), float(numbers.max()), float(numbers.mean())
+                # One call for all quantiles: one partial sort of the column, not nine (the same values;
+                # validate at 1,000,000 rows spent 0.85 s more in nine calls).
+                column.quantiles = {f"{q:g}": float(value)
+                                    for q, value in zip(QUANTILES, numbers.quantile(list(QUANTILES)), strict=True)}
+            column.profile = numeric_profile(series, bins)
+        elif role == "feature" and column.family in ("string", "bool"):
             # Datetimes are never model features (preprocess drops them), so they get no domain.
-            entry["categories"] = category_shares(series, MAX_STORED_CATEGORIES)
-        columns.append(entry)
+            column.categories = category_shares(series, MAX_STORED_CATEGORIES)
+        columns.append(column)
     labels = frame[target] if target in frame.columns else pd.Series(dtype=object)
-    return {
-        "format": SCHEMA_FORMAT,
-        "rows": int(len(frame)),
-        "target": target,
-        "positive_label": positive_label,
-        "label": {"shares": category_shares(label_values(labels.dropna())), "missing": int(labels.isna().sum())},
-        "duplicate_share": _duplicate_share(frame),
-        "columns": columns,
-    }
+    return DataSchema(rows=int(len(frame)), target=target, positive_label=positive_label,
+                      label_shares=category_shares(label_values(labels.dropna())),
+                      label_missing=int(labels.isna().sum()), duplicate_share=_duplicate_share(frame),
+                      columns=columns)
 
 
 def label_values(labels: pd.Series) -> pd.Series:
@@ -164,7 +157,7 @@ def identifier_columns(frame: pd.DataFrame, exclude: list[str] | tuple = ()) -> 
     return found
 
 
-def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: str, positive_label: Any,
+def validate(frame: pd.DataFrame, reference: DataSchema | None, *, target: str, positive_label: Any,
              min_rows: int, settings: ValidationConfig | None = None, reference_version: int | None = None,
              note: str = "", ignored: list[str] | tuple = (), drop_identifiers: bool = True,
              task: str = "auto", duplicate_share: float | None = None) -> ValidationReport:
@@ -195,7 +188,7 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
         findings.add(name, "identifier_column", reason,
                      "not a feature: left out (data.drop_identifiers)" if drop_identifiers else
                      "a feature only because data.drop_identifiers is false; add it to data.drop")
-    if reference:
+    if reference is not None:
         _check_columns(frame, reference, settings, findings)
         report.drift = feature_drift(frame, reference, settings)
         for drift in report.drift:
@@ -211,7 +204,7 @@ def validate(frame: pd.DataFrame, reference: dict[str, Any] | None, *, target: s
 
 
 def run_validate(frame: pd.DataFrame, settings: ValidateSettings, registry: Registry, model_name: str
-                 ) -> tuple[ValidationReport, dict[str, Any]]:
+                 ) -> tuple[ValidationReport, DataSchema]:
     """Validate as the DAG runs it: against the data schema production was trained on (read,
     digest-verified, from the registry), or on its own when there is no production version yet.
 
@@ -225,8 +218,8 @@ def run_validate(frame: pd.DataFrame, settings: ValidateSettings, registry: Regi
     champion = registry.champion(model_name)
     reference, note = None, "no production version yet: only checks of the data on its own apply"
     if champion is not None:
-        reference = registry.read_version_json(model_name, champion.version, DATA_SCHEMA_FILE)
-        note = (f"compared with the data production v{champion.version} was trained on" if reference else
+        reference = registry.read_data_schema(model_name, champion.version)
+        note = (f"compared with the data production v{champion.version} was trained on" if reference is not None else
                 f"production v{champion.version} has no {DATA_SCHEMA_FILE}: only checks of the data on its own apply")
     schema = infer_data_schema(frame, settings.target, settings.positive_label, settings.ignored,
                                settings.validation.drift.bins)
@@ -234,11 +227,11 @@ def run_validate(frame: pd.DataFrame, settings: ValidateSettings, registry: Regi
                       min_rows=settings.min_rows, settings=settings.validation,
                       reference_version=champion.version if champion else None, note=note,
                       ignored=settings.ignored, drop_identifiers=settings.drop_identifiers, task=settings.task,
-                      duplicate_share=schema["duplicate_share"])
+                      duplicate_share=schema.duplicate_share)
     return report, schema
 
 
-def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, reference: dict[str, Any] | None,
+def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, reference: DataSchema | None,
                   findings: _Findings, task: str = "auto") -> bool:
     """Label checks; returns True when the label is trained as multiclass."""
     labels = frame[target]
@@ -249,7 +242,7 @@ def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, referen
     classes = sorted(label_values(present).unique())
     if len(classes) == 1:
         findings.add(target, "single_class", f"1 class ({classes[0]})", "2 classes")
-    known = sorted((reference or {}).get("label", {}).get("shares", {}))
+    known = sorted(reference.label_shares) if reference else []
     # Under auto the production model's kind decides when there is one: its data had 3+ classes ->
     # multiclass checks (a class that disappeared, leaving two, is reported as such, not silently turned
     # into a binary problem); it had 2 -> the binary checks, unchanged (a third class is unknown_labels).
@@ -269,10 +262,10 @@ def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, referen
     return False
 
 
-def _check_label_distribution(labels: pd.Series, reference: dict[str, Any], settings: ValidationConfig,
+def _check_label_distribution(labels: pd.Series, reference: DataSchema, settings: ValidationConfig,
                               findings: _Findings) -> FeatureDrift | None:
     """A multiclass label against the reference's class shares: classes that appear or disappear, and drift."""
-    known = (reference.get("label") or {}).get("shares") or {}
+    known = reference.label_shares
     if not known:
         return None
     target = str(labels.name)
@@ -293,9 +286,9 @@ def _check_label_distribution(labels: pd.Series, reference: dict[str, Any], sett
     return drift
 
 
-def _check_columns(frame: pd.DataFrame, reference: dict[str, Any], settings: ValidationConfig,
+def _check_columns(frame: pd.DataFrame, reference: DataSchema, settings: ValidationConfig,
                    findings: _Findings) -> None:
-    expected = {c["name"]: c for c in reference.get("columns", [])}
+    expected = {c.name: c for c in reference.columns}
     for name in expected:
         if name not in frame.columns:
             findings.add(name, "missing_column", "absent", "present (the production model's data had it)")
@@ -307,26 +300,27 @@ def _check_columns(frame: pd.DataFrame, reference: dict[str, Any], settings: Val
             continue
         series = frame[name]
         family = column_family(series)
-        if family != column["family"] and not series.isna().all():
-            findings.add(name, "dtype_change", f"{series.dtype} ({family})", f"{column['dtype']} ({column['family']})")
+        if family != column.family and not series.isna().all():
+            findings.add(name, "dtype_change", f"{series.dtype} ({family})", f"{column.dtype} ({column.family})")
             continue
         nulls = float(series.isna().mean())
-        allowed_nulls = column["null_fraction"] + settings.max_null_fraction_increase
+        allowed_nulls = column.null_fraction + settings.max_null_fraction_increase
         if nulls > allowed_nulls + 1e-12:
             findings.add(name, "null_fraction_spike", f"{nulls:.2%} null",
-                         f"<= {allowed_nulls:.2%} (reference {column['null_fraction']:.2%} + "
+                         f"<= {allowed_nulls:.2%} (reference {column.null_fraction:.2%} + "
                          f"{settings.max_null_fraction_increase:g})")
-        if column["role"] != "feature":
+        if column.role != "feature":
             continue
-        if column["family"] == "numeric" and "min" in column:
+        if column.family == "numeric" and column.min is not None and column.max is not None:
             numbers = series.dropna().astype(float)
-            outside = ((numbers < column["min"]) | (numbers > column["max"])).mean() if len(numbers) else 0.0
+            outside = ((numbers < column.min) | (numbers > column.max)).mean() if len(numbers) else 0.0
             if outside > settings.max_out_of_range_share:
                 findings.add(name, "out_of_range", f"{outside:.2%} of values outside "
-                             f"[{column['min']:g}, {column['max']:g}] (seen {numbers.min():g}..{numbers.max():g})",
+                             f"[{column.min:g}, {column.max:g}] (seen {numbers.min():g}..{numbers.max():g})",
                              f"<= {settings.max_out_of_range_share:.2%}")
-        elif column["family"] in ("string", "bool") and len(column.get("categories", {})) < MAX_STORED_CATEGORIES:
-            domain = set(column["categories"]) - {MISSING}
+        elif (column.family in ("string", "bool") and column.categories is not None
+              and len(column.categories) < MAX_STORED_CATEGORIES):
+            domain = set(column.categories) - {MISSING}
             text = series.dropna().astype(str)
             unseen = text[~text.isin(domain)]
             share = len(unseen) / len(series)
@@ -336,17 +330,17 @@ def _check_columns(frame: pd.DataFrame, reference: dict[str, Any], settings: Val
                              f"<= {settings.max_unseen_category_share:.2%}")
 
 
-def feature_drift(frame: pd.DataFrame, reference: dict[str, Any], settings: ValidationConfig) -> list[FeatureDrift]:
+def feature_drift(frame: pd.DataFrame, reference: DataSchema, settings: ValidationConfig) -> list[FeatureDrift]:
     """Drift of every feature present in both the reference and ``frame`` with the same dtype family."""
     results = []
-    for column in reference.get("columns", []):
-        name = column["name"]
-        if column["role"] != "feature" or name not in frame.columns or column_family(frame[name]) != column["family"]:
+    for column in reference.columns:
+        name = column.name
+        if column.role != "feature" or name not in frame.columns or column_family(frame[name]) != column.family:
             continue
-        if "profile" in column:
+        if column.profile is not None:
             threshold = settings.drift.features.get(name, settings.drift.numeric_threshold)
-            results.append(numeric_drift(name, column["profile"], frame[name], threshold))
-        elif "categories" in column:
+            results.append(numeric_drift(name, column.profile, frame[name], threshold))
+        elif column.categories is not None:
             threshold = settings.drift.features.get(name, settings.drift.categorical_threshold)
-            results.append(categorical_drift(name, column["categories"], frame[name], threshold))
+            results.append(categorical_drift(name, column.categories, frame[name], threshold))
     return results
