@@ -65,7 +65,7 @@ def served(registry, tmp_path_factory):
     time.sleep(0.5)  # gRPC starts alongside REST
     yield {"rest": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "log": log}
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=20) is not None
+    assert process.wait(timeout=20) == 0, "tollgate serve did not shut down cleanly on SIGTERM"
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,7 @@ def test_records_land_with_versions_and_ids_under_concurrent_load(trained_model_
             jobs += [pool.submit(bad, i) for i in range(4)] + [pool.submit(v1, i) for i in range(10)]
             for job in jobs:
                 job.result()
-    assert server.process.returncode is not None
+    assert server.process.returncode == 0, "the server did not shut down cleanly on SIGTERM"
 
     log = read_log(str(log_dir), MODEL)
     assert not list(log_dir.rglob(".*.tmp")), "no temporary file is left after a clean shutdown"

@@ -49,7 +49,7 @@ def server(trained_model_dir, tmp_path_factory):
     with ServerProcess(trained_model_dir, MODEL, max_batch=MAX_BATCH, log_path=log) as process:
         process.wait_ready(timeout=60)
         yield process
-    assert process.process.returncode is not None
+    assert process.process.returncode == 0, "the server did not shut down cleanly on SIGTERM"
 
 
 @pytest.fixture(scope="module")
