@@ -143,8 +143,8 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
         with _timed(times, "infra-validate"):
             infra = run_infra_validate(best_dir, splits.test, spec, InfraValidateSettings.from_config(config),
                                        log_dir=workdir)
-            if not infra["passed"]:
-                raise SystemExit(f"infra validation failed: {infra['reason']}")
+            if not infra.passed:
+                raise SystemExit(f"infra validation failed: {infra.reason}")
         with _timed(times, "register"):
             version = run_register(registry, name, best_dir, spec, evaluation, decision,
                                    data={"source": ingested.source, "rows": len(ingested.frame),

@@ -9,7 +9,7 @@ def infra_validate(settings_json: str, best: Input[Model], test: Input[Dataset],
     to in-process onnxruntime and within tolerance of the scikit-learn Pipeline's saved test probabilities."""
     import os
 
-    from tollgate.artifacts import read_frame, read_record, write_json
+    from tollgate.artifacts import read_frame, read_record, write_record
     from tollgate.records import FeatureSpec
     from tollgate.settings import InfraValidateSettings
     from tollgate.steps.infra_validate import run_infra_validate
@@ -19,8 +19,8 @@ def infra_validate(settings_json: str, best: Input[Model], test: Input[Dataset],
     # Read while the model server starts; only the model's columns, which the server and the graph get.
     outcome = run_infra_validate(best.path, lambda: read_frame(test.path, columns=spec.columns), spec,
                                  InfraValidateSettings.from_json(settings_json), log_dir=os.path.dirname(report.path))
-    write_json(outcome, report.path)
-    report.metadata.update({"passed": outcome["passed"], "warnings": outcome.get("warnings", []),
-                            "sklearn_agreement": outcome.get("sklearn_agreement")})
-    if not outcome["passed"]:
-        raise RuntimeError(f"infra validation failed, promotion blocked: {outcome['reason']}")
+    write_record(outcome, report.path)
+    report.metadata.update({"passed": outcome.passed, "warnings": outcome.warnings,
+                            "sklearn_agreement": outcome.sklearn_agreement})
+    if not outcome.passed:
+        raise RuntimeError(f"infra validation failed, promotion blocked: {outcome.reason}")

@@ -6,16 +6,14 @@ from kfp.dsl import Artifact, Output
 def retrain_check(config_json: str, data_source: str, scheduled_time: str, registry_uri: str, model_name: str,
                   decision: Output[Artifact]) -> bool:
     """Decide whether this run trains; writes the decision (with its numbers) as JSON."""
-    import json
-
+    from tollgate.artifacts import write_record
     from tollgate.config import TollgateConfig
     from tollgate.registry import open_registry
     from tollgate.steps.retrain import decide_retrain
 
     config = TollgateConfig.from_json(config_json)
     verdict = decide_retrain(config, open_registry(registry_uri), model_name, data_source, scheduled_time)
-    with open(decision.path, "w") as handle:
-        json.dump(verdict.to_dict(), handle, indent=2, default=str)
+    write_record(verdict, decision.path)
     decision.metadata.update({"train": verdict.train, "message": verdict.message})
     print(verdict.message)
     return verdict.train

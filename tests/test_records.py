@@ -11,12 +11,17 @@ from tollgate.records import (
     CandidateEvaluation,
     CandidateResult,
     ChampionEvaluation,
+    ColumnSchema,
+    DataSchema,
     Decision,
+    DeployResult,
     Evaluation,
     FeatureDrift,
     FeatureSpec,
+    InfraValidation,
     LeaderboardEntry,
     RecordError,
+    RetrainDecision,
     Rule,
     Selection,
     ValidationReport,
@@ -50,6 +55,15 @@ EXAMPLES = [
     Evaluation(candidate=candidate(), champion=None),
     Decision(passed=False, reasons=["roc_auc fell"], rules=[Rule("max_degradation", "roc_auc", False, 0.7, "0.01",
                                                                  "worse")], champion_version=2),
+    DataSchema(rows=10, target="y", positive_label=1, label_shares={"0": 0.7, "1": 0.3}, label_missing=0,
+               duplicate_share=0.0, columns=[ColumnSchema("age", "feature", "float64", "numeric", 0.1, min=1.0, max=9.0,
+                                                          profile={"edges": [5.0], "shares": [0, 0.5, 0.5, 0]}),
+                                             ColumnSchema("y", "label", "int64", "numeric", 0.0)]),
+    RetrainDecision(train=False, when="drift", message="skipped: no drift since v3", production_version=3,
+                    basis="traffic", rows=120, largest={"column": "age", "value": 0.01, "threshold": 0.05}),
+    InfraValidation(passed=True, reason="answered exactly", protocols=["rest-v2", "grpc"], rows=64,
+                    max_abs_difference={"rest-v2": 0.0, "grpc": 0.0}, sklearn_agreement={"class_flips": 0}),
+    DeployResult(target="local", version=3, aliases={"production": {"version": 3}}, detail="production -> v3"),
 ]
 
 
@@ -71,7 +85,7 @@ def test_a_record_from_a_newer_tollgate_is_refused_with_what_to_do(record):
 
 def test_a_record_of_another_kind_is_refused():
     with pytest.raises(RecordError, match="expected a evaluation record, found a decision record"):
-        Evaluation.from_json(EXAMPLES[-1].to_json())
+        Evaluation.from_json(next(r for r in EXAMPLES if isinstance(r, Decision)).to_json())
     with pytest.raises(RecordError, match="not valid JSON"):
         Decision.from_json("{truncated")
     with pytest.raises(RecordError, match="must be a JSON object"):
@@ -88,6 +102,22 @@ def test_an_untagged_evaluation_from_before_records_is_upgraded():
     assert record.candidate.params == {"C": 2} and record.candidate.selection_metric == "roc_auc"
     assert record.champion == ChampionEvaluation(version=4, metrics={"roc_auc": 0.7})
     assert Decision.from_dict({"passed": True, "reasons": [], "rules": []}).passed is True
+
+
+@pytest.mark.parametrize("record", [r for r in EXAMPLES if isinstance(r, (RetrainDecision, InfraValidation,
+                                                                           DeployResult))],
+                         ids=lambda r: type(r).__name__)
+def test_the_untagged_json_of_runs_from_before_these_records_reads_the_same(record):
+    # retrain-check, infra-validate and deploy wrote plain JSON of the same fields (run directories keep it).
+    untagged = record.to_dict(tagged=False)
+    assert type(record).from_dict(json.loads(json.dumps(untagged))) == record
+    assert "record" not in untagged and "extra" not in untagged
+
+
+def test_infra_validation_leaves_out_what_was_not_measured():
+    blocked = InfraValidation(passed=False, reason="model server did not become ready: timeout")
+    assert blocked.to_dict(tagged=False) == {"passed": False, "reason": "model server did not become ready: timeout",
+                                             "protocols": [], "warnings": []}
 
 
 def test_keys_a_reader_does_not_know_are_kept_and_written_back():

@@ -512,3 +512,60 @@ class Decision(_Record):
         return cls(passed=payload["passed"], reasons=list(payload["reasons"]),
                    rules=[Rule(**r) for r in payload.get("rules", [])],
                    champion_version=payload.get("champion_version"))
+
+
+# --- retrain-check, infra-validate, deploy -> (summary, report) ---------------------------------------------------
+
+@dataclass
+class RetrainDecision(_Record):
+    """Whether to train, and the numbers behind it (summary, JSON and report show ``message``)."""
+
+    KIND: ClassVar[str] = "retrain_decision"
+
+    train: bool
+    when: str
+    message: str
+    production_version: int | None = None
+    basis: str = ""                       # "traffic", "data", "fingerprint" or "" (nothing to compare)
+    rows: int = 0
+    alerts: list[str] = field(default_factory=list)
+    largest: dict[str, Any] | None = None  # the feature closest to (or furthest past) its threshold
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InfraValidation(_Record):
+    """Infra-validation's verdict: whether the candidate loaded and answered in the real model server
+    exactly as in-process onnxruntime (and close to the scikit-learn Pipeline), with why not."""
+
+    KIND: ClassVar[str] = "infra_validation"
+
+    passed: bool
+    reason: str = ""
+    protocols: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rows: int | None = None                                 # test rows sent
+    startup_seconds: float | None = None
+    latency_ms: dict[str, float] | None = None              # per protocol
+    max_abs_difference: dict[str, float] | None = None      # per protocol, against in-process onnxruntime
+    sklearn_agreement: dict[str, Any] | None = None         # against the Pipeline's saved test probabilities
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def _payload(self) -> dict[str, Any]:  # what was not measured is left out, as before the record
+        return {k: v for k, v in super()._payload().items() if v is not None}
+
+
+@dataclass
+class DeployResult(_Record):
+    """Where the version went, what the aliases look like now, and whether it was promoted (not when
+    the champion changed during the run)."""
+
+    KIND: ClassVar[str] = "deploy_result"
+
+    target: str
+    version: int
+    aliases: dict[str, Any]
+    detail: str
+    promoted: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+

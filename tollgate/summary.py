@@ -12,7 +12,15 @@ from rich.table import Table
 
 from tollgate.config import METRIC_NAMES, MULTICLASS_METRIC_NAMES
 from tollgate.local_run import RunOutcome, find_output, read_json, task_outputs
-from tollgate.records import Decision, Evaluation, Selection, ValidationReport
+from tollgate.records import (
+    Decision,
+    DeployResult,
+    Evaluation,
+    InfraValidation,
+    RetrainDecision,
+    Selection,
+    ValidationReport,
+)
 from tollgate.registry import Registry
 from tollgate.steps.select import SELECTION_FILE
 
@@ -49,9 +57,10 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
         return summary
     retrain = read_json(find_output(pipeline_dir, "retrain-check", "decision") or pipeline_dir / "-")
     if retrain:
-        summary["retrain"] = retrain
-        if not retrain.get("train", True):
-            summary["skipped"] = retrain.get("message")
+        decided = RetrainDecision.from_dict(retrain)
+        summary["retrain"] = decided.to_dict(tagged=False)
+        if not decided.train:
+            summary["skipped"] = decided.message
     ingest = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
     if ingest:
         summary["data"] = {k: ingest.get("metadata", {}).get(k)
@@ -88,7 +97,7 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
         summary["gate"] = Decision.from_dict(decision).to_dict(tagged=False)
     infra = read_json(find_output(pipeline_dir, "infra-validate", "report") or pipeline_dir / "-")
     if infra:
-        summary["infra_validation"] = infra
+        summary["infra_validation"] = InfraValidation.from_dict(infra).to_dict(tagged=False)
     registered = task_outputs(pipeline_dir, "register").get("parameterValues", {}).get("Output")
     if registered is not None:
         summary["registered_version"] = int(registered)
@@ -97,8 +106,9 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
         summary["report"] = str(report)
     deploy = read_json(find_output(pipeline_dir, "deploy", "result") or pipeline_dir / "-")
     if deploy:
-        summary["deploy"] = deploy
-        summary["promoted"] = deploy.get("promoted", True)
+        deployed = DeployResult.from_dict(deploy)
+        summary["deploy"] = deployed.to_dict(tagged=False)
+        summary["promoted"] = deployed.promoted
     summary["aliases"] = registry.aliases(model_name)
     return summary
 

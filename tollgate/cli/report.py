@@ -32,7 +32,7 @@ def resolve_run_dir(run: str | None, runs_root: str | Path) -> Path:
 def collect_inputs(run_dir: Path, model_name: str):
     """The report's inputs from a run's artifacts; parts the run never produced stay None."""
     from tollgate.local_run import find_output, read_json, task_outputs
-    from tollgate.records import Decision, Evaluation, ValidationReport
+    from tollgate.records import Decision, Evaluation, RetrainDecision, ValidationReport
     from tollgate.steps.report import ReportInputs
 
     pipeline_dirs = [p for p in run_dir.iterdir() if p.is_dir()]
@@ -54,10 +54,11 @@ def collect_inputs(run_dir: Path, model_name: str):
                           evaluation=artifact("evaluate", "evaluation", Evaluation),
                           decision=artifact("gate", "decision", Decision),
                           registered_version=int(registered) if registered is not None else None)
-    retrain = artifact("retrain-check", "decision")
-    if retrain and not retrain.get("train", True):
+    retrain = find_output(pipeline_dir, "retrain-check", "decision")
+    decided = RetrainDecision.from_json(retrain.read_text()) if retrain else None
+    if decided is not None and not decided.train:
         # retrain.when decided this run had nothing to train on: say so, with its numbers.
-        inputs.notes.append(str(retrain.get("message")))
+        inputs.notes.append(decided.message)
     return pipeline_dir, inputs
 
 
@@ -69,6 +70,7 @@ def publish_report(run_dir: Path, model_name: str, failure: str | None = None) -
     artifacts it did produce.
     """
     from tollgate.local_run import find_output
+    from tollgate.records import DeployResult
     from tollgate.steps.report import render_report, text_summary
 
     pipeline_dir, inputs = collect_inputs(run_dir, model_name)
@@ -76,10 +78,10 @@ def publish_report(run_dir: Path, model_name: str, failure: str | None = None) -
     target = run_dir / REPORT_FILE
     artifact = find_output(pipeline_dir, "report", "html")
     deploy = find_output(pipeline_dir, "deploy", "result")
-    deployed = json.loads(deploy.read_text()) if deploy else {}
-    if not deployed.get("promoted", True):
+    deployed = DeployResult.from_json(deploy.read_text()) if deploy else None
+    if deployed is not None and not deployed.promoted:
         # The report task ran before deploy found the champion changed: render it again with that.
-        inputs.notes.append(f"Not promoted: {deployed.get('detail')}")
+        inputs.notes.append(f"Not promoted: {deployed.detail}")
         target.write_text(render_report(inputs))
     elif artifact:
         shutil.copyfile(artifact, target)

@@ -14,26 +14,15 @@ the candidate was never compared with the new champion.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tollgate.errors import ChampionChangedError, TollgateError
+from tollgate.records import DeployResult
 from tollgate.registry import Registry
 from tollgate.registry.base import UNCONDITIONAL, ExpectedProduction
 
 if TYPE_CHECKING:
     from tollgate.settings import DeploySettings
-
-
-@dataclass(frozen=True)
-class DeployResult:
-    """Where the version went and what the aliases look like now."""
-
-    target: str
-    version: int
-    aliases: dict[str, Any]
-    detail: str
-    promoted: bool = True
 
 
 def scored_champion(registry: Registry, model_name: str, version: int) -> int | None:

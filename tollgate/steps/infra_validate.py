@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tollgate.records import FeatureSpec
+from tollgate.records import FeatureSpec, InfraValidation
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 
 if TYPE_CHECKING:
@@ -256,11 +256,11 @@ def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec,
 
 
 def run_infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFrame], spec: FeatureSpec,
-                       settings: InfraValidateSettings, log_dir: str | Path) -> dict[str, Any]:
+                       settings: InfraValidateSettings, log_dir: str | Path) -> InfraValidation:
     """Infra-validate as the DAG runs it, with the server's log in ``log_dir`` (beside the report,
     so a blocked candidate can be diagnosed afterwards); ``test`` as for :func:`infra_validate`."""
     checks = settings.infra_validation
-    return infra_validate(model_dir, test, spec, sample_rows=checks.sample_rows,
+    return InfraValidation.from_dict(infra_validate(model_dir, test, spec, sample_rows=checks.sample_rows,
                           ready_timeout=checks.ready_timeout_seconds, tolerance=checks.tolerance,
                           max_batch=settings.max_batch, unknown_columns=settings.unknown_columns, log_dir=log_dir,
-                          sklearn_tolerance=checks.sklearn_tolerance, max_class_flips=checks.max_class_flips)
+                          sklearn_tolerance=checks.sklearn_tolerance, max_class_flips=checks.max_class_flips))

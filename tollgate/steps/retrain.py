@@ -14,29 +14,11 @@ and the pipeline trains.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from tollgate.config import TollgateConfig
-from tollgate.records import DataSchema
-
-
-@dataclass
-class RetrainDecision:
-    """Whether to train, and the numbers behind it (summary, JSON and report show ``message``)."""
-
-    train: bool
-    when: str
-    message: str
-    production_version: int | None = None
-    basis: str = ""                       # "traffic", "data", "fingerprint" or "" (nothing to compare)
-    rows: int = 0
-    alerts: list[str] = field(default_factory=list)
-    largest: dict[str, Any] | None = None  # the feature closest to (or furthest past) its threshold
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from tollgate.records import DataSchema, RetrainDecision
 
 
 def _largest(drift: list[Any]) -> dict[str, Any] | None:
