@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
-from tollgate.config import load_config
+from tollgate.config import FairnessConfig, load_config
 from tollgate.data.builtin import generate_applicants
 from tollgate.errors import ConfigError
 from tollgate.serving.runtime import OnnxModel
@@ -99,7 +99,7 @@ def test_evaluate_and_fairness_decide_at_the_models_threshold(trained):
     spec, splits, result, _ = trained
     test = splits.test
     graph = OnnxModel(result.onnx, spec.schema)
-    fairness = {"sensitive_attributes": [{"column": "gender"}], "min_group_size": 1, "min_group_positives": 1}
+    fairness = FairnessConfig(sensitive_attributes=[{"column": "gender"}], min_group_size=1, min_group_positives=1)
     evaluation = evaluate_model(graph, test, spec.columns, fairness=fairness)
     proba = graph.predict_proba(test)[:, 1].astype(np.float64)
     y_true = test[LABEL].to_numpy()

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tollgate.config import ImportanceConfig
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps import evaluate
-from tollgate.steps.evaluate import ImportanceSettings, evaluate_model, top_feature_importance
+from tollgate.steps.evaluate import evaluate_model, top_feature_importance
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
 from tollgate.steps.report import ReportInputs, render_report, text_summary
 from tollgate.steps.train import train_candidate
@@ -87,7 +88,7 @@ def test_unbounded_importance_equals_scikit_learns_permutation_importance(defaul
             return np.asarray(self.graph.predict_proba(X), dtype=np.float64)
 
     top, bounds = top_feature_importance(model, test, columns, top=len(columns), seed=3)
-    sample = test.sample(n=min(len(test), ImportanceSettings().max_rows), random_state=3)
+    sample = test.sample(n=min(len(test), ImportanceConfig().max_rows), random_state=3)
     reference = permutation_importance(Graph(model), sample[columns], sample[LABEL].to_numpy(), scoring="roc_auc",
                                        n_repeats=3, random_state=3)
     expected = {name: (mean, std) for name, mean, std in
@@ -105,7 +106,7 @@ def test_unbounded_importance_equals_scikit_learns_permutation_importance(defaul
 
 def test_a_wide_file_permutes_at_most_max_features_columns_and_records_it(wide):
     model, test, columns = wide
-    evaluation = evaluate_model(model, test, columns, importance={"max_features": 40})
+    evaluation = evaluate_model(model, test, columns, importance=ImportanceConfig(max_features=40))
     bounds = evaluation["importance_bounds"]
     assert _without_timing(bounds) == {
         "rows_sampled": len(test), "rows_total": len(test), "features_permuted": 40,
@@ -115,20 +116,20 @@ def test_a_wide_file_permutes_at_most_max_features_columns_and_records_it(wide):
     # The screen permutes the columns the predictions move with: the two the label depends on lead.
     assert set(top[:2]) == {"f3", "f17"}
     # Deterministic for a seed: the same columns, numbers and bounds again.
-    again = evaluate_model(model, test, columns, importance={"max_features": 40})
+    again = evaluate_model(model, test, columns, importance=ImportanceConfig(max_features=40))
     assert again["importance"] == evaluation["importance"]
     assert _without_timing(again["importance_bounds"]) == _without_timing(bounds)
 
 
 def test_rows_are_sampled_to_max_rows(wide):
     model, test, columns = wide
-    _, bounds = top_feature_importance(model, test, columns, settings=ImportanceSettings(max_rows=50, max_features=5))
+    _, bounds = top_feature_importance(model, test, columns, settings=ImportanceConfig(max_rows=50, max_features=5))
     assert (bounds["rows_sampled"], bounds["rows_total"], bounds["features_permuted"]) == (50, len(test), 5)
 
 
 def test_a_spent_time_budget_stops_between_runs_and_keeps_a_prefix_of_the_same_results(wide, monkeypatch):
     model, test, columns = wide
-    settings = ImportanceSettings(max_features=12)
+    settings = ImportanceConfig(max_features=12)
     full, full_bounds = top_feature_importance(model, test, columns, top=12, settings=settings)
     assert full_bounds["features_permuted"] == 12 and not full_bounds["budget_hit"]
 
@@ -138,7 +139,7 @@ def test_a_spent_time_budget_stops_between_runs_and_keeps_a_prefix_of_the_same_r
     ticks = iter(range(10_000))
     monkeypatch.setattr(evaluate.time, "monotonic", lambda: float(next(ticks)))
     partial, bounds = top_feature_importance(model, test, columns, top=12,
-                                             settings=ImportanceSettings(max_features=12, time_budget_seconds=3))
+                                             settings=ImportanceConfig(max_features=12, time_budget_seconds=3))
     assert bounds["budget_hit"] and bounds["features_permuted"] == 4 and bounds["time_budget_seconds"] == 3
     assert bounds["selection"] == "screened" and bounds["features_total"] == len(columns)
     by_feature = {item["feature"]: item for item in full}
@@ -155,7 +156,7 @@ def test_a_spent_time_budget_stops_between_runs_and_keeps_a_prefix_of_the_same_r
 
 def test_a_budget_spent_before_any_column_is_reported_not_mistaken_for_a_stopped_run(wide):
     model, test, columns = wide
-    evaluation = evaluate_model(model, test, columns, importance={"time_budget_seconds": 1e-9})
+    evaluation = evaluate_model(model, test, columns, importance=ImportanceConfig(time_budget_seconds=1e-9))
     assert evaluation["importance"] == [] and evaluation["importance_bounds"]["budget_hit"]
     assert evaluation["importance_bounds"]["features_permuted"] == 0
     page = render_report(ReportInputs(model_name="m", evaluation={
@@ -166,7 +167,7 @@ def test_a_budget_spent_before_any_column_is_reported_not_mistaken_for_a_stopped
 
 def test_the_report_and_text_summary_say_what_was_bounded(wide):
     model, test, columns = wide
-    evaluation = evaluate_model(model, test, columns, importance={"max_features": 40, "max_rows": 60})
+    evaluation = evaluate_model(model, test, columns, importance=ImportanceConfig(max_features=40, max_rows=60))
     inputs = ReportInputs(model_name="m", evaluation={
         "candidate": {"candidate_id": "l1", "family": "logistic_regression", **evaluation}, "champion": None})
     section = render_report(inputs).split('id="importance"')[1].split("</section>")[0]
@@ -177,12 +178,11 @@ def test_the_report_and_text_summary_say_what_was_bounded(wide):
             f"on 60 of {len(test)} test rows") in text_summary(inputs)
 
 
-def test_the_config_section_has_the_step_defaults_and_refuses_unknown_keys():
+def test_the_config_section_keeps_its_defaults_and_refuses_unknown_keys():
     from tollgate.config import load_config
     from tollgate.errors import ConfigError
 
-    config = load_config(None, {})
-    assert ImportanceSettings.from_dict(config.importance.model_dump()) == ImportanceSettings()
+    assert load_config(None, {}).importance == ImportanceConfig()  # the shipped YAML keeps the class's defaults
     with pytest.raises(ConfigError, match="importance.max_featurs"):
         load_config(None, {"importance.max_featurs": 10})
     with pytest.raises(ConfigError, match="importance.max_features"):

@@ -4,7 +4,7 @@ columns reach evaluation even when the model does not use them."""
 import pandas as pd
 import pytest
 
-from tollgate.config import load_config
+from tollgate.config import SensitiveAttributeConfig, load_config
 from tollgate.data.builtin import generate_applicants
 from tollgate.errors import ConfigError, DataError
 from tollgate.steps.fairness import attribute_fairness, fairness_report, group_labels
@@ -55,7 +55,7 @@ def test_numeric_attributes_are_binned_in_order_and_missing_is_a_group():
     assert order == ["<30", "30-50", ">=50", "<missing>"]
     test = pd.DataFrame({"age": [20, 25, 40, 45, 60, 65], LABEL: [1, 0, 1, 0, 1, 0]})
     report = fairness_report(test, test[LABEL].to_numpy(), [0.9, 0.1, 0.9, 0.6, 0.2, 0.1],
-                             [{"column": "age", "bins": [30, 50]}], threshold=0.5, min_group_size=1,
+                             [SensitiveAttributeConfig(column="age", bins=[30, 50])], threshold=0.5, min_group_size=1,
                              min_group_positives=1)
     assert [g["group"] for g in report["age"]["groups"]] == ["<30", "30-50", ">=50"]
     assert [g["selection_rate"] for g in report["age"]["groups"]] == [0.5, 1.0, 0.0]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, log_loss, roc_auc_score
 
-from tollgate.config import MULTICLASS_METRIC_NAMES, ValidationConfig, load_config
+from tollgate.config import MULTICLASS_METRIC_NAMES, FairnessConfig, ValidationConfig, load_config
 from tollgate.errors import ConfigError, DataError
 from tollgate.records import DataSchema
 from tollgate.steps.evaluate import evaluate_champion, evaluate_model, multiclass_metrics
@@ -213,7 +213,7 @@ def trained():
 def test_fairness_is_one_vs_rest_for_named_classes_or_says_it_was_skipped(trained):
     spec, splits, graph, _ = trained
     named = evaluate_model(graph, splits.test, spec.columns, classes=spec.classes,
-                           fairness={"sensitive_attributes": [{"column": "group"}], "classes": ["high", "nope"]})
+                           fairness=FairnessConfig(sensitive_attributes=[{"column": "group"}], classes=["high", "nope"]))
     assert list(named["fairness"]) == ["group (class high)"]
     record = named["fairness"]["group (class high)"]
     predicted_high = graph.predict_proba(splits.test).argmax(axis=1) == spec.classes.index("high")
@@ -222,7 +222,7 @@ def test_fairness_is_one_vs_rest_for_named_classes_or_says_it_was_skipped(traine
     assert rate_x == pytest.approx(predicted_high[group_x].mean())
     assert "['nope'] are not classes of this model" in named["fairness_skipped"]
     none = evaluate_model(graph, splits.test, spec.columns, classes=spec.classes,
-                          fairness={"sensitive_attributes": [{"column": "group"}], "classes": []})
+                          fairness=FairnessConfig(sensitive_attributes=[{"column": "group"}], classes=[]))
     assert none["fairness"] == {} and "binary-only measures and were skipped" in none["fairness_skipped"]
 
 
@@ -301,7 +301,7 @@ def test_report_shows_the_k_by_k_matrix_per_class_curves_and_table(trained):
     spec, splits, graph, _ = trained
     evaluation = {"candidate": {"candidate_id": "lr", "family": "logistic_regression",
                                 **evaluate_model(graph, splits.test, spec.columns, classes=spec.classes,
-                                                 fairness={"sensitive_attributes": [{"column": "group"}]})},
+                                                 fairness=FairnessConfig(sensitive_attributes=[{"column": "group"}]))},
                   "champion": None}
     inputs = ReportInputs(model_name="m", evaluation=evaluation)
     page = render_report(inputs)

@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from tollgate.config import FairnessConfig
 from tollgate.data.builtin import generate_applicants
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps.evaluate import evaluate_model
@@ -68,8 +69,8 @@ def inputs():
     trained = train_candidate(splits.train, splits.validation, {"candidate_id": "logreg", "family": "logistic_regression",
                                                                 "params": {"max_iter": 300}}, spec)
     model = OnnxModel(trained.onnx, spec.schema)  # evaluate scores the graph, as in the pipeline
-    fairness = {"sensitive_attributes": [{"column": "gender"}, {"column": "age", "bins": [30, 50]}],
-                "min_group_size": 20}
+    fairness = FairnessConfig(sensitive_attributes=[{"column": "gender"}, {"column": "age", "bins": [30, 50]}],
+                              min_group_size=20)
     candidate = {"candidate_id": "logreg", "family": "logistic_regression",
                  **evaluate_model(model, splits.test, spec.columns, fairness=fairness, threshold=0.3)}
     champion_metrics = {**candidate["metrics"], "roc_auc": candidate["metrics"]["roc_auc"] + 0.05}

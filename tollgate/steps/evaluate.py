@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,18 +38,21 @@ from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, decision_threshold
 from tollgate.steps.preprocess import LABEL
 
 if TYPE_CHECKING:
+    from tollgate.config import FairnessConfig, ImportanceConfig
     from tollgate.registry import Registry
     from tollgate.settings import EvaluateSettings
 
 # sklearn.calibration, scipy.stats, fairlearn (tollgate.steps.fairness) and scipy.spatial
 # (tollgate.steps.drift) are imported by the functions that use them: every train task imports
-# this module for its metrics, and those imports would add about a second to each.
+# this module for its metrics, and those imports would add about a second to each. For the same
+# reason the `fairness` and `importance` config sections (pydantic) are imported only where a
+# caller left them out and their defaults are needed.
 
 # Bins of the predicted-probability profile recorded on the test split (as data validation bins features).
 PREDICTION_BINS = 10
 
 # Permutation importance re-scores the sampled test rows once per permuted feature and repeat;
-# the defaults (ImportanceSettings, the `importance` config section) keep it to a few seconds on
+# the defaults (the `importance` config section, ImportanceConfig) keep it to a few seconds on
 # the default data and bounded on a wide file, while ranking the top features stably.
 TOP_FEATURES = 10
 # Permuted copies of the sample are stacked into one graph run, up to this many cells (rows x
@@ -201,25 +203,10 @@ def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = DE
     }
 
 
-@dataclass(frozen=True)
-class ImportanceSettings:
-    """How far permutation importance may go: the ``importance`` config section.
+def _default_importance() -> ImportanceConfig:
+    from tollgate.config import ImportanceConfig
 
-    ``max_rows`` test rows are sampled (seeded); at most ``max_features`` input columns are
-    permuted, ``repeats`` times each; ``time_budget_seconds`` (None: no budget) stops it between
-    stacked runs once spent. Columns are permuted in the order of :func:`screen_columns`, so a
-    cap or a budget leaves out the columns least associated with the model's predictions.
-    """
-
-    max_rows: int = 2000
-    max_features: int = 200
-    repeats: int = 3
-    time_budget_seconds: float | None = 300.0
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any] | None) -> ImportanceSettings:
-        """From the config section as a dict (None or missing keys: the defaults)."""
-        return cls(**dict(value or {}))
+    return ImportanceConfig()
 
 
 def _graph_inputs(model, sample: pd.DataFrame, columns: list[str]
@@ -336,7 +323,7 @@ def _importance_score(y: np.ndarray, proba: np.ndarray, classes: int) -> float:
 
 
 def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: int = TOP_FEATURES,
-                           settings: ImportanceSettings | None = None, seed: int = 0,
+                           settings: ImportanceConfig | None = None, seed: int = 0,
                            classes: int = 2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Permutation importance of the model's input columns, largest first, and what was bounded.
 
@@ -357,7 +344,7 @@ def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: i
     is deterministic for a seed unless the budget is hit (then the columns permuted are a prefix
     of the same order, with the same values).
     """
-    settings = settings or ImportanceSettings()
+    settings = settings or _default_importance()
     started = time.monotonic()
     sample = test.sample(n=min(len(test), settings.max_rows), random_state=seed) if len(test) else test
     y = sample[LABEL].to_numpy().astype(int)
@@ -410,7 +397,7 @@ def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: i
                for name in ranked]
     bounds = {"rows_sampled": rows, "rows_total": int(len(test)), "features_permuted": len(measured),
               "features_total": len(columns), "selection": "all" if len(chosen) == len(columns) else "screened",
-              **{key: value for key, value in asdict(settings).items() if key != "max_rows"},
+              **{key: value for key, value in settings.model_dump().items() if key != "max_rows"},
               "budget_hit": budget_hit, "seconds": round(time.monotonic() - started, 3)}
     return results[:top], bounds
 
@@ -421,12 +408,12 @@ def score(model, test: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def evaluate_model(model, test: pd.DataFrame, columns: list[str],
-                   fairness: dict[str, Any] | None = None, classes: list[Any] | None = None,
-                   threshold: float | None = None, importance: Mapping[str, Any] | None = None
+                   fairness: FairnessConfig | None = None, classes: list[Any] | None = None,
+                   threshold: float | None = None, importance: ImportanceConfig | None = None
                    ) -> dict[str, Any]:
     """Metrics, curves and top-feature importance of one model on the test split.
 
-    ``fairness`` is the ``fairness`` config section as a dict; with sensitive attributes
+    ``fairness`` is the ``fairness`` config section; with sensitive attributes
     configured (and present in ``test``), the result has per-attribute group fairness.
     ``classes`` (a multiclass model's class order) switches to the multiclass metrics,
     the k x k confusion matrix, per-class curves and the per-class table.
@@ -435,13 +422,13 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
     ``threshold``, by default the ``decision_threshold`` its input schema records
     (``model.schema``, as :class:`~tollgate.serving.runtime.OnnxModel` holds it): the rule
     the server will answer with. The result records it as ``decision_threshold``.
-    ``importance`` is the ``importance`` config section as a dict (None: its defaults); what it
+    ``importance`` is the ``importance`` config section (None: its defaults); what it
     bounded is recorded under ``importance_bounds`` (see :func:`top_feature_importance`).
     """
     from tollgate.steps.drift import numeric_profile
     from tollgate.steps.fairness import fairness_report
 
-    settings = ImportanceSettings.from_dict(importance)
+    settings = importance or _default_importance()
     if classes is not None:
         return _evaluate_multiclass(model, test, columns, fairness, classes, settings)
     if threshold is None:
@@ -453,15 +440,15 @@ def evaluate_model(model, test: pd.DataFrame, columns: list[str],
               # The reference `tollgate monitor` compares live predicted probabilities with.
               "prediction_profile": numeric_profile(pd.Series(proba), PREDICTION_BINS)}
     result["importance"], result["importance_bounds"] = top_feature_importance(model, test, columns, settings=settings)
-    if fairness and fairness.get("sensitive_attributes"):
-        result["fairness"] = fairness_report(test, y_true, proba, fairness["sensitive_attributes"],
-                                             threshold, fairness.get("min_group_size", 30),
-                                             fairness.get("min_group_positives", 20))
+    if fairness is not None and fairness.sensitive_attributes:
+        result["fairness"] = fairness_report(test, y_true, proba, fairness.sensitive_attributes, threshold,
+                                             min_group_size=fairness.min_group_size,
+                                             min_group_positives=fairness.min_group_positives)
     return result
 
 
-def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness: dict[str, Any] | None,
-                         classes: list[Any], settings: ImportanceSettings) -> dict[str, Any]:
+def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness: FairnessConfig | None,
+                         classes: list[Any], settings: ImportanceConfig) -> dict[str, Any]:
     from tollgate.steps.fairness import multiclass_fairness_report
 
     proba = np.asarray(model.predict_proba(test[columns]), dtype=np.float64)
@@ -474,10 +461,10 @@ def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness
               "rows": int(len(test))}
     result["importance"], result["importance_bounds"] = top_feature_importance(
         model, test, columns, settings=settings, classes=len(classes))
-    if fairness and fairness.get("sensitive_attributes"):
+    if fairness is not None and fairness.sensitive_attributes:
         result["fairness"], skipped = multiclass_fairness_report(
-            test, y_true, proba.argmax(axis=1), fairness["sensitive_attributes"], classes,
-            fairness.get("classes") or [], fairness.get("min_group_size", 30), fairness.get("min_group_positives", 20))
+            test, y_true, proba.argmax(axis=1), fairness.sensitive_attributes, classes, fairness.classes,
+            min_group_size=fairness.min_group_size, min_group_positives=fairness.min_group_positives)
         if skipped:
             result["fairness_skipped"] = skipped
     return result
@@ -581,8 +568,8 @@ def run_evaluate(candidate_dir: str | Path, selection: Selection, spec: FeatureS
 
     classes = spec.classes if spec.multiclass else None
     model = OnnxModel.from_file(os.fspath(Path(candidate_dir) / ONNX_FILE), spec.schema)
-    scored = evaluate_model(model, test, spec.columns, fairness=settings.fairness.model_dump(), classes=classes,
-                            importance=settings.importance.model_dump())
+    scored = evaluate_model(model, test, spec.columns, fairness=settings.fairness, classes=classes,
+                            importance=settings.importance)
     winner = selection.winner
     candidate = CandidateEvaluation(**field_values(CandidateEvaluation, {
         **scored, "candidate_id": winner.candidate_id, "family": winner.family, "params": winner.params,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ from fairlearn.metrics import (
 
 from tollgate.steps.drift import MISSING
 from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, positive_decisions
+
+if TYPE_CHECKING:
+    from tollgate.config import SensitiveAttributeConfig
 
 GROUP_METRICS = {
     "count": count,
@@ -59,9 +62,9 @@ def group_labels(values: pd.Series, bins: list[float] | None = None) -> tuple[pd
     return labels, sorted(labels.unique())
 
 
-def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series,
-                       min_group_size: int = 30, order: list[str] | None = None,
-                       min_group_positives: int = 20) -> dict[str, Any]:
+def attribute_fairness(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, *,
+                       min_group_size: int, min_group_positives: int, order: list[str] | None = None
+                       ) -> dict[str, Any]:
     """Per-group rates and the two summary disparities for one sensitive attribute."""
     y_true = np.asarray(y_true).astype(int)
     y_pred = np.asarray(y_pred).astype(int)
@@ -114,24 +117,25 @@ def _finite(value: float) -> float | None:
 
 
 def fairness_report(test: pd.DataFrame, y_true: np.ndarray, positive_proba: np.ndarray,
-                    attributes: list[dict[str, Any]], threshold: float = DEFAULT_DECISION_THRESHOLD,
-                    min_group_size: int = 30, min_group_positives: int = 20) -> dict[str, Any]:
+                    attributes: list[SensitiveAttributeConfig], threshold: float = DEFAULT_DECISION_THRESHOLD,
+                    *, min_group_size: int, min_group_positives: int) -> dict[str, Any]:
     """Fairness of the decisions ``positive_proba >= threshold`` for every configured attribute.
 
     ``threshold`` is the model's ``decision_threshold``: the decisions measured are the ones
     its metrics count and the server answers.
 
-    ``attributes`` are ``{"column": ..., "bins": [...] | None}`` (``fairness.sensitive_attributes``).
+    ``attributes`` are ``fairness.sensitive_attributes`` (a column, and cut points for a numeric one).
     Returns ``{attribute: {...}}``; empty when no attribute is configured.
     """
     y_pred = positive_decisions(positive_proba, threshold).astype(int)
     report = {}
     for attribute in attributes:
-        column = attribute["column"]
-        groups, order = group_labels(test[column], attribute.get("bins"))
-        report[column] = {**attribute_fairness(y_true, y_pred, groups.reset_index(drop=True), min_group_size, order,
-                                                 min_group_positives),
-                          "bins": attribute.get("bins"), "threshold": threshold}
+        column = attribute.column
+        groups, order = group_labels(test[column], attribute.bins)
+        report[column] = {**attribute_fairness(y_true, y_pred, groups.reset_index(drop=True),
+                                                 min_group_size=min_group_size, min_group_positives=min_group_positives,
+                                                 order=order),
+                          "bins": attribute.bins, "threshold": threshold}
     return report
 
 
@@ -140,9 +144,9 @@ BINARY_ONLY_MEASURES = ("selection rate", "TPR", "FPR", "disparate impact", "equ
 
 
 def multiclass_fairness_report(test: pd.DataFrame, y_true: np.ndarray, predicted: np.ndarray,
-                               attributes: list[dict[str, Any]], classes: list[Any], measured: list[Any],
-                               min_group_size: int = 30,
-                               min_group_positives: int = 20) -> tuple[dict[str, Any], str | None]:
+                               attributes: list[SensitiveAttributeConfig], classes: list[Any], measured: list[Any],
+                               *, min_group_size: int, min_group_positives: int
+                               ) -> tuple[dict[str, Any], str | None]:
     """One-vs-rest fairness of a multiclass model for each class in ``measured`` (``fairness.classes``).
 
     ``y_true`` and ``predicted`` hold class positions in ``classes`` order. For class ``c``
@@ -163,13 +167,14 @@ def multiclass_fairness_report(test: pd.DataFrame, y_true: np.ndarray, predicted
         notes.append(f"fairness.classes {unknown} are not classes of this model ({classes}) and were skipped")
     report = {}
     for attribute in attributes:
-        column = attribute["column"]
-        groups, order = group_labels(test[column], attribute.get("bins"))
+        column = attribute.column
+        groups, order = group_labels(test[column], attribute.bins)
         for value in wanted:
             position = by_text[str(value)]
             record = attribute_fairness((np.asarray(y_true) == position).astype(int),
                                         (np.asarray(predicted) == position).astype(int),
-                                        groups.reset_index(drop=True), min_group_size, order, min_group_positives)
-            report[f"{column} (class {value})"] = {**record, "bins": attribute.get("bins"), "class": value,
+                                        groups.reset_index(drop=True), min_group_size=min_group_size,
+                                        min_group_positives=min_group_positives, order=order)
+            report[f"{column} (class {value})"] = {**record, "bins": attribute.bins, "class": value,
                                                    "threshold": None}
     return report, "; ".join(notes) or None
