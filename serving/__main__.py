@@ -27,6 +27,11 @@ from tollgate.serving.source import KSERVE_MODEL_DIR, fetch_version_uri
 DEFAULT_MAX_BATCH: int = ServingConfig.model_fields["max_batch"].default  # serving.max_batch's default
 
 
+def _log_default(name: str):
+    """A ``monitoring`` setting's default: the flags are that section's fields, defined once there."""
+    return MonitoringConfig.model_fields[name].default
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Flags of the server entry point."""
     parser = argparse.ArgumentParser(prog="python -m tollgate.serving",
@@ -48,13 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-uri", default=None,
                         help="Write the prediction log (Parquet) to this directory or s3://bucket/prefix "
                              "(default: no log).")
-    parser.add_argument("--log-sample-rate", type=float, default=1.0,
+    parser.add_argument("--log-sample-rate", type=float, default=_log_default("sample_rate"),
                         help="Share of requests logged (default: %(default)s).")
-    parser.add_argument("--log-flush-records", type=int, default=1000,
+    parser.add_argument("--log-flush-records", type=int, default=_log_default("flush_records"),
                         help="Write a log file after this many requests (default: %(default)s).")
-    parser.add_argument("--log-flush-seconds", type=float, default=10.0,
+    parser.add_argument("--log-flush-seconds", type=float, default=_log_default("flush_seconds"),
                         help="... or after this many seconds (default: %(default)s).")
-    parser.add_argument("--log-queue-size", type=int, default=10000,
+    parser.add_argument("--log-queue-size", type=int, default=_log_default("queue_size"),
                         help="Requests held in memory before new ones are dropped and counted (default: %(default)s).")
     return parser
 
@@ -66,15 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     from tollgate.serving.server import serve_model
 
     options = build_parser().parse_args(argv)
-    if options.max_batch < 1:
-        print("error: --max-batch must be at least 1", file=sys.stderr)
+    try:  # the flags are checked by the config sections they mirror: one set of bounds
+        ServingConfig(http_port=options.http_port, grpc_port=options.grpc_port, max_batch=options.max_batch,
+                      unknown_columns=options.unknown_columns)
+    except ValueError as exc:
+        print(f"error: {_first_problem(exc, '--')}", file=sys.stderr)
         return 2
     try:
         monitoring = MonitoringConfig(log_uri=options.log_uri or None, sample_rate=options.log_sample_rate,
                                       flush_records=options.log_flush_records,
                                       flush_seconds=options.log_flush_seconds, queue_size=options.log_queue_size)
     except ValueError as exc:
-        print(f"error: invalid --log-* flag: {str(exc).splitlines()[-1].strip()}", file=sys.stderr)
+        print(f"error: {_first_problem(exc, '--log-')}", file=sys.stderr)
         return 2
     try:
         model_dir = fetch_version_uri(options.model_dir)
@@ -86,6 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _first_problem(exc: ValueError, prefix: str) -> str:
+    """pydantic's message as one line naming the flag (``prefix`` + the field, dashed) and what is wrong."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        field = str(error["loc"][0]).removeprefix("log_").replace("_", "-") if error["loc"] else ""
+        return f"{prefix}{field}: {error['msg']}"
+    return str(exc).splitlines()[-1].strip()
 
 
 def _recorded_name(model_dir: Path) -> str | None:

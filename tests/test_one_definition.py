@@ -66,3 +66,26 @@ def test_the_rollout_settings_are_the_config_section_with_its_bounds():
             KServeSettings(**bad)
     with pytest.raises(ValidationError):
         settings.namespace = "other"  # frozen, like the dataclass it replaced
+
+
+def test_the_model_server_flags_take_the_config_sections_defaults_and_bounds():
+    # The serving entry point's flags mirror serving.* and monitoring.*: their defaults are the
+    # config's, and a value the config refuses is refused at the command line with the flag's name.
+    import subprocess
+    import sys
+
+    from tollgate.config import MonitoringConfig, ServingConfig
+    from tollgate.serving.__main__ import build_parser
+
+    flags = build_parser().parse_args([])
+    serving, monitoring = ServingConfig(), MonitoringConfig()
+    assert (flags.max_batch, flags.unknown_columns, flags.http_port, flags.grpc_port) == \
+        (serving.max_batch, serving.unknown_columns, serving.http_port, serving.grpc_port)
+    assert (flags.log_sample_rate, flags.log_flush_records, flags.log_flush_seconds, flags.log_queue_size) == \
+        (monitoring.sample_rate, monitoring.flush_records, monitoring.flush_seconds, monitoring.queue_size)
+    for args, message in ((["--max-batch", "0"], "--max-batch: Input should be greater than or equal to 1"),
+                          (["--http-port", "70000"], "--http-port: Input should be less than or equal to 65535"),
+                          (["--log-sample-rate", "2"], "--log-sample-rate: Input should be less than or equal to 1")):
+        result = subprocess.run([sys.executable, "-m", "tollgate.serving", "--model-dir", "/nonexistent", *args],
+                                capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stderr.strip()) == (2, f"error: {message}"), args

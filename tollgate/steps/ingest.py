@@ -341,7 +341,7 @@ def _header_hint(source: str, frame: pd.DataFrame, csv: CsvConfig, target: str) 
 def header_looks_like_data(frame: pd.DataFrame) -> bool:
     """True when the names of most numeric columns are themselves numbers: the header row
     is then a data row (the test ``csv.Sniffer.has_header`` makes, on the parsed frame)."""
-    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c].dtype)]
+    numeric = [c for c in frame.columns if column_kind(frame[c]) == NUMERIC]
     numbered = [c for c in numeric if _is_number(str(c))]
     return bool(numeric) and len(numbered) * 2 >= len(numeric)
 

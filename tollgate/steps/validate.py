@@ -44,12 +44,6 @@ QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 MAX_STORED_CATEGORIES = 1000
 
 
-def column_family(series: pd.Series) -> str:
-    """``numeric``, ``bool``, ``datetime`` or ``string``: the column's kind as preprocess sees it
-    (:func:`tollgate.steps.dtypes.column_kind`), so dtypes a model treats alike share a family."""
-    return column_kind(series)
-
-
 def infer_data_schema(frame: pd.DataFrame, target: str, positive_label: Any, ignored: list[str] | tuple = (),
                       bins: int = 10) -> DataSchema:
     """Describe ``frame`` for later comparison; ``ignored`` columns (ids, dates) get no distribution checks."""
@@ -57,7 +51,7 @@ def infer_data_schema(frame: pd.DataFrame, target: str, positive_label: Any, ign
     for name in frame.columns:
         series = frame[name]
         role = "label" if name == target else "ignored" if name in set(ignored) else "feature"
-        column = ColumnSchema(name=str(name), role=role, dtype=str(series.dtype), family=column_family(series),
+        column = ColumnSchema(name=str(name), role=role, dtype=str(series.dtype), family=column_kind(series),
                               null_fraction=float(series.isna().mean()) if len(series) else 0.0)
         if role == "feature" and column.family == "numeric":
             numbers = series.dropna().astype(float)
@@ -145,7 +139,7 @@ def identifier_columns(frame: pd.DataFrame, exclude: list[str] | tuple = ()) -> 
         series = frame[name].dropna()
         if len(series) < IDENTIFIER_MIN_ROWS:
             continue
-        family = column_family(frame[name])
+        family = column_kind(frame[name])
         if family == "numeric" and is_integer_valued(series) and series.is_unique:
             ordered = series.sort_values().to_numpy()
             if (ordered[1:] - ordered[:-1] == 1).all():
@@ -299,7 +293,7 @@ def _check_columns(frame: pd.DataFrame, reference: DataSchema, settings: Validat
         if name not in frame.columns:
             continue
         series = frame[name]
-        family = column_family(series)
+        family = column_kind(series)
         if family != column.family and not series.isna().all():
             findings.add(name, "dtype_change", f"{series.dtype} ({family})", f"{column.dtype} ({column.family})")
             continue
@@ -335,7 +329,7 @@ def feature_drift(frame: pd.DataFrame, reference: DataSchema, settings: Validati
     results = []
     for column in reference.columns:
         name = column.name
-        if column.role != "feature" or name not in frame.columns or column_family(frame[name]) != column.family:
+        if column.role != "feature" or name not in frame.columns or column_kind(frame[name]) != column.family:
             continue
         if column.profile is not None:
             threshold = settings.drift.features.get(name, settings.drift.numeric_threshold)
