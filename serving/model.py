@@ -26,6 +26,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from tollgate.config import ServingConfig
+from tollgate.records import RecordError, VersionMetadata
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 from tollgate.serving.runtime import GraphError, OnnxModel
 from tollgate.serving.schema import InputSchema
@@ -79,13 +80,17 @@ class TollgateModel(Model):
         except (ValueError, OSError) as exc:
             raise ModelLoadError(f"{self.model_dir / SCHEMA_FILE}: {exc}") from exc
         metadata_path = self.model_dir / METADATA_FILE
-        self.metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
-        self.version = str(self.metadata.get("version", ""))
+        try:
+            self.metadata = VersionMetadata.from_json(metadata_path.read_text()) if metadata_path.is_file() \
+                else VersionMetadata()
+        except (RecordError, OSError) as exc:
+            raise ModelLoadError(f"{metadata_path}: {exc}") from exc
+        self.version = "" if self.metadata.version is None else str(self.metadata.version)
         try:
             self.graph = OnnxModel.from_file(self.model_dir / ONNX_FILE, schema, threads=1)
         except GraphError as exc:
             raise ModelLoadError(f"{self.model_dir / ONNX_FILE}: {exc}") from exc
-        features = self.metadata.get("features") or {}
+        features = self.metadata.features
         # A multiclass version records its class order in the input schema (the probability columns' order).
         self.multiclass = schema.get("task") == "multiclass"
         if self.multiclass:

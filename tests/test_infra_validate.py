@@ -166,7 +166,7 @@ def test_run_whose_candidate_fails_infra_validation_registers_nothing(config_fac
 
 def test_the_staged_version_serves_the_same_bytes_and_schema_and_says_what_else_it_holds(trained, tmp_path):
     """What infra-validation serves: the candidate's model.onnx bytes and the spec's input schema (what
-    register publishes); metadata.json holds only what the server reads from it."""
+    register publishes); metadata.json holds nothing but what the server reads from it."""
     import json
 
     from tollgate.steps.infra_validate import stage_version_dir
@@ -176,6 +176,8 @@ def test_the_staged_version_serves_the_same_bytes_and_schema_and_says_what_else_
     assert sorted(p.name for p in staged.iterdir()) == ["input_schema.json", "metadata.json", "model.onnx"]
     assert (staged / "model.onnx").read_bytes() == (directory / "model.onnx").read_bytes()
     assert json.loads((staged / "input_schema.json").read_text()) == spec.schema
-    metadata = json.loads((staged / "metadata.json").read_text())
-    assert metadata == {"version": "candidate", "features": {"target": "defaulted", "positive_label": 1,
-                                                             "negative_label": 0}}
+    from tollgate.records import VersionMetadata
+
+    metadata = VersionMetadata.from_json((staged / "metadata.json").read_text())
+    assert metadata == VersionMetadata(version="candidate", features={"target": "defaulted", "positive_label": 1,
+                                                                      "negative_label": 0})

@@ -25,6 +25,8 @@ from tollgate.records import (
     Rule,
     Selection,
     ValidationReport,
+    VersionMetadata,
+    data_lineage,
 )
 
 
@@ -64,6 +66,10 @@ EXAMPLES = [
     InfraValidation(passed=True, reason="answered exactly", protocols=["rest-v2", "grpc"], rows=64,
                     max_abs_difference={"rest-v2": 0.0, "grpc": 0.0}, sklearn_agreement={"class_flips": 0}),
     DeployResult(target="local", version=3, aliases={"production": {"version": 3}}, detail="production -> v3"),
+    VersionMetadata(candidate_id="hgb", family="hist_gradient_boosting", params={"max_iter": 200},
+                    test_metrics={"roc_auc": 0.8}, data={"source": "builtin", "rows": 20000}, gate={"passed": True},
+                    replaced_champion=2, features={"target": "y", "positive_label": 1, "negative_label": 0},
+                    model_name="credit-default", version=3, created_at="2026-11-21T10:00:00+00:00"),
 ]
 
 
@@ -105,13 +111,36 @@ def test_an_untagged_evaluation_from_before_records_is_upgraded():
 
 
 @pytest.mark.parametrize("record", [r for r in EXAMPLES if isinstance(r, (RetrainDecision, InfraValidation,
-                                                                           DeployResult))],
+                                                                           DeployResult, VersionMetadata))],
                          ids=lambda r: type(r).__name__)
 def test_the_untagged_json_of_runs_from_before_these_records_reads_the_same(record):
     # retrain-check, infra-validate and deploy wrote plain JSON of the same fields (run directories keep it).
     untagged = record.to_dict(tagged=False)
     assert type(record).from_dict(json.loads(json.dumps(untagged))) == record
     assert "record" not in untagged and "extra" not in untagged
+
+
+def test_the_metadata_of_versions_registered_before_the_record_reads_the_same():
+    # What register and the registry wrote before (untagged; binary versions had no task), as stored.
+    stored = {"candidate_id": "lr", "family": "logistic_regression", "params": {"C": 1.0},
+              "validation_metrics": {"roc_auc": 0.7}, "test_metrics": {"roc_auc": 0.71},
+              "data": {"source": "builtin", "rows": 20000, "fingerprint": "sha256:ab", "window": None},
+              "gate": {"passed": True, "reasons": ["no champion yet"]}, "replaced_champion": None,
+              "pipeline_run_id": "run-1", "code_version": "0.1.0", "champion_test_metrics": None,
+              "prediction_profile": {"edges": [0.5], "shares": [0, 1, 0, 0]},
+              "features": {"target": "y", "positive_label": 1, "negative_label": 0},
+              "model_name": "m", "version": 1, "created_at": "2026-01-01T00:00:00+00:00", "sha": "x"}
+    record = VersionMetadata.from_dict(stored)
+    assert (record.version, record.replaced_champion, record.task, record.extra) == (1, None, None, {"sha": "x"})
+    assert record.data["fingerprint"] == "sha256:ab" and record.features["positive_label"] == 1
+    # Written back, it says the same: a binary version still has no multiclass fields.
+    assert record.to_dict(tagged=False) == stored
+
+
+def test_data_lineage_reads_ingest_s_metadata_with_whole_counts():
+    # KFP artifact metadata is a protobuf Struct: 32561 rows arrive as 32561.0.
+    assert data_lineage({"source": "a.csv", "rows": 32561.0, "fingerprint": "f", "window": None, "other": 1}) == {
+        "source": "a.csv", "rows": 32561, "fingerprint": "f", "window": None, "notes": None}
 
 
 def test_infra_validation_leaves_out_what_was_not_measured():

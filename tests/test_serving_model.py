@@ -94,6 +94,22 @@ def test_a_graph_whose_inputs_differ_from_the_schema_does_not_load(trained_model
         TollgateModel(MODEL, version).load()
 
 
+def test_the_version_metadata_is_read_as_its_record_older_files_included(trained_model_dir, tmp_path):
+    # metadata.json as versions registered before the record was versioned (untagged) still loads, with
+    # its version and labels; one written by a newer Tollgate does not load, and the error says why.
+    version = tmp_path / "v7"
+    shutil.copytree(trained_model_dir, version)
+    metadata = json.loads((version / "metadata.json").read_text())
+    untagged = {k: v for k, v in metadata.items() if k not in ("record", "record_version")} | {"version": 7}
+    (version / "metadata.json").write_text(json.dumps(untagged))
+    model = TollgateModel(MODEL, version)
+    model.load()
+    assert model.version == "7" and model.class_order == [0, 1]
+    (version / "metadata.json").write_text(json.dumps({**untagged, "record": "version_metadata", "record_version": 99}))
+    with pytest.raises(ModelLoadError, match="format 99, written by a newer Tollgate"):
+        TollgateModel(MODEL, version).load()
+
+
 def test_unknown_columns_can_be_ignored(trained_model_dir, frame):
     rows = _records(frame.head(2))
     for row in rows:

@@ -569,3 +569,63 @@ class DeployResult(_Record):
     promoted: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+
+# --- ingest -> (validate, register, report): the data's lineage, carried as the raw dataset's KFP metadata ----------
+
+DATA_LINEAGE_KEYS = ("source", "rows", "fingerprint", "window", "notes")
+
+
+def data_lineage(metadata: Any) -> dict[str, Any]:
+    """What ingest recorded about the data (``DATA_LINEAGE_KEYS``) from the raw dataset's metadata.
+    KFP keeps artifact metadata as a protobuf Struct, where every number is a float: counts are
+    made whole again (32561 rows would otherwise be recorded, and listed, as 32561.0)."""
+    return {key: _whole_numbers(metadata.get(key)) for key in DATA_LINEAGE_KEYS}
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# --- register -> registry -> (deploy, retrain-check, monitor, the model server) ---------------------------------
+
+@dataclass
+class VersionMetadata(_Record):
+    """A registered version's ``metadata.json``: what was trained, on which data, how it did on the
+    test split, why the gate let it through and which champion it was compared with. Register
+    writes it; the registry adds ``model_name``, ``version`` and ``created_at``; deploy, rollback,
+    retrain-check, ``tollgate monitor`` and the model server read it. Fields a version does not
+    have (an older one, or infra-validation's staged candidate) keep their defaults; a binary
+    version leaves out the multiclass fields, as it always did."""
+
+    KIND: ClassVar[str] = "version_metadata"
+
+    candidate_id: str | None = None
+    family: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    validation_metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    # source, rows, fingerprint, window, notes (DATA_LINEAGE_KEYS) and split_rows
+    data: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)           # {"passed", "reasons"}
+    replaced_champion: int | None = None                         # deploy promotes only over this one
+    pipeline_run_id: str | None = None
+    code_version: str | None = None
+    champion_test_metrics: dict[str, float] | None = None
+    prediction_profile: dict[str, Any] | None = None             # the predicted probability on the test split
+    # target, positive/negative label, numeric, categorical; multiclass: task and classes
+    features: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None                                      # "multiclass", or None (binary)
+    per_class_test_metrics: list[dict[str, Any]] | None = None
+    model_name: str | None = None                                # added by the registry
+    version: int | str | None = None                             # added by the registry
+    created_at: str | None = None                                # added by the registry
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def _payload(self) -> dict[str, Any]:
+        payload = super()._payload()
+        return {k: v for k, v in payload.items() if v is not None or k not in ("task", "per_class_test_metrics")}
+

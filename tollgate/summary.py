@@ -20,6 +20,7 @@ from tollgate.records import (
     RetrainDecision,
     Selection,
     ValidationReport,
+    data_lineage,
 )
 from tollgate.registry import Registry
 from tollgate.steps.select import SELECTION_FILE
@@ -63,10 +64,7 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
             summary["skipped"] = decided.message
     ingest = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
     if ingest:
-        summary["data"] = {k: ingest.get("metadata", {}).get(k)
-                           for k in ("source", "rows", "window", "fingerprint", "notes")}
-        if isinstance(summary["data"].get("rows"), float):  # KFP's Struct metadata stores numbers as floats
-            summary["data"]["rows"] = int(summary["data"]["rows"])
+        summary["data"] = data_lineage(ingest.get("metadata", {}))
     validation = read_json(find_output(pipeline_dir, "validate", "report") or pipeline_dir / "-")
     if validation:
         summary["validation"] = ValidationReport.from_dict(validation).to_dict(tagged=False)

@@ -45,12 +45,20 @@ def list_versions(config: Path | None = ConfigOption, registry: str | None = Reg
                   model_name: str | None = ModelNameOption, as_json: bool = JsonOption) -> None:
     """List versions with their test metrics and aliases."""
     reg, model = _open(config, registry, model_name)
-    versions, problems = reg.scan_versions(model)
+    from tollgate.records import RecordError
+
+    scanned, problems = reg.scan_versions(model)
     labels = _alias_labels(reg, model)
+    versions = []
+    for v in scanned:
+        try:
+            versions.append((v, v.record))
+        except RecordError as exc:  # written by a newer Tollgate: listed as unreadable, with what to do
+            problems.append(f"v{v.version}: {exc}")
     if as_json:
         emit_json({"model": model, "registry": reg.uri, "aliases": reg.aliases(model),
                    "versions": [{"version": v.version, "uri": v.uri, "aliases": labels.get(v.version, []),
-                                 **v.metadata} for v in versions], "unreadable": problems})
+                                 **meta.to_dict(tagged=False)} for v, meta in versions], "unreadable": problems})
         if problems:
             raise typer.Exit(1)
         return
@@ -60,11 +68,10 @@ def list_versions(config: Path | None = ConfigOption, registry: str | None = Reg
     table = Table(title=escape(f"{model} in {reg.uri}"), header_style="bold", show_edge=False)
     for column in ("version", "aliases", "created", "candidate", "roc_auc", "pr_auc", "rows"):
         table.add_column(column)
-    for v in versions:
-        metrics = v.metadata.get("test_metrics", {})
+    for v, meta in versions:
         table.add_row(f"v{v.version}", ", ".join(labels.get(v.version, [])), escape(str(v.created_at)),
-                      escape(str(v.metadata.get("candidate_id", ""))), _metric(metrics, "roc_auc"),
-                      _metric(metrics, "pr_auc"), escape(str((v.metadata.get("data") or {}).get("rows", ""))))
+                      escape(str(meta.candidate_id or "")), _metric(meta.test_metrics, "roc_auc"),
+                      _metric(meta.test_metrics, "pr_auc"), escape(str(meta.data.get("rows", ""))))
     console.print(table)
     for problem in problems:
         err_console.print(f"[red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
@@ -99,27 +106,24 @@ def show(ref: str = typer.Argument("production", help="Alias (production, previo
     integrity = reg.verify(model, version.version)
     if integrity.status == "failed":
         raise TollgateError(integrity.detail)
+    meta = version.record
     record = {"model": model, "version": version.version, "uri": version.uri,
-              "aliases": _alias_labels(reg, model).get(version.version, []), "metadata": version.metadata,
+              "aliases": _alias_labels(reg, model).get(version.version, []), "metadata": meta.to_dict(tagged=False),
               "integrity": integrity.detail}
     if as_json:
         emit_json(record)
         return
-    meta = version.metadata
 
     def line(text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     console.print(f"[bold]{escape(model)} v{version.version}[/] {escape(str(record['aliases'] or ''))}  "
                   f"{escape(version.uri)}")
-    line(f"created {version.created_at}; run {meta.get('pipeline_run_id')}; code {meta.get('code_version')}")
-    line(f"candidate {meta.get('candidate_id')} ({meta.get('family')}): {meta.get('params')}")
-    metrics = meta.get("test_metrics") if isinstance(meta.get("test_metrics"), dict) else {}
-    line("test metrics: " + ", ".join(f"{k}={_metric(metrics, k)}" for k in metrics))
-    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    line(f"data: {data.get('source')} ({data.get('rows')} rows, {data.get('fingerprint')})")
-    gate = meta.get("gate") if isinstance(meta.get("gate"), dict) else {}
-    line(f"replaced champion: {meta.get('replaced_champion')}; gate: {gate.get('reasons')}")
+    line(f"created {version.created_at}; run {meta.pipeline_run_id}; code {meta.code_version}")
+    line(f"candidate {meta.candidate_id} ({meta.family}): {meta.params}")
+    line("test metrics: " + ", ".join(f"{k}={_metric(meta.test_metrics, k)}" for k in meta.test_metrics))
+    line(f"data: {meta.data.get('source')} ({meta.data.get('rows')} rows, {meta.data.get('fingerprint')})")
+    line(f"replaced champion: {meta.replaced_champion}; gate: {meta.gate.get('reasons')}")
     line(f"integrity: {integrity.detail}")
 
 

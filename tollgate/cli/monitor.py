@@ -63,7 +63,7 @@ def window(since: str | None, until: str | None, last: str | None,
 
 def run_monitor(cfg, since, until, labels_path: str | None):
     """Read the log and the production version's references; returns a ``MonitorReport``."""
-    from tollgate.registry import METADATA_FILE, open_registry
+    from tollgate.registry import open_registry
     from tollgate.serving.predlog import read_log
     from tollgate.steps.monitor import monitor_traffic, read_labels
 
@@ -74,7 +74,7 @@ def run_monitor(cfg, since, until, labels_path: str | None):
     data_schema = metadata = None
     if number is not None:
         data_schema = registry.read_data_schema(cfg.model_name, number)
-        metadata = registry.read_version_json(cfg.model_name, number, METADATA_FILE)
+        metadata = registry.get_version(cfg.model_name, number).record
     labels = read_labels(labels_path) if labels_path else None
     log = read_log(cfg.monitoring.log_uri, cfg.model_name, since, until)
     return monitor_traffic(log, model_name=cfg.model_name, production_version=number, data_schema=data_schema,

@@ -48,7 +48,7 @@ from tollgate.errors import ChampionChangedError, RegistryCorruptError, Registry
 from tollgate.holds import hold_while_file_exists
 
 if TYPE_CHECKING:
-    from tollgate.records import DataSchema
+    from tollgate.records import DataSchema, VersionMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +184,14 @@ class ModelVersion:
     @property
     def created_at(self) -> str:
         return self.metadata.get("created_at", "")
+
+    @property
+    def record(self) -> VersionMetadata:
+        """``metadata.json`` read as a :class:`~tollgate.records.VersionMetadata` (an older format
+        upgraded, a newer one refused)."""
+        from tollgate.records import VersionMetadata
+
+        return VersionMetadata.from_dict(self.metadata)
 
 
 @dataclass(frozen=True)
@@ -627,7 +635,7 @@ class Registry:
             target = int(current["previous"]["version"])
             restored = self.get_version(model, target)
             updated = {"production": self._record(target, "rollback")}
-            before = restored.metadata.get("replaced_champion")
+            before = restored.record.replaced_champion
             if isinstance(before, int) and before != target and self.store.is_complete(model, before):
                 updated["previous"] = self._record(before, "rollback")
             return updated

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def scored_champion(registry: Registry, model_name: str, version: int) -> int | None:
     """The champion a registered version was compared with (``replaced_champion`` in its metadata,
     written by register from evaluate's record); None when there was no champion."""
-    recorded = registry.get_version(model_name, version).metadata.get("replaced_champion")
+    recorded = registry.get_version(model_name, version).record.replaced_champion
     return int(recorded) if recorded is not None else None
 
 

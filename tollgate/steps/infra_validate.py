@@ -6,7 +6,7 @@ loopback ports, and queried with sample test rows over Open Inference Protocol v
 gRPC. Against the version register will publish, the directory holds the *same*
 ``model.onnx`` bytes and the *same* ``input_schema.json`` (the feature spec's schema, which
 register writes unchanged; it carries the decision threshold). What differs, none of it read
-when answering a request: ``metadata.json`` has only the keys the server reads from it —
+when answering a request: ``metadata.json`` holds only the values the server reads from it —
 ``version`` (``"candidate"`` instead of the number register assigns) and ``features``' target,
 positive/negative label (plus task and classes for a multiclass model), the values register
 records — and none of register's metrics, lineage or gate outcome; ``model.joblib``,
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tollgate.records import FeatureSpec, InfraValidation
+from tollgate.records import FeatureSpec, InfraValidation, VersionMetadata
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ VALIDATED_PROTOCOLS = ("rest-v2", "grpc")
 
 def stage_version_dir(model_dir: str | Path, spec: FeatureSpec, dest: str | Path) -> Path:
     """Lay out the candidate as a version directory (what KServe mounts at /mnt/models): the candidate's
-    ``model.onnx``, the spec's ``input_schema.json`` and a ``metadata.json`` with only what the server
+    ``model.onnx``, the spec's ``input_schema.json`` and a ``metadata.json`` holding only what the server
     reads (see the module docstring for what differs from the registered version)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def stage_version_dir(model_dir: str | Path, spec: FeatureSpec, dest: str | Path
     features = {"target": spec.target, "positive_label": spec.positive_label, "negative_label": spec.negative_label}
     if spec.multiclass:
         features.update(task=spec.task, classes=spec.classes)
-    (dest / METADATA_FILE).write_text(json.dumps({"version": "candidate", "features": features}, default=str))
+    (dest / METADATA_FILE).write_text(VersionMetadata(version="candidate", features=features).to_json())
     return dest
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tollgate.records import DataSchema
+from tollgate.records import DataSchema, VersionMetadata
 from tollgate.steps.drift import MISSING, FeatureDrift, categorical_drift, numeric_drift
 
 INPUT_PREFIX = "input."
@@ -98,7 +98,7 @@ def version_stats(log: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: int | None,
-                    data_schema: DataSchema | None, metadata: dict[str, Any] | None, validation: Any,
+                    data_schema: DataSchema | None, metadata: VersionMetadata | None, validation: Any,
                     since: datetime | None = None, until: datetime | None = None,
                     labels: pd.DataFrame | None = None) -> MonitorReport:
     """Compare the answered rows of the production version in ``log`` with its training reference.
@@ -142,7 +142,7 @@ def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: i
                 unseen = float((~present.isin(known)).mean()) if len(present) else 0.0
                 report.unseen_categories.append({"column": name, "rate": unseen,
                                                  "examples": sorted(set(present[~present.isin(known)]))[:5]})
-    profile = (metadata or {}).get("prediction_profile")
+    profile = metadata.prediction_profile if metadata else None
     if not answered.empty and PROBABILITY_COLUMN in answered.columns:
         if profile:
             report.prediction_drift = numeric_drift(PREDICTION, profile, answered[PROBABILITY_COLUMN],
@@ -151,7 +151,7 @@ def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: i
             report.notes.append(f"v{production_version} recorded no predicted-probability profile on its test split "
                                 "(registered before monitoring existed): output drift not measured")
     if labels is not None:
-        report.realized = realized_metrics(log, labels, (metadata or {}).get("features") or {})
+        report.realized = realized_metrics(log, labels, metadata.features if metadata else {})
     return report
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tollgate import __version__
-from tollgate.records import DataSchema, Decision, Evaluation, FeatureSpec
+from tollgate.records import MULTICLASS, DataSchema, Decision, Evaluation, FeatureSpec, VersionMetadata
 from tollgate.registry import DATA_SCHEMA_FILE, METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
 
 # Tests force two runs to overlap: while the file named here exists, register waits (at most
@@ -37,37 +37,8 @@ def code_version() -> str:
     return f"{__version__}+{sha}" if sha else __version__
 
 
-def build_metadata(*, candidate: dict[str, Any], test_metrics: dict[str, float], data: dict[str, Any],
-                   decision: dict[str, Any], run_id: str, champion_version: int | None,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything a later reader needs to trust and reproduce a version."""
-    return {
-        "candidate_id": candidate["candidate_id"],
-        "family": candidate["family"],
-        "params": candidate["params"],
-        "validation_metrics": candidate.get("validation_metrics", {}),
-        "test_metrics": test_metrics,
-        "data": _whole_numbers(data),
-        "gate": {"passed": decision["passed"], "reasons": decision["reasons"]},
-        "replaced_champion": champion_version,
-        "pipeline_run_id": run_id,
-        "code_version": code_version(),
-        **(extra or {}),
-    }
-
-
-def _whole_numbers(value: Any) -> Any:
-    """Counts as ints again: KFP artifact metadata is a protobuf Struct, which stores every
-    number as a float (32561 rows would be recorded, and listed, as 32561.0)."""
-    if isinstance(value, dict):
-        return {key: _whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def register_model(registry: Registry, model_name: str, model_dir: Path, input_schema: dict[str, Any],
-                   metadata: dict[str, Any], data_schema: DataSchema | None = None) -> ModelVersion:
+                   metadata: VersionMetadata, data_schema: DataSchema | None = None) -> ModelVersion:
     """Write the input schema (and the training data's schema) beside the model file and publish
     them with the metadata; later runs validate their data against ``data_schema.json``."""
     (model_dir / SCHEMA_FILE).write_text(json.dumps(input_schema, indent=2))
@@ -76,31 +47,30 @@ def register_model(registry: Registry, model_name: str, model_dir: Path, input_s
     stale = model_dir / METADATA_FILE
     if stale.exists():
         stale.unlink()
-    return registry.register(model_name, model_dir, metadata)
+    return registry.register(model_name, model_dir, metadata.to_dict())
 
 
 def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSpec, data: dict[str, Any],
-                     run_id: str) -> dict[str, Any]:
+                     run_id: str) -> VersionMetadata:
     """The version's ``metadata.json``: the candidate, its test metrics, the data it was trained
-    on (``data``: source, rows, fingerprint, window from ingest), the gate's verdict and the
-    champion it was compared with (deploy promotes only over that one)."""
+    on (``data``: ingest's lineage, :func:`~tollgate.records.data_lineage`), the gate's verdict and
+    the champion it was compared with (deploy promotes only over that one)."""
     candidate, champion = evaluation.candidate, evaluation.champion
-    metadata = build_metadata(
-        candidate={"candidate_id": candidate.candidate_id, "family": candidate.family, "params": candidate.params,
-                   "validation_metrics": candidate.validation_metrics},
-        test_metrics=candidate.metrics, data={**data, "split_rows": {"test": candidate.rows}},
-        decision={"passed": decision.passed, "reasons": decision.reasons}, run_id=run_id,
-        champion_version=champion.version if champion else None,
-        extra={"champion_test_metrics": champion.metrics if champion else None,
-               "prediction_profile": candidate.prediction_profile,
-               "features": {"numeric": spec.numeric, "categorical": spec.categorical, "target": spec.target,
-                            "positive_label": spec.positive_label, "negative_label": spec.negative_label}})
+    features: dict[str, Any] = {"numeric": spec.numeric, "categorical": spec.categorical, "target": spec.target,
+                                "positive_label": spec.positive_label, "negative_label": spec.negative_label}
     if spec.multiclass:
         # The class order (the probability columns' order) is fixed at training and recorded with the version.
-        metadata["features"].update(task="multiclass", classes=spec.classes)
-        metadata["task"] = "multiclass"
-        metadata["per_class_test_metrics"] = candidate.per_class
-    return metadata
+        features.update(task=MULTICLASS, classes=spec.classes)
+    return VersionMetadata(
+        candidate_id=candidate.candidate_id, family=candidate.family, params=candidate.params,
+        validation_metrics=candidate.validation_metrics, test_metrics=candidate.metrics,
+        data={**data, "split_rows": {"test": candidate.rows}},
+        gate={"passed": decision.passed, "reasons": decision.reasons},
+        replaced_champion=champion.version if champion else None, pipeline_run_id=run_id,
+        code_version=code_version(), champion_test_metrics=champion.metrics if champion else None,
+        prediction_profile=candidate.prediction_profile, features=features,
+        task=MULTICLASS if spec.multiclass else None,
+        per_class_test_metrics=candidate.per_class if spec.multiclass else None)
 
 
 def run_register(registry: Registry, model_name: str, candidate_dir: str | Path, spec: FeatureSpec,

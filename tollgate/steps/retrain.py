@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tollgate.config import TollgateConfig
-from tollgate.records import DataSchema, RetrainDecision
+from tollgate.records import DataSchema, RetrainDecision, VersionMetadata
 
 
 def _largest(drift: list[Any]) -> dict[str, Any] | None:
@@ -46,7 +46,6 @@ def _ingest(config: TollgateConfig, data_source: str, scheduled_time: str | None
 def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_source: str = "",
                    scheduled_time: str = "") -> RetrainDecision:
     """Apply ``config.retrain.when`` against the production version of ``model_name`` in ``registry``."""
-    from tollgate.registry import METADATA_FILE
 
     when = config.retrain.when
     if when == "always":
@@ -54,9 +53,9 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
     number = registry.alias_version(model_name, "production")
     if number is None:
         return RetrainDecision(True, when, f"no production version of {model_name} yet: training")
-    metadata = registry.read_version_json(model_name, number, METADATA_FILE) or {}
+    metadata = registry.get_version(model_name, number).record
     if when == "new_data":
-        recorded = (metadata.get("data") or {}).get("fingerprint")
+        recorded = metadata.data.get("fingerprint")
         result = _ingest(config, data_source, scheduled_time)
         if recorded and recorded == result.fingerprint:
             return RetrainDecision(False, when, f"skipped: no new data since v{number} (fingerprint "
@@ -93,7 +92,7 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
 
 
 def _traffic_drift(config: TollgateConfig, model_name: str, number: int, reference: DataSchema,
-                   metadata: dict[str, Any], registry: Any, scheduled_time: str):
+                   metadata: VersionMetadata, registry: Any, scheduled_time: str):
     """``monitor_traffic`` over the log since v``number`` was registered, or None without logged rows."""
     if not config.monitoring.log_uri:
         return None
