@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     from tollgate.serving.server import serve_model
 
     options = build_parser().parse_args(argv)
-    try:  # the flags are checked by the config sections they mirror: one set of bounds
-        ServingConfig(http_port=options.http_port, grpc_port=options.grpc_port, max_batch=options.max_batch,
-                      unknown_columns=options.unknown_columns)
+    try:  # the flags are checked by the config section they mirror: one set of bounds (ports aside: 0 here
+        # asks the system for a free one, which serving.*_port cannot mean)
+        ServingConfig(max_batch=options.max_batch, unknown_columns=options.unknown_columns)
     except ValueError as exc:
         print(f"error: {_first_problem(exc, '--')}", file=sys.stderr)
         return 2
