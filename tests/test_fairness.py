@@ -7,6 +7,7 @@ import pytest
 from tollgate.config import SensitiveAttributeConfig, load_config
 from tollgate.data.builtin import generate_applicants
 from tollgate.errors import ConfigError, DataError
+from tollgate.records import AttributeFairness, GroupRates
 from tollgate.steps.fairness import attribute_fairness, fairness_report, group_labels
 from tollgate.steps.gate import Champion, Policy, decide
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
@@ -45,7 +46,7 @@ def test_too_few_eligible_groups_or_no_positive_decisions_leave_the_disparities_
                                 min_group_positives=1)
     assert nobody["disparate_impact"] is None and nobody["equal_opportunity_difference"] == 0.0
     assert "no group has a single positive decision" in nobody["unmeasured"]["disparate_impact"]
-    blocked = decide({}, None, Policy(fairness={"min_disparate_impact": 0.8}), fairness={"gender": nobody})
+    blocked = decide({}, None, Policy(fairness={"min_disparate_impact": 0.8}), fairness={"gender": AttributeFairness.from_dict(nobody)})
     assert not blocked.passed and "no group has a single positive decision" in blocked.reasons[0]
 
 
@@ -85,9 +86,10 @@ FAIR_POLICY = Policy(absolute={"roc_auc": {"min": 0.7}},
 
 
 def record(disparate_impact, equal_opportunity_difference):
-    return {"disparate_impact": disparate_impact, "equal_opportunity_difference": equal_opportunity_difference,
-            "min_group_size": 30, "groups": [{"group": "f", "bounded": True, "selection_rate": 0.2, "tpr": 0.5},
-                                             {"group": "m", "bounded": True, "selection_rate": 0.25, "tpr": 0.55}]}
+    return AttributeFairness(
+        disparate_impact=disparate_impact, equal_opportunity_difference=equal_opportunity_difference,
+        min_group_size=30, groups=[GroupRates("f", 100, 40, selection_rate=0.2, tpr=0.5, fpr=0.1, bounded=True),
+                                   GroupRates("m", 100, 40, selection_rate=0.25, tpr=0.55, fpr=0.1, bounded=True)])
 
 
 def test_gate_bounds_each_sensitive_attribute():

@@ -8,6 +8,7 @@ import pytest
 
 from tollgate.records import (
     Anomaly,
+    AttributeFairness,
     CandidateEvaluation,
     CandidateResult,
     ChampionEvaluation,
@@ -178,3 +179,24 @@ def test_reading_records_imports_neither_pandas_nor_scikit_learn():
             "print(sorted(m for m in ('pandas', 'sklearn', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_fairness_records_are_typed_in_the_evaluation_and_written_back_as_they_were_read():
+    # A multiclass record is one-vs-rest for a class ("class" on disk); keys a reader does not know stay.
+    stored = {"groups": [{"group": "x", "count": 40, "positives": 12, "selection_rate": 0.3, "tpr": 0.5, "fpr": 0.2,
+                          "bounded": True, "selection_ratio_to_highest": 1.0, "ci": [0.2, 0.4]}],
+              "min_group_size": 30, "min_group_positives": 20, "unmeasured": {"disparate_impact": "one group"},
+              "disparate_impact": None, "equal_opportunity_difference": 0.0, "bins": None, "threshold": None,
+              "class": "high", "method": "one-vs-rest"}
+    value = EXAMPLES[4].to_dict()
+    value["candidate"]["fairness"] = {"group (class high)": stored}
+    evaluation = Evaluation.from_dict(value)
+    record = evaluation.candidate.fairness["group (class high)"]
+    assert isinstance(record, AttributeFairness) and record.measured_class == "high"
+    assert record.groups[0].tpr == 0.5 and record.groups[0].extra == {"ci": [0.2, 0.4]}
+    assert record.measure("equal_opportunity_difference") == 0.0 and record.unmeasured["disparate_impact"]
+    assert evaluation.to_dict()["candidate"]["fairness"]["group (class high)"] == stored
+    assert evaluation.candidate.fairness_measures() == {
+        "group (class high)": {"disparate_impact": None, "equal_opportunity_difference": 0.0}}
+    with pytest.raises(KeyError, match="not a fairness measure"):
+        record.measure("accuracy")

@@ -9,6 +9,7 @@ import pytest
 
 from tollgate.config import FairnessConfig
 from tollgate.data.builtin import generate_applicants
+from tollgate.records import AttributeFairness
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps.evaluate import evaluate_model
 from tollgate.steps.gate import Champion, Policy, decide
@@ -76,7 +77,8 @@ def inputs():
     champion_metrics = {**candidate["metrics"], "roc_auc": candidate["metrics"]["roc_auc"] + 0.05}
     policy = Policy(absolute={"roc_auc": {"min": 0.6}}, max_degradation={"roc_auc": 0.005},
                     fairness={"min_disparate_impact": 0.5, "max_equal_opportunity_difference": 0.5})
-    decision = decide(candidate["metrics"], Champion(1, champion_metrics), policy, fairness=candidate["fairness"])
+    decision = decide(candidate["metrics"], Champion(1, champion_metrics), policy,
+                      fairness={k: AttributeFairness.from_dict(v) for k, v in candidate["fairness"].items()})
     return ReportInputs(model_name="credit-default", run_id="run-1",
                         data={"source": "builtin", "rows": len(frame), "window": None},
                         validation=validation.to_dict(),

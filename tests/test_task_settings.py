@@ -25,7 +25,7 @@ from tollgate.settings import (
 )
 
 # The tasks whose results KFP may serve from its cache (the others set caching off).
-CACHED = ("ingest", "preprocess", "train")
+CACHED = ("ingest", "preprocess", "train", "select")
 
 
 def task_parameters(config, tmp_path) -> dict[str, dict[str, object]]:

@@ -389,6 +389,74 @@ class ValidationReport(_Record):
 # --- evaluate -> gate, register, report, summary ---------------------------------------------------------------------
 
 @dataclass
+class GroupRates:
+    """One group of a sensitive attribute on the test split (tollgate.steps.fairness)."""
+
+    group: str
+    count: int
+    positives: int
+    selection_rate: float
+    tpr: float | None            # None: fewer positive rows than fairness.min_group_positives
+    fpr: float | None
+    bounded: bool                # at least fairness.min_group_size rows: the gate bounds it
+    selection_ratio_to_highest: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values.update(values.pop("extra") or {})
+        return values
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> GroupRates:
+        return cls(**field_values(cls, value))
+
+
+# The fairness measures the gate can bound (gate.fairness), in the order rules are reported.
+FAIRNESS_MEASURES = ("disparate_impact", "equal_opportunity_difference")
+
+
+@dataclass
+class AttributeFairness:
+    """A sensitive attribute's groups and the two disparities the gate bounds; a disparity that could
+    not be measured is None, with the reason in ``unmeasured``. A multiclass model's record is
+    one-vs-rest for ``measured_class`` (``"class"`` on disk)."""
+
+    groups: list[GroupRates]
+    disparate_impact: float | None
+    equal_opportunity_difference: float | None
+    unmeasured: dict[str, str] = field(default_factory=dict)
+    min_group_size: int | None = None
+    min_group_positives: int | None = None
+    bins: list[float] | None = None
+    threshold: float | None = None     # the binary decision threshold the decisions were taken at
+    measured_class: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def measure(self, name: str) -> float | None:
+        """``disparate_impact`` or ``equal_opportunity_difference``."""
+        if name not in FAIRNESS_MEASURES:
+            raise KeyError(f"{name!r} is not a fairness measure; known: {list(FAIRNESS_MEASURES)}")
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in ("groups", "measured_class", "extra")}
+        values["groups"] = [g.to_dict() for g in self.groups]
+        if self.measured_class is not None:
+            values["class"] = self.measured_class
+        return {**values, **self.extra}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> AttributeFairness:
+        known = field_values(cls, {k: v for k, v in value.items() if k != "class"})
+        known["groups"] = [GroupRates.from_dict(g) for g in value.get("groups", [])]
+        known.setdefault("disparate_impact", None)
+        known.setdefault("equal_opportunity_difference", None)
+        return cls(**known, measured_class=value.get("class"))
+
+
+@dataclass
 class CandidateEvaluation:
     """The selected candidate and what it scored on the test split (its ONNX graph, the served bytes)."""
 
@@ -415,11 +483,18 @@ class CandidateEvaluation:
     importance_bounds: dict[str, Any] | None = None
     # Probability at or above which a binary prediction is positive (the version's, from its input schema).
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
-    fairness: dict[str, dict[str, Any]] | None = None
+    # Per sensitive attribute (multiclass: "<attribute> (class <c>)"), as the gate bounds it.
+    fairness: dict[str, AttributeFairness] | None = None
     fairness_skipped: list[Any] | None = None
     fit_seconds: float = 0.0
     onnx_export: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # evaluate's result and older records carry the fairness records as plain dicts.
+        if self.fairness is not None:
+            self.fairness = {attribute: record if isinstance(record, AttributeFairness)
+                             else AttributeFairness.from_dict(record) for attribute, record in self.fairness.items()}
 
     @property
     def multiclass(self) -> bool:
@@ -432,7 +507,7 @@ class CandidateEvaluation:
 
     def fairness_measures(self) -> dict[str, dict[str, float | None]]:
         """Per sensitive attribute, the two bounded measures (None when unmeasured)."""
-        return {attribute: {k: record.get(k) for k in ("disparate_impact", "equal_opportunity_difference")}
+        return {attribute: {name: record.measure(name) for name in FAIRNESS_MEASURES}
                 for attribute, record in (self.fairness or {}).items()}
 
 
@@ -458,6 +533,8 @@ class Evaluation(_Record):
     def _payload(self) -> dict[str, Any]:
         candidate = asdict(self.candidate)
         candidate.update(candidate.pop("extra") or {})
+        if self.candidate.fairness is not None:
+            candidate["fairness"] = {k: v.to_dict() for k, v in self.candidate.fairness.items()}
         return {"candidate": candidate, "champion": asdict(self.champion) if self.champion else None}
 
     @classmethod

@@ -26,11 +26,12 @@ can, and promotion itself is conditional on the champion still being the one sco
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tollgate.metrics import LOWER_IS_BETTER
-from tollgate.records import ChampionEvaluation, Decision, Evaluation, Rule
+from tollgate.records import AttributeFairness, ChampionEvaluation, Decision, Evaluation, GroupRates, Rule
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,11 @@ Champion = ChampionEvaluation
 
 
 def decide(candidate: dict[str, float], champion: Champion | None, policy: Policy,
-           fairness: dict[str, dict[str, Any]] | None = None) -> Decision:
+           fairness: Mapping[str, AttributeFairness] | None = None) -> Decision:
     """Check ``candidate`` test metrics against ``policy`` and, if present, the ``champion``.
 
-    ``fairness`` is the candidate's per-attribute fairness record
-    (:func:`tollgate.steps.fairness.fairness_report`); each attribute is bounded by
-    ``policy.fairness``.
+    ``fairness`` is the candidate's :class:`~tollgate.records.AttributeFairness` per sensitive
+    attribute (the evaluation record's); each is bounded by ``policy.fairness``.
     """
     rules = [_absolute_rule(metric, bound, candidate) for metric, bound in sorted(policy.absolute.items())]
     for attribute, record in sorted((fairness or {}).items()):
@@ -119,30 +119,29 @@ _FAIRNESS_BOUNDS = {
 }
 
 
-def _fairness_rules(attribute: str, record: dict[str, Any], bounds: dict[str, float | None]) -> list[Rule]:
+def _fairness_rules(attribute: str, record: AttributeFairness, bounds: dict[str, float | None]) -> list[Rule]:
     rules = []
     for key, (measure, comparison, label) in _FAIRNESS_BOUNDS.items():
         bound = bounds.get(key)
         if bound is None:
             continue
         name, allowed = f"{attribute} {label}", f"{comparison} {bound:g}"
-        value = record.get(measure)
+        value = record.measure(measure)
         if value is None:
-            reason = (record.get("unmeasured") or {}).get(measure, "not reported")
+            reason = record.unmeasured.get(measure, "not reported")
             rules.append(Rule(name, measure, False, None, allowed,
                               f"{attribute}: {label} could not be measured ({reason}); add test rows, coarsen "
                               f"the groups, or change decision_threshold or fairness.min_group_positives"))
             continue
         passed = value >= bound - 1e-12 if comparison == ">=" else value <= bound + 1e-12
-        groups = ", ".join(f"{g['group']} {_rate(g, measure)}" for g in record.get("groups", []) if g.get("bounded"))
+        groups = ", ".join(f"{g.group} {_rate(g, measure)}" for g in record.groups if g.bounded)
         rules.append(Rule(name, measure, passed, value, allowed,
                           f"{attribute}: {label} {value:.4f} {'meets' if passed else 'fails'} {allowed} ({groups})"))
     return rules
 
 
-def _rate(group: dict[str, Any], measure: str) -> str:
-    key, label = ("selection_rate", "selected") if measure == "disparate_impact" else ("tpr", "TPR")
-    value = group.get(key)
+def _rate(group: GroupRates, measure: str) -> str:
+    value, label = (group.selection_rate, "selected") if measure == "disparate_impact" else (group.tpr, "TPR")
     return f"{label} {value:.3f}" if value is not None else f"{label} n/a"
 
 
