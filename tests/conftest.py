@@ -171,3 +171,13 @@ def written_with(path) -> str:
         feather.write_feather(table, str(probe), compression=codec)
         sizes[probe.stat().st_size] = codec
     return sizes[path.stat().st_size]
+
+
+def evaluation_record(candidate: dict[str, Any], champion: dict[str, Any] | None = None):
+    """An :class:`~tollgate.records.Evaluation` from ``evaluate_model``'s result (or a few fields a test
+    names), the identity fields a test does not care about filled in."""
+    from tollgate.records import Evaluation
+
+    identity = {"candidate_id": "candidate", "family": "logistic_regression", "params": {}, "validation_metrics": {},
+                "selection_metric": "roc_auc", "metrics": {}, "rows": 0}
+    return Evaluation.from_dict({"candidate": {**identity, **candidate}, "champion": champion})

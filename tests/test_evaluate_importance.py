@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import evaluation_record
 from tollgate.config import ImportanceConfig
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps import evaluate
@@ -146,9 +147,9 @@ def test_a_spent_time_budget_stops_between_runs_and_keeps_a_prefix_of_the_same_r
     assert len(partial) == 4 and all(item == by_feature[item["feature"]] for item in partial)
 
     line = next(line for line in text_summary(ReportInputs(
-        model_name="m", evaluation={"candidate": {"candidate_id": "l1", "metrics": {"roc_auc": 0.9, "pr_auc": 0.9},
-                                                  "importance": partial, "importance_bounds": bounds},
-                                    "champion": None})) if line.startswith("importance:"))
+        model_name="m", evaluation=evaluation_record({"candidate_id": "l1", "metrics": {"roc_auc": 0.9, "pr_auc": 0.9},
+                                                      "importance": partial, "importance_bounds": bounds})))
+        if line.startswith("importance:"))
     assert line == (f"importance: 4 of {len(columns)} columns permuted (at most 12: those the predictions vary with "
                     f"most), on {len(test)} of {len(test)} test rows; time budget of 3 s hit "
                     "(importance.time_budget_seconds)")
@@ -159,8 +160,8 @@ def test_a_budget_spent_before_any_column_is_reported_not_mistaken_for_a_stopped
     evaluation = evaluate_model(model, test, columns, importance=ImportanceConfig(time_budget_seconds=1e-9))
     assert evaluation["importance"] == [] and evaluation["importance_bounds"]["budget_hit"]
     assert evaluation["importance_bounds"]["features_permuted"] == 0
-    page = render_report(ReportInputs(model_name="m", evaluation={
-        "candidate": {"candidate_id": "l1", "family": "logistic_regression", **evaluation}, "champion": None}))
+    page = render_report(ReportInputs(model_name="m", evaluation=evaluation_record(
+        {"candidate_id": "l1", "family": "logistic_regression", **evaluation})))
     assert "No column was permuted within the time budget." in page and "Time budget hit" in page
     assert "the run stopped before the evaluate step" not in page.split('id="importance"')[1].split("</section>")[0]
 
@@ -168,8 +169,8 @@ def test_a_budget_spent_before_any_column_is_reported_not_mistaken_for_a_stopped
 def test_the_report_and_text_summary_say_what_was_bounded(wide):
     model, test, columns = wide
     evaluation = evaluate_model(model, test, columns, importance=ImportanceConfig(max_features=40, max_rows=60))
-    inputs = ReportInputs(model_name="m", evaluation={
-        "candidate": {"candidate_id": "l1", "family": "logistic_regression", **evaluation}, "champion": None})
+    inputs = ReportInputs(model_name="m", evaluation=evaluation_record(
+        {"candidate_id": "l1", "family": "logistic_regression", **evaluation}))
     section = render_report(inputs).split('id="importance"')[1].split("</section>")[0]
     assert f"40 of {len(columns)} columns permuted" in section
     assert f"the other {len(columns) - 40} were not measured" in section and "importance.max_features" in section

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, log_loss, roc_auc_score
 
+from tests.conftest import evaluation_record
 from tollgate.config import MULTICLASS_METRIC_NAMES, FairnessConfig, ValidationConfig, load_config
 from tollgate.errors import ConfigError, DataError
 from tollgate.records import DataSchema
@@ -299,10 +300,9 @@ def test_report_shows_the_k_by_k_matrix_per_class_curves_and_table(trained):
     from tollgate.steps.report import ReportInputs, render_report, text_summary
 
     spec, splits, graph, _ = trained
-    evaluation = {"candidate": {"candidate_id": "lr", "family": "logistic_regression",
-                                **evaluate_model(graph, splits.test, spec.columns, classes=spec.classes,
-                                                 fairness=FairnessConfig(sensitive_attributes=[{"column": "group"}]))},
-                  "champion": None}
+    evaluation = evaluation_record({"candidate_id": "lr", "family": "logistic_regression",
+                                    **evaluate_model(graph, splits.test, spec.columns, classes=spec.classes,
+                                                     fairness=FairnessConfig(sensitive_attributes=[{"column": "group"}]))})
     inputs = ReportInputs(model_name="m", evaluation=evaluation)
     page = render_report(inputs)
     assert 'alt="confusion matrix"' in page and 'alt="precision-recall per class"' in page
@@ -340,7 +340,7 @@ def test_report_shows_class_names_as_text_in_tables_and_plots(trained):
     candidate["classes"] = [hostile[str(c)] for c in candidate["classes"]]
     for row in candidate["per_class"] + candidate["pr_per_class"]:
         row["class"] = hostile[str(row["class"])]
-    page = render_report(ReportInputs(model_name="m", evaluation={"candidate": candidate, "champion": None}))
+    page = render_report(ReportInputs(model_name="m", evaluation=evaluation_record(candidate)))
     assert "<script" not in page and page.count('alt="confusion matrix"') == 1
     for name in hostile.values():
         # once in the class list, once in the per-class table, once as a confusion-table header and row

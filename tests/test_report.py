@@ -7,9 +7,10 @@ from html.parser import HTMLParser
 
 import pytest
 
+from tests.conftest import evaluation_record
 from tollgate.config import FairnessConfig
 from tollgate.data.builtin import generate_applicants
-from tollgate.records import AttributeFairness
+from tollgate.records import AttributeFairness, Decision, Evaluation, ValidationReport
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps.evaluate import evaluate_model
 from tollgate.steps.gate import Champion, Policy, decide
@@ -81,9 +82,9 @@ def inputs():
                       fairness={k: AttributeFairness.from_dict(v) for k, v in candidate["fairness"].items()})
     return ReportInputs(model_name="credit-default", run_id="run-1",
                         data={"source": "builtin", "rows": len(frame), "window": None},
-                        validation=validation.to_dict(),
-                        evaluation={"candidate": candidate, "champion": {"version": 1, "metrics": champion_metrics}},
-                        decision=decision.to_dict())
+                        validation=validation,
+                        evaluation=evaluation_record(candidate, {"version": 1, "metrics": champion_metrics}),
+                        decision=decision)
 
 
 def test_report_has_every_section_and_every_plot_as_an_embedded_png(inputs):
@@ -118,10 +119,10 @@ def test_text_summary_names_drift_fairness_and_failed_rules(inputs):
 
 
 def test_a_run_stopped_by_validation_still_renders_with_notes(inputs):
-    stopped = ReportInputs(model_name="credit-default", validation={
+    stopped = ReportInputs(model_name="credit-default", validation=ValidationReport.from_dict({
         "passed": False, "reference_version": 1, "rows": 10, "note": "", "drift": [],
         "anomalies": [{"column": "(table)", "check": "too_few_rows", "observed": "10 rows",
-                       "allowed": ">= 200 rows", "blocking": True}]})
+                       "allowed": ">= 200 rows", "blocking": True}]}))
     parsed = parse(render_report(stopped))
     assert parsed.sections == [key for key, _ in SECTIONS] and parsed.images == []
     assert "too_few_rows" in parsed.text["validation"] and "blocking" in parsed.text["validation"]
@@ -160,14 +161,15 @@ def test_hostile_strings_are_shown_escaped_and_literal(inputs):
     names = {"channel": f"channel {HOSTILE}", "credit_score": f"credit_score {HOSTILE}",
              "female": f"female {HOSTILE}", "gender": f"gender {HOSTILE}", "logreg": f"logreg[{HOSTILE}]",
              "logistic_regression": f"family {HOSTILE}"}
-    evaluation = _renamed(inputs.evaluation, names)
+    evaluation = _renamed(inputs.evaluation.to_dict(), names)
     evaluation["champion"]["error"] = f"champion error {HOSTILE}"
-    decision = _renamed(inputs.decision, names)
+    decision = _renamed(inputs.decision.to_dict(), names)
     decision["reasons"].append(f"reason {HOSTILE}")
     decision["rules"][0]["detail"] = f"detail {HOSTILE}"
     hostile = ReportInputs(model_name=f"model {HOSTILE}", run_id=f"run {HOSTILE}",
                            data={"source": f"data/{HOSTILE}.csv", "rows": 1000, "window": None},
-                           validation=_renamed(inputs.validation, names), evaluation=evaluation, decision=decision,
+                           validation=ValidationReport.from_dict(_renamed(inputs.validation.to_dict(), names)),
+                           evaluation=Evaluation.from_dict(evaluation), decision=Decision.from_dict(decision),
                            notes=[f"note {HOSTILE}"], failure=f"failure {HOSTILE}")
     document = render_report(hostile)
     assert "<script" not in document
@@ -232,10 +234,11 @@ def test_the_confusion_matrix_title_names_the_recorded_decision_threshold(inputs
         return figure
 
     monkeypatch.setattr(report, "_confusion", spy)
-    assert inputs.evaluation["candidate"]["decision_threshold"] == 0.3  # evaluated at 0.3 (the fixture)
+    assert inputs.evaluation.candidate.decision_threshold == 0.3  # evaluated at 0.3 (the fixture)
     render_report(inputs)
-    older = {k: v for k, v in inputs.evaluation["candidate"].items() if k != "decision_threshold"}
-    render_report(ReportInputs(model_name="m", evaluation={**inputs.evaluation, "candidate": older}))
+    stored = inputs.evaluation.to_dict()
+    older = {k: v for k, v in stored["candidate"].items() if k != "decision_threshold"}
+    render_report(ReportInputs(model_name="m", evaluation=Evaluation.from_dict({**stored, "candidate": older})))
     # A record from before the threshold was configurable was decided at 0.5.
     assert titles == ["Confusion matrix (threshold 0.3)", "Confusion matrix (threshold 0.5)"]
 

@@ -40,11 +40,11 @@ def collect_inputs(run_dir: Path, model_name: str):
         raise TollgateError(f"{run_dir} holds no pipeline outputs; did the run start?")
     pipeline_dir = pipeline_dirs[0]
 
-    def artifact(task: str, output: str, record=None):
-        """The output's JSON; a typed record is read through its class (an older run's format is upgraded)."""
+    def artifact(task: str, output: str, record):
+        """The output read as its record (an older run's format is upgraded), or None if the task did not run."""
         path = find_output(pipeline_dir, task, output)
         value = read_json(path) if path else None
-        return record.from_dict(value).to_dict() if value and record else value
+        return record.from_dict(value) if value else None
 
     raw = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
     registered = task_outputs(pipeline_dir, "register").get("parameterValues", {}).get("Output")

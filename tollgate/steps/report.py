@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import jinja2
     from matplotlib.figure import Figure
 
-    from tollgate.records import Decision, Evaluation, ValidationReport
+    from tollgate.records import Decision, Evaluation, FeatureDrift, GroupRates, ValidationReport
 
 # matplotlib and Jinja2 are imported where a page is drawn, not here: `tollgate run` imports this
 # module for text_summary alone. Figures render to PNG through their own canvas (matplotlib.figure
@@ -37,10 +37,10 @@ class ReportInputs:
 
     model_name: str
     run_id: str = ""
-    data: dict[str, Any] | None = None
-    validation: dict[str, Any] | None = None
-    evaluation: dict[str, Any] | None = None
-    decision: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None        # ingest's lineage (tollgate.records.data_lineage)
+    validation: ValidationReport | None = None
+    evaluation: Evaluation | None = None
+    decision: Decision | None = None
     registered_version: int | None = None
     notes: list[str] = field(default_factory=list)
     failure: str | None = None  # why the run stopped, when it failed (an ingest error, say)
@@ -147,14 +147,14 @@ def _bars(labels: list[str], values: list[float], title: str, xlabel: str, color
     return figure
 
 
-def _group_rates(attribute: str, groups: list[dict[str, Any]]) -> Figure:
+def _group_rates(attribute: str, groups: list[GroupRates]) -> Figure:
     figure = _figure(6, 3.6)
     axes = figure.add_subplot()
-    names = [_literal(g["group"]) for g in groups]
+    names = [_literal(g.group) for g in groups]
     width = 0.27
     for offset, (key, label, color) in enumerate((("selection_rate", "selection rate", "#1f5fa8"),
                                                   ("tpr", "TPR", "#17702f"), ("fpr", "FPR", "#b3261e"))):
-        values = [float(g[key]) if g.get(key) is not None else 0.0 for g in groups]
+        values = [float(getattr(g, key)) if getattr(g, key) is not None else 0.0 for g in groups]
         axes.bar([i + (offset - 1) * width for i in range(len(names))], values, width, label=label, color=color)
     axes.set_xticks(range(len(names)), names)
     axes.set(title=_literal(f"{attribute}: rates per group"), ylim=(0, 1))
@@ -194,77 +194,77 @@ def _environment() -> jinja2.Environment:
     return environment
 
 
-def _validation_rows(validation: dict[str, Any] | None) -> list[list[Any]]:
-    return [[_text(a["column"]), _text(a["check"]), _text(a["observed"]), _text(a["allowed"]),
-             {"severity": "blocking" if a["blocking"] else "warning"}]
-            for a in (validation or {}).get("anomalies", [])]
+def _validation_rows(validation: ValidationReport | None) -> list[list[Any]]:
+    return [[_text(a.column), _text(a.check), _text(a.observed), _text(a.allowed),
+             {"severity": "blocking" if a.blocking else "warning"}]
+            for a in (validation.anomalies if validation else [])]
 
 
-def _drift(validation: dict[str, Any] | None) -> dict[str, Any] | None:
-    drift = (validation or {}).get("drift") or []
+def _drift(drift: list[FeatureDrift]) -> dict[str, Any] | None:
+    """The drift section (validation's features, or the monitor's live traffic): a chart and a table."""
     if not drift:
         return None
-    ordered = sorted(drift, key=lambda d: d["value"] / d["threshold"], reverse=True)
-    figure = _bars([f"{d['column']} ({'JS' if d['measure'] == 'jensen_shannon' else 'L∞'})" for d in ordered],
-                   [d["value"] / d["threshold"] for d in ordered], "Drift / threshold per feature",
+    ordered = sorted(drift, key=lambda d: d.value / d.threshold, reverse=True)
+    figure = _bars([f"{d.column} ({'JS' if d.measure == 'jensen_shannon' else 'L∞'})" for d in ordered],
+                   [d.value / d.threshold for d in ordered], "Drift / threshold per feature",
                    "distance as a multiple of its threshold (>1 = drifted)",
-                   colors=["#b3261e" if d["drifted"] else "#1f5fa8" for d in ordered], limit=1.0)
-    rows = [[_text(d["column"]), _text(d["measure"].replace("_", "-")), _num(d["value"]), _num(d["threshold"]),
-             _verdict(not d["drifted"], "ok", "drifted")] for d in ordered]
+                   colors=["#b3261e" if d.drifted else "#1f5fa8" for d in ordered], limit=1.0)
+    rows = [[_text(d.column), _text(d.measure.replace("_", "-")), _num(d.value), _num(d.threshold),
+             _verdict(not d.drifted, "ok", "drifted")] for d in ordered]
     return {"images": [_img(figure, "drift per feature")], "rows": rows}
 
 
-def _performance(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
+def _performance(evaluation: Evaluation | None) -> dict[str, Any] | None:
     from tollgate.metrics import METRIC_NAMES, MULTICLASS_METRIC_NAMES
 
     if evaluation is None:
         return None
-    candidate, champion = evaluation["candidate"], evaluation.get("champion") or {}
-    champion_label = f"champion v{champion['version']}" if champion.get("version") is not None else "champion"
+    candidate, champion = evaluation.candidate, evaluation.champion
+    champion_metrics = (champion.metrics if champion else None) or {}
     view: dict[str, Any] = {
-        "candidate": candidate, "champion_label": champion_label, "champion_error": champion.get("error"),
-        "multiclass": candidate.get("task") == "multiclass", "images": []}
-    view["metric_rows"] = [[name, _num(candidate["metrics"].get(name)), _num((champion.get("metrics") or {}).get(name))]
-                           for name in (MULTICLASS_METRIC_NAMES if view["multiclass"] else METRIC_NAMES)
-                           if name in candidate["metrics"]]
+        "candidate": candidate, "champion_label": f"champion v{champion.version}" if champion else "champion",
+        "champion_error": champion.error if champion else None, "multiclass": candidate.multiclass, "images": []}
+    view["metric_rows"] = [[name, _num(candidate.metrics.get(name)), _num(champion_metrics.get(name))]
+                           for name in (MULTICLASS_METRIC_NAMES if candidate.multiclass else METRIC_NAMES)
+                           if name in candidate.metrics]
     images = view["images"]
-    if view["multiclass"]:
-        classes = [str(c) for c in candidate.get("classes", [])]
+    matrix = candidate.confusion_matrix
+    if candidate.multiclass:
+        classes = [str(c) for c in candidate.classes or []]
         view["classes"] = classes
         view["per_class_rows"] = [[_text(r["class"]), _num(r["precision"]), _num(r["recall"]), _num(r["f1"]),
                                    _text(r["support"]), _num(r.get("roc_auc_ovr"))]
-                                  for r in candidate.get("per_class", [])]
-        matrix = candidate.get("confusion_matrix")
+                                  for r in candidate.per_class or []]
         if matrix:
             images.append(_img(_confusion(matrix, classes), "confusion matrix"))
-        if candidate.get("pr_per_class"):
-            images.append(_img(_pr_per_class(candidate["pr_per_class"]), "precision-recall per class"))
+        if candidate.pr_per_class:
+            images.append(_img(_pr_per_class(candidate.pr_per_class), "precision-recall per class"))
         view["confusion_rows"] = ([[c, *(_text(v) for v in row)] for c, row in zip(classes, matrix, strict=True)]
                                   if matrix else [])
         return view
-    if candidate.get("roc"):
-        images.append(_img(_curve(candidate["roc"]["fpr"], candidate["roc"]["tpr"], "ROC curve",
+    if candidate.roc:
+        images.append(_img(_curve(candidate.roc["fpr"], candidate.roc["tpr"], "ROC curve",
                                   "false positive rate", "true positive rate", True), "ROC curve"))
-    if candidate.get("pr"):
-        images.append(_img(_curve(candidate["pr"]["recall"], candidate["pr"]["precision"], "Precision-recall curve",
+    if candidate.pr:
+        images.append(_img(_curve(candidate.pr["recall"], candidate.pr["precision"], "Precision-recall curve",
                                   "recall", "precision", False), "precision-recall curve"))
-    if candidate.get("calibration"):
-        images.append(_img(_curve(candidate["calibration"]["predicted"], candidate["calibration"]["observed"],
+    if candidate.calibration:
+        images.append(_img(_curve(candidate.calibration["predicted"], candidate.calibration["observed"],
                                   "Calibration curve", "mean predicted probability", "observed positive rate", True),
                            "calibration curve"))
-    if candidate.get("confusion_matrix"):
-        # A record written before the threshold was configurable has none: it was decided at the default.
-        threshold = candidate.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)
-        images.append(_img(_confusion(candidate["confusion_matrix"], threshold=threshold), "confusion matrix"))
+    if matrix:
+        images.append(_img(_confusion(matrix, threshold=candidate.decision_threshold), "confusion matrix"))
     return view
 
 
-def _importance(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
-    candidate = (evaluation or {}).get("candidate") or {}
-    importance, bounds = candidate.get("importance"), candidate.get("importance_bounds")
+def _importance(evaluation: Evaluation | None) -> dict[str, Any] | None:
+    if evaluation is None:
+        return None
+    candidate = evaluation.candidate
+    importance, bounds = candidate.importance, candidate.importance_bounds
     if not importance and not bounds:
         return None
-    measure = "macro one-vs-rest ROC AUC" if candidate.get("task") == "multiclass" else "ROC AUC"
+    measure = "macro one-vs-rest ROC AUC" if candidate.multiclass else "ROC AUC"
     view: dict[str, Any] = {"bounds": bounds, "measure": measure, "rows": [], "images": []}
     if importance:
         figure = _bars([i["feature"] for i in importance], [i["importance"] for i in importance],
@@ -274,30 +274,29 @@ def _importance(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
     return view
 
 
-def _fairness(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
+def _fairness(evaluation: Evaluation | None) -> dict[str, Any] | None:
     if evaluation is None:
         return None
-    candidate = evaluation["candidate"]
+    candidate = evaluation.candidate
     attributes = []
-    for attribute, record in (candidate.get("fairness") or {}).items():
-        rows = [[_text(g["group"]), _text(g["count"]), _text(g["positives"]), _num(g["selection_rate"]),
-                 _num(g["tpr"]), _num(g["fpr"]), _num(g.get("selection_ratio_to_highest")),
-                 "yes" if g["bounded"] else "no"] for g in record["groups"]]
+    for attribute, record in (candidate.fairness or {}).items():
+        rows = [[_text(g.group), _text(g.count), _text(g.positives), _num(g.selection_rate), _num(g.tpr), _num(g.fpr),
+                 _num(g.selection_ratio_to_highest), "yes" if g.bounded else "no"] for g in record.groups]
         attributes.append({"name": attribute, "record": record, "rows": rows,
-                           "images": [_img(_group_rates(attribute, record["groups"]), f"fairness {attribute}")]})
-    return {"attributes": attributes, "skipped": candidate.get("fairness_skipped")}
+                           "images": [_img(_group_rates(attribute, record.groups), f"fairness {attribute}")]})
+    return {"attributes": attributes, "skipped": candidate.fairness_skipped}
 
 
-def _gate_rows(decision: dict[str, Any] | None) -> list[list[Any]]:
-    return [[_text(r["name"]), _num(r.get("observed")), _text(r["allowed"]), _verdict(r["passed"]), _text(r["detail"])]
-            for r in (decision or {}).get("rules", [])]
+def _gate_rows(decision: Decision | None) -> list[list[Any]]:
+    return [[_text(r.name), _num(r.observed), _text(r.allowed), _verdict(r.passed), _text(r.detail)]
+            for r in (decision.rules if decision else [])]
 
 
 def render_report(inputs: ReportInputs) -> str:
     """The whole report as one HTML document (no external files, scripts or fonts)."""
     validation = inputs.validation
-    anomalies = (validation or {}).get("anomalies", [])
-    blocking = sum(1 for a in anomalies if a.get("blocking"))
+    anomalies = validation.anomalies if validation else []
+    blocking = sum(1 for a in anomalies if a.blocking)
     context = {
         "title": f"Tollgate report: {inputs.model_name}", "sections": SECTIONS,
         "model_name": inputs.model_name, "run_id": inputs.run_id, "data": inputs.data or {},
@@ -305,7 +304,7 @@ def render_report(inputs: ReportInputs) -> str:
         "validation": validation, "decision": inputs.decision,
         "anomaly_counts": {"blocking": blocking, "warnings": len(anomalies) - blocking},
         "validation_rows": _validation_rows(validation),
-        "drift": _drift(validation),
+        "drift": _drift(validation.drift if validation else []),
         "performance": _performance(inputs.evaluation),
         "importance": _importance(inputs.evaluation),
         "fairness": _fairness(inputs.evaluation),
@@ -324,44 +323,41 @@ def text_summary(inputs: ReportInputs) -> list[str]:
     lines = [f"run failed: {inputs.failure}"] if inputs.failure else []
     validation = inputs.validation
     if validation is not None:
-        anomalies = validation.get("anomalies", [])
-        blocking = [a for a in anomalies if a["blocking"]]
-        lines.append(f"validation: {'passed' if validation.get('passed') else 'FAILED'} "
-                     f"({len(blocking)} blocking, {len(anomalies) - len(blocking)} warnings)"
-                     + (f"; {validation['note']}" if validation.get("note") else ""))
-        lines.extend(f"  {'blocking' if a['blocking'] else 'warning'}: {a['column']}: {a['check']} "
-                     f"(observed {a['observed']}; allowed {a['allowed']})" for a in anomalies)
-        drifted = [d["column"] for d in validation.get("drift", []) if d["drifted"]]
-        if validation.get("drift"):
-            lines.append(f"drift: {len(drifted)} of {len(validation['drift'])} features drifted"
+        blocking = [a for a in validation.anomalies if a.blocking]
+        lines.append(f"validation: {'passed' if validation.passed else 'FAILED'} "
+                     f"({len(blocking)} blocking, {len(validation.warnings)} warnings)"
+                     + (f"; {validation.note}" if validation.note else ""))
+        lines.extend(f"  {'blocking' if a.blocking else 'warning'}: {a.column}: {a.check} "
+                     f"(observed {a.observed}; allowed {a.allowed})" for a in validation.anomalies)
+        drifted = validation.drifted_columns
+        if validation.drift:
+            lines.append(f"drift: {len(drifted)} of {len(validation.drift)} features drifted"
                          + (f" ({', '.join(drifted)})" if drifted else ""))
     if inputs.evaluation is not None:
-        candidate = inputs.evaluation["candidate"]
-        metrics = candidate["metrics"]
-        champion = inputs.evaluation.get("champion") or {}
-        if candidate.get("task") == "multiclass":
-            against = (f"; champion v{champion['version']} roc_auc_ovr_macro "
-                       f"{champion['metrics']['roc_auc_ovr_macro']:.4f}" if champion.get("metrics") else "")
-            lines.append(f"candidate {candidate.get('candidate_id')} ({len(candidate.get('classes', []))} classes): "
+        candidate, champion = inputs.evaluation.candidate, inputs.evaluation.champion
+        metrics, champion_metrics = candidate.metrics, champion.metrics if champion else None
+        headline = candidate.headline_metric
+        against = (f"; champion v{champion.version} {headline} {champion_metrics[headline]:.4f}"
+                   if champion and champion_metrics else "")
+        if candidate.multiclass:
+            lines.append(f"candidate {candidate.candidate_id} ({len(candidate.classes or [])} classes): "
                          f"roc_auc_ovr_macro {metrics['roc_auc_ovr_macro']:.4f}, f1_macro {metrics['f1_macro']:.4f}, "
                          f"accuracy {metrics['accuracy']:.4f}{against}")
-            if candidate.get("fairness_skipped"):
-                lines.append(f"fairness skipped: {candidate['fairness_skipped']}")
+            if candidate.fairness_skipped:
+                lines.append(f"fairness skipped: {candidate.fairness_skipped}")
         else:
-            against = (f"; champion v{champion['version']} roc_auc {champion['metrics']['roc_auc']:.4f}"
-                       if champion.get("metrics") else "")
-            lines.append(f"candidate {candidate.get('candidate_id')}: roc_auc {metrics['roc_auc']:.4f}, "
+            lines.append(f"candidate {candidate.candidate_id}: roc_auc {metrics['roc_auc']:.4f}, "
                          f"pr_auc {metrics['pr_auc']:.4f}{against}")
-        bounds = candidate.get("importance_bounds")
+        bounds = candidate.importance_bounds
         if bounds and (bounds["selection"] != "all" or bounds["budget_hit"]
                        or bounds["rows_sampled"] < bounds["rows_total"]):
             lines.append(importance_bounds_text(bounds))
-        for attribute, record in (candidate.get("fairness") or {}).items():
-            lines.append(f"fairness {attribute}: disparate impact {_num(record.get('disparate_impact'))}, "
-                         f"equal-opportunity difference {_num(record.get('equal_opportunity_difference'))}")
+        for attribute, record in (candidate.fairness or {}).items():
+            lines.append(f"fairness {attribute}: disparate impact {_num(record.disparate_impact)}, "
+                         f"equal-opportunity difference {_num(record.equal_opportunity_difference)}")
     if inputs.decision is not None:
-        lines.append(f"gate: {'PASSED' if inputs.decision['passed'] else 'BLOCKED'}")
-        lines.extend(f"  {'pass' if r['passed'] else 'FAIL'}: {r['detail']}" for r in inputs.decision.get("rules", []))
+        lines.append(f"gate: {'PASSED' if inputs.decision.passed else 'BLOCKED'}")
+        lines.extend(f"  {'pass' if r.passed else 'FAIL'}: {r.detail}" for r in inputs.decision.rules)
     if inputs.registered_version is not None:
         lines.append(f"registered: v{inputs.registered_version}")
     return lines
@@ -370,9 +366,8 @@ def text_summary(inputs: ReportInputs) -> list[str]:
 def run_report(model_name: str, run_id: str, data: dict[str, Any], validation: ValidationReport,
                evaluation: Evaluation, decision: Decision) -> str:
     """The report as the DAG renders it, from the run's typed records."""
-    return render_report(ReportInputs(model_name=model_name, run_id=run_id, data=data,
-                                      validation=validation.to_dict(), evaluation=evaluation.to_dict(),
-                                      decision=decision.to_dict()))
+    return render_report(ReportInputs(model_name=model_name, run_id=run_id, data=data, validation=validation,
+                                      evaluation=evaluation, decision=decision))
 
 
 def importance_bounds_text(bounds: dict[str, Any]) -> str:
