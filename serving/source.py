@@ -7,16 +7,15 @@ copies to ``/mnt/models``.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
 from tollgate.errors import TollgateError
 from tollgate.registry import open_registry, verify_directory
+from tollgate.registry.base import split_version_uri
 from tollgate.s3 import is_s3_uri
 
 KSERVE_MODEL_DIR = "/mnt/models"
-_VERSION_URI = re.compile(r"^(?P<root>.+)/(?P<model>[^/]+)/v(?P<version>\d+)/?$")
 
 
 def fetch_version_uri(uri: str, cache_dir: str | Path | None = None) -> Path:
@@ -27,12 +26,12 @@ def fetch_version_uri(uri: str, cache_dir: str | Path | None = None) -> Path:
             raise TollgateError(f"model directory {path} does not exist")
         verify_directory(path)  # against its _COMPLETE manifest, before the graph is parsed
         return path
-    match = _VERSION_URI.match(uri.rstrip("/"))
-    if not match:
+    parts = split_version_uri(uri)
+    if parts is None:
         raise TollgateError(f"{uri} is not a registry version URI; expected s3://bucket[/prefix]/<model>/v<N>")
-    registry = open_registry(match["root"])
+    root, model, version = parts
     dest = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="tollgate-serve-"))
-    return registry.download(match["model"], int(match["version"]), dest)
+    return open_registry(root).download(model, version, dest)
 
 
 def fetch_registered(registry_uri: str, model_name: str, ref: str | int,

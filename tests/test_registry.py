@@ -421,3 +421,14 @@ def test_models_list_shows_a_multiclass_versions_macro_auc_not_nan(tmp_path):
     assert result.exit_code == 0, result.output
     assert "0.8100" in result.output and "0.8830 (ovr" in result.output   # the cell may wrap before "macro)"
     assert "nan" not in result.output.lower()
+
+
+def test_a_version_uri_splits_back_into_the_registry_model_and_version(tmp_path, s3_bucket):
+    from tollgate.registry.base import split_version_uri
+
+    for registry in (open_registry(str(tmp_path / "reg")), open_registry(f"s3://{s3_bucket}/models/prod")):
+        uri = registry.store.version_uri("credit-default", 12)
+        assert split_version_uri(uri) == (registry.uri, "credit-default", 12)
+        assert split_version_uri(uri + "/") == (registry.uri, "credit-default", 12)
+    assert split_version_uri("s3://bucket/credit-default/latest") is None
+    assert split_version_uri("v3") is None

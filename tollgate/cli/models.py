@@ -162,7 +162,7 @@ def verify(ref: str | None = typer.Argument(None, help="Alias (production, previ
     reg, model = _open(config, registry, model_name)
     if all_versions and ref is not None:
         raise TollgateError("give either a version or --all, not both")
-    numbers = reg.store.version_numbers(model) if all_versions else [_resolve_number(reg, model, ref or "production")]
+    numbers = reg.version_numbers(model) if all_versions else [_resolve_number(reg, model, ref or "production")]
     results = [reg.verify(model, n) for n in numbers]
     if as_json:
         emit_json({"model": model, "registry": reg.uri,
@@ -193,7 +193,7 @@ def _resolve_number(reg, model: str, ref: str) -> int:
     if not match:
         raise TollgateError(f"{ref!r} is neither an alias ({', '.join(ALIASES)}) nor a version like v3")
     number = int(match.group(1))
-    if not reg.store.is_complete(model, number):
+    if not reg.has_version(model, number):
         raise TollgateError(f"{model} v{number} does not exist in {reg.uri}")
     return number
 

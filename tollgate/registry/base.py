@@ -172,6 +172,17 @@ def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
 
 
+# A version's directory is <registry root>/<model>/v<N> (Store.version_uri, in every store).
+_VERSION_URI = re.compile(r"^(?P<root>.+)/(?P<model>[^/]+)/v(?P<version>\d+)/?$")
+
+
+def split_version_uri(uri: str) -> tuple[str, str, int] | None:
+    """``(registry root, model, version)`` of a version directory's URI (the inverse of
+    ``Store.version_uri``), or None when ``uri`` is not laid out like one."""
+    match = _VERSION_URI.match(uri.rstrip("/"))
+    return (match["root"], match["model"], int(match["version"])) if match else None
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     """A complete, registered version and its metadata."""
@@ -312,6 +323,14 @@ class Registry:
         return f"{self.uri}/{key}"
 
     # -- versions -------------------------------------------------------------------------
+
+    def version_numbers(self, model: str) -> list[int]:
+        """The numbers of ``model``'s complete versions, oldest first (no metadata is read)."""
+        return sorted(self.store.version_numbers(model))
+
+    def has_version(self, model: str, version: int) -> bool:
+        """True when ``version`` of ``model`` is complete (no metadata is read)."""
+        return self.store.is_complete(model, version)
 
     def list_versions(self, model: str) -> list[ModelVersion]:
         """Complete versions of ``model``, oldest first; a corrupt one raises."""
