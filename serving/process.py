@@ -21,8 +21,15 @@ from tollgate.errors import TollgateError
 LOOPBACK = "127.0.0.1"
 
 
+# The server's one-line refusal of a port another process took (tollgate.serving.server.bind_port).
+_PORT_TAKEN = "is in use; choose another with"
+# Fresh ports tried when the ones picked were taken before the child bound them.
+PORT_ATTEMPTS = 3
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port on ``host`` that is free right now."""
+    """A TCP port on ``host`` that is free right now (another process may take it before the
+    server binds it: :class:`ServerProcess` then starts again on fresh ports)."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -43,19 +50,20 @@ class ServerProcess:
                  env: dict[str, str] | None = None, extra_args: list[str] | None = None):
         self.model_dir = str(model_dir)
         self.model_name = model_name
-        self.http_port = free_port()
-        self.grpc_port = free_port()
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="tollgate-server-", suffix=".log")[1])
-        command = [sys.executable, "-m", "tollgate.serving", "--model-dir", self.model_dir, "--model-name", model_name,
-                   "--host", LOOPBACK, "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
-        if max_batch is not None:
-            command += ["--max-batch", str(max_batch)]
-        if unknown_columns is not None:
-            command += ["--unknown-columns", unknown_columns]
-        self.command = command + list(extra_args or [])
+        self._options = (["--max-batch", str(max_batch)] if max_batch is not None else []) + \
+            (["--unknown-columns", unknown_columns] if unknown_columns is not None else []) + list(extra_args or [])
+        self._pick_ports()
+        self._port_attempts = 1
         self._env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
         self.startup_seconds: float | None = None
+
+    def _pick_ports(self) -> None:
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.command = [sys.executable, "-m", "tollgate.serving", "--model-dir", self.model_dir,
+                        "--model-name", self.model_name, "--host", LOOPBACK, "--http-port", str(self.http_port),
+                        "--grpc-port", str(self.grpc_port), *self._options]
 
     @property
     def rest_url(self) -> str:
@@ -69,9 +77,25 @@ class ServerProcess:
         """Launch the child; returns at once (see :meth:`wait_ready`)."""
         self._log = open(self.log_path, "wb")
         self._started = time.monotonic()
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, env=self._env,
                                         start_new_session=True)
-        return self
+
+    def _lost_port_race(self) -> bool:
+        """The child exited because a port picked for it was taken meanwhile: start it again on fresh
+        ports (at most ``PORT_ATTEMPTS`` in all); False when that is not why, or attempts are spent."""
+        if self._port_attempts >= PORT_ATTEMPTS or _PORT_TAKEN not in self.log_tail(3):
+            return False
+        self._port_attempts += 1
+        self._pick_ports()
+        self._log.write(f"[tollgate] a port was taken before the server bound it; starting again on "
+                        f"{self.http_port}/{self.grpc_port}\n".encode())
+        self._log.flush()
+        self._launch()
+        return True
 
     def log_tail(self, lines: int = 15) -> str:
         """The last lines the server wrote (for error messages)."""
@@ -88,12 +112,12 @@ class ServerProcess:
         if self.process is None:
             raise ServerNotReady("the model server was never started")
         deadline = self._started + timeout
-        ready_url = f"{self.rest_url}/v2/models/{self.model_name}/ready"
         with httpx.Client(timeout=2.0) as client:
             while True:
                 code = self.process.poll()
-                if code is not None:
+                if code is not None and not self._lost_port_race():
                     raise ServerNotReady(f"model server exited with code {code} during startup:\n{self.log_tail()}")
+                ready_url = f"{self.rest_url}/v2/models/{self.model_name}/ready"  # the ports may be new
                 try:
                     if client.get(ready_url).status_code == 200 and self._grpc_ready():
                         break

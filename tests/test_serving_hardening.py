@@ -32,7 +32,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 
 from tests.test_serving_fuzz import in_process, json_records
 from tollgate.data.builtin import generate_applicants
-from tollgate.serving.process import ServerProcess
+from tollgate.serving.process import ServerNotReady, ServerProcess
 
 MODEL = "credit-default"
 NUMERIC = "credit_score"  # float64 in the built-in data
@@ -466,6 +466,34 @@ def test_a_taken_port_is_one_line_naming_the_flag(trained_model_dir):
                                      "--host", "127.0.0.1", *args], capture_output=True, text=True, timeout=60)
             assert result.returncode == 1
             assert result.stderr.strip() == f"error: port {port} is in use; choose another with {flag}", result.stderr
+
+
+def test_a_port_taken_between_picking_and_binding_it_starts_the_server_again_on_fresh_ports(
+        trained_model_dir, monkeypatch, tmp_path):
+    """ServerProcess picks free ports, then the child binds them: another process (a parallel test, a
+    second infra-validation) may take one in between. The child then refuses in one line and the
+    server is started again on fresh ports; only when every attempt loses is that an error."""
+    from tollgate.serving import process as process_module
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        real = process_module.free_port
+        picks = iter([port, real()])  # the first server's REST port is the taken one
+        monkeypatch.setattr(process_module, "free_port", lambda host="127.0.0.1": next(picks, None) or real())
+        with ServerProcess(trained_model_dir, MODEL, log_path=tmp_path / "retry.log") as server:
+            server.wait_ready(90)
+            assert server.http_port != port and server._port_attempts == 2
+            assert httpx.get(f"{server.rest_url}/v2/models/{MODEL}/ready").status_code == 200
+        log = (tmp_path / "retry.log").read_text()
+        assert f"port {port} is in use" in log and "starting again on" in log
+
+        monkeypatch.setattr(process_module, "free_port", lambda host="127.0.0.1": port)  # every pick is taken
+        with ServerProcess(trained_model_dir, MODEL) as server, pytest.raises(ServerNotReady) as refused:
+            server.wait_ready(90)
+        assert server._port_attempts == process_module.PORT_ATTEMPTS
+        assert f"error: port {port} is in use; choose another with --http-port" in str(refused.value)
 
 
 def test_the_rest_socket_keeps_tcp_nodelay():
