@@ -62,7 +62,6 @@ def compare(seed: int, rows: int) -> list[dict]:
     from tollgate.serving.runtime import OnnxModel
     from tollgate.steps.candidates import estimator_class, expand_candidates
     from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
-    from tollgate.steps.select import select_best
     from tollgate.steps.train import _NEEDS_SCALING, train_candidate
 
     config = load_config(None, {})
@@ -89,7 +88,8 @@ def compare(seed: int, rows: int) -> list[dict]:
                 "onnx": roc_auc_score(y_test, graph.predict_proba(splits.test)[:, 1]),
             })
     # The selected model on each side, by validation ROC AUC as the default config selects.
-    new_pick = select_best(results, config.train.selection_metric)["candidate_id"]
+    metric = config.train.selection_metric  # select's rule: the best validation metric; max keeps the earliest of ties
+    new_pick = max(results, key=lambda r: r["validation_metrics"][metric])["candidate_id"]
     old_pick = max(results, key=lambda r: r["baseline_validation_roc_auc"])["candidate_id"]
     for result in results:
         result["selected_onnx"] = result["candidate_id"] == new_pick

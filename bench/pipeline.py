@@ -136,9 +136,8 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
     with _timed(times, "gate"):
         decision = run_gate(evaluation, config.gate.model_dump())
     with _timed(times, "report"):
-        (workdir / "report.html").write_text(run_report(
-            name, run_id, {"source": ingested.source, "rows": len(ingested.frame), "window": ingested.window},
-            checks, evaluation, decision))
+        (workdir / "report.html").write_text(run_report(name, run_id, ingested.lineage(), checks, evaluation,
+                                                         decision))
     if decision.passed:
         with _timed(times, "infra-validate"):
             infra = run_infra_validate(best_dir, splits.test, spec, InfraValidateSettings.from_config(config),
@@ -147,8 +146,7 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
                 raise SystemExit(f"infra validation failed: {infra.reason}")
         with _timed(times, "register"):
             version = run_register(registry, name, best_dir, spec, evaluation, decision,
-                                   data={"source": ingested.source, "rows": len(ingested.frame),
-                                         "fingerprint": ingested.fingerprint, "window": ingested.window},
+                                   data=ingested.lineage(),
                                    data_schema=data_schema, run_id=run_id)
         with _timed(times, "deploy"):
             run_deploy(DeploySettings.from_config(config), registry, name, version.version)

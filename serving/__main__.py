@@ -13,9 +13,9 @@ registry. ``--model-name`` defaults to the name recorded in the version's metada
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+from typing import get_args
 
 from tollgate.config import MonitoringConfig, ServingConfig
 from tollgate.errors import TollgateError
@@ -25,6 +25,11 @@ from tollgate.serving.source import KSERVE_MODEL_DIR, fetch_version_uri
 
 # The modules that import kserve (model, server) are imported in main(), after import_kserve_with_bare_argv().
 DEFAULT_MAX_BATCH: int = ServingConfig.model_fields["max_batch"].default  # serving.max_batch's default
+
+
+def _serving_default(name: str):
+    """A ``serving`` setting's default (the flags mirror that section)."""
+    return ServingConfig.model_fields[name].default
 
 
 def _log_default(name: str):
@@ -40,12 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Version directory or s3://bucket[/prefix]/<model>/v<N> (default: %(default)s).")
     parser.add_argument("--model-name", default=None,
                         help="Name in the URL paths; default: model_name from metadata.json, else 'model'.")
-    parser.add_argument("--http-port", type=int, default=8080, help="REST port (default: %(default)s).")
-    parser.add_argument("--grpc-port", type=int, default=8081, help="gRPC port (default: %(default)s).")
+    parser.add_argument("--http-port", type=int, default=_serving_default("http_port"),
+                        help="REST port (default: %(default)s; 0: a free one).")
+    parser.add_argument("--grpc-port", type=int, default=_serving_default("grpc_port"),
+                        help="gRPC port (default: %(default)s; 0: a free one).")
     parser.add_argument("--host", default="0.0.0.0", help="Bind address (default: %(default)s; 127.0.0.1 for local only).")
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
                         help="Largest accepted batch; bigger requests get a 400 (default: %(default)s).")
-    parser.add_argument("--unknown-columns", choices=("reject", "ignore"), default="reject",
+    parser.add_argument("--unknown-columns", choices=get_args(ServingConfig.model_fields["unknown_columns"].annotation),
+                        default=_serving_default("unknown_columns"),
                         help="Columns the model does not know: 400 (reject) or dropped (ignore).")
     parser.add_argument("--no-grpc", action="store_true", help="Serve REST only.")
     parser.add_argument("--request-logging", action="store_true",
@@ -108,11 +116,13 @@ def _first_problem(exc: ValueError, prefix: str) -> str:
 
 
 def _recorded_name(model_dir: Path) -> str | None:
+    from tollgate.records import VersionMetadata
+
     path = Path(model_dir) / METADATA_FILE
     if path.is_file():
         try:
-            return json.loads(path.read_text()).get("model_name")
-        except ValueError:
+            return VersionMetadata.from_json(path.read_text()).model_name
+        except (ValueError, TypeError):  # the model's own load reports an unreadable metadata.json
             return None
     return None
 

@@ -81,13 +81,21 @@ class ServerProcess:
         return self
 
     def _launch(self) -> None:
+        self._log.flush()
+        self._attempt_offset = self._log.tell()  # where this attempt's output starts in the log
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, env=self._env,
                                         start_new_session=True)
 
     def _lost_port_race(self) -> bool:
         """The child exited because a port picked for it was taken meanwhile: start it again on fresh
         ports (at most ``PORT_ATTEMPTS`` in all); False when that is not why, or attempts are spent."""
-        if self._port_attempts >= PORT_ATTEMPTS or _PORT_TAKEN not in self.log_tail(3):
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._attempt_offset)
+                this_attempt = log.read().decode(errors="replace")
+        except OSError:
+            return False
+        if self._port_attempts >= PORT_ATTEMPTS or _PORT_TAKEN not in this_attempt:
             return False
         self._port_attempts += 1
         self._pick_ports()

@@ -16,9 +16,8 @@ from tests.test_report import parse
 from tollgate.cli import app
 from tollgate.cli.report import publish_report
 from tollgate.data.builtin import generate_applicants
-from tollgate.registry import open_registry
+from tollgate.registry import DATA_SCHEMA_FILE, open_registry
 from tollgate.steps.report import SECTIONS
-from tollgate.steps.validate import DATA_SCHEMA_FILE
 
 pytestmark = pytest.mark.pipeline
 

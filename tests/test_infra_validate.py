@@ -178,6 +178,7 @@ def test_the_staged_version_serves_the_same_bytes_and_schema_and_says_what_else_
     assert json.loads((staged / "input_schema.json").read_text()) == spec.schema
     from tollgate.records import VersionMetadata
 
-    metadata = VersionMetadata.from_json((staged / "metadata.json").read_text())
-    assert metadata == VersionMetadata(version="candidate", features={"target": "defaulted", "positive_label": 1,
-                                                                      "negative_label": 0})
+    stored = json.loads((staged / "metadata.json").read_text())
+    assert stored == {"record": "version_metadata", "record_version": 1, "version": "candidate",
+                      "features": {"target": "defaulted", "positive_label": 1, "negative_label": 0}}
+    assert VersionMetadata.from_dict(stored) == VersionMetadata(version="candidate", features=stored["features"])

@@ -7,7 +7,7 @@ format of the intermediate splits is decided in one place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,16 +96,3 @@ def write_record(record: _Record, path: str | Path) -> None:
 def read_record(kind: type[R], path: str | Path) -> R:
     """Read a typed record of ``kind`` (older formats are upgraded; newer ones refused)."""
     return kind.from_json(Path(path).read_text())
-
-
-def write_json(value: Any, path: str | Path) -> None:
-    """Write plain JSON (schemas and reports that are not step-to-step records)."""
-    import json
-
-    Path(path).write_text(json.dumps(value, indent=2, default=str))
-
-
-def read_json(path: str | Path) -> Any:
-    import json
-
-    return json.loads(Path(path).read_text())

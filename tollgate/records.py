@@ -23,6 +23,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
+from tollgate.errors import TollgateError
+
 KIND_KEY = "record"
 VERSION_KEY = "record_version"
 BINARY = "binary"
@@ -41,7 +43,7 @@ def decision_threshold(schema: dict[str, Any] | None) -> float:
     return DEFAULT_DECISION_THRESHOLD if value is None else float(value)
 
 
-class RecordError(ValueError):
+class RecordError(TollgateError, ValueError):
     """A record that cannot be read: not JSON, another kind, or written by a newer Tollgate."""
 
 
@@ -334,7 +336,7 @@ class DataSchema(_Record):
                    positive_label=payload.get("positive_label"), label_shares=dict(label.get("shares") or {}),
                    label_missing=int(label.get("missing") or 0),
                    duplicate_share=float(payload.get("duplicate_share") or 0.0),
-                   columns=[ColumnSchema.from_dict(c) for c in payload.get("columns", [])],
+                   columns=[ColumnSchema.from_dict(c) for c in payload.get("columns") or []],
                    extra={k: v for k, v in payload.items() if k not in known})
 
 
@@ -701,6 +703,12 @@ class VersionMetadata(_Record):
     version: int | str | None = None                             # added by the registry
     created_at: str | None = None                                # added by the registry
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A hand-edited or older file may hold null where a mapping belongs: read it as empty.
+        for name in ("params", "validation_metrics", "test_metrics", "data", "gate", "features"):
+            if getattr(self, name) is None:
+                setattr(self, name, {})
 
     def _payload(self) -> dict[str, Any]:
         payload = super()._payload()

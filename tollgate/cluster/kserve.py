@@ -90,7 +90,9 @@ class KServeSettings(KServeDeployConfig):
             return settings
         return settings.model_copy(update={
             "log_args": log_flags(monitoring),
-            "log_secret": settings.monitoring_secret if monitoring.log_uri.startswith("s3://") else None})
+            # An empty setting falls back to the default Secret name rather than to no Secret at all.
+            "log_secret": (settings.monitoring_secret or KServeDeployConfig.model_fields["monitoring_secret"].default)
+            if monitoring.log_uri.startswith("s3://") else None})
 
 
 def log_flags(monitoring: MonitoringConfig) -> tuple[str, ...]:

@@ -392,7 +392,7 @@ class Registry:
         from tollgate.records import DataSchema
 
         stored = self.read_version_json(model, version, DATA_SCHEMA_FILE)
-        return DataSchema.from_dict(stored) if stored is not None else None
+        return DataSchema.from_dict(stored) if stored else None  # an empty object describes nothing
 
     def _load(self, model: str, version: int) -> ModelVersion:
         metadata = self.read_version_json(model, version, METADATA_FILE) or {}

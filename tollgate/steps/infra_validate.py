@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tollgate.records import FeatureSpec, InfraValidation, VersionMetadata
+from tollgate.records import KIND_KEY, VERSION_KEY, FeatureSpec, InfraValidation, VersionMetadata
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 
 if TYPE_CHECKING:
@@ -66,7 +66,11 @@ def stage_version_dir(model_dir: str | Path, spec: FeatureSpec, dest: str | Path
     features = {"target": spec.target, "positive_label": spec.positive_label, "negative_label": spec.negative_label}
     if spec.multiclass:
         features.update(task=spec.task, classes=spec.classes)
-    (dest / METADATA_FILE).write_text(VersionMetadata(version="candidate", features=features).to_json())
+    staged = VersionMetadata(version="candidate", features=features).to_dict()
+    # Only the envelope and what the server reads: no empty metrics, lineage or gate fields that
+    # would pass for the candidate's.
+    served = {KIND_KEY, VERSION_KEY, "version", "features"}
+    (dest / METADATA_FILE).write_text(json.dumps({k: v for k, v in staged.items() if k in served}, default=str))
     return dest
 
 
@@ -168,7 +172,8 @@ def _compare_with_onnxruntime(version_dir: Path, spec: FeatureSpec, sample: pd.D
     expected_positive = expected[:, 1]
     # The version's decision rule, as the server applies it: P(positive) >= decision_threshold.
     expected_positive_class = positive_decisions(expected_positive, spec.decision_threshold)
-    positive_label = json.loads((version_dir / METADATA_FILE).read_text())["features"]["positive_label"]
+    # The label the server answers with: read from the metadata it was given, as the server reads it.
+    positive_label = VersionMetadata.from_json((version_dir / METADATA_FILE).read_text()).features["positive_label"]
     differences = {}
     for protocol, answer in answers.items():
         got = np.asarray(answer.probabilities, dtype=np.float64)

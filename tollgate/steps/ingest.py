@@ -35,6 +35,11 @@ class IngestResult:
     window: tuple[str, str] | None
     notes: list[str] = field(default_factory=list)
 
+    def lineage(self) -> dict[str, Any]:
+        """What later steps record about the data (``tollgate.records.DATA_LINEAGE_KEYS``)."""
+        return {"source": self.source, "rows": len(self.frame), "fingerprint": self.fingerprint,
+                "window": list(self.window) if self.window else None, "notes": self.notes}
+
 
 def read_table(source: str, csv: CsvConfig | None = None, notes: list[str] | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file from a local path or ``s3://bucket/key``.

@@ -223,7 +223,6 @@ def render_html(report: MonitorReport) -> str:
     from tollgate.steps.report import _bars, _drift, _img, render_page
 
     measured = report.drift + ([report.prediction_drift] if report.prediction_drift else [])
-    drift = [d.to_dict() for d in measured]
     prediction_images = []
     if report.prediction_drift is not None:
         d = report.prediction_drift
@@ -239,7 +238,7 @@ def render_html(report: MonitorReport) -> str:
                           ", ".join(f"{k}: {n}" for k, n in v["errors"].items()) or "none",
                           _fmt(v["latency_ms"]["p50"]), _fmt(v["latency_ms"]["p90"]), _fmt(v["latency_ms"]["p99"])]
                          for v in report.versions],
-        "validation": {"drift": drift}, "drift": _drift(measured), "prediction_images": prediction_images,
+        "validation": {"drift": measured}, "drift": _drift(measured), "prediction_images": prediction_images,
         "null_rate_rows": [[_fmt(r["column"]), _fmt(r["reference"]), _fmt(r["current"])] for r in report.null_rates],
         "unseen_rows": [[_fmt(u["column"]), _fmt(u["rate"]), ", ".join(u["examples"])]
                         for u in report.unseen_categories],

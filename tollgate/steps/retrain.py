@@ -46,7 +46,6 @@ def _ingest(config: TollgateConfig, data_source: str, scheduled_time: str | None
 def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_source: str = "",
                    scheduled_time: str = "") -> RetrainDecision:
     """Apply ``config.retrain.when`` against the production version of ``model_name`` in ``registry``."""
-
     when = config.retrain.when
     if when == "always":
         return RetrainDecision(True, when, "retrain.when is always")
@@ -99,7 +98,7 @@ def _traffic_drift(config: TollgateConfig, model_name: str, number: int, referen
     from tollgate.serving.predlog import read_log
     from tollgate.steps.monitor import monitor_traffic
 
-    created = registry.get_version(model_name, number).created_at
+    created = metadata.created_at
     since = datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
     until = datetime.fromisoformat(scheduled_time.replace("Z", "+00:00")) if scheduled_time else None
     if since is not None and since.tzinfo is None:

@@ -21,9 +21,7 @@ import pandas as pd
 
 from tollgate.config import ALWAYS_BLOCKING_CHECKS, ValidationConfig
 from tollgate.records import Anomaly, ColumnSchema, DataSchema, ValidationReport
-
-# Defined with the other registry file names; re-exported for the modules that read it from here.
-from tollgate.registry import DATA_SCHEMA_FILE as DATA_SCHEMA_FILE
+from tollgate.registry import DATA_SCHEMA_FILE
 from tollgate.steps.drift import (
     MISSING,
     FeatureDrift,
@@ -236,7 +234,7 @@ def _check_labels(frame: pd.DataFrame, target: str, positive_label: Any, referen
     classes = sorted(label_values(present).unique())
     if len(classes) == 1:
         findings.add(target, "single_class", f"1 class ({classes[0]})", "2 classes")
-    known = sorted(reference.label_shares) if reference else []
+    known = sorted(reference.label_shares) if reference is not None else []
     # Under auto the production model's kind decides when there is one: its data had 3+ classes ->
     # multiclass checks (a class that disappeared, leaving two, is reported as such, not silently turned
     # into a binary problem); it had 2 -> the binary checks, unchanged (a third class is unknown_labels).
