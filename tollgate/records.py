@@ -65,6 +65,16 @@ def field_values(kind: type, values: dict[str, Any]) -> dict[str, Any]:
     return known
 
 
+def fields_with_extra(value: Any, skip_none: bool = False) -> dict[str, Any]:
+    """A dataclass's fields as a dict with its ``extra`` keys merged back in, so what a reader did not
+    know is written back as read (``skip_none``: fields that do not apply are left out)."""
+    payload = asdict(value)
+    extra = payload.pop("extra", None) or {}
+    if skip_none:
+        payload = {k: v for k, v in payload.items() if v is not None}
+    return {**payload, **extra}
+
+
 class _Record:
     """``to_json``/``from_json`` and the kind/version envelope shared by every record."""
 
@@ -72,9 +82,7 @@ class _Record:
     VERSION: ClassVar[int] = 1
 
     def _payload(self) -> dict[str, Any]:
-        payload = asdict(self)  # type: ignore[call-overload]
-        payload.update(payload.pop("extra", None) or {})
-        return payload
+        return fields_with_extra(self)
 
     def to_dict(self, tagged: bool = True) -> dict[str, Any]:
         """The record as a JSON-ready dict, tagged with its kind and version (``tagged=False``:
@@ -287,8 +295,7 @@ class ColumnSchema:
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer format, written back as read
 
     def to_dict(self) -> dict[str, Any]:
-        values = {k: v for k, v in asdict(self).items() if v is not None and k != "extra"}
-        return {**values, **self.extra}
+        return fields_with_extra(self, skip_none=True)
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> ColumnSchema:
@@ -311,9 +318,6 @@ class DataSchema(_Record):
     duplicate_share: float
     columns: list[ColumnSchema]
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def column(self, name: str) -> ColumnSchema | None:
-        return next((c for c in self.columns if c.name == name), None)
 
     def _payload(self) -> dict[str, Any]:
         return {"rows": self.rows, "target": self.target, "positive_label": self.positive_label,
@@ -405,9 +409,7 @@ class GroupRates:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values.update(values.pop("extra") or {})
-        return values
+        return fields_with_extra(self)
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> GroupRates:
@@ -533,8 +535,7 @@ class Evaluation(_Record):
     champion: ChampionEvaluation | None = None
 
     def _payload(self) -> dict[str, Any]:
-        candidate = asdict(self.candidate)
-        candidate.update(candidate.pop("extra") or {})
+        candidate = fields_with_extra(self.candidate)
         if self.candidate.fairness is not None:
             candidate["fairness"] = {k: v.to_dict() for k, v in self.candidate.fairness.items()}
         return {"candidate": candidate, "champion": asdict(self.champion) if self.champion else None}
