@@ -186,6 +186,14 @@ def test_tampered_metadata_is_refused_before_it_is_parsed(registry, tmp_path):
     assert versions == [] and len(problems) == 1 and problems[0].startswith("v1: ")
 
 
+def test_a_version_whose_metadata_a_newer_tollgate_wrote_is_listed_as_unreadable(registry, tmp_path):
+    registry.register(MODEL, version_dir(tmp_path, "a", "a"), {"test_metrics": {"roc_auc": 0.7}})
+    registry.register(MODEL, version_dir(tmp_path, "b", "b"), {"record": "version_metadata", "record_version": 99})
+    versions, problems = registry.scan_versions(MODEL)
+    assert [v.version for v in versions] == [1]
+    assert len(problems) == 1 and problems[0].startswith("v2: ") and "written by a newer Tollgate" in problems[0]
+
+
 def test_versions_without_digests_read_as_unverified(tmp_path):
     registry = open_registry(str(tmp_path / "registry"))
     version = registry.register(MODEL, version_dir(tmp_path, "a", "a"), {}).version

@@ -45,16 +45,9 @@ def list_versions(config: Path | None = ConfigOption, registry: str | None = Reg
                   model_name: str | None = ModelNameOption, as_json: bool = JsonOption) -> None:
     """List versions with their test metrics and aliases."""
     reg, model = _open(config, registry, model_name)
-    from tollgate.records import RecordError
-
-    scanned, problems = reg.scan_versions(model)
+    scanned, problems = reg.scan_versions(model)  # a version it cannot read is a problem, not a crash
     labels = _alias_labels(reg, model)
-    versions = []
-    for v in scanned:
-        try:
-            versions.append((v, v.record))
-        except RecordError as exc:  # written by a newer Tollgate: listed as unreadable, with what to do
-            problems.append(f"v{v.version}: {exc}")
+    versions = [(v, v.record) for v in scanned]
     if as_json:
         emit_json({"model": model, "registry": reg.uri, "aliases": reg.aliases(model),
                    "versions": [{"version": v.version, "uri": v.uri, "aliases": labels.get(v.version, []),

@@ -339,12 +339,17 @@ class Registry:
 
     def scan_versions(self, model: str) -> tuple[list[ModelVersion], list[str]]:
         """Like :meth:`list_versions`, but a version that cannot be read becomes a one-line problem."""
+        from tollgate.records import RecordError
+
         versions, problems = [], []
         for number in sorted(self.store.version_numbers(model)):
             try:
-                versions.append(self._load(model, number))
-            except RegistryError as exc:
+                version = self._load(model, number)
+                version.record  # noqa: B018 (metadata.json written by a newer Tollgate is unreadable here too)
+            except (RegistryError, RecordError) as exc:
                 problems.append(f"v{number}: {exc}")
+                continue
+            versions.append(version)
         return versions, problems
 
     def get_version(self, model: str, version: int) -> ModelVersion:
