@@ -27,14 +27,9 @@ from tollgate.serving.source import KSERVE_MODEL_DIR, fetch_version_uri
 DEFAULT_MAX_BATCH: int = ServingConfig.model_fields["max_batch"].default  # serving.max_batch's default
 
 
-def _serving_default(name: str):
-    """A ``serving`` setting's default (the flags mirror that section)."""
-    return ServingConfig.model_fields[name].default
-
-
-def _log_default(name: str):
-    """A ``monitoring`` setting's default: the flags are that section's fields, defined once there."""
-    return MonitoringConfig.model_fields[name].default
+def _default(section: type[ServingConfig] | type[MonitoringConfig], name: str):
+    """A setting's default: the flags mirror the ``serving`` and ``monitoring`` sections, defined once there."""
+    return section.model_fields[name].default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,15 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Version directory or s3://bucket[/prefix]/<model>/v<N> (default: %(default)s).")
     parser.add_argument("--model-name", default=None,
                         help="Name in the URL paths; default: model_name from metadata.json, else 'model'.")
-    parser.add_argument("--http-port", type=int, default=_serving_default("http_port"),
+    parser.add_argument("--http-port", type=int, default=_default(ServingConfig, "http_port"),
                         help="REST port (default: %(default)s; 0: a free one).")
-    parser.add_argument("--grpc-port", type=int, default=_serving_default("grpc_port"),
+    parser.add_argument("--grpc-port", type=int, default=_default(ServingConfig, "grpc_port"),
                         help="gRPC port (default: %(default)s; 0: a free one).")
     parser.add_argument("--host", default="0.0.0.0", help="Bind address (default: %(default)s; 127.0.0.1 for local only).")
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
                         help="Largest accepted batch; bigger requests get a 400 (default: %(default)s).")
     parser.add_argument("--unknown-columns", choices=get_args(ServingConfig.model_fields["unknown_columns"].annotation),
-                        default=_serving_default("unknown_columns"),
+                        default=_default(ServingConfig, "unknown_columns"),
                         help="Columns the model does not know: 400 (reject) or dropped (ignore).")
     parser.add_argument("--no-grpc", action="store_true", help="Serve REST only.")
     parser.add_argument("--request-logging", action="store_true",
@@ -61,13 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-uri", default=None,
                         help="Write the prediction log (Parquet) to this directory or s3://bucket/prefix "
                              "(default: no log).")
-    parser.add_argument("--log-sample-rate", type=float, default=_log_default("sample_rate"),
+    parser.add_argument("--log-sample-rate", type=float, default=_default(MonitoringConfig, "sample_rate"),
                         help="Share of requests logged (default: %(default)s).")
-    parser.add_argument("--log-flush-records", type=int, default=_log_default("flush_records"),
+    parser.add_argument("--log-flush-records", type=int, default=_default(MonitoringConfig, "flush_records"),
                         help="Write a log file after this many requests (default: %(default)s).")
-    parser.add_argument("--log-flush-seconds", type=float, default=_log_default("flush_seconds"),
+    parser.add_argument("--log-flush-seconds", type=float, default=_default(MonitoringConfig, "flush_seconds"),
                         help="... or after this many seconds (default: %(default)s).")
-    parser.add_argument("--log-queue-size", type=int, default=_log_default("queue_size"),
+    parser.add_argument("--log-queue-size", type=int, default=_default(MonitoringConfig, "queue_size"),
                         help="Requests held in memory before new ones are dropped and counted (default: %(default)s).")
     return parser
 
