@@ -9,12 +9,15 @@ a column that suddenly goes missing also drifts.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from tollgate.records import FeatureDrift
+from tollgate.records import ColumnSchema, FeatureDrift
+
+if TYPE_CHECKING:
+    from tollgate.config import DriftConfig
 
 MISSING = "<missing>"
 
@@ -94,6 +97,19 @@ def categorical_drift(column: str, reference: dict[str, float], values: pd.Serie
     labels = list(reference) + [k for k in current if k not in reference]
     return FeatureDrift(column, "categorical", "l_infinity", l_infinity(reference, current), threshold, labels,
                         [reference.get(k, 0.0) for k in labels], [current.get(k, 0.0) for k in labels])
+
+
+def column_drift(column: ColumnSchema, values: pd.Series, settings: DriftConfig) -> FeatureDrift | None:
+    """Drift of ``values`` from a data schema's feature column, at its threshold (a per-feature
+    override, else the numeric or categorical one); None for a column with no distribution
+    recorded. Data validation and ``tollgate monitor`` both measure drift this way."""
+    if column.profile is not None:
+        return numeric_drift(column.name, column.profile, values,
+                             settings.features.get(column.name, settings.numeric_threshold))
+    if column.categories is not None:
+        return categorical_drift(column.name, column.categories, values,
+                                 settings.features.get(column.name, settings.categorical_threshold))
+    return None
 
 
 def _bin_labels(edges: list[float]) -> list[str]:

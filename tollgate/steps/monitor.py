@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tollgate.records import DataSchema, VersionMetadata
-from tollgate.steps.drift import MISSING, FeatureDrift, categorical_drift, numeric_drift
+from tollgate.steps.drift import MISSING, FeatureDrift, column_drift, numeric_drift
 
 INPUT_PREFIX = "input."
 OUTPUT_PREFIX = "output."
@@ -130,15 +130,12 @@ def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: i
             values = answered[INPUT_PREFIX + name]
             current_null = float(values.isna().mean())
             report.null_rates.append({"column": name, "reference": column.null_fraction, "current": current_null})
-            if column.profile is not None:
-                threshold = settings.features.get(name, settings.numeric_threshold)
-                report.drift.append(numeric_drift(name, column.profile, values, threshold))
-            elif column.categories is not None:
-                threshold = settings.features.get(name, settings.categorical_threshold)
-                reference = column.categories
-                report.drift.append(categorical_drift(name, reference, values, threshold))
+            drift = column_drift(column, values, settings)
+            if drift is not None:
+                report.drift.append(drift)
+            if column.profile is None and column.categories is not None:  # unseen categories of a text column
                 present = values.dropna().astype(str)
-                known = {k for k in reference if k != MISSING}
+                known = {k for k in column.categories if k != MISSING}
                 unseen = float((~present.isin(known)).mean()) if len(present) else 0.0
                 report.unseen_categories.append({"column": name, "rate": unseen,
                                                  "examples": sorted(set(present[~present.isin(known)]))[:5]})

@@ -27,7 +27,7 @@ from tollgate.steps.drift import (
     FeatureDrift,
     categorical_drift,
     category_shares,
-    numeric_drift,
+    column_drift,
     numeric_profile,
 )
 from tollgate.steps.dtypes import column_kind, is_integer_valued
@@ -329,10 +329,7 @@ def feature_drift(frame: pd.DataFrame, reference: DataSchema, settings: Validati
         name = column.name
         if column.role != "feature" or name not in frame.columns or column_kind(frame[name]) != column.family:
             continue
-        if column.profile is not None:
-            threshold = settings.drift.features.get(name, settings.drift.numeric_threshold)
-            results.append(numeric_drift(name, column.profile, frame[name], threshold))
-        elif column.categories is not None:
-            threshold = settings.drift.features.get(name, settings.drift.categorical_threshold)
-            results.append(categorical_drift(name, column.categories, frame[name], threshold))
+        drift = column_drift(column, frame[name], settings.drift)
+        if drift is not None:
+            results.append(drift)
     return results
