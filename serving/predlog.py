@@ -416,7 +416,7 @@ class PredictionLog:
         answer = orjson.loads(entry.outputs) if isinstance(entry.outputs, (bytes, bytearray)) else {}
         predictions = answer.get("predictions") or []
         names = list(predictions[0]) if predictions and isinstance(predictions[0], dict) else []
-        return [(name, [p.get(name) for p in predictions]) for name in names]
+        return [(name, [_v1_value(p.get(name)) for p in predictions]) for name in names]
 
     def _write(self, day: str, table: Any) -> None:
         name = f"part-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
@@ -461,6 +461,16 @@ def _python_list(values: Any) -> list[Any]:
             return [None if v != v else v for v in values.tolist()]
         return values.tolist()
     return list(values)
+
+
+def _v1_value(value: Any) -> Any:
+    """One row's output of a v1 answer as the log stores it.
+
+    A multiclass v1 answer keys each row's probabilities by class, in the model's class order;
+    REST v2 and gRPC carry the same numbers as an [n, k] tensor. Both are logged as a list per
+    row, so the column has one type in every file of the log whatever protocol served it.
+    """
+    return list(value.values()) if isinstance(value, dict) else value
 
 
 def _array(values: list[Any]) -> Any:
@@ -534,7 +544,6 @@ def list_log_files(log_uri: str, model_name: str, since: datetime | None = None,
 def read_log(log_uri: str, model_name: str, since: datetime | None = None, until: datetime | None = None) -> Any:
     """The prediction log of ``model_name`` in [since, until) as one pandas DataFrame (empty when none)."""
     import pandas as pd
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     tables = []
@@ -556,9 +565,38 @@ def read_log(log_uri: str, model_name: str, since: datetime | None = None, until
             tables.append(pq.read_table(key))
     if not tables:
         return pd.DataFrame(columns=list(META_COLUMNS))
-    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame = _concat(tables).to_pandas()
     if since is not None:
         frame = frame[frame["time"] >= pd.Timestamp(since)]
     if until is not None:
         frame = frame[frame["time"] < pd.Timestamp(until)]
     return frame.reset_index(drop=True)
+
+
+def _concat(tables: list[Any]) -> Any:
+    """One table from log files whose column types may differ.
+
+    A column that is all null in one file takes the type of the others. A column whose types
+    truly differ between files (a file written by an older Tollgate, or a categorical logged as
+    numbers in one flush and as text in another) is read as text in every file, as the writer
+    itself does for mixed values within one flush (:func:`_array`).
+    """
+    import pyarrow as pa
+
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    types: dict[str, set[Any]] = collections.defaultdict(set)
+    for table in tables:
+        for field in table.schema:
+            if not pa.types.is_null(field.type):
+                types[field.name].add(field.type)
+    conflicting = {name for name, kinds in types.items() if len(kinds) > 1}
+    as_text = []
+    for table in tables:
+        for name in conflicting & set(table.column_names):
+            values = [None if v is None else str(v) for v in table.column(name).to_pylist()]
+            table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, type=pa.string()))
+        as_text.append(table)
+    return pa.concat_tables(as_text, promote_options="permissive")

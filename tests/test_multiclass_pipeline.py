@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import SMALL_CANDIDATES
+from tollgate.serving.runtime import OnnxModel
 
 pytestmark = pytest.mark.pipeline
 
@@ -157,8 +159,11 @@ def served(workspace, second_run, tmp_path_factory):
     from tollgate.serving.process import ServerProcess
 
     version = open_registry(str(workspace["registry"])).resolve(MODEL, "production")
-    log = tmp_path_factory.mktemp("mc-server") / "server.log"
-    with ServerProcess(Path(version.uri), MODEL, log_path=log) as process:
+    root = tmp_path_factory.mktemp("mc-server")
+    workspace["prediction_log"] = root / "predictions"
+    with ServerProcess(Path(version.uri), MODEL, log_path=root / "server.log",
+                       extra_args=["--log-uri", str(workspace["prediction_log"]), "--log-flush-seconds", "0.2"]
+                       ) as process:
         process.wait_ready(timeout=60)
         yield process, Path(version.uri)
 
@@ -224,7 +229,53 @@ def test_predict_cli_prints_class_and_its_probability(served, tmp_path):
     printed = tollgate("predict", "--file", str(rows), "--url", server.rest_url, "--model-name", MODEL,
                        "--protocol", "rest-v1", "--json")
     predictions = json.loads(printed.stdout)["predictions"]
-    assert len(predictions) == 3
-    assert all(p["predicted_class"] in CLASSES and 1 / 3 <= p["probability"] <= 1 for p in predictions)
+    sample = pd.DataFrame(json.loads(rows.read_text()))
+    expected = OnnxModel.from_file(version_dir / "model.onnx", schema).predict_proba(sample).astype(np.float64)
+    assert [p["predicted_class"] for p in predictions] == [CLASSES[i] for i in expected.argmax(axis=1)]
+    assert [p["probability"] for p in predictions] == pytest.approx(expected.max(axis=1).tolist(), abs=1e-12)
     table = tollgate("predict", "--file", str(rows), "--url", server.rest_url, "--model-name", MODEL).stdout
     assert "probability of that class" in table
+    assert all(f"{p:.4f}" in table for p in expected.max(axis=1))
+
+
+def test_monitor_measures_input_drift_and_says_output_measures_are_binary_only(served, workspace, tmp_path):
+    from tollgate.data.builtin import generate_applicants
+    from tollgate.serving.client import column_inputs
+
+    server, version_dir = served
+    schema = json.loads((version_dir / "input_schema.json").read_text())
+    names = [c["name"] for c in schema["columns"]]
+    sample = generate_applicants(rows=60, seed=7, classes=3)
+    inputs = [{"name": t.name, "shape": t.shape, "datatype": t.datatype, "data": t.data}
+              for t in column_inputs(_records(sample[names]), for_grpc=False)]
+    sent_at = time.time()
+    answer = httpx.post(f"{server.rest_url}/v2/models/{MODEL}/infer", json={"id": "mc-monitor", "inputs": inputs})
+    assert answer.status_code == 200, answer.text
+    # The server writes its log every 0.2 s here, a file at a time (renamed into place when whole).
+    deadline = time.monotonic() + 30
+    while not any(f.stat().st_mtime >= sent_at for f in workspace["prediction_log"].rglob("*") if f.is_file()):
+        assert time.monotonic() < deadline, "the server wrote no prediction log file within 30 s"
+        time.sleep(0.1)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": "mc-monitor", "row": range(60), "label": sample["risk_band"]}).to_csv(labels,
+                                                                                                       index=False)
+    result = tollgate("monitor", "--log-uri", str(workspace["prediction_log"]), "--registry",
+                      str(workspace["registry"]), "--model-name", MODEL, "--labels", str(labels),
+                      "--html", str(tmp_path / "monitor.html"), "--json", check=False)
+    assert result.returncode in (0, 3), result.stderr
+    report = json.loads(result.stdout)
+    assert report["rows"] >= 60 and len(report["drift"]) == len(names)  # every input column is measured
+    assert report["prediction_drift"] is None and report["realized"] == []
+    assert ("v1 answers with per-class probabilities (multiclass): output drift and realized metrics are "
+            "measured for binary models only") in report["notes"]
+    # Every protocol's answers are logged alike: the class probabilities as a list in class order.
+    from tollgate.serving.predlog import read_log
+
+    log = read_log(str(workspace["prediction_log"]), MODEL)
+    answered = log[log["error"].isna()]
+    assert {"v1-rest", "v2-rest", "v2-grpc"} <= set(answered["protocol"]), set(answered["protocol"])
+    for protocol, rows in answered.groupby("protocol"):
+        probabilities = np.stack(rows["output.probabilities"].to_list())
+        assert probabilities.shape == (len(rows), 3), protocol
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+        assert rows["output.predicted_class"].tolist() == [CLASSES[i] for i in probabilities.argmax(axis=1)]

@@ -274,3 +274,32 @@ def test_off_unless_configured(trained_model_dir, tmp_path, rows):
         # No log: the answer keeps kserve's behaviour (no generated id).
         assert not answer.json().get("id")
     assert not any(Path(tmp_path).rglob("*.parquet"))
+
+
+def test_files_whose_column_types_differ_are_read_together(tmp_path):
+    # Logs written before v1 and v2 multiclass answers were logged alike hold the class
+    # probabilities as a struct in one file and a list in another; a categorical may also have
+    # been logged as numbers in one flush and as text in the next. `tollgate monitor` must still
+    # read the window (as text, like the writer's own rule for mixed values), not crash.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tollgate.serving.predlog import partition_key
+
+    def write(name: str, table: pa.Table) -> None:
+        path = tmp_path / partition_key(MODEL, "2026-11-22", "1", name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+
+    stamp = pa.array([1_795_000_000_000_000] * 2, type=pa.timestamp("us", tz="UTC"))
+    common = {"time": stamp, "request_id": ["a", "b"], "row": [0, 0], "error": pa.array([None, None], pa.string())}
+    write("part-1.parquet", pa.table({**common, "input.region": [3, 4],
+                                      "output.probabilities": [{"high": 0.2, "low": 0.8}, {"high": 0.6, "low": 0.4}]}))
+    write("part-2.parquet", pa.table({**common, "request_id": ["c", "d"], "input.region": ["north", None],
+                                      "output.probabilities": [[0.3, 0.7], [0.9, 0.1]]}))
+    log = read_log(str(tmp_path), MODEL)
+    assert log["request_id"].tolist() == ["a", "b", "c", "d"]
+    assert log["input.region"].tolist() == ["3", "4", "north", None]
+    assert log["output.probabilities"].tolist() == ["{'high': 0.2, 'low': 0.8}", "{'high': 0.6, 'low': 0.4}",
+                                                    "[0.3, 0.7]", "[0.9, 0.1]"]
+    assert log["row"].tolist() == [0, 0, 0, 0]  # columns of one type keep it

@@ -140,6 +140,12 @@ def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: i
                 report.unseen_categories.append({"column": name, "rate": unseen,
                                                  "examples": sorted(set(present[~present.isin(known)]))[:5]})
     profile = metadata.prediction_profile if metadata else None
+    if not answered.empty and PROBABILITY_COLUMN not in answered.columns:
+        # A multiclass model logs output.probabilities ([n, k] per row): one number per row to
+        # profile, and one threshold to realize metrics with, exist only for binary models.
+        measured = "output drift and realized metrics are" if labels is not None else "output drift is"
+        report.notes.append(f"v{production_version} answers with per-class probabilities (multiclass): {measured} "
+                            "measured for binary models only")
     if not answered.empty and PROBABILITY_COLUMN in answered.columns:
         if profile:
             report.prediction_drift = numeric_drift(PREDICTION, profile, answered[PROBABILITY_COLUMN],
