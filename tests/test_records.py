@@ -227,3 +227,37 @@ def test_a_newer_registry_file_is_a_one_line_tollgate_error_and_nulls_read_as_em
     hand_edited = VersionMetadata.from_dict({"features": None, "data": None, "test_metrics": None, "version": 2})
     assert (hand_edited.features, hand_edited.data, hand_edited.test_metrics) == ({}, {}, {})
     assert DataSchema.from_dict({"rows": 3, "columns": None}).columns == []
+
+
+@pytest.mark.parametrize("record", [r for r in EXAMPLES if not isinstance(r, FeatureSpec)],
+                         ids=lambda r: type(r).__name__)
+def test_every_record_keeps_a_key_from_a_newer_tollgate_and_writes_it_back(record):
+    # A newer Tollgate may add a field without a new format; an older step that reads the record
+    # and passes it on must neither crash nor drop it.
+    value = record.to_dict()
+    value["added_later"] = {"by": "a newer tollgate"}
+    read = type(record).from_dict(value)
+    assert read.to_dict()["added_later"] == {"by": "a newer tollgate"}
+    assert {k: v for k, v in read.to_dict().items() if k != "added_later"} == record.to_dict()
+
+
+def test_a_key_added_inside_a_record_s_entries_is_read_past_not_a_crash():
+    report = ValidationReport.from_dict(_with_key_in_each(EXAMPLES[3].to_dict(), "anomalies", "drift"))
+    assert report == EXAMPLES[3]
+    decision = Decision.from_dict(_with_key_in_each(EXAMPLES[7].to_dict(), "rules"))
+    assert decision == EXAMPLES[7]
+    selection = Selection.from_dict(_with_key_in_each(EXAMPLES[2].to_dict(), "leaderboard"))
+    assert selection == EXAMPLES[2]
+    value = EXAMPLES[4].to_dict()
+    value["champion"]["calibration"] = 0.02
+    evaluation = Evaluation.from_dict(value)
+    assert evaluation.champion is not None and evaluation.champion.extra == {"calibration": 0.02}
+    assert evaluation.to_dict()["champion"]["calibration"] == 0.02
+
+
+def _with_key_in_each(value: dict, *lists: str) -> dict:
+    for name in lists:
+        assert value[name], name  # the example must have entries, or the test proves nothing
+        for entry in value[name]:
+            entry["added_later"] = True
+    return value

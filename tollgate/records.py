@@ -9,8 +9,11 @@ string key. On disk each record is JSON tagged with its kind and format version:
 A reader accepts every version up to its own: version 0 is the untagged JSON Tollgate
 wrote before records were versioned (still found in old run directories and in the
 registry), and is upgraded on read. A record written by a *newer* Tollgate is refused
-with a message saying so, rather than misread. Keys a reader does not know are kept in
-``extra`` and written back, so nothing is lost when an older step passes a newer record on.
+with a message saying so, rather than misread. Keys a reader does not know (a newer Tollgate
+added a field without a new format) are kept in the record's ``extra`` and written back, so
+nothing is lost when an older step passes a newer record on; inside a record's lists (rules,
+anomalies, drift measures, leaderboard entries) such keys are ignored. The one exception is
+the feature spec, which decides what the model reads: an unknown field there is refused.
 
 This module imports only the standard library: the select, gate and register tasks read
 these records without paying for pandas or scikit-learn.
@@ -35,6 +38,7 @@ DECISION_THRESHOLD_KEY = "decision_threshold"
 DEFAULT_DECISION_THRESHOLD = 0.5
 
 R = TypeVar("R", bound="_Record")
+T = TypeVar("T")
 
 
 def decision_threshold(schema: dict[str, Any] | None) -> float:
@@ -63,6 +67,12 @@ def field_values(kind: type, values: dict[str, Any]) -> dict[str, Any]:
     if "extra" in {f.name for f in fields(kind)}:
         known["extra"] = {k: v for k, v in values.items() if k not in names}
     return known
+
+
+def nested(kind: type[T], value: dict[str, Any]) -> T:
+    """An entry of a record's list (a rule, an anomaly, ...) from its JSON object; keys a newer
+    Tollgate added to it are ignored, where passing them to the constructor would fail."""
+    return kind(**field_values(kind, value))
 
 
 def fields_with_extra(value: Any, skip_none: bool = False) -> dict[str, Any]:
@@ -222,15 +232,18 @@ class Selection(_Record):
     winner: CandidateResult
     selection_metric: str
     leaderboard: list[LeaderboardEntry] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def _payload(self) -> dict[str, Any]:
         return {"winner": self.winner.to_dict(), "selection_metric": self.selection_metric,
-                "leaderboard": [asdict(e) for e in self.leaderboard]}
+                "leaderboard": [asdict(e) for e in self.leaderboard], **self.extra}
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> Selection:
+        values = field_values(cls, payload)
         return cls(winner=CandidateResult.from_dict(payload["winner"]), selection_metric=payload["selection_metric"],
-                   leaderboard=[LeaderboardEntry(**e) for e in payload.get("leaderboard", [])])
+                   leaderboard=[nested(LeaderboardEntry, e) for e in payload.get("leaderboard", [])],
+                   extra=values["extra"])
 
 
 # --- validate -> (summary, report, register) ------------------------------------------------------------------------
@@ -272,7 +285,7 @@ class FeatureDrift:
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> FeatureDrift:
-        return cls(**{k: v for k, v in value.items() if k != "drifted"})
+        return nested(cls, value)  # "drifted" is derived, not a field
 
 
 @dataclass
@@ -355,6 +368,7 @@ class ValidationReport(_Record):
     rows: int = 0
     drift: list[FeatureDrift] = field(default_factory=list)
     note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -371,13 +385,15 @@ class ValidationReport(_Record):
     def _payload(self) -> dict[str, Any]:
         return {"passed": self.passed, "reference_version": self.reference_version, "rows": self.rows,
                 "note": self.note, "anomalies": [asdict(a) for a in self.anomalies],
-                "drift": [d.to_dict() for d in self.drift]}
+                "drift": [d.to_dict() for d in self.drift], **self.extra}
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> ValidationReport:
-        return cls(anomalies=[Anomaly(**a) for a in payload.get("anomalies", [])],
+        extra = {k: v for k, v in field_values(cls, payload)["extra"].items() if k != "passed"}  # derived
+        return cls(anomalies=[nested(Anomaly, a) for a in payload.get("anomalies", [])],
                    reference_version=payload.get("reference_version"), rows=int(payload.get("rows") or 0),
-                   drift=[FeatureDrift.from_dict(d) for d in payload.get("drift", [])], note=payload.get("note", ""))
+                   drift=[FeatureDrift.from_dict(d) for d in payload.get("drift", [])], note=payload.get("note", ""),
+                   extra=extra)
 
     def failure_message(self) -> str:
         """The text a blocked run fails with: every blocking anomaly and how to relax it."""
@@ -523,6 +539,7 @@ class ChampionEvaluation:
     metrics: dict[str, float] | None = None
     error: str | None = None
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -533,12 +550,14 @@ class Evaluation(_Record):
 
     candidate: CandidateEvaluation
     champion: ChampionEvaluation | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def _payload(self) -> dict[str, Any]:
         candidate = fields_with_extra(self.candidate)
         if self.candidate.fairness is not None:
             candidate["fairness"] = {k: v.to_dict() for k, v in self.candidate.fairness.items()}
-        return {"candidate": candidate, "champion": asdict(self.champion) if self.champion else None}
+        return {"candidate": candidate, "champion": fields_with_extra(self.champion) if self.champion else None,
+                **self.extra}
 
     @classmethod
     def _upgrade(cls, version: int, payload: dict[str, Any]) -> dict[str, Any]:
@@ -554,7 +573,8 @@ class Evaluation(_Record):
     def _from_payload(cls, payload: dict[str, Any]) -> Evaluation:
         champion = payload.get("champion")
         return cls(candidate=CandidateEvaluation(**field_values(CandidateEvaluation, payload["candidate"])),
-                   champion=ChampionEvaluation(**field_values(ChampionEvaluation, champion)) if champion else None)
+                   champion=ChampionEvaluation(**field_values(ChampionEvaluation, champion)) if champion else None,
+                   extra=field_values(cls, payload)["extra"])
 
 
 @dataclass(frozen=True)
@@ -579,9 +599,10 @@ class Decision(_Record):
     reasons: list[str]
     rules: list[Rule] = field(default_factory=list)
     champion_version: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def _payload(self) -> dict[str, Any]:
-        payload = asdict(self)
+        payload = fields_with_extra(self)
         for rule in payload["rules"]:  # NaN is not JSON: an unmeasured value is null
             if isinstance(rule["observed"], float) and math.isnan(rule["observed"]):
                 rule["observed"] = None
@@ -590,8 +611,8 @@ class Decision(_Record):
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> Decision:
         return cls(passed=payload["passed"], reasons=list(payload["reasons"]),
-                   rules=[Rule(**r) for r in payload.get("rules", [])],
-                   champion_version=payload.get("champion_version"))
+                   rules=[nested(Rule, r) for r in payload.get("rules", [])],
+                   champion_version=payload.get("champion_version"), extra=field_values(cls, payload)["extra"])
 
 
 # --- retrain-check, infra-validate, deploy -> (summary, report) ---------------------------------------------------
