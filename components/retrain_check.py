@@ -3,16 +3,16 @@
 from kfp.dsl import Artifact, Output
 
 
-def retrain_check(config_json: str, data_source: str, scheduled_time: str, registry_uri: str, model_name: str,
+def retrain_check(settings_json: str, data_source: str, scheduled_time: str, registry_uri: str, model_name: str,
                   decision: Output[Artifact]) -> bool:
     """Decide whether this run trains; writes the decision (with its numbers) as JSON."""
     from tollgate.artifacts import write_record
-    from tollgate.config import TollgateConfig
     from tollgate.registry import open_registry
-    from tollgate.steps.retrain import decide_retrain
+    from tollgate.settings import RetrainSettings
+    from tollgate.steps.retrain import run_retrain_check
 
-    config = TollgateConfig.from_json(config_json)
-    verdict = decide_retrain(config, open_registry(registry_uri), model_name, data_source, scheduled_time)
+    verdict = run_retrain_check(RetrainSettings.from_json(settings_json), open_registry(registry_uri), model_name,
+                                data_source, scheduled_time)
     write_record(verdict, decision.path)
     decision.metadata.update({"train": verdict.train, "message": verdict.message})
     print(verdict.message)

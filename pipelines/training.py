@@ -26,6 +26,7 @@ from tollgate.settings import (
     InfraValidateSettings,
     IngestSettings,
     PreprocessSettings,
+    RetrainSettings,
     ValidateSettings,
 )
 from tollgate.steps.candidates import expand_candidates, loop_items
@@ -98,7 +99,6 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
     ops = _TasksWithEnvironment(build_components(config.pipeline.image))
     with_s3 = s3_env_from_secret(config, for_cluster)
     # Each task gets only the settings it uses: its cache key must not change when another step's does.
-    config_json = config.to_json()  # retrain-check only (never cached): it re-runs ingest and monitor
     policy_json = json.dumps(config.gate.model_dump())
     candidates = loop_items(expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed))
 
@@ -183,7 +183,8 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
             _training(data_source, registry_uri, model_name, when)
             return
         # retrain.when: drift | new_data — the first step decides whether anything below runs.
-        check_task = ops.retrain_check(config_json=config_json, data_source=data_source, scheduled_time=when,
+        check_task = ops.retrain_check(settings_json=RetrainSettings.from_config(config).to_json(),
+                                       data_source=data_source, scheduled_time=when,
                                        registry_uri=registry_uri, model_name=model_name
                                        ).set_display_name(f"Retrain? ({config.retrain.when})")
         check_task.set_caching_options(False)

@@ -21,6 +21,7 @@ from tollgate.settings import (
     InfraValidateSettings,
     IngestSettings,
     PreprocessSettings,
+    RetrainSettings,
     ValidateSettings,
 )
 
@@ -95,8 +96,8 @@ def test_reading_options_reach_ingest_and_nothing_trained_downstream_of_it_is_sp
     assert "ingest" in changed
 
 
-# The settings parameter of each task and the one view of the config it must carry, exactly. (Only
-# retrain-check, never cached and absent with the default retrain.when=always, takes the whole config.)
+# The settings parameter of each task and the one view of the config it must carry, exactly.
+# (retrain-check exists only when retrain.when is drift or new_data: see the test after the next.)
 EXPECTED_SETTINGS = {"ingest": ("settings_json", IngestSettings), "validate": ("settings_json", ValidateSettings),
                      "preprocess": ("settings_json", PreprocessSettings),
                      "evaluate": ("settings_json", EvaluateSettings),
@@ -114,8 +115,24 @@ def test_each_task_receives_exactly_its_own_settings_and_none_the_whole_config(b
         assert not set(TollgateConfig.model_fields) <= keys, f"{task}.{name} carries the whole config"
 
 
+def test_retrain_check_receives_exactly_its_own_settings(module_tmp):
+    for when in ("drift", "new_data"):
+        tasks = task_parameters(make_config(module_tmp, **{"retrain.when": when}), module_tmp)
+        settings = json.loads(tasks["retrain-check"]["settings_json"])
+        assert set(settings) == set(RetrainSettings.model_fields) and settings["when"] == when
+        assert {name for name in tasks["retrain-check"] if name.endswith("_json")} == {"settings_json"}
+    # What it does not use leaves it alone; what it uses reaches it.
+    drift = task_parameters(make_config(module_tmp, **{"retrain.when": "drift"}), module_tmp)
+    other = task_parameters(make_config(module_tmp, **{"retrain.when": "drift", "serving.max_batch": 64,
+                                                       "gate.max_degradation": {"roc_auc": 0.05}}), module_tmp)
+    assert other["retrain-check"] == drift["retrain-check"]
+    logged = task_parameters(make_config(module_tmp, **{"retrain.when": "drift", "monitoring.log_uri": "/logs"}),
+                             module_tmp)
+    assert json.loads(logged["retrain-check"]["settings_json"])["log_uri"] == "/logs"
+
+
 @pytest.mark.parametrize("view", [IngestSettings, ValidateSettings, PreprocessSettings, EvaluateSettings,
-                                  InfraValidateSettings, DeploySettings])
+                                  InfraValidateSettings, DeploySettings, RetrainSettings])
 def test_settings_round_trip_and_refuse_unknown_keys(module_tmp, view):
     settings = view.from_config(make_config(module_tmp))
     assert view.from_json(settings.to_json()) == settings

@@ -152,3 +152,18 @@ class DeploySettings(_TaskSettings):
     def options(self) -> dict[str, Any]:
         """The options dict :func:`tollgate.steps.deploy.deploy` takes."""
         return {"target": self.target, "kserve": self.kserve.model_dump(), "monitoring": self.monitoring.model_dump()}
+
+
+class RetrainSettings(_TaskSettings):
+    """Retrain-check: when to retrain, how ingest reads the incoming data (it is compared with the
+    production version's), validation's drift thresholds, and where the server logs its traffic."""
+
+    when: str
+    ingest: IngestSettings
+    validation: ValidationConfig
+    log_uri: str | None
+
+    @classmethod
+    def from_config(cls, config: TollgateConfig) -> RetrainSettings:
+        return cls(when=config.retrain.when, ingest=IngestSettings.from_config(config), validation=config.validation,
+                   log_uri=config.monitoring.log_uri)

@@ -15,10 +15,12 @@ and the pipeline trains.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tollgate.config import TollgateConfig
 from tollgate.records import DataSchema, RetrainDecision, VersionMetadata
+
+if TYPE_CHECKING:
+    from tollgate.settings import RetrainSettings
 
 
 def _largest(drift: list[Any]) -> dict[str, Any] | None:
@@ -36,17 +38,16 @@ def _numbers(largest: dict[str, Any] | None, measured: int, rows: int, basis: st
             f"<= {largest['threshold']:g}; {measured} features, {rows} {where}")
 
 
-def _ingest(config: TollgateConfig, data_source: str, scheduled_time: str | None):
-    from tollgate.settings import IngestSettings
+def _ingest(settings: RetrainSettings, data_source: str, scheduled_time: str | None):
     from tollgate.steps.ingest import run_ingest
 
-    return run_ingest(IngestSettings.from_config(config), data_source, scheduled_time or "")
+    return run_ingest(settings.ingest, data_source, scheduled_time or "")
 
 
-def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_source: str = "",
-                   scheduled_time: str = "") -> RetrainDecision:
-    """Apply ``config.retrain.when`` against the production version of ``model_name`` in ``registry``."""
-    when = config.retrain.when
+def run_retrain_check(settings: RetrainSettings, registry: Any, model_name: str, data_source: str = "",
+                      scheduled_time: str = "") -> RetrainDecision:
+    """Apply ``retrain.when`` (``settings.when``) against the production version of ``model_name`` in ``registry``."""
+    when = settings.when
     if when == "always":
         return RetrainDecision(True, when, "retrain.when is always")
     number = registry.alias_version(model_name, "production")
@@ -55,7 +56,7 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
     metadata = registry.get_version(model_name, number).record
     if when == "new_data":
         recorded = metadata.data.get("fingerprint")
-        result = _ingest(config, data_source, scheduled_time)
+        result = _ingest(settings, data_source, scheduled_time)
         if recorded and recorded == result.fingerprint:
             return RetrainDecision(False, when, f"skipped: no new data since v{number} (fingerprint "
                                    f"{result.fingerprint[:19]}..., {len(result.frame)} rows)", number, "fingerprint",
@@ -65,7 +66,7 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
     reference = registry.read_data_schema(model_name, number)
     if reference is None:
         return RetrainDecision(True, when, f"v{number} has no data_schema.json to compare with: training", number)
-    traffic = _traffic_drift(config, model_name, number, reference, metadata, registry, scheduled_time)
+    traffic = _traffic_drift(settings, model_name, number, reference, metadata, scheduled_time)
     if traffic is not None:
         report = traffic
         drift = report.drift + ([report.prediction_drift] if report.prediction_drift else [])
@@ -78,8 +79,8 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
                                number, "traffic", report.rows, [], largest)
     from tollgate.steps.validate import feature_drift
 
-    result = _ingest(config, data_source, scheduled_time)
-    drift = feature_drift(result.frame, reference, config.validation)
+    result = _ingest(settings, data_source, scheduled_time)
+    drift = feature_drift(result.frame, reference, settings.validation)
     alerts = [f"{d.column}: {d.measure.replace('_', '-')} {d.value:.4f} > {d.threshold:g}" for d in drift if d.drifted]
     largest = _largest(drift)
     if alerts:
@@ -90,10 +91,10 @@ def decide_retrain(config: TollgateConfig, registry: Any, model_name: str, data_
                            number, "data", len(result.frame), [], largest)
 
 
-def _traffic_drift(config: TollgateConfig, model_name: str, number: int, reference: DataSchema,
-                   metadata: VersionMetadata, registry: Any, scheduled_time: str):
+def _traffic_drift(settings: RetrainSettings, model_name: str, number: int, reference: DataSchema,
+                   metadata: VersionMetadata, scheduled_time: str):
     """``monitor_traffic`` over the log since v``number`` was registered, or None without logged rows."""
-    if not config.monitoring.log_uri:
+    if not settings.log_uri:
         return None
     from tollgate.serving.predlog import read_log
     from tollgate.steps.monitor import monitor_traffic
@@ -105,7 +106,7 @@ def _traffic_drift(config: TollgateConfig, model_name: str, number: int, referen
         since = since.replace(tzinfo=UTC)
     if until is not None and until.tzinfo is None:
         until = until.replace(tzinfo=UTC)
-    log = read_log(config.monitoring.log_uri, model_name, since, until)
+    log = read_log(settings.log_uri, model_name, since, until)
     report = monitor_traffic(log, model_name=model_name, production_version=number, data_schema=reference,
-                             metadata=metadata, validation=config.validation, since=since, until=until)
+                             metadata=metadata, validation=settings.validation, since=since, until=until)
     return report if report.rows else None
