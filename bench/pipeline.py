@@ -102,7 +102,7 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
     from tollgate.steps.preprocess import run_preprocess
     from tollgate.steps.register import run_register
     from tollgate.steps.report import run_report
-    from tollgate.steps.select import run_select
+    from tollgate.steps.select import run_select, write_selected
     from tollgate.steps.validate import run_validate
 
     config = load_config(None, {"data.builtin.rows": rows, "registry.uri": registry_uri})
@@ -129,7 +129,8 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
     with _timed(times, "select"):
         selection = run_select([record for record, _ in trained], config.train.selection_metric,
                                config.train.multiclass_selection_metric)
-        best_dir = next(path for record, path in trained if record.candidate_id == selection.winner.candidate_id)
+        best_dir = str(workdir / "best")
+        write_selected(selection, {record.candidate_id: path for record, path in trained}, best_dir)
     with _timed(times, "evaluate"):
         evaluation = run_evaluate(best_dir, selection, spec, splits.test, EvaluateSettings.from_config(config),
                                   registry, name)

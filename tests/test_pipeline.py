@@ -88,8 +88,10 @@ def test_first_run_has_no_champion_and_registers_v1(first_run, workspace):
     assert first_run["aliases"]["production"]["version"] == 1
     assert first_run["candidate"]["candidate_id"] in {row["candidate_id"] for row in first_run["leaderboard"]}
     version_dir = workspace["registry"] / "credit-default" / "v1"
-    assert {p.name for p in version_dir.iterdir()} >= {"model.onnx", "model.joblib", "input_schema.json",
-                                                      "metadata.json"}
+    # Exactly the files README's registry layout lists: the run's working files (candidate and
+    # selection records, reference probabilities) stay with the run.
+    assert {p.name for p in version_dir.iterdir()} == {"model.onnx", "model.joblib", "input_schema.json",
+                                                      "data_schema.json", "metadata.json", "_COMPLETE"}
     metadata = json.loads((version_dir / "metadata.json").read_text())
     # The gate's numbers are the served bytes' numbers: the registered model.onnx, run again on the
     # run's test split, gives exactly the test metrics the gate saw.

@@ -5,6 +5,7 @@ Layout, identical on both backends::
     <root>/<model>/v<N>/model.onnx            the graph that is gated and served
     <root>/<model>/v<N>/model.joblib          the fitted scikit-learn Pipeline (training artifact only)
     <root>/<model>/v<N>/input_schema.json     columns, dtypes, categories
+    <root>/<model>/v<N>/data_schema.json      the training data's schema (validating later data)
     <root>/<model>/v<N>/metadata.json         metrics, parameters, lineage
     <root>/<model>/v<N>/_COMPLETE             the manifest: sha256 and size of every other file
     <root>/<model>/aliases.json               {"production": {...}, "previous": {...}}
@@ -69,7 +70,7 @@ REQUIRED_FILES = (ONNX_FILE, SCHEMA_FILE)
 # so two real processes are certain to race for the same write. Unset in normal use.
 ROLLBACK_HOLD_ENV = "TOLLGATE_TEST_HOLD_ROLLBACK"
 # Files readers parse as JSON objects; a download checks their shape so readers need not.
-JSON_OBJECT_FILES = (METADATA_FILE, SCHEMA_FILE, "data_schema.json")
+JSON_OBJECT_FILES = (METADATA_FILE, SCHEMA_FILE, DATA_SCHEMA_FILE)
 MANIFEST_FORMAT = 2
 # Alias CAS retries: each retry follows a real concurrent write, so this bounds contention, not time.
 CAS_ATTEMPTS = 200

@@ -10,7 +10,15 @@ from typing import Any
 
 from tollgate import __version__
 from tollgate.records import MULTICLASS, DataSchema, Decision, Evaluation, FeatureSpec, VersionMetadata
-from tollgate.registry import DATA_SCHEMA_FILE, METADATA_FILE, SCHEMA_FILE, ModelVersion, Registry
+from tollgate.registry import (
+    DATA_SCHEMA_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    SCHEMA_FILE,
+    ModelVersion,
+    Registry,
+)
 
 # Tests force two runs to overlap: while the file named here exists, register waits (at most
 # HOLD_SECONDS). Unset in normal use.
@@ -35,6 +43,11 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError):
             sha = ""
     return f"{__version__}+{sha}" if sha else __version__
+
+
+# What a version keeps of a trained candidate's directory: the graph that is gated and served, and
+# the fitted scikit-learn Pipeline (a training artifact). README, "The registry", lists the rest.
+REGISTERED_MODEL_FILES = (ONNX_FILE, MODEL_FILE)
 
 
 def register_model(registry: Registry, model_name: str, model_dir: Path, input_schema: dict[str, Any],
@@ -76,8 +89,10 @@ def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSp
 def run_register(registry: Registry, model_name: str, candidate_dir: str | Path, spec: FeatureSpec,
                  evaluation: Evaluation, decision: Decision, data: dict[str, Any], data_schema: DataSchema,
                  run_id: str) -> ModelVersion:
-    """Register as the DAG runs it: a copy of the candidate's directory plus its input schema, the
-    training data's schema and :func:`version_metadata`, published as the next version."""
+    """Register as the DAG runs it: the candidate's model files (:data:`REGISTERED_MODEL_FILES`) plus
+    its input schema, the training data's schema and :func:`version_metadata`, published as the next
+    version. The run's working files beside them (the candidate and selection records, the
+    scikit-learn reference probabilities) stay with the run's artifacts."""
     import shutil
     import tempfile
 
@@ -85,5 +100,7 @@ def run_register(registry: Registry, model_name: str, candidate_dir: str | Path,
     hold_for_tests()
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "model"
-        shutil.copytree(candidate_dir, staged)
+        staged.mkdir()
+        for name in REGISTERED_MODEL_FILES:
+            shutil.copy2(Path(candidate_dir) / name, staged / name)
         return register_model(registry, model_name, staged, spec.schema, metadata, data_schema=data_schema)

@@ -6,9 +6,12 @@ each candidate's :class:`~tollgate.records.CandidateResult` and compares numbers
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from tollgate.artifacts import write_record
 from tollgate.errors import TollgateError
 from tollgate.metrics import LOWER_IS_BETTER
 from tollgate.records import MULTICLASS, CandidateResult, LeaderboardEntry, Selection
@@ -38,3 +41,14 @@ def run_select(candidates: list[CandidateResult], selection_metric: str,
     leaderboard = sorted((LeaderboardEntry(c.candidate_id, c.family, c.params, c.validation_metrics)
                           for c in candidates), key=lambda e: e.candidate_id)
     return Selection(winner=winner, selection_metric=metric, leaderboard=leaderboard)
+
+
+def write_selected(selection: Selection, candidate_dirs: Mapping[str, str], best_dir: str) -> None:
+    """Copy the winner's directory (``candidate_dirs``: each candidate id's trained directory) to
+    ``best_dir``, with the :class:`~tollgate.records.Selection` record beside its files
+    (:data:`SELECTION_FILE`): what evaluate, infra-validate and register read."""
+    winner = selection.winner.candidate_id
+    if winner not in candidate_dirs:
+        raise TollgateError(f"the selected candidate {winner} has no trained directory among {sorted(candidate_dirs)}")
+    shutil.copytree(candidate_dirs[winner], best_dir, dirs_exist_ok=True)
+    write_record(selection, os.path.join(best_dir, SELECTION_FILE))
