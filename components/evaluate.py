@@ -7,27 +7,25 @@ def evaluate(settings_json: str, best: Input[Model], test: Input[Dataset], featu
              registry_uri: str, model_name: str, metrics: Output[Metrics],
              classification: Output[ClassificationMetrics], evaluation: Output[Artifact]) -> float:
     """Score candidate and champion on the same test rows by running their ONNX graphs, the bytes that
-    are served (nothing is unpickled); returns the candidate's headline ROC AUC."""
+    are served (nothing is unpickled); returns the candidate's headline metric (ROC AUC when binary)."""
     import os
 
     from tollgate.artifacts import read_frame, read_record, write_record
     from tollgate.records import FeatureSpec, Selection
     from tollgate.registry import open_registry
     from tollgate.settings import EvaluateSettings
-    from tollgate.steps.evaluate import kfp_metrics, run_evaluate
+    from tollgate.steps.evaluate import kfp_view, run_evaluate
     from tollgate.steps.select import SELECTION_FILE
 
     record = run_evaluate(best.path, read_record(Selection, os.path.join(best.path, SELECTION_FILE)),
                           read_record(FeatureSpec, features.path), read_frame(test.path),
                           EvaluateSettings.from_json(settings_json), open_registry(registry_uri), model_name)
     write_record(record, evaluation.path)
-    scalars, confusion, roc = kfp_metrics(record.candidate)
-    for name, value in scalars.items():
+    shown = kfp_view(record)
+    for name, value in shown.scalars.items():
         metrics.log_metric(name, value)
-    classification.log_confusion_matrix(*confusion)
-    if roc is not None:
-        classification.log_roc_curve(*roc)
-    headline = record.candidate.headline_metric
-    evaluation.metadata.update({f"candidate_{headline}": record.candidate.metrics[headline],
-                                "champion_version": record.champion.version if record.champion else None})
-    return record.candidate.metrics[headline]
+    classification.log_confusion_matrix(*shown.confusion)
+    if shown.roc is not None:
+        classification.log_roc_curve(*shown.roc)
+    evaluation.metadata.update(shown.metadata)
+    return shown.headline

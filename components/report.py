@@ -17,5 +17,6 @@ def report(model_name: str, run_id: str, raw: Input[Dataset], validation: Input[
                       verdict)
     with open(html.path, "w") as handle:
         handle.write(page)
-    html.metadata.update({"gate": "passed" if verdict.passed else "blocked", "anomalies": len(checks.anomalies)})
-    return "passed" if verdict.passed else "blocked"
+    gate = "passed" if verdict.passed else "blocked"
+    html.metadata.update({"gate": gate, "anomalies": len(checks.anomalies)})
+    return gate

@@ -143,3 +143,29 @@ def test_preprocess_train_select_pick_the_best_candidate(kfp_local, tmp_path):
     assert proba.shape == (len(test),) and ((proba >= 0) & (proba <= 1)).all()
     # Integer hyperparameters survive the trip through ParallelFor (protobuf would make them floats).
     assert model.named_steps["model"].max_iter == 500 and isinstance(model.named_steps["model"].max_iter, int)
+
+
+def test_evaluate_shows_kfp_the_headline_metric_and_the_champion_it_scored():
+    from tollgate.steps.evaluate import kfp_view
+
+    binary = Evaluation(
+        candidate=CandidateEvaluation(candidate_id="c", family="logistic_regression", params={}, validation_metrics={},
+                                      selection_metric="roc_auc", rows=100, metrics={"roc_auc": 0.82, "pr_auc": 0.51},
+                                      confusion_matrix=[[60, 10], [12, 18]],
+                                      roc={"fpr": [0.0, 1.0], "tpr": [0.0, 1.0], "thresholds": [1.0, 0.0]}),
+        champion=ChampionEvaluation(version=4, metrics={"roc_auc": 0.78, "pr_auc": 0.47}))
+    shown = kfp_view(binary)
+    assert shown.headline == 0.82 and shown.metadata == {"candidate_roc_auc": 0.82, "champion_version": 4}
+    assert shown.scalars == {"roc_auc": 0.82, "pr_auc": 0.51}
+    assert shown.confusion == (["negative", "positive"], [[60, 10], [12, 18]])
+    assert shown.roc == ([0.0, 1.0], [0.0, 1.0], [1.0, 0.0])
+
+    multiclass = Evaluation(
+        candidate=CandidateEvaluation(candidate_id="m", family="random_forest", params={}, validation_metrics={},
+                                      selection_metric="roc_auc_ovr_macro", rows=90, task="multiclass",
+                                      classes=["high", "low", "medium"],
+                                      metrics={"roc_auc_ovr_macro": 0.71, "f1_macro": 0.44},
+                                      confusion_matrix=[[20, 5, 5], [4, 22, 4], [6, 6, 18]]))
+    shown = kfp_view(multiclass)
+    assert shown.headline == 0.71 and shown.metadata == {"candidate_roc_auc_ovr_macro": 0.71, "champion_version": None}
+    assert shown.confusion[0] == ["high", "low", "medium"] and shown.roc is None

@@ -156,7 +156,7 @@ def _step_calls(tree: ast.AST) -> set[tuple[str, str]]:
 def test_the_pipeline_benchmark_script_calls_the_components_step_functions():
     # bench/pipeline.py compares the DAG with a plain script; that is like for like only if the
     # script calls exactly the step entry points (run_<step>) the components call. retrain_check
-    # runs only with retrain.when != always, which the benchmark does not use; kfp_metrics only
+    # runs only with retrain.when != always, which the benchmark does not use; kfp_view only
     # fills KFP's UI.
     components = set()
     for path in sorted((ROOT / "components").glob("*.py")):

@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -578,11 +579,22 @@ def run_evaluate(candidate_dir: str | Path, selection: Selection, spec: FeatureS
     return Evaluation(candidate=candidate, champion=score_champion(registry, model_name, test, classes))
 
 
-def kfp_metrics(candidate: CandidateEvaluation) -> tuple[dict[str, float], tuple[list[str], list[list[int]]],
-                                                          tuple[list[float], list[float], list[float]] | None]:
+@dataclass
+class KfpView:
     """What the KFP UI shows of an evaluation: scalar metrics (test metrics and the bounded fairness
-    measures), the confusion matrix with its class names (the model's class order), and the ROC
-    curve (binary only)."""
+    measures), the confusion matrix with its class names (the model's class order), the ROC curve
+    (binary only), the artifact's metadata, and the headline metric the task returns."""
+
+    scalars: dict[str, float]
+    confusion: tuple[list[str], list[list[int]]]
+    roc: tuple[list[float], list[float], list[float]] | None
+    metadata: dict[str, Any]
+    headline: float
+
+
+def kfp_view(evaluation: Evaluation) -> KfpView:
+    """The evaluate task's KFP outputs for ``evaluation`` (see :class:`KfpView`)."""
+    candidate, champion = evaluation.candidate, evaluation.champion
     scalars = dict(candidate.metrics)
     for attribute, measures in candidate.fairness_measures().items():
         scalars.update({f"{attribute}_{measure}": value for measure, value in measures.items() if value is not None})
@@ -590,4 +602,8 @@ def kfp_metrics(candidate: CandidateEvaluation) -> tuple[dict[str, float], tuple
     roc = None
     if not candidate.multiclass and candidate.roc is not None:
         roc = (candidate.roc["fpr"], candidate.roc["tpr"], candidate.roc["thresholds"])
-    return scalars, (names, candidate.confusion_matrix), roc
+    headline = candidate.headline_metric
+    return KfpView(scalars, (names, candidate.confusion_matrix), roc,
+                   {f"candidate_{headline}": candidate.metrics[headline],
+                    "champion_version": champion.version if champion else None},
+                   candidate.metrics[headline])
