@@ -60,7 +60,7 @@ def compare(seed: int, rows: int) -> list[dict]:
     from tollgate.config import load_config
     from tollgate.data.builtin import generate_applicants
     from tollgate.serving.runtime import OnnxModel
-    from tollgate.steps.candidates import estimator_class, expand_candidates
+    from tollgate.steps.candidates import config_grid, estimator_class
     from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
     from tollgate.steps.train import _NEEDS_SCALING, train_candidate
 
@@ -73,7 +73,7 @@ def compare(seed: int, rows: int) -> list[dict]:
     y_test = splits.test[LABEL].to_numpy()
     results = []
     with threadpool_limits(limits=1):
-        for candidate in expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed):
+        for candidate in config_grid(config):
             baseline = Pipeline([("preprocess", baseline_preprocessor(spec, candidate["family"] in _NEEDS_SCALING)),
                                  ("model", estimator_class(candidate["family"])(**candidate["params"]))])
             baseline.fit(splits.train[spec.columns], splits.train[LABEL])

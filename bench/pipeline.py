@@ -93,7 +93,7 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
         PreprocessSettings,
         ValidateSettings,
     )
-    from tollgate.steps.candidates import expand_candidates
+    from tollgate.steps.candidates import config_grid
     from tollgate.steps.deploy import run_deploy
     from tollgate.steps.evaluate import run_evaluate
     from tollgate.steps.gate import run_gate
@@ -118,7 +118,7 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
     with _timed(times, "preprocess"):
         spec, plan = run_preprocess(ingested.frame, PreprocessSettings.from_config(config))
         splits = plan.take(ingested.frame)  # in memory: DataFrames, as training needs them
-    grid = expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed)
+    grid = config_grid(config)
     with _timed(times, "train"):
         _POOL_STATE.update(train=splits.train, validation=splits.validation, test=splits.test, spec=spec,
                            workdir=str(workdir))

@@ -88,7 +88,7 @@ def build_version(workdir: Path, family: str, rows: int) -> tuple[Path, Any, Any
     lay it out as a registry version. Returns the directory, complete test rows and the fitted Pipeline."""
     from tollgate.config import load_config
     from tollgate.data.builtin import generate_applicants
-    from tollgate.steps.candidates import expand_candidates
+    from tollgate.steps.candidates import config_grid
     from tollgate.steps.preprocess import build_feature_spec, split_dataset
     from tollgate.steps.train import save_candidate, train_candidate
 
@@ -97,7 +97,7 @@ def build_version(workdir: Path, family: str, rows: int) -> tuple[Path, Any, Any
     spec = build_feature_spec(frame, config.data.target, config.data.positive_label, config.data.drop,
                               config.data.date_column, max_categories=config.features.max_categories)
     splits = split_dataset(frame, spec, config.split.test_size, config.split.validation_size, config.split.seed)
-    candidates = [c for c in expand_candidates([c.model_dump() for c in config.train.candidates], config.split.seed)
+    candidates = [c for c in config_grid(config)
                   if c["family"] == family]
     if not candidates:
         raise SystemExit(f"no {family} candidate in the default grid")

@@ -29,7 +29,7 @@ from tollgate.settings import (
     RetrainSettings,
     ValidateSettings,
 )
-from tollgate.steps.candidates import expand_candidates, loop_items
+from tollgate.steps.candidates import config_grid, loop_items
 
 # Keys of the kfp.s3_secret Secret; each becomes the env var of the same name (see tollgate/s3.py).
 S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -100,7 +100,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
     with_s3 = s3_env_from_secret(config, for_cluster)
     # Each task gets only the settings it uses: its cache key must not change when another step's does.
     policy_json = json.dumps(config.gate.model_dump())
-    candidates = loop_items(expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed))
+    candidates = loop_items(config_grid(config))
 
     def _training(data_source, registry_uri, model_name, scheduled_time):
         """Every task of a training run (called inside the pipeline function, so tasks attach to it)."""

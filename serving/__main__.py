@@ -24,7 +24,6 @@ from tollgate.serving import import_kserve_with_bare_argv
 from tollgate.serving.source import KSERVE_MODEL_DIR, fetch_version_uri
 
 # The modules that import kserve (model, server) are imported in main(), after import_kserve_with_bare_argv().
-DEFAULT_MAX_BATCH: int = ServingConfig.model_fields["max_batch"].default  # serving.max_batch's default
 
 
 def _default(section: type[ServingConfig] | type[MonitoringConfig], name: str):
@@ -45,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grpc-port", type=int, default=_default(ServingConfig, "grpc_port"),
                         help="gRPC port (default: %(default)s; 0: a free one).")
     parser.add_argument("--host", default="0.0.0.0", help="Bind address (default: %(default)s; 127.0.0.1 for local only).")
-    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+    parser.add_argument("--max-batch", type=int, default=_default(ServingConfig, "max_batch"),
                         help="Largest accepted batch; bigger requests get a 400 (default: %(default)s).")
     parser.add_argument("--unknown-columns", choices=get_args(ServingConfig.model_fields["unknown_columns"].annotation),
                         default=_default(ServingConfig, "unknown_columns"),

@@ -28,6 +28,7 @@ from tollgate.metrics import (  # noqa: E402,F401 (re-exported: config is where 
     ModelFamily,
     MulticlassMetric,
 )
+from tollgate.records import DEFAULT_DECISION_THRESHOLD
 
 
 def _repeated(names: list[str]) -> list[str]:
@@ -473,7 +474,7 @@ class TollgateConfig(_Strict):
 
     model_name: str = Field("credit-default", pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=50)
     decision_threshold: float = Field(
-        0.5, gt=0, lt=1, description="Binary models: a row is positive when its positive-class probability is >= this "
+        DEFAULT_DECISION_THRESHOLD, gt=0, lt=1, description="Binary models: a row is positive when its positive-class probability is >= this "
         "(ties are positive). Test metrics, fairness, infra-validation and the class the server answers all use it; "
         "it is recorded in the version's input_schema.json. Multiclass models take the argmax.")
     data: DataConfig = Field(default_factory=DataConfig)

@@ -25,6 +25,9 @@ from tollgate.records import (
 from tollgate.registry import Registry
 from tollgate.steps.select import SELECTION_FILE
 
+# In each run directory: what `tollgate run` printed (--json), read back by `tollgate report`.
+SUMMARY_FILE = "summary.json"
+
 
 def step_times(outcome: RunOutcome) -> list[dict[str, Any]]:
     """Per-step wall time in DAG order; ParallelFor iterations are summed and counted."""

@@ -101,7 +101,9 @@ def report(
     """Print the path of a run's HTML report and a text summary of it."""
     cfg = load(config)
     run_dir = resolve_run_dir(run, cfg.run.root)
-    recorded = run_dir / "summary.json"
+    from tollgate.summary import SUMMARY_FILE
+
+    recorded = run_dir / SUMMARY_FILE
     summary = json.loads(recorded.read_text()) if recorded.is_file() else {}
     failure = summary.get("error") if summary.get("succeeded") is False else None
     path, lines = publish_report(run_dir, summary.get("model_name", cfg.model_name), failure)

@@ -56,7 +56,7 @@ def run(
     """
     from tollgate.local_run import execute_pipeline, new_run_dir
     from tollgate.registry import open_registry
-    from tollgate.summary import build_summary, render_summary
+    from tollgate.summary import SUMMARY_FILE, build_summary, render_summary
 
     if classes is not None and classes >= 3 and target is None:
         from tollgate.data.builtin import MULTICLASS_TARGET
@@ -99,7 +99,7 @@ def run(
             summary["report"] = str(publish_report(run_dir, cfg.model_name, failure)[0])
         except Exception as exc:  # the run's outcome matters more than its report
             summary["report_error"] = f"{type(exc).__name__}: {exc}"
-    (run_dir / "summary.json").write_text(__import__("json").dumps(summary, indent=2, default=str))
+    (run_dir / SUMMARY_FILE).write_text(__import__("json").dumps(summary, indent=2, default=str))
     if as_json:
         emit_json(summary)
     else:

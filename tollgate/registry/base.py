@@ -91,6 +91,12 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def make_manifest(version: int, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest of a version from its files' ``{"path", "bytes", "sha256"}`` entries (sorted by path)."""
+    return {"format": MANIFEST_FORMAT, "version": version, "created_at": utc_now(),
+            "files": sorted(files, key=lambda entry: str(entry["path"]))}
+
+
 def build_manifest(directory: Path, version: int) -> dict[str, Any]:
     """The manifest of every file under ``directory`` (except the manifest itself)."""
     files = []
@@ -100,7 +106,7 @@ def build_manifest(directory: Path, version: int) -> dict[str, Any]:
             continue
         sha, size = sha256_file(path)
         files.append({"path": relative, "bytes": size, "sha256": sha})
-    return {"format": MANIFEST_FORMAT, "version": version, "created_at": utc_now(), "files": files}
+    return make_manifest(version, files)
 
 
 def parse_manifest(raw: bytes, where: str) -> dict[str, Any]:

@@ -25,16 +25,15 @@ from tollgate.errors import RegistryError
 from tollgate.registry.base import (
     CLAIM_FILE,
     MANIFEST_FILE,
-    MANIFEST_FORMAT,
     METADATA_FILE,
     Store,
     dumps,
+    make_manifest,
     sha256_file,
     utc_now,
 )
 from tollgate.s3 import client_from_env, parse_s3_uri, put_conditional
 
-COMPLETE_MARKER = MANIFEST_FILE
 _VERSION_KEY = re.compile(r"v(\d+)/$")
 _MISSING = ("NoSuchKey", "NoSuchObject", "NotFound")
 # Claims are retried on 412 only; this bounds a pathological run of collisions.
@@ -78,13 +77,13 @@ class S3Store(Store):
             if not (obj.is_dir and match):
                 continue
             number = int(match.group(1))
-            if include_incomplete or self._exists(f"{model}/v{number}/{COMPLETE_MARKER}"):
+            if include_incomplete or self._exists(f"{model}/v{number}/{MANIFEST_FILE}"):
                 numbers.append(number)
         return sorted(numbers)
 
     def is_complete(self, model: str, version: int) -> bool:
         self._ensure_bucket()
-        return self._exists(f"{model}/v{version}/{COMPLETE_MARKER}")
+        return self._exists(f"{model}/v{version}/{MANIFEST_FILE}")
 
     def _exists(self, key: str) -> bool:
         from minio.error import S3Error
@@ -128,10 +127,9 @@ class S3Store(Store):
         record = dumps({**metadata, "version": version, "created_at": utc_now()}).encode()
         self._put(f"{base}/{METADATA_FILE}", record, "application/json")
         entries.append({"path": METADATA_FILE, "bytes": len(record), "sha256": hashlib.sha256(record).hexdigest()})
-        manifest = {"format": MANIFEST_FORMAT, "version": version, "created_at": utc_now(),
-                    "files": sorted(entries, key=lambda e: str(e["path"]))}
         # Written last, and only once: nobody else can complete a number this writer claimed.
-        if put_conditional(self.client, self.bucket, self._key(f"{base}/{COMPLETE_MARKER}"), dumps(manifest).encode(),
+        if put_conditional(self.client, self.bucket, self._key(f"{base}/{MANIFEST_FILE}"),
+                           dumps(make_manifest(version, entries)).encode(),
                            if_none_match=True, content_type="application/json") is None:
             raise RegistryError(f"{self.root_uri}/{base} was completed by another writer; nothing published")
         return version

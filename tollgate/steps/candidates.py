@@ -36,6 +36,12 @@ def estimator_class(family: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def config_grid(config: Any) -> list[dict[str, Any]]:
+    """The grid of a :class:`~tollgate.config.TollgateConfig`: its ``train.candidates`` expanded,
+    seeded with ``split.seed`` (what the DAG's ParallelFor iterates over)."""
+    return expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed)
+
+
 def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
     """One spec per grid point: ``{"candidate_id", "family", "params"}``, in a stable order."""
     specs = []

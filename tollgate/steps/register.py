@@ -21,16 +21,15 @@ from tollgate.registry import (
 )
 
 # Tests force two runs to overlap: while the file named here exists, register waits (at most
-# HOLD_SECONDS). Unset in normal use.
+# tollgate.holds.HOLD_SECONDS). Unset in normal use.
 HOLD_ENV = "TOLLGATE_TEST_HOLD_REGISTER"
-HOLD_SECONDS = 300
 
 
 def hold_for_tests() -> None:
     """Wait while ``$TOLLGATE_TEST_HOLD_REGISTER`` names an existing file (a test's barrier)."""
     from tollgate.holds import hold_while_file_exists
 
-    hold_while_file_exists(HOLD_ENV, HOLD_SECONDS)
+    hold_while_file_exists(HOLD_ENV)
 
 
 def code_version() -> str:
