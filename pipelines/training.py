@@ -74,6 +74,13 @@ class _TasksWithEnvironment:
         return create_task
 
 
+def _selection_label(config: TollgateConfig) -> str:
+    """The metric select ranks by, as its display name shows it: with ``data.task: auto`` the data
+    decides at run time, so both are named."""
+    binary, multiclass = config.train.selection_metric, config.train.multiclass_selection_metric
+    return {"binary": binary, "multiclass": multiclass}.get(config.data.task, f"{binary} (multiclass: {multiclass})")
+
+
 def s3_env_from_secret(config: TollgateConfig, for_cluster: bool = False):
     """A function that gives a task the S3 credentials from ``kfp.s3_secret``.
 
@@ -129,10 +136,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
         select_task = ops.select(models=dsl.Collected(train_task.outputs["model"]),
                                  selection_metric=config.train.selection_metric,
                                  multiclass_selection_metric=config.train.multiclass_selection_metric
-                                 ).set_display_name(f"Select best by validation {config.train.selection_metric}"
-                                                    if config.data.task != "multiclass" else
-                                                    f"Select best by validation "
-                                                    f"{config.train.multiclass_selection_metric}")
+                                 ).set_display_name(f"Select best by validation {_selection_label(config)}")
 
         # The champion can change between runs with identical inputs: never serve these from cache.
         evaluate_task = ops.evaluate(settings_json=EvaluateSettings.from_config(config).to_json(), best=select_task.outputs["best"], test=preprocess_task.outputs["test"],

@@ -155,3 +155,17 @@ def test_compiled_ir_loads_back_into_kfp_and_recompiles(tmp_path):
     original = next(yaml.safe_load_all(path.read_text()))
     recompiled = next(yaml.safe_load_all(again.read_text()))
     assert recompiled["root"]["dag"]["tasks"].keys() == original["root"]["dag"]["tasks"].keys()
+
+
+@pytest.mark.parametrize("task, label", [
+    ("binary", "Select best by validation roc_auc"),
+    ("multiclass", "Select best by validation roc_auc_ovr_macro"),
+    ("auto", "Select best by validation roc_auc (multiclass: roc_auc_ovr_macro)"),
+])
+def test_every_task_has_a_display_name_and_select_names_the_metric_it_ranks_by(tmp_path, task, label):
+    _, spec, _ = compiled(tmp_path, **{"data.task": task})
+    tasks = all_tasks(spec)
+    assert tasks["select"]["taskInfo"]["name"] == label
+    # KFP falls back to the task's own name when no display name was set.
+    unnamed = [name for name, body in tasks.items() if "componentRef" in body and body["taskInfo"]["name"] == name]
+    assert unnamed == []

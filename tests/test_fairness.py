@@ -7,9 +7,9 @@ import pytest
 from tollgate.config import SensitiveAttributeConfig, load_config
 from tollgate.data.builtin import generate_applicants
 from tollgate.errors import ConfigError, DataError
-from tollgate.records import AttributeFairness, GroupRates
+from tollgate.records import AttributeFairness, ChampionEvaluation, GroupRates
 from tollgate.steps.fairness import attribute_fairness, fairness_report, group_labels
-from tollgate.steps.gate import Champion, Policy, decide
+from tollgate.steps.gate import Policy, decide
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
 
 # Group a: 5 rows, positives at rows 0-1; group b: 5 rows, positive at row 5; group c: 2 rows, no positives.
@@ -96,7 +96,7 @@ def test_gate_bounds_each_sensitive_attribute():
     passed = decide({"roc_auc": 0.8}, None, FAIR_POLICY, fairness={"gender": record(0.85, 0.05)})
     assert passed.passed and {r.name for r in passed.rules} == {
         "roc_auc threshold", "gender disparate impact", "gender equal-opportunity difference"}
-    blocked = decide({"roc_auc": 0.8}, Champion(1, {"roc_auc": 0.79}), FAIR_POLICY,
+    blocked = decide({"roc_auc": 0.8}, ChampionEvaluation(1, {"roc_auc": 0.79}), FAIR_POLICY,
                      fairness={"gender": record(0.85, 0.05), "age": record(0.62, 0.3)})
     assert not blocked.passed
     failed = {r.name: r for r in blocked.rules if not r.passed}

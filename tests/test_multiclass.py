@@ -14,9 +14,9 @@ from sklearn.metrics import f1_score, log_loss, roc_auc_score
 from tests.conftest import evaluation_record
 from tollgate.config import MULTICLASS_METRIC_NAMES, FairnessConfig, ValidationConfig, load_config
 from tollgate.errors import ConfigError, DataError
-from tollgate.records import DataSchema
+from tollgate.records import ChampionEvaluation, DataSchema
 from tollgate.steps.evaluate import evaluate_champion, evaluate_model, multiclass_metrics
-from tollgate.steps.gate import Champion, Policy, decide
+from tollgate.steps.gate import Policy, decide
 from tollgate.steps.labels import class_order, encode_labels
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
 from tollgate.steps.train import train_candidate
@@ -246,7 +246,7 @@ def test_gate_uses_the_multiclass_thresholds_for_a_multiclass_model():
     policy = Policy.from_config(gate, task="multiclass")
     assert set(policy.absolute) == {"f1_macro"}  # a dotted override replaces the mapping
     assert Policy.from_config(gate).absolute.keys() == {"roc_auc", "pr_auc"}  # binary unchanged
-    decision = decide({"f1_macro": 0.6, "roc_auc_ovr_macro": 0.80}, Champion(3, {"roc_auc_ovr_macro": 0.82,
+    decision = decide({"f1_macro": 0.6, "roc_auc_ovr_macro": 0.80}, ChampionEvaluation(3, {"roc_auc_ovr_macro": 0.82,
                                                                                  "f1_macro": 0.6}), policy)
     assert not decision.passed and "roc_auc_ovr_macro 0.8000 is 0.0200 worse than champion v3" in decision.reasons[0]
     assert [r.metric for r in decision.rules] == ["f1_macro", "roc_auc_ovr_macro"]

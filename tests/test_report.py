@@ -10,10 +10,10 @@ import pytest
 from tests.conftest import evaluation_record
 from tollgate.config import FairnessConfig
 from tollgate.data.builtin import generate_applicants
-from tollgate.records import AttributeFairness, Decision, Evaluation, ValidationReport
+from tollgate.records import AttributeFairness, ChampionEvaluation, Decision, Evaluation, ValidationReport
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps.evaluate import evaluate_model
-from tollgate.steps.gate import Champion, Policy, decide
+from tollgate.steps.gate import Policy, decide
 from tollgate.steps.preprocess import build_feature_spec, split_dataset
 from tollgate.steps.report import SECTIONS, ReportInputs, render_report, text_summary
 from tollgate.steps.train import train_candidate
@@ -78,7 +78,7 @@ def inputs():
     champion_metrics = {**candidate["metrics"], "roc_auc": candidate["metrics"]["roc_auc"] + 0.05}
     policy = Policy(absolute={"roc_auc": {"min": 0.6}}, max_degradation={"roc_auc": 0.005},
                     fairness={"min_disparate_impact": 0.5, "max_equal_opportunity_difference": 0.5})
-    decision = decide(candidate["metrics"], Champion(1, champion_metrics), policy,
+    decision = decide(candidate["metrics"], ChampionEvaluation(1, champion_metrics), policy,
                       fairness={k: AttributeFairness.from_dict(v) for k, v in candidate["fairness"].items()})
     return ReportInputs(model_name="credit-default", run_id="run-1",
                         data={"source": "builtin", "rows": len(frame), "window": None},

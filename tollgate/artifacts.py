@@ -1,7 +1,8 @@
 """Reading and writing what DAG steps hand each other: tables and typed records.
 
-Every component and ``bench/pipeline.py`` go through these functions, so the on-disk
-format of the intermediate splits is decided in one place.
+Every component goes through these functions, so the on-disk format of the intermediate
+splits is decided in one place. (``bench/pipeline.py``'s plain script keeps its tables in
+memory: what these functions cost is what it measures the DAG against.)
 """
 
 from __future__ import annotations

@@ -671,7 +671,7 @@ class DeployResult(_Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# --- ingest -> (validate, register, report): the data's lineage, carried as the raw dataset's KFP metadata ----------
+# --- ingest -> (register, report, the run summary): the data's lineage, carried as the raw dataset's KFP metadata ----------
 
 DATA_LINEAGE_KEYS = ("source", "rows", "fingerprint", "window", "notes")
 

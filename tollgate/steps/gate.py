@@ -53,11 +53,7 @@ class Policy:
                    fairness=dict(gate.get("fairness") or {}))
 
 
-# What the gate knows about the current production model: evaluate's record of it.
-Champion = ChampionEvaluation
-
-
-def decide(candidate: dict[str, float], champion: Champion | None, policy: Policy,
+def decide(candidate: dict[str, float], champion: ChampionEvaluation | None, policy: Policy,
            fairness: Mapping[str, AttributeFairness] | None = None) -> Decision:
     """Check ``candidate`` test metrics against ``policy`` and, if present, the ``champion``.
 
@@ -98,7 +94,7 @@ def _absolute_rule(metric: str, bound: dict[str, float | None], candidate: dict[
                 f"{metric} {value:.4f} {verdict} the threshold {allowed}")
 
 
-def _change_rule(metric: str, tolerance: float, candidate: dict[str, float], champion: Champion) -> Rule:
+def _change_rule(metric: str, tolerance: float, candidate: dict[str, float], champion: ChampionEvaluation) -> Rule:
     value, baseline = candidate.get(metric), (champion.metrics or {}).get(metric)
     name = f"{metric} vs champion"
     if value is None or baseline is None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tollgate.records import Decision, Evaluation, FeatureDrift, GroupRates, ValidationReport
 
 # matplotlib and Jinja2 are imported where a page is drawn, not here: `tollgate run` imports this
-# module for text_summary alone. Figures render to PNG through their own canvas (matplotlib.figure
+# module for every run, and most runs only copy the report task's page and print text_summary. Figures render to PNG through their own canvas (matplotlib.figure
 # .Figure): no pyplot, no global backend choice, nothing done at import time.
 
 SECTIONS = (("summary", "Summary"), ("validation", "Data validation"), ("drift", "Drift per feature"),

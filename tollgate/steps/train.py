@@ -1,4 +1,4 @@
-"""Train: expand the candidate grid, fit one Pipeline per grid point and export it to ONNX.
+"""Train: fit one Pipeline for one grid point (tollgate.steps.candidates expands the grid) and export it to ONNX.
 
 Every candidate leaves train as ``model.onnx`` (what evaluate scores, infra-validation
 serves and the registry publishes) plus ``model.joblib`` (the scikit-learn object, a
