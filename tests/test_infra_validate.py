@@ -179,6 +179,9 @@ def test_the_staged_version_serves_the_same_bytes_and_schema_and_says_what_else_
     from tollgate.records import VersionMetadata
 
     stored = json.loads((staged / "metadata.json").read_text())
+    # The features register records too (one definition: FeatureSpec.served_features).
     assert stored == {"record": "version_metadata", "record_version": 1, "version": "candidate",
-                      "features": {"target": "defaulted", "positive_label": 1, "negative_label": 0}}
+                      "features": {"numeric": spec.numeric, "categorical": spec.categorical, "target": "defaulted",
+                                   "positive_label": 1, "negative_label": 0}}
+    assert spec.numeric and spec.categorical
     assert VersionMetadata.from_dict(stored) == VersionMetadata(version="candidate", features=stored["features"])

@@ -179,6 +179,17 @@ class FeatureSpec(_Record):
         """Model input columns in schema order."""
         return self.numeric + self.categorical
 
+    def served_features(self) -> dict[str, Any]:
+        """What a version's ``metadata.json`` records of its features (``VersionMetadata.features``):
+        the columns by role, the target and its label values, and a multiclass model's class order
+        (its probability columns' order, fixed at training). The model server reads the labels and
+        classes it answers with from here."""
+        features: dict[str, Any] = {"numeric": self.numeric, "categorical": self.categorical, "target": self.target,
+                                    "positive_label": self.positive_label, "negative_label": self.negative_label}
+        if self.multiclass:
+            features.update(task=MULTICLASS, classes=self.classes)
+        return features
+
     def _payload(self) -> dict[str, Any]:
         return asdict(self)
 

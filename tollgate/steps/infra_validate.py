@@ -7,9 +7,8 @@ gRPC. Against the version register will publish, the directory holds the *same*
 ``model.onnx`` bytes and the *same* ``input_schema.json`` (the feature spec's schema, which
 register writes unchanged; it carries the decision threshold). What differs, none of it read
 when answering a request: ``metadata.json`` holds only the values the server reads from it —
-``version`` (``"candidate"`` instead of the number register assigns) and ``features``' target,
-positive/negative label (plus task and classes for a multiclass model), the values register
-records — and none of register's metrics, lineage or gate outcome; ``model.joblib``,
+``version`` (``"candidate"`` instead of the number register assigns) and ``features``
+(``FeatureSpec.served_features``, exactly what register records) — and none of register's metrics, lineage or gate outcome; ``model.joblib``,
 ``data_schema.json`` and the ``_COMPLETE`` manifest are absent (the candidate directory's
 manifest, if any, is verified before staging).
 Two comparisons, neither of which unpickles anything:
@@ -63,10 +62,7 @@ def stage_version_dir(model_dir: str | Path, spec: FeatureSpec, dest: str | Path
         raise FileNotFoundError(f"candidate has no {ONNX_FILE} in {model_dir}")
     shutil.copyfile(source, dest / ONNX_FILE)
     (dest / SCHEMA_FILE).write_text(json.dumps(spec.schema, indent=2))
-    features = {"target": spec.target, "positive_label": spec.positive_label, "negative_label": spec.negative_label}
-    if spec.multiclass:
-        features.update(task=spec.task, classes=spec.classes)
-    staged = VersionMetadata(version="candidate", features=features).to_dict()
+    staged = VersionMetadata(version="candidate", features=spec.served_features()).to_dict()
     # Only the envelope and what the server reads: no empty metrics, lineage or gate fields that
     # would pass for the candidate's.
     served = {KIND_KEY, VERSION_KEY, "version", "features"}

@@ -68,11 +68,6 @@ def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSp
     on (``data``: ingest's lineage, :func:`~tollgate.records.data_lineage`), the gate's verdict and
     the champion it was compared with (deploy promotes only over that one)."""
     candidate, champion = evaluation.candidate, evaluation.champion
-    features: dict[str, Any] = {"numeric": spec.numeric, "categorical": spec.categorical, "target": spec.target,
-                                "positive_label": spec.positive_label, "negative_label": spec.negative_label}
-    if spec.multiclass:
-        # The class order (the probability columns' order) is fixed at training and recorded with the version.
-        features.update(task=MULTICLASS, classes=spec.classes)
     return VersionMetadata(
         candidate_id=candidate.candidate_id, family=candidate.family, params=candidate.params,
         validation_metrics=candidate.validation_metrics, test_metrics=candidate.metrics,
@@ -80,7 +75,7 @@ def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSp
         gate={"passed": decision.passed, "reasons": decision.reasons},
         replaced_champion=champion.version if champion else None, pipeline_run_id=run_id,
         code_version=code_version(), champion_test_metrics=champion.metrics if champion else None,
-        prediction_profile=candidate.prediction_profile, features=features,
+        prediction_profile=candidate.prediction_profile, features=spec.served_features(),
         task=MULTICLASS if spec.multiclass else None,
         per_class_test_metrics=candidate.per_class if spec.multiclass else None)
 
