@@ -96,7 +96,7 @@ def broken_deploy(timeout: int, registry=None, model: str | None = None, check_a
     ``apps_api``, ``base_url`` for ``deploy_kserve``) default to the kind cluster seen from the
     host; tests pass their own.
     """
-    from tollgate.cluster.kserve import DeployError
+    from tollgate.cluster.kserve import DeployError, KServeSettings
     from tollgate.config import load_config
     from tollgate.registry.base import METADATA_FILE, ONNX_FILE
     from tollgate.steps.deploy import deploy_kserve
@@ -116,10 +116,10 @@ def broken_deploy(timeout: int, registry=None, model: str | None = None, check_a
         (directory / METADATA_FILE).unlink(missing_ok=True)
         (directory / ONNX_FILE).write_bytes(b"this is not a graph: the model server cannot load it\n")
         broken = registry.register(model, directory, {"note": "deliberately broken by scripts/e2e_kind.py"}).version
-    options = load_config().deploy.model_dump()
-    options["kserve"].update(ready_timeout_seconds=timeout, canary_traffic_percent=None)
+    settings = KServeSettings.from_config(load_config().deploy.kserve.model_copy(
+        update={"ready_timeout_seconds": timeout, "canary_traffic_percent": None}))
     try:
-        deploy_kserve(registry, model, broken, options, **cluster)
+        deploy_kserve(registry, model, broken, settings, **cluster)
     except DeployError as exc:
         message = str(exc)
     else:

@@ -50,7 +50,7 @@ from tollgate.cluster.kserve import (
     served_versions,
     standard_canary,
 )
-from tollgate.config import load_config
+from tollgate.config import MonitoringConfig, load_config
 from tollgate.errors import TollgateError
 from tollgate.registry import open_registry
 from tollgate.steps.deploy import deploy, deploy_kserve
@@ -558,7 +558,7 @@ def _options(**kserve):
     values = {"ready_timeout_seconds": 20, "first_ready_timeout_seconds": 20, "poll_seconds": 0.01,
               "consecutive_answers": 3, "canary_observe_seconds": 0.2}
     values.update(kserve)
-    return {"target": "kserve", "kserve": values}
+    return KServeSettings(**values)
 
 
 def _deploy(cluster, registry, version, **kserve):
@@ -746,7 +746,7 @@ def test_timeout_names_the_condition_that_is_not_ready(s3_registry, aliases_at_v
 
 
 def test_first_deploy_waits_with_the_first_deploy_timeout():
-    settings = KServeSettings.from_options(load_config().deploy.model_dump())
+    settings = KServeSettings.from_config(load_config().deploy.kserve)
     assert settings.first_ready_timeout_seconds >= 600 > settings.ready_timeout_seconds
 
 
@@ -897,9 +897,9 @@ def test_kserve_target_needs_an_s3_registry(tmp_path, trained_model_dir):
 
 
 def test_config_feeds_the_rollout_settings_and_allows_a_standard_canary():
-    options = load_config(None, {"deploy.target": "kserve", "deploy.kserve.canary_traffic_percent": 25,
-                                 "deploy.kserve.canary_observe_seconds": 30}).deploy.model_dump()
-    settings = KServeSettings.from_options(options)
+    config = load_config(None, {"deploy.target": "kserve", "deploy.kserve.canary_traffic_percent": 25,
+                                "deploy.kserve.canary_observe_seconds": 30})
+    settings = KServeSettings.from_config(config.deploy.kserve, config.monitoring)
     assert (settings.namespace, settings.runtime, settings.deployment_mode) == ("tollgate", "tollgate", "Standard")
     assert (settings.canary_traffic_percent, settings.canary_observe_seconds) == (25, 30)
 
@@ -1046,8 +1046,7 @@ def test_monitoring_setting_reaches_the_model_server_as_args_and_secret_env():
     from tollgate.serving.__main__ import build_parser
 
     config = load_config(None, {"monitoring.log_uri": "s3://monitoring/logs", "monitoring.sample_rate": 0.5})
-    options = {**config.deploy.model_dump(), "monitoring": config.monitoring.model_dump()}
-    settings = KServeSettings.from_options(options)
+    settings = KServeSettings.from_config(config.deploy.kserve, config.monitoring)
     isvc = build_inference_service(MODEL, f"s3://models/{MODEL}/v3", 3, settings)
     assert not kserve_errors(isvc) and not admission_errors(isvc) and not storage_problems(isvc)
     model = isvc["spec"]["predictor"]["model"]
@@ -1059,9 +1058,9 @@ def test_monitoring_setting_reaches_the_model_server_as_args_and_secret_env():
     canary = standard_canary(f"s3://models/{MODEL}/v4", 4, settings, "v4")
     assert canary["predictor"]["model"]["args"] == model["args"]
     plain = build_inference_service(MODEL, f"s3://models/{MODEL}/v3", 3,
-                                    KServeSettings.from_options(config.deploy.model_dump()))
+                                    KServeSettings.from_config(config.deploy.kserve))
     assert "args" not in plain["spec"]["predictor"]["model"] and "envFrom" not in plain["spec"]["predictor"]["model"]
-    local = KServeSettings.from_options({**options, "monitoring": {"log_uri": "/var/log/tollgate"}})
+    local = KServeSettings.from_config(config.deploy.kserve, MonitoringConfig(log_uri="/var/log/tollgate"))
     assert local.log_secret is None and "--log-uri=/var/log/tollgate" in local.log_args
 
 
@@ -1071,3 +1070,16 @@ def test_kind_overlay_gives_the_model_server_an_s3_endpoint():
     overlay = yaml.safe_load((Path(__file__).parent.parent / "manifests/overlays/kind/kustomization.yaml").read_text())
     secret = next(s for s in overlay["secretGenerator"] if s["name"] == "tollgate-models-s3")
     assert "S3_ENDPOINT=http://minio.minio.svc.cluster.local:9000" in secret["literals"]
+
+
+def test_the_dag_s_deploy_settings_become_the_rollout_s():
+    from tollgate.settings import DeploySettings
+    from tollgate.steps.deploy import rollout_settings
+
+    config = load_config(None, {"deploy.target": "kserve", "deploy.kserve.namespace": "models",
+                                "deploy.kserve.canary_traffic_percent": 10, "monitoring.log_uri": "s3://logs/p"})
+    settings = DeploySettings.from_json(DeploySettings.from_config(config).to_json())  # as the task receives them
+    rollout = rollout_settings(settings)
+    assert rollout is not None and (rollout.namespace, rollout.canary_traffic_percent) == ("models", 10)
+    assert rollout.log_args[0] == "--log-uri=s3://logs/p" and rollout.log_secret == "tollgate-models-s3"
+    assert rollout_settings(DeploySettings.from_config(load_config(None, {"deploy.target": "local"}))) is None

@@ -55,7 +55,7 @@ def test_the_rollout_settings_are_the_config_section_with_its_bounds():
     config = load_config(None, {"deploy.kserve.canary_traffic_percent": 30, "deploy.kserve.poll_seconds": 0.5,
                                 "deploy.kserve.monitoring_secret": "logs-s3",
                                 "monitoring.log_uri": "s3://monitoring/log"})
-    settings = KServeSettings.from_options({**config.deploy.model_dump(), "monitoring": config.monitoring.model_dump()})
+    settings = KServeSettings.from_config(config.deploy.kserve, config.monitoring)
     # Every deploy.kserve field reaches the rollout as configured.
     assert {k: getattr(settings, k) for k in KServeDeployConfig.model_fields} == config.deploy.kserve.model_dump()
     assert settings.log_secret == "logs-s3" and settings.log_args[0] == "--log-uri=s3://monitoring/log"

@@ -409,7 +409,7 @@ def test_deploy_promotes_only_over_the_scored_champion(s3_bucket, tmp_path):
     result = deploy("local", registry, MODEL, 2, expect_production=None)
     assert not result.promoted and result.detail.startswith("champion changed during the run: none → v1")
     # The KServe target gives up before touching the cluster (this api object has no methods).
-    result = deploy_kserve(registry, MODEL, 2, {"target": "kserve"}, api=object(), expect_production=None)
+    result = deploy_kserve(registry, MODEL, 2, api=object(), expect_production=None)
     assert not result.promoted and registry.alias_version(MODEL, "production") == 1
     assert deploy("local", registry, MODEL, 3, expect_production=1).promoted
     assert (registry.alias_version(MODEL, "production"), registry.alias_version(MODEL, "previous")) == (3, 1)

@@ -149,9 +149,6 @@ class DeploySettings(_TaskSettings):
     def from_config(cls, config: TollgateConfig) -> DeploySettings:
         return cls(target=config.deploy.target, kserve=config.deploy.kserve, monitoring=config.monitoring)
 
-    def options(self) -> dict[str, Any]:
-        """The options dict :func:`tollgate.steps.deploy.deploy` takes."""
-        return {"target": self.target, "kserve": self.kserve.model_dump(), "monitoring": self.monitoring.model_dump()}
 
 
 class RetrainSettings(_TaskSettings):

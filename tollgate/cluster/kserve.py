@@ -80,13 +80,11 @@ class KServeSettings(KServeDeployConfig):
     log_secret: str | None = None
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> KServeSettings:
-        """Read the ``kserve`` block of deploy options (``DeploySettings.options()``), plus the
-        prediction log's flags and Secret from its ``monitoring`` block (``MonitoringConfig``'s
-        fields; those left out take its defaults)."""
-        settings = cls(**dict((options or {}).get("kserve") or {}))
-        monitoring = MonitoringConfig.model_validate((options or {}).get("monitoring") or {})
-        if not monitoring.log_uri:
+    def from_config(cls, kserve: KServeDeployConfig, monitoring: MonitoringConfig | None = None) -> KServeSettings:
+        """The ``deploy.kserve`` section as it is, plus the prediction log's flags and Secret when
+        ``monitoring`` sets a ``log_uri``."""
+        settings = cls(**kserve.model_dump())
+        if monitoring is None or not monitoring.log_uri:
             return settings
         return settings.model_copy(update={
             "log_args": log_flags(monitoring),

@@ -14,7 +14,7 @@ the candidate was never compared with the new champion.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tollgate.errors import ChampionChangedError, TollgateError
 from tollgate.records import DeployResult
@@ -22,6 +22,7 @@ from tollgate.registry import Registry
 from tollgate.registry.base import UNCONDITIONAL, ExpectedProduction
 
 if TYPE_CHECKING:
+    from tollgate.cluster.kserve import KServeSettings
     from tollgate.settings import DeploySettings
 
 
@@ -47,12 +48,13 @@ def deploy_local(registry: Registry, model_name: str, version: int,
     return DeployResult("local", version, aliases, f"production -> v{version}")
 
 
-def deploy_kserve(registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None,
+def deploy_kserve(registry: Registry, model_name: str, version: int, settings: KServeSettings | None = None,
                   api=None, apps_api=None, base_url=None,
                   expect_production: ExpectedProduction = UNCONDITIONAL) -> DeployResult:
     """Promote ``version`` and serve it from an InferenceService named after the model.
 
-    ``options`` is ``DeploySettings.options()``; ``api`` a ``CustomObjectsApi`` and ``apps_api``
+    ``settings`` are the rollout's (default: ``deploy.kserve``'s defaults, no prediction log);
+    ``api`` a ``CustomObjectsApi`` and ``apps_api``
     an ``AppsV1Api`` (default for both: in-cluster credentials, else the kubeconfig);
     ``base_url(service)`` where a predictor Service answers (default: its cluster DNS name). On failure the previous InferenceService
     spec and the previous aliases are restored and :class:`DeployError` says why.
@@ -61,7 +63,7 @@ def deploy_kserve(registry: Registry, model_name: str, version: int, options: di
     from tollgate.registry.base import SCHEMA_FILE
     from tollgate.s3 import is_s3_uri
 
-    settings = KServeSettings.from_options(options)
+    settings = settings or KServeSettings()
     target = registry.get_version(model_name, version)
     if not is_s3_uri(target.uri):
         raise DeployError(f"the kserve target needs an s3:// registry that KServe's storage-initializer can read, "
@@ -90,18 +92,28 @@ def deploy_kserve(registry: Registry, model_name: str, version: int, options: di
                         f"{rollout.action}, Ready at {rollout.url}{canary}; proven by {rollout.proof}")
 
 
-def deploy(target: str, registry: Registry, model_name: str, version: int, options: dict[str, Any] | None = None,
+def deploy(target: str, registry: Registry, model_name: str, version: int, settings: KServeSettings | None = None,
            expect_production: ExpectedProduction = UNCONDITIONAL) -> DeployResult:
-    """Dispatch to the configured deploy target."""
+    """Dispatch to the configured deploy target (``settings``: the KServe rollout's)."""
     if target == "local":
         return deploy_local(registry, model_name, version, expect_production)
     if target == "kserve":
-        return deploy_kserve(registry, model_name, version, options, expect_production=expect_production)
+        return deploy_kserve(registry, model_name, version, settings, expect_production=expect_production)
     raise TollgateError(f"deploy target {target!r} is not available; use 'local' or 'kserve'")
 
 
 def run_deploy(settings: DeploySettings, registry: Registry, model_name: str, version: int) -> DeployResult:
     """Deploy as the DAG runs it: promote ``version`` only over the champion the gate compared it with
     (recorded by register), with the model server writing the prediction log the config asks for."""
-    return deploy(settings.target, registry, model_name, version, settings.options(),
+    return deploy(settings.target, registry, model_name, version, rollout_settings(settings),
                   expect_production=scored_champion(registry, model_name, version))
+
+
+def rollout_settings(settings: DeploySettings) -> KServeSettings | None:
+    """The KServe rollout's settings from deploy's (``deploy.kserve`` and the prediction log the
+    model server writes); None for the ``local`` target, which rolls nothing out."""
+    if settings.target != "kserve":
+        return None
+    from tollgate.cluster.kserve import KServeSettings
+
+    return KServeSettings.from_config(settings.kserve, settings.monitoring)
