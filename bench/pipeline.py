@@ -96,7 +96,7 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
     from tollgate.steps.candidates import config_grid
     from tollgate.steps.deploy import run_deploy
     from tollgate.steps.evaluate import run_evaluate
-    from tollgate.steps.gate import run_gate
+    from tollgate.steps.gate import GatePolicy, run_gate
     from tollgate.steps.infra_validate import run_infra_validate
     from tollgate.steps.ingest import run_ingest
     from tollgate.steps.preprocess import run_preprocess
@@ -135,7 +135,7 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
         evaluation = run_evaluate(best_dir, selection, spec, splits.test, EvaluateSettings.from_config(config),
                                   registry, name)
     with _timed(times, "gate"):
-        decision = run_gate(evaluation, config.gate.model_dump())
+        decision = run_gate(evaluation, GatePolicy.from_config(config.gate.model_dump()))
     with _timed(times, "report"):
         (workdir / "report.html").write_text(run_report(name, run_id, ingested.lineage(), checks, evaluation,
                                                          decision))

@@ -6,13 +6,11 @@ from kfp.dsl import Artifact, Input, Output
 def gate(policy_json: str, evaluation: Input[Artifact], decision: Output[Artifact]) -> bool:
     """Decide candidate vs champion (rules: :mod:`tollgate.steps.gate`). Returns a single bool:
     kfp.local resolves only ``<task>-Output`` references in conditions, not NamedTuple fields."""
-    import json
-
     from tollgate.artifacts import read_record, write_record
     from tollgate.records import Evaluation
-    from tollgate.steps.gate import run_gate
+    from tollgate.steps.gate import GatePolicy, run_gate
 
-    verdict = run_gate(read_record(Evaluation, evaluation.path), json.loads(policy_json))
+    verdict = run_gate(read_record(Evaluation, evaluation.path), GatePolicy.from_json(policy_json))
     write_record(verdict, decision.path)
     decision.metadata.update({"passed": verdict.passed, "reasons": verdict.reasons})
     return verdict.passed

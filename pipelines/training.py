@@ -12,7 +12,6 @@ model name, scheduled time) are pipeline parameters.
 
 # No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
 
-import json
 from pathlib import Path
 
 from kfp import compiler, dsl
@@ -30,6 +29,7 @@ from tollgate.settings import (
     ValidateSettings,
 )
 from tollgate.steps.candidates import config_grid, loop_items
+from tollgate.steps.gate import GatePolicy
 
 # Keys of the kfp.s3_secret Secret; each becomes the env var of the same name (see tollgate/s3.py).
 S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -106,7 +106,7 @@ def build_pipeline(config: TollgateConfig, use_schedule_time: bool = False, for_
     ops = _TasksWithEnvironment(build_components(config.pipeline.image))
     with_s3 = s3_env_from_secret(config, for_cluster)
     # Each task gets only the settings it uses: its cache key must not change when another step's does.
-    policy_json = json.dumps(config.gate.model_dump())
+    policy_json = GatePolicy.from_config(config.gate.model_dump()).to_json()
     candidates = loop_items(config_grid(config))
 
     def _training(data_source, registry_uri, model_name, scheduled_time):

@@ -20,6 +20,7 @@ from tollgate.local_run import _failure_reason, find_output
 from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, Selection
 from tollgate.serving.runtime import OnnxModel
 from tollgate.settings import IngestSettings, PreprocessSettings
+from tollgate.steps.gate import GatePolicy
 from tollgate.steps.select import SELECTION_FILE
 
 ops = build_components("tollgate:test")
@@ -92,7 +93,8 @@ def write_evaluation(path, candidate_auc, champion_auc, champion_version=4):
 ])
 def test_gate_component_output_drives_the_branch(kfp_local, tmp_path, candidate_auc, champion_auc, expected):
     evaluation_uri = write_evaluation(tmp_path / "evaluation.json", candidate_auc, champion_auc)
-    policy = json.dumps({"absolute": {"roc_auc": {"min": 0.7}}, "max_degradation": {"roc_auc": 0.005}})
+    policy = GatePolicy.from_config({"absolute": {"roc_auc": {"min": 0.7}}, "max_degradation": {"roc_auc": 0.005}}
+                                    ).to_json()
 
     @dsl.pipeline
     def just_gate() -> bool:

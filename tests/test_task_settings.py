@@ -7,13 +7,14 @@ infra-validate and deploy all received the whole config: changing ``serving.max_
 changed the cache key of ingest and preprocess, and every candidate retrained.
 """
 
+import dataclasses
 import json
 
 import pytest
 import yaml
 
 from tests.conftest import make_config
-from tollgate.config import GateConfig, TollgateConfig
+from tollgate.config import TollgateConfig
 from tollgate.pipelines.training import compile_pipeline
 from tollgate.settings import (
     DeploySettings,
@@ -24,6 +25,7 @@ from tollgate.settings import (
     RetrainSettings,
     ValidateSettings,
 )
+from tollgate.steps.gate import GatePolicy
 
 # The tasks whose results KFP may serve from its cache (the others set caching off).
 CACHED = ("ingest", "preprocess", "train", "select")
@@ -102,7 +104,12 @@ EXPECTED_SETTINGS = {"ingest": ("settings_json", IngestSettings), "validate": ("
                      "preprocess": ("settings_json", PreprocessSettings),
                      "evaluate": ("settings_json", EvaluateSettings),
                      "infra-validate": ("settings_json", InfraValidateSettings),
-                     "deploy": ("settings_json", DeploySettings), "gate": ("policy_json", GateConfig)}
+                     "deploy": ("settings_json", DeploySettings), "gate": ("policy_json", GatePolicy)}
+
+
+def _field_names(view) -> set[str]:
+    """A settings view's fields: a pydantic model's, or (the gate's policy, read without pydantic) a dataclass's."""
+    return set(view.model_fields) if hasattr(view, "model_fields") else {f.name for f in dataclasses.fields(view)}
 
 
 def test_each_task_receives_exactly_its_own_settings_and_none_the_whole_config(baseline):
@@ -111,7 +118,7 @@ def test_each_task_receives_exactly_its_own_settings_and_none_the_whole_config(b
     assert json_parameters == {(task, name) for task, (name, _) in EXPECTED_SETTINGS.items()}
     for task, (name, view) in EXPECTED_SETTINGS.items():
         keys = set(json.loads(baseline[task][name]))
-        assert keys == set(view.model_fields), f"{task}.{name} carries {sorted(keys ^ set(view.model_fields))}"
+        assert keys == _field_names(view), f"{task}.{name} carries {sorted(keys ^ _field_names(view))}"
         assert not set(TollgateConfig.model_fields) <= keys, f"{task}.{name} carries the whole config"
 
 
@@ -141,3 +148,14 @@ def test_settings_round_trip_and_refuse_unknown_keys(module_tmp, view):
     broken["surprise"] = 1
     with pytest.raises(ValueError, match="surprise"):
         view.from_json(json.dumps(broken))
+
+
+def test_the_gate_receives_the_gate_section_as_a_typed_policy_for_each_task(module_tmp):
+    config = make_config(module_tmp, **{"gate.max_degradation": {"roc_auc": 0.02},
+                                        "gate.multiclass.absolute": {"f1_macro": {"min": 0.3}},
+                                        "gate.fairness.min_disparate_impact": 0.75})
+    policy = GatePolicy.from_json(task_parameters(config, module_tmp)["gate"]["policy_json"])
+    assert policy.binary.max_degradation["roc_auc"] == 0.02 and policy.binary.fairness["min_disparate_impact"] == 0.75
+    assert policy.multiclass.absolute == {"f1_macro": {"min": 0.3, "max": None}}
+    assert policy.multiclass.fairness == policy.binary.fairness  # the same fairness bounds for either task
+    assert policy.for_task("multiclass") is policy.multiclass and policy.for_task("binary") is policy.binary

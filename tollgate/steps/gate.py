@@ -25,9 +25,10 @@ can, and promotion itself is conditional on the champion still being the one sco
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tollgate.metrics import LOWER_IS_BETTER
@@ -44,13 +45,41 @@ class Policy:
     fairness: dict[str, float | None] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, gate: dict[str, Any], task: str = "binary") -> Policy:
+    def from_config(cls, gate: Mapping[str, Any], task: str = "binary") -> Policy:
         """The policy for a ``task``: a multiclass model is held to ``gate.multiclass``'s thresholds
         (multiclass metrics), with the same fairness bounds."""
         rules = (gate.get("multiclass") or {}) if task == "multiclass" else gate
         return cls(absolute={k: dict(v) for k, v in rules.get("absolute", {}).items()},
                    max_degradation=dict(rules.get("max_degradation", {})),
                    fairness=dict(gate.get("fairness") or {}))
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """The gate task's settings: the ``gate`` config section as two policies, one per task; the
+    evaluation's task picks which one holds (``gate.multiclass`` for a multiclass model). Built
+    from the config at compile time and passed as JSON, so the gate task reads typed fields
+    without importing pydantic."""
+
+    binary: Policy
+    multiclass: Policy
+
+    @classmethod
+    def from_config(cls, gate: Mapping[str, Any]) -> GatePolicy:
+        """From the ``gate`` section (``GateConfig.model_dump()``)."""
+        return cls(Policy.from_config(gate, "binary"), Policy.from_config(gate, "multiclass"))
+
+    def for_task(self, task: str) -> Policy:
+        return self.multiclass if task == "multiclass" else self.binary
+
+    def to_json(self) -> str:
+        """Deterministic JSON (the same policy gives the same text, so the same cache key)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GatePolicy:
+        value = json.loads(text)
+        return cls(Policy(**value["binary"]), Policy(**value["multiclass"]))
 
 
 def decide(candidate: dict[str, float], champion: ChampionEvaluation | None, policy: Policy,
@@ -141,9 +170,9 @@ def _rate(group: GroupRates, measure: str) -> str:
     return f"{label} {value:.3f}" if value is not None else f"{label} n/a"
 
 
-def run_gate(evaluation: Evaluation, gate_settings: dict[str, Any]) -> Decision:
-    """The gate as the DAG runs it: ``gate_settings`` is the ``gate`` config section; a multiclass
-    candidate is held to ``gate.multiclass``."""
+def run_gate(evaluation: Evaluation, policy: GatePolicy) -> Decision:
+    """The gate as the DAG runs it: the candidate against the champion under the policy for its
+    task (a multiclass candidate is held to ``gate.multiclass``)."""
     candidate = evaluation.candidate
-    policy = Policy.from_config(gate_settings, task=candidate.task)
-    return decide(candidate.metrics, evaluation.champion, policy, fairness=candidate.fairness)
+    return decide(candidate.metrics, evaluation.champion, policy.for_task(candidate.task),
+                  fairness=candidate.fairness)
