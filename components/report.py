@@ -8,12 +8,12 @@ def report(model_name: str, run_id: str, raw: Input[Dataset], validation: Input[
     """Render validation, drift, performance, importance, fairness and gate rules into one page;
     returns the gate verdict ("passed" or "blocked")."""
     from tollgate.artifacts import read_record
-    from tollgate.records import Decision, Evaluation, ValidationReport, data_lineage
+    from tollgate.records import DataLineage, Decision, Evaluation, ValidationReport
     from tollgate.steps.report import run_report
 
     verdict = read_record(Decision, decision.path)  # this task runs after the gate: every input exists
     checks = read_record(ValidationReport, validation.path)
-    page = run_report(model_name, run_id, data_lineage(raw.metadata), checks, read_record(Evaluation, evaluation.path),
+    page = run_report(model_name, run_id, DataLineage.from_metadata(raw.metadata), checks, read_record(Evaluation, evaluation.path),
                       verdict)
     with open(html.path, "w") as handle:
         handle.write(page)

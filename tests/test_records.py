@@ -13,6 +13,7 @@ from tollgate.records import (
     CandidateResult,
     ChampionEvaluation,
     ColumnSchema,
+    DataLineage,
     DataSchema,
     Decision,
     DeployResult,
@@ -27,7 +28,6 @@ from tollgate.records import (
     Selection,
     ValidationReport,
     VersionMetadata,
-    data_lineage,
 )
 
 
@@ -154,8 +154,13 @@ def test_the_metadata_of_versions_registered_before_the_record_reads_the_same():
 
 def test_data_lineage_reads_ingest_s_metadata_with_whole_counts():
     # KFP artifact metadata is a protobuf Struct: 32561 rows arrive as 32561.0.
-    assert data_lineage({"source": "a.csv", "rows": 32561.0, "fingerprint": "f", "window": None, "other": 1}) == {
-        "source": "a.csv", "rows": 32561, "fingerprint": "f", "window": None, "notes": None}
+    lineage = DataLineage.from_metadata({"source": "a.csv", "rows": 32561.0, "fingerprint": "f", "window": None,
+                                         "other": 1})
+    assert lineage == DataLineage(source="a.csv", rows=32561, fingerprint="f")
+    assert lineage.to_dict() == {"source": "a.csv", "rows": 32561, "fingerprint": "f", "window": None, "notes": None}
+    # A version's metadata keeps it beside the split's counts; read back, it is the same lineage.
+    metadata = VersionMetadata(data={**lineage.to_dict(), "split_rows": {"test": 900}})
+    assert metadata.lineage == lineage and isinstance(metadata.lineage.rows, int)
 
 
 def test_infra_validation_leaves_out_what_was_not_measured():

@@ -684,14 +684,28 @@ class DeployResult(_Record):
 
 # --- ingest -> (register, report, the run summary): the data's lineage, carried as the raw dataset's KFP metadata ----------
 
-DATA_LINEAGE_KEYS = ("source", "rows", "fingerprint", "window", "notes")
+@dataclass
+class DataLineage:
+    """What ingest recorded about the data a run trained on: where it came from, how many rows, its
+    fingerprint (``retrain.when: new_data`` compares it), the time window and ingest's notes. It
+    travels as the raw dataset's KFP metadata and is kept in a version's ``metadata.json``
+    (``data``, with the split's row counts beside it)."""
 
+    source: str | None = None
+    rows: int | None = None
+    fingerprint: str | None = None
+    window: list[str] | None = None
+    notes: list[str] | None = None
 
-def data_lineage(metadata: Any) -> dict[str, Any]:
-    """What ingest recorded about the data (``DATA_LINEAGE_KEYS``) from the raw dataset's metadata.
-    KFP keeps artifact metadata as a protobuf Struct, where every number is a float: counts are
-    made whole again (32561 rows would otherwise be recorded, and listed, as 32561.0)."""
-    return {key: _whole_numbers(metadata.get(key)) for key in DATA_LINEAGE_KEYS}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_metadata(cls, metadata: Any) -> DataLineage:
+        """From the raw dataset's metadata or a version's ``data`` (other keys are ignored). KFP keeps
+        artifact metadata as a protobuf Struct, where every number is a float: counts are made whole
+        again (32561 rows would otherwise be recorded, and listed, as 32561.0)."""
+        return cls(**{f.name: _whole_numbers((metadata or {}).get(f.name)) for f in fields(cls)})
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -720,7 +734,7 @@ class VersionMetadata(_Record):
     params: dict[str, Any] = field(default_factory=dict)
     validation_metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
-    # source, rows, fingerprint, window, notes (DATA_LINEAGE_KEYS) and split_rows
+    # DataLineage's fields (source, rows, fingerprint, window, notes) and split_rows
     data: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)           # {"passed", "reasons"}
     replaced_champion: int | None = None                         # deploy promotes only over this one
@@ -746,4 +760,9 @@ class VersionMetadata(_Record):
     def _payload(self) -> dict[str, Any]:
         payload = super()._payload()
         return {k: v for k, v in payload.items() if v is not None or k not in ("task", "per_class_test_metrics")}
+
+    @property
+    def lineage(self) -> DataLineage:
+        """The data this version was trained on (``data`` without the split's row counts)."""
+        return DataLineage.from_metadata(self.data)
 

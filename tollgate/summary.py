@@ -13,6 +13,7 @@ from rich.table import Table
 from tollgate.config import METRIC_NAMES, MULTICLASS_METRIC_NAMES
 from tollgate.local_run import RunOutcome, find_output, read_json, task_outputs
 from tollgate.records import (
+    DataLineage,
     Decision,
     DeployResult,
     Evaluation,
@@ -20,7 +21,6 @@ from tollgate.records import (
     RetrainDecision,
     Selection,
     ValidationReport,
-    data_lineage,
 )
 from tollgate.registry import Registry
 from tollgate.steps.select import SELECTION_FILE
@@ -67,7 +67,7 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
             summary["skipped"] = decided.message
     ingest = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
     if ingest:
-        summary["data"] = data_lineage(ingest.get("metadata", {}))
+        summary["data"] = DataLineage.from_metadata(ingest.get("metadata", {})).to_dict()
     validation = read_json(find_output(pipeline_dir, "validate", "report") or pipeline_dir / "-")
     if validation:
         summary["validation"] = ValidationReport.from_dict(validation).to_dict(tagged=False)

@@ -64,7 +64,7 @@ def list_versions(config: Path | None = ConfigOption, registry: str | None = Reg
     for v, meta in versions:
         table.add_row(f"v{v.version}", ", ".join(labels.get(v.version, [])), escape(str(v.created_at)),
                       escape(str(meta.candidate_id or "")), _metric(meta.test_metrics, "roc_auc"),
-                      _metric(meta.test_metrics, "pr_auc"), escape(str(meta.data.get("rows", ""))))
+                      _metric(meta.test_metrics, "pr_auc"), escape(str(meta.lineage.rows if meta.lineage.rows is not None else "")))
     console.print(table)
     for problem in problems:
         err_console.print(f"[red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
@@ -115,7 +115,8 @@ def show(ref: str = typer.Argument("production", help="Alias (production, previo
     line(f"created {version.created_at}; run {meta.pipeline_run_id}; code {meta.code_version}")
     line(f"candidate {meta.candidate_id} ({meta.family}): {meta.params}")
     line("test metrics: " + ", ".join(f"{k}={_metric(meta.test_metrics, k)}" for k in meta.test_metrics))
-    line(f"data: {meta.data.get('source')} ({meta.data.get('rows')} rows, {meta.data.get('fingerprint')})")
+    data = meta.lineage
+    line(f"data: {data.source} ({data.rows} rows, {data.fingerprint})")
     line(f"replaced champion: {meta.replaced_champion}; gate: {meta.gate.get('reasons')}")
     line(f"integrity: {integrity.detail}")
 

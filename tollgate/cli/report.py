@@ -32,7 +32,7 @@ def resolve_run_dir(run: str | None, runs_root: str | Path) -> Path:
 def collect_inputs(run_dir: Path, model_name: str):
     """The report's inputs from a run's artifacts; parts the run never produced stay None."""
     from tollgate.local_run import find_output, read_json, task_outputs
-    from tollgate.records import Decision, Evaluation, RetrainDecision, ValidationReport, data_lineage
+    from tollgate.records import DataLineage, Decision, Evaluation, RetrainDecision, ValidationReport
     from tollgate.steps.report import ReportInputs
 
     pipeline_dirs = [p for p in run_dir.iterdir() if p.is_dir()]
@@ -49,7 +49,7 @@ def collect_inputs(run_dir: Path, model_name: str):
     raw = task_outputs(pipeline_dir, "ingest").get("artifacts", {}).get("raw", {}).get("artifacts", [{}])[0]
     registered = task_outputs(pipeline_dir, "register").get("parameterValues", {}).get("Output")
     inputs = ReportInputs(model_name=model_name, run_id=pipeline_dir.name,
-                          data=data_lineage(raw.get("metadata", {})) if raw else None,
+                          data=DataLineage.from_metadata(raw.get("metadata", {})) if raw else None,
                           validation=artifact("validate", "report", ValidationReport),
                           evaluation=artifact("evaluate", "evaluation", Evaluation),
                           decision=artifact("gate", "decision", Decision),

@@ -16,6 +16,7 @@ import pandas as pd
 
 from tollgate.config import CsvConfig
 from tollgate.errors import DataError
+from tollgate.records import DataLineage
 from tollgate.s3 import client_from_env, is_s3_uri, parse_s3_uri
 from tollgate.steps.dtypes import BOOL, NUMERIC, column_kind
 
@@ -35,10 +36,10 @@ class IngestResult:
     window: tuple[str, str] | None
     notes: list[str] = field(default_factory=list)
 
-    def lineage(self) -> dict[str, Any]:
-        """What later steps record about the data (``tollgate.records.DATA_LINEAGE_KEYS``)."""
-        return {"source": self.source, "rows": len(self.frame), "fingerprint": self.fingerprint,
-                "window": list(self.window) if self.window else None, "notes": self.notes}
+    def lineage(self) -> DataLineage:
+        """What later steps record about the data."""
+        return DataLineage(source=self.source, rows=len(self.frame), fingerprint=self.fingerprint,
+                           window=list(self.window) if self.window else None, notes=self.notes)
 
 
 def read_table(source: str, csv: CsvConfig | None = None, notes: list[str] | None = None) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tollgate import __version__
-from tollgate.records import MULTICLASS, DataSchema, Decision, Evaluation, FeatureSpec, VersionMetadata
+from tollgate.records import MULTICLASS, DataLineage, DataSchema, Decision, Evaluation, FeatureSpec, VersionMetadata
 from tollgate.registry import (
     DATA_SCHEMA_FILE,
     METADATA_FILE,
@@ -62,16 +62,16 @@ def register_model(registry: Registry, model_name: str, model_dir: Path, input_s
     return registry.register(model_name, model_dir, metadata.to_dict())
 
 
-def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSpec, data: dict[str, Any],
+def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSpec, data: DataLineage,
                      run_id: str) -> VersionMetadata:
     """The version's ``metadata.json``: the candidate, its test metrics, the data it was trained
-    on (``data``: ingest's lineage, :func:`~tollgate.records.data_lineage`), the gate's verdict and
+    on (``data``: ingest's :class:`~tollgate.records.DataLineage`), the gate's verdict and
     the champion it was compared with (deploy promotes only over that one)."""
     candidate, champion = evaluation.candidate, evaluation.champion
     return VersionMetadata(
         candidate_id=candidate.candidate_id, family=candidate.family, params=candidate.params,
         validation_metrics=candidate.validation_metrics, test_metrics=candidate.metrics,
-        data={**data, "split_rows": {"test": candidate.rows}},
+        data={**data.to_dict(), "split_rows": {"test": candidate.rows}},
         gate={"passed": decision.passed, "reasons": decision.reasons},
         replaced_champion=champion.version if champion else None, pipeline_run_id=run_id,
         code_version=code_version(), champion_test_metrics=champion.metrics if champion else None,
@@ -81,7 +81,7 @@ def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSp
 
 
 def run_register(registry: Registry, model_name: str, candidate_dir: str | Path, spec: FeatureSpec,
-                 evaluation: Evaluation, decision: Decision, data: dict[str, Any], data_schema: DataSchema,
+                 evaluation: Evaluation, decision: Decision, data: DataLineage, data_schema: DataSchema,
                  run_id: str) -> ModelVersion:
     """Register as the DAG runs it: the candidate's model files (:data:`REGISTERED_MODEL_FILES`) plus
     its input schema, the training data's schema and :func:`version_metadata`, published as the next

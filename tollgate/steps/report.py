@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import jinja2
     from matplotlib.figure import Figure
 
-    from tollgate.records import Decision, Evaluation, FeatureDrift, GroupRates, ValidationReport
+    from tollgate.records import DataLineage, Decision, Evaluation, FeatureDrift, GroupRates, ValidationReport
 
 # matplotlib and Jinja2 are imported where a page is drawn, not here: `tollgate run` imports this
 # module for every run, and most runs only copy the report task's page and print text_summary. Figures render to PNG through their own canvas (matplotlib.figure
@@ -37,7 +37,7 @@ class ReportInputs:
 
     model_name: str
     run_id: str = ""
-    data: dict[str, Any] | None = None        # ingest's lineage (tollgate.records.data_lineage)
+    data: DataLineage | None = None           # ingest's lineage
     validation: ValidationReport | None = None
     evaluation: Evaluation | None = None
     decision: Decision | None = None
@@ -363,7 +363,7 @@ def text_summary(inputs: ReportInputs) -> list[str]:
     return lines
 
 
-def run_report(model_name: str, run_id: str, data: dict[str, Any], validation: ValidationReport,
+def run_report(model_name: str, run_id: str, data: DataLineage | None, validation: ValidationReport,
                evaluation: Evaluation, decision: Decision) -> str:
     """The report as the DAG renders it, from the run's typed records."""
     return render_report(ReportInputs(model_name=model_name, run_id=run_id, data=data, validation=validation,

@@ -55,7 +55,7 @@ def run_retrain_check(settings: RetrainSettings, registry: Any, model_name: str,
         return RetrainDecision(True, when, f"no production version of {model_name} yet: training")
     metadata = registry.get_version(model_name, number).record
     if when == "new_data":
-        recorded = metadata.data.get("fingerprint")
+        recorded = metadata.lineage.fingerprint
         result = _ingest(settings, data_source, scheduled_time)
         if recorded and recorded == result.fingerprint:
             return RetrainDecision(False, when, f"skipped: no new data since v{number} (fingerprint "
