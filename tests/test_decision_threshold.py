@@ -190,6 +190,32 @@ def test_infra_validation_expects_the_versions_threshold(trained, tmp_path):
     tied = type(spec).from_dict({**spec.to_dict(), "schema": schema})
     report = infra_validate(str(directory), splits.test, tied, sample_rows=16, log_dir=tmp_path)
     assert report["passed"], report["reason"]
+    assert report["max_abs_difference"] == {"rest-v2": 0.0, "grpc": 0.0}
+
+    # The comparison it passed is one that blocks: an answer that decides the tied row by the old strict
+    # rule (P > threshold), or whose probabilities are off by one part in a million, is refused.
+    from tollgate.serving.client import Predictions
+    from tollgate.steps.infra_validate import _compare_with_onnxruntime
+
+    version_dir = stage_version_dir(directory, tied, tmp_path / "staged")
+    sample = splits.test[spec.columns].head(16)
+    tie = schema["decision_threshold"]
+    assert (proba == tie).sum() == 1
+
+    def answer(probabilities, strict=False):
+        classes = [1 if (p > tie if strict else p >= tie) else 0 for p in proba]
+        return Predictions(MODEL, "candidate", classes, [float(p) for p in probabilities])
+
+    assert _compare_with_onnxruntime(version_dir, tied, sample, {"rest-v2": answer(proba), "grpc": answer(proba)},
+                                     0.0)["passed"]
+    strict = _compare_with_onnxruntime(version_dir, tied, sample,
+                                       {"rest-v2": answer(proba), "grpc": answer(proba, strict=True)}, 0.0)
+    assert not strict["passed"]
+    assert strict["reason"] == "grpc predicted classes differ from in-process onnxruntime"
+    off = _compare_with_onnxruntime(version_dir, tied, sample, {"rest-v2": answer(proba + 1e-6)}, 0.0)
+    assert not off["passed"]
+    assert off["reason"] == ("rest-v2 probabilities differ from in-process onnxruntime on the same bytes by 1e-06 "
+                             "(tolerance 0)")
 
 
 def test_realized_metrics_count_the_classes_the_server_answered():

@@ -165,6 +165,23 @@ def test_a_column_the_challenger_drops_still_lets_the_champion_be_scored(champio
     assert summary["champion"]["version"] == 1
     assert not summary["champion"].get("error"), summary["champion"].get("error")
     assert summary["champion"]["metrics"]["roc_auc"] > 0.6
-    assert "region" not in summary["candidate"]["params"]  # sanity: the candidate is a real, different run
+    # The champion was scored on every metric the candidate was, not only the one checked above.
+    assert set(summary["champion"]["metrics"]) == set(summary["candidate"]["test_metrics"])
+    assert all(0.0 <= value <= 1.0 for value in summary["champion"]["metrics"].values())
+    # This run's model really goes without 'region': preprocess's feature spec (the artifact train,
+    # export and register read) lists every column the champion was trained on except 'region'.
+    from tollgate.artifacts import read_record
+    from tollgate.local_run import find_output
+    from tollgate.records import FeatureSpec
+
+    features = find_output(outcome.pipeline_dir, "preprocess", "features")
+    assert features is not None, f"no preprocess/features under {outcome.pipeline_dir}"
+    spec = read_record(FeatureSpec, features)
+    ours = [column["name"] for column in spec.schema["columns"]]
+    assert "region" not in ours and "region" not in spec.columns
+    champion_dir = Path(open_registry(config.registry.uri).resolve(config.model_name, 1).uri)
+    theirs = [column["name"] for column in json.loads((champion_dir / "input_schema.json").read_text())["columns"]]
+    assert "region" in theirs
+    assert sorted(ours) == sorted(set(theirs) - {"region"})
     rules = {r["name"] for r in summary["gate"]["rules"]}
     assert "champion comparable" not in rules and "roc_auc vs champion" in rules

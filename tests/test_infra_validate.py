@@ -185,3 +185,74 @@ def test_the_staged_version_serves_the_same_bytes_and_schema_and_says_what_else_
                                    "positive_label": 1, "negative_label": 0}}
     assert spec.numeric and spec.categorical
     assert VersionMetadata.from_dict(stored) == VersionMetadata(version="candidate", features=stored["features"])
+
+
+def _binary_answers(trained, tmp_path, rows=120):
+    """A staged version directory, its sample rows and a served answer equal to in-process onnxruntime."""
+    from tollgate.serving.client import Predictions
+    from tollgate.serving.runtime import OnnxModel
+    from tollgate.steps.infra_validate import stage_version_dir
+
+    directory, spec, test = trained
+    version_dir = stage_version_dir(directory, spec, tmp_path / "model")
+    sample = test[spec.columns].head(rows)
+    positive = OnnxModel.from_file(version_dir / "model.onnx", spec.schema).predict_proba(sample)[:, 1]
+    positive = positive.astype(np.float64)
+    classes = [1 if p >= spec.decision_threshold else 0 for p in positive]
+    assert len(set(classes)) == 2  # both classes among the sample rows, so a flip is visible either way
+
+    def answer(probabilities=positive, answered_classes=classes):
+        return Predictions("candidate", "candidate", list(answered_classes), list(map(float, probabilities)))
+
+    return version_dir, spec, sample, positive, classes, answer
+
+
+@pytest.mark.parametrize("protocol", ["rest-v2", "grpc"])
+def test_binary_answer_whose_probabilities_differ_blocks(trained, tmp_path, protocol):
+    from tollgate.steps.infra_validate import _compare_with_onnxruntime
+
+    version_dir, spec, sample, positive, _, answer = _binary_answers(trained, tmp_path)
+    exact = _compare_with_onnxruntime(version_dir, spec, sample, {"rest-v2": answer(), "grpc": answer()}, 0.0)
+    assert exact["passed"], exact["reason"]
+    assert exact["max_abs_difference"] == {"rest-v2": 0.0, "grpc": 0.0}
+
+    # One row off by 0.002: blocked at the default tolerance 0 and at 0.001, with the number and the tolerance.
+    shifted = positive.copy()
+    shifted[3] += 0.002
+    answers = {"rest-v2": answer(), "grpc": answer()}
+    answers[protocol] = answer(shifted)
+    for tolerance, words in ((0.0, "0"), (0.001, "0.001")):
+        outcome = _compare_with_onnxruntime(version_dir, spec, sample, answers, tolerance)
+        assert not outcome["passed"]
+        assert outcome["reason"] == (f"{protocol} probabilities differ from in-process onnxruntime on the same bytes "
+                                     f"by 0.002 (tolerance {words})")
+        assert outcome["max_abs_difference"][protocol] == pytest.approx(0.002, rel=1e-9)
+    # Within a tolerance that covers it, the same answer passes.
+    assert _compare_with_onnxruntime(version_dir, spec, sample, answers, 0.003)["passed"]
+
+    # Off by one part in a million (float32 -> float64 rounding would be far smaller): still blocked at 0.
+    answers[protocol] = answer(positive + 1e-6)
+    outcome = _compare_with_onnxruntime(version_dir, spec, sample, answers, 0.0)
+    assert not outcome["passed"]
+    assert outcome["reason"] == (f"{protocol} probabilities differ from in-process onnxruntime on the same bytes "
+                                 f"by 1e-06 (tolerance 0)")
+
+
+@pytest.mark.parametrize("flipped", [0, 1], ids=["a-negative-row-answered-positive", "a-positive-row-answered-negative"])
+def test_binary_answer_with_one_predicted_class_flipped_blocks(trained, tmp_path, flipped):
+    from tollgate.steps.infra_validate import _compare_with_onnxruntime
+
+    version_dir, spec, sample, _, classes, answer = _binary_answers(trained, tmp_path)
+    wrong = list(classes)
+    row = classes.index(flipped)
+    wrong[row] = 1 - flipped
+    for protocol in ("rest-v2", "grpc"):
+        answers = {"rest-v2": answer(), "grpc": answer()}
+        answers[protocol] = answer(answered_classes=wrong)
+        outcome = _compare_with_onnxruntime(version_dir, spec, sample, answers, 0.0)
+        assert not outcome["passed"]
+        assert outcome["reason"] == f"{protocol} predicted classes differ from in-process onnxruntime"
+    # The labels are compared as text, as the server answers them over REST (JSON) or gRPC.
+    as_text = _compare_with_onnxruntime(version_dir, spec, sample,
+                                        {"grpc": answer(answered_classes=[str(c) for c in classes])}, 0.0)
+    assert as_text["passed"], as_text["reason"]

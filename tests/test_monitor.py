@@ -6,6 +6,7 @@ import json
 import math
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -92,13 +93,47 @@ def _expected_drifted(traffic, frame: pd.DataFrame) -> set[str]:
     return {d.column for d in feature_drift(frame, reference, settings) if d.drifted}
 
 
+def _expected_prediction_drift(traffic, frame: pd.DataFrame):
+    """The predicted-probability drift measured in process: the production version's recorded
+    prediction_profile against onnxruntime's probabilities for the same rows, at the configured threshold."""
+    from tollgate.steps.drift import numeric_drift
+    from tollgate.steps.monitor import PREDICTION
+
+    registry = open_registry(str(traffic["registry"]))
+    number = registry.alias_version(MODEL, "production")
+    version = registry.get_version(MODEL, number)
+    profile = version.record.prediction_profile
+    assert profile and profile["edges"], "the production version records its test split's predicted probabilities"
+    version_dir = Path(registry.resolve(MODEL, number).uri)
+    schema = json.loads((version_dir / "input_schema.json").read_text())
+    proba = OnnxModel.from_file(version_dir / "model.onnx", schema).predict_proba(frame[traffic["columns"]])[:, 1]
+    threshold = load_config(None).validation.drift.numeric_threshold
+    return numeric_drift(PREDICTION, profile, pd.Series(proba.astype(float)), threshold)
+
+
+def _assert_prediction_drift(report, expected) -> None:
+    got = report["prediction_drift"]
+    assert got is not None
+    assert got["column"] == "predicted probability" and got["measure"] == "jensen_shannon"
+    assert got["threshold"] == expected.threshold
+    assert got["value"] == pytest.approx(expected.value, abs=1e-12)
+    assert got["current"] == pytest.approx(expected.current, abs=1e-12)
+    assert got["reference"] == expected.reference
+    assert got["drifted"] is expected.drifted
+    line = f"predicted probability: jensen-shannon {expected.value:.4f} > {expected.threshold:g}"
+    assert (line in report["alerts"]) is expected.drifted
+
+
 def test_traffic_from_the_training_distribution_flags_nothing(traffic):
     code, report, html = _monitor(traffic, "--since", traffic["start"].isoformat(),
                                   "--until", traffic["middle"].isoformat())
     assert code == 0, report["alerts"]
     assert report["rows"] == 1000 and report["requests"] == 40
     assert not report["drifted"] and report["alerts"] == []
-    assert len(report["drift"]) >= 20 and report["prediction_drift"] is not None
+    assert len(report["drift"]) >= 20
+    expected = _expected_prediction_drift(traffic, traffic["steady"])
+    assert not expected.drifted and 0 < expected.value
+    _assert_prediction_drift(report, expected)
     assert _expected_drifted(traffic, traffic["steady"]) == set()
     page = html.read_text()
     assert "Nothing crossed a threshold" in page and "data:image/png;base64," in page and "<script" not in page
@@ -116,6 +151,9 @@ def test_traffic_from_the_drift_knob_flags_the_drifted_features(traffic):
     assert {"channel"} <= flagged
     assert all(any(line.startswith(f"{name}:") for line in report["alerts"]) for name in flagged)
     assert "Drift:" in html.read_text()
+    # The model's output moved with its inputs, by what the same rows give in process.
+    expected = _expected_prediction_drift(traffic, traffic["shifted"])
+    _assert_prediction_drift(report, expected)
     # The whole log (both halves) also drifts; the per-version volume counts both.
     code, whole, _ = _monitor(traffic)
     assert code == DRIFT_EXIT_CODE and whole["requests"] == 80

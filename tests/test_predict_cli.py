@@ -43,6 +43,8 @@ def registry(trained_model_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def served(registry, tmp_path_factory):
     """`tollgate serve --alias production` on free loopback ports; stopped with SIGTERM afterwards."""
+    from tollgate.registry import open_registry
+
     http_port, grpc_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "wb") as handle:
@@ -63,7 +65,8 @@ def served(registry, tmp_path_factory):
             pytest.fail(f"tollgate serve did not become ready:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
     time.sleep(0.5)  # gRPC starts alongside REST
-    yield {"rest": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "log": log}
+    yield {"rest": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}", "log": log,
+           "version_dir": Path(open_registry(str(registry)).resolve(MODEL, "production").uri)}
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0, "tollgate serve did not shut down cleanly on SIGTERM"
 
@@ -106,6 +109,14 @@ def test_predict_prints_a_table(served, rows_files):
     assert result.exit_code == 0, result.output
     assert "credit-default v1 via rest-v2" in result.output
     assert "predicted_class" in result.output and "probability" in result.output
+    # One table row per sent row, in order: its index, the class at the version's threshold and the
+    # probability in-process onnxruntime gives the same rows, to the 4 decimals the CLI prints.
+    expected = rows_files[2]
+    threshold = json.loads((served["version_dir"] / "input_schema.json").read_text()).get("decision_threshold", 0.5)
+    printed = [tuple(cell.strip() for cell in line.split("│")) for line in result.output.splitlines() if "│" in line]
+    assert printed == [(str(i), str(int(p >= threshold)), f"{p:.4f}") for i, p in enumerate(expected)], result.output
+    for p in expected:
+        assert f"{p:.4f}" in result.output
 
 
 def test_predict_reports_the_servers_refusal(served, tmp_path):
@@ -124,9 +135,14 @@ def test_predict_rejects_unknown_protocol_and_missing_file(tmp_path):
 
 
 def test_serve_explains_a_missing_alias(tmp_path):
-    result = CliRunner().invoke(app, ["serve", "--registry", str(tmp_path / "empty")])
+    from tollgate.registry import open_registry
+
+    empty = tmp_path / "empty"
+    result = CliRunner().invoke(app, ["serve", "--registry", str(empty)])
     assert result.exit_code == 1
-    assert "production" in result.output
+    # One line: what is missing, where, and what to do about it; no traceback.
+    assert result.output == (f"error: {MODEL} has no 'production' alias yet in {open_registry(str(empty)).uri}; "
+                             "run `tollgate run` first\n")
 
 
 def test_serve_on_a_taken_port_is_one_line(registry):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import time
 
@@ -121,3 +122,51 @@ def test_drift_setting_compiles_with_the_check_first(tmp_path):
     assert "retrain-check" in tasks["condition-1"]["triggerPolicy"]["condition"]
     always = next(yaml.safe_load_all(compile_pipeline(load_config(None), tmp_path / "a.yaml").read_text()))
     assert "retrain-check" not in always["root"]["dag"]["tasks"]
+
+
+def test_new_data_trains_when_the_fingerprint_changed(registry_copy, trained_model_dir, tmp_path):
+    from tollgate.registry import open_registry
+    from tollgate.settings import IngestSettings
+    from tollgate.steps.ingest import run_ingest
+    from tollgate.steps.retrain import decide_retrain
+
+    registry, version = registry_copy
+    recorded = json.loads((trained_model_dir / "metadata.json").read_text())["data"]["fingerprint"]
+    unchanged = make_config(tmp_path, **{"registry.uri": str(registry), "retrain.when": "new_data"})
+    # The fixture's data, measured the same way, is the recorded fingerprint: the other seed is what differs.
+    assert run_ingest(IngestSettings.from_config(unchanged)).fingerprint == recorded
+    config = make_config(tmp_path, **{"registry.uri": str(registry), "retrain.when": "new_data",
+                                      "data.builtin.seed": 31})
+    fingerprint = run_ingest(IngestSettings.from_config(config)).fingerprint
+    assert fingerprint != recorded
+
+    decision = decide_retrain(config, open_registry(str(registry)), MODEL)
+    assert decision.train is True, decision
+    assert decision.message == (f"new data since v{version}: fingerprint {fingerprint[:19]}... "
+                                f"differs from {recorded[:19]}...")
+    assert decision.basis == "fingerprint" and decision.production_version == int(version)
+    assert decision.rows == 3000 and decision.alerts == []
+
+
+def test_drifted_incoming_data_trains_with_an_alert_per_drifted_column(registry_copy, tmp_path):
+    from tollgate.registry import open_registry
+    from tollgate.steps.retrain import decide_retrain
+
+    registry, version = registry_copy
+    config = make_config(tmp_path, **{"registry.uri": str(registry), "retrain.when": "drift",
+                                      "data.builtin.drift": 1.0})
+    decision = decide_retrain(config, open_registry(str(registry)), MODEL)
+    assert decision.basis == "data" and decision.production_version == int(version)
+    assert decision.train is True, decision.message
+    assert decision.rows == 3000
+    # The categorical column the drift moves is named, with its measure and the configured threshold.
+    channel = [a for a in decision.alerts if a.startswith("channel: ")]
+    assert len(channel) == 1, decision.alerts
+    assert re.fullmatch(r"channel: l-infinity \d\.\d{4} > " + re.escape(f"{config.validation.drift.categorical_threshold:g}"),
+                        channel[0]), channel[0]
+    # Every alert is "<column>: <measure> <value> > <threshold>" with the value past the threshold.
+    for alert in decision.alerts:
+        value, threshold = alert.rsplit(" ", 3)[1], alert.rsplit(" ", 1)[1]
+        assert float(value) > float(threshold), alert
+    assert decision.message == f"new data drifted from v{version}'s training data: " + "; ".join(decision.alerts)
+    assert decision.largest is not None and decision.largest["value"] > decision.largest["threshold"]

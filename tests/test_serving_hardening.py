@@ -184,16 +184,70 @@ def test_grpc_bad_raw_contents_are_invalid_argument(server, rows):
     assert "length prefix" in caught.value.details()
 
 
-@pytest.mark.parametrize("datatype, contents", [
-    ("FP16", {"fp32_contents": [1.0]}), ("BOOL", {"bool_contents": [True]}), ("INT128", {}),
-    ("FP64", {"int64_contents": [40]}), ("BYTES", {"bytes_contents": [b"\xff"]}),
-])
-def test_grpc_wrong_datatypes_are_invalid_argument(server, rows, datatype, contents):
+def _wrong_datatype(server, rows, datatype, contents) -> str:
+    """The INVALID_ARGUMENT message for the integer column sent as ``datatype`` carrying ``contents``."""
     tensor = pb.ModelInferRequest.InferInputTensor(name=INTEGER, datatype=datatype, shape=[1],
                                                    contents=pb.InferTensorContents(**contents))
     with _grpc(server) as channel, pytest.raises(grpc.RpcError) as caught:
         GRPCInferenceServiceStub(channel).ModelInfer(_grpc_request(rows[:1], **{INTEGER: tensor}), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert server.alive()
+    return caught.value.details()
+
+
+@pytest.mark.parametrize("datatype, contents, message", [
+    # FP16 travels only in raw contents; typed contents of another type are not read for it.
+    ("FP16", {"fp32_contents": [1.0]}, f"input '{INTEGER}' declares 1 rows but carries 0 values"),
+    ("BOOL", {"bool_contents": [True]}, f"input '{INTEGER}' has datatype BOOL; column '{INTEGER}' (int64) takes INT64"),
+    # An unknown datatype that does carry a value (int64_contents): refused, not read as INT64.
+    ("INT128", {"int64_contents": [40]}, "invalid content type"),
+    ("FP64", {"int64_contents": [40]}, f"input '{INTEGER}' declares 1 rows but carries 0 values"),
+    ("BYTES", {"bytes_contents": [b"\xff"]}, "value b'\\xff' is not valid UTF-8 text"),
+])
+def test_grpc_wrong_datatypes_are_invalid_argument(server, rows, datatype, contents, message):
+    assert _wrong_datatype(server, rows, datatype, contents) == message
+    # The same row with the column as INT64 is answered: only the datatype was wrong.
+    good = pb.ModelInferRequest.InferInputTensor(name=INTEGER, datatype="INT64", shape=[1],
+                                                 contents=pb.InferTensorContents(int64_contents=[40]))
+    with _grpc(server) as channel:
+        answer = GRPCInferenceServiceStub(channel).ModelInfer(_grpc_request(rows[:1], **{INTEGER: good}), timeout=10)
+    assert [o.name for o in answer.outputs] == ["predicted_class", "probability"]
+
+
+def _unknown_datatype_as_raw_contents(server, rows) -> str:
+    """The message for the integer column sent as INT128 raw contents (8 bytes of 40, twice)."""
+    request = pb.ModelInferRequest(model_name=MODEL)
+    for name, value in rows[0].items():
+        if name == INTEGER:
+            request.inputs.append(pb.ModelInferRequest.InferInputTensor(name=name, datatype="INT128", shape=[1]))
+            request.raw_input_contents.append(struct.pack("<q", 40) * 2)
+        else:
+            text = _text(value).encode()
+            request.inputs.append(pb.ModelInferRequest.InferInputTensor(name=name, datatype="BYTES", shape=[1]))
+            request.raw_input_contents.append(struct.pack("<I", len(text)) + text)
+    with _grpc(server) as channel, pytest.raises(grpc.RpcError) as caught:
+        GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    return caught.value.details()
+
+
+def test_grpc_unknown_datatype_in_raw_contents_is_invalid_argument(server, rows):
+    assert _unknown_datatype_as_raw_contents(server, rows) == "invalid content type"
+    assert server.alive()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product defect: over gRPC an unknown datatype (typed or raw contents) is refused by kserve's get_content "
+    "inside InferRequest.from_grpc (tollgate/serving/server.py, _StrictServicer._infer) with the bare 'invalid "
+    "content type', naming neither the input nor the datatype, before Tollgate's own check "
+    "(rest_v2.decode_raw_tensor: \"input 'age' has an unknown datatype 'INT128'\", what REST v2 answers) is reached"))
+@pytest.mark.parametrize("form", ["typed-contents", "raw-contents"])
+def test_grpc_unknown_datatype_is_refused_naming_the_input_or_the_datatype(server, rows, form):
+    if form == "typed-contents":
+        message = _wrong_datatype(server, rows, "INT128", {"int64_contents": [40]})
+    else:
+        message = _unknown_datatype_as_raw_contents(server, rows)
+    assert INTEGER in message or "INT128" in message, message
 
 
 @pytest.mark.parametrize("method", ["ModelInfer", "ModelMetadata", "ModelReady"])
@@ -404,16 +458,25 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
 
 
 def test_a_flood_of_mistakes_costs_a_bounded_log_without_tracebacks(server):
+    # The server process logs client mistakes through this module-level limiter, built with its defaults.
+    from tollgate.serving.server import client_errors
+
+    flood = 400
     before = server.log_path.stat().st_size
+    started = time.monotonic()
     with httpx.Client(base_url=server.rest_url) as client:
-        for _ in range(400):
+        for _ in range(flood):
             assert client.post(f"/v2/models/{MODEL}/infer", content=b"{not json",
                                headers={"content-type": "application/json"}).status_code == 400
     time.sleep(0.3)
+    elapsed = time.monotonic() - started
     grown = server.log_path.read_text(errors="replace")[before:]
     lines = grown.splitlines()
-    # A burst of 20 lines, then ~5 a second: far fewer than 400, and each one short.
-    assert 1 <= len(lines) < 120, len(lines)
+    # At most a full burst, plus what the rate refills while the flood (and the pause after it) lasted,
+    # plus a few lines that are not client errors; a slow machine only raises the bound.
+    bound = client_errors.burst + client_errors.per_second * elapsed + 3
+    assert bound < flood, f"the flood took {elapsed:.1f}s: too slow to tell a limited log from one line per request"
+    assert 1 <= len(lines) <= bound, (len(lines), round(bound, 1), f"{elapsed:.2f}s")
     assert all(len(line) < 500 for line in lines)
     assert "Traceback" not in grown
     assert "HTTP/1.1" not in grown, "request_logging is off: no uvicorn access lines"
