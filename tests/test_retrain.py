@@ -126,9 +126,9 @@ def test_drift_setting_compiles_with_the_check_first(tmp_path):
 
 def test_new_data_trains_when_the_fingerprint_changed(registry_copy, trained_model_dir, tmp_path):
     from tollgate.registry import open_registry
-    from tollgate.settings import IngestSettings
+    from tollgate.settings import IngestSettings, RetrainSettings
     from tollgate.steps.ingest import run_ingest
-    from tollgate.steps.retrain import decide_retrain
+    from tollgate.steps.retrain import run_retrain_check
 
     registry, version = registry_copy
     recorded = json.loads((trained_model_dir / "metadata.json").read_text())["data"]["fingerprint"]
@@ -140,7 +140,7 @@ def test_new_data_trains_when_the_fingerprint_changed(registry_copy, trained_mod
     fingerprint = run_ingest(IngestSettings.from_config(config)).fingerprint
     assert fingerprint != recorded
 
-    decision = decide_retrain(config, open_registry(str(registry)), MODEL)
+    decision = run_retrain_check(RetrainSettings.from_config(config), open_registry(str(registry)), MODEL)
     assert decision.train is True, decision
     assert decision.message == (f"new data since v{version}: fingerprint {fingerprint[:19]}... "
                                 f"differs from {recorded[:19]}...")
@@ -150,12 +150,13 @@ def test_new_data_trains_when_the_fingerprint_changed(registry_copy, trained_mod
 
 def test_drifted_incoming_data_trains_with_an_alert_per_drifted_column(registry_copy, tmp_path):
     from tollgate.registry import open_registry
-    from tollgate.steps.retrain import decide_retrain
+    from tollgate.settings import RetrainSettings
+    from tollgate.steps.retrain import run_retrain_check
 
     registry, version = registry_copy
     config = make_config(tmp_path, **{"registry.uri": str(registry), "retrain.when": "drift",
                                       "data.builtin.drift": 1.0})
-    decision = decide_retrain(config, open_registry(str(registry)), MODEL)
+    decision = run_retrain_check(RetrainSettings.from_config(config), open_registry(str(registry)), MODEL)
     assert decision.basis == "data" and decision.production_version == int(version)
     assert decision.train is True, decision.message
     assert decision.rows == 3000
