@@ -208,7 +208,7 @@ class ColumnCaster:
         """Cast a typed numpy tensor (gRPC raw contents or a numeric JSON tensor)."""
         kind = array.dtype.kind
         if kind == "O" or kind in "SU":
-            return self.cast([_as_text(v) for v in array.tolist()], text=True)
+            return self.cast([_as_text(v, f"column '{self.column.name}'") for v in array.tolist()], text=True)
         if self.numeric:
             if kind == "b":
                 raise self._refuse(bool(array[0]), "is not a number (BOOL tensor for a numeric column)")
@@ -224,12 +224,13 @@ class ColumnCaster:
         return self.cast(array.tolist())
 
 
-def _as_text(value: Any) -> Any:
+def _as_text(value: Any, where: str) -> Any:
+    """A BYTES element as text; ``where`` names the input or column in the refusal."""
     if type(value) is bytes:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
-            raise invalid_input(f"value {_show(value)} is not valid UTF-8 text") from None
+            raise invalid_input(f"{where}: value {_show(value)} is not valid UTF-8 text") from None
     return value
 
 
@@ -380,7 +381,7 @@ class InputSchema:
             rows = [flat[i:i + shape[1]] for i in range(0, len(flat), shape[1])]
         text = tensor.datatype == "BYTES"
         if text:
-            rows = [[_as_text(v) for v in row] for row in rows]
+            rows = [[_as_text(v, f"input '{tensor.name}'") for v in row] for row in rows]
         return self._columns_from_rows(rows, text=text, where="row")
 
 
@@ -427,7 +428,7 @@ def _cast_tensor(caster: ColumnCaster, tensor: Any, rows: int) -> Any:
         raise invalid_input(f"input '{tensor.name}' declares {rows} rows but carries {len(values)} values")
     if tensor.datatype == "BYTES":
         # JSON text is already str; only raw/binary tensors carry bytes that need decoding.
-        text = values if bytes not in set(map(type, values)) else [_as_text(v) for v in values]
+        text = values if bytes not in set(map(type, values)) else [_as_text(v, f"input '{tensor.name}'") for v in values]
         return caster.cast(text, text=True)
     if tensor.datatype == "BOOL" and not caster.numeric:
         return caster.cast(values)

@@ -65,8 +65,10 @@ from tollgate.serving.model import TollgateModel
 from tollgate.serving.predlog import Entry, PredictionLog
 from tollgate.serving.predlog import from_config as prediction_log_from_config
 from tollgate.serving.rest_v2 import (
+    DATATYPES,
     check_version,
     decode_raw_tensor,
+    echo,
     json_response,
     new_request_id,
     output_data,
@@ -426,6 +428,12 @@ class _StrictServicer(InferenceServicer):
             state["request_id"] = request.id
         check_version(self._data_plane, request.model_name, request.model_version)
         self.validate_grpc_request(request)
+        for tensor in request.inputs:
+            # kserve's InferRequest.from_grpc refuses an unknown datatype with a bare "invalid content
+            # type"; say which input and which datatype, as REST v2 does.
+            if tensor.datatype not in DATATYPES:
+                raise InvalidInput(f"input {echo(tensor.name)} has an unknown datatype {echo(tensor.datatype)}; "
+                                   f"known: {', '.join(sorted(DATATYPES))}")
         raw = list(request.raw_input_contents)
         infer_request = InferRequest.from_grpc(request)
         # kserve decodes raw contents lazily inside the model, where a bad BYTES prefix is a

@@ -302,7 +302,7 @@ BAD_GRPC = [
     ("shape-mismatch", lambda s: _grpc_request(s, replace={"age": _tensor("age", "INT64", [3], int64_contents=[40])}), "age"),
     ("empty-batch", lambda s: _grpc_request(s, rows=0), "empty"),
     ("over-max-batch", lambda s: _grpc_request(s, rows=MAX_BATCH + 1), "limit"),
-    ("unknown-datatype", lambda s: _grpc_request(s, replace={"age": _tensor("age", "INT128", [1], int64_contents=[40])}), "invalid content type"),
+    ("unknown-datatype", lambda s: _grpc_request(s, replace={"age": _tensor("age", "INT128", [1], int64_contents=[40])}), "input 'age' has an unknown datatype 'INT128'"),
     ("no-inputs", lambda s: _grpc_request(s, drop=tuple(s.columns)), "inputs"),
 ]
 
