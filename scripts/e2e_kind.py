@@ -60,7 +60,7 @@ def _rows(registry, model: str, version: int) -> list[dict]:
     from tollgate.cluster.kserve import example_row
     from tollgate.registry.base import SCHEMA_FILE
 
-    schema = registry.store.read_json(f"{model}/v{version}/{SCHEMA_FILE}") or {}
+    schema = registry.read_version_json(model, version, SCHEMA_FILE) or {}  # checked against the manifest
     return [example_row(schema)]
 
 

@@ -26,7 +26,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from tollgate.config import ServingConfig
-from tollgate.records import RecordError, VersionMetadata
+from tollgate.records import ModelInputs, RecordError, VersionMetadata
 from tollgate.registry import METADATA_FILE, ONNX_FILE, SCHEMA_FILE
 from tollgate.serving.runtime import GraphError, OnnxModel
 from tollgate.serving.schema import InputSchema
@@ -92,9 +92,10 @@ class TollgateModel(Model):
             raise ModelLoadError(f"{self.model_dir / ONNX_FILE}: {exc}") from exc
         features = self.metadata.features
         # A multiclass version records its class order in the input schema (the probability columns' order).
-        self.multiclass = schema.get("task") == "multiclass"
+        inputs = ModelInputs.from_dict(schema)
+        self.multiclass = inputs.multiclass
         if self.multiclass:
-            labels = list(schema.get("classes") or [])
+            labels = list(inputs.classes or [])
             if len(labels) < 2:
                 raise ModelLoadError(f"{self.model_dir / SCHEMA_FILE}: a multiclass schema must list its classes")
         else:

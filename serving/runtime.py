@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from tollgate.records import ModelInputs
+
 PROBABILITIES_OUTPUT = "probabilities"  # skl2onnx's name for the [n, 2] tensor with zipmap off
 ONNX_TYPES = {"float32": "tensor(float)", "string": "tensor(string)"}
 
@@ -75,8 +77,8 @@ def check_graph_inputs(session: Any, schema: dict[str, Any]) -> None:
     """The graph must take exactly one ``[n, 1]`` input per schema column, of the contract's type."""
     from tollgate.serving.schema import MODEL_INPUT_TYPES
 
-    expected = {c["name"]: ONNX_TYPES[MODEL_INPUT_TYPES["numeric" if c["role"] == "numeric" else "categorical"]]
-                for c in schema["columns"]}
+    expected = {c.name: ONNX_TYPES[MODEL_INPUT_TYPES["numeric" if c.role == "numeric" else "categorical"]]
+                for c in ModelInputs.from_dict(schema).columns}
     got = {i.name: i.type for i in session.get_inputs()}
     if set(got) != set(expected):
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from tollgate.records import ModelInputs, RecordError
+
 # The category every missing categorical value becomes before the graph (a one-hot column of its own).
 MISSING_CATEGORY = "__missing__"
 # What each role enters the ONNX graph as.
@@ -254,11 +256,11 @@ class InputSchema:
         """Build from the parsed ``input_schema.json``."""
         try:
             # A column's training categories are not enforced (an unseen one goes to the model,
-            # which encodes it as unknown), so they are not read here.
-            columns = [ColumnSpec(name=c["name"], role=c["role"], dtype=c["dtype"], nullable=bool(c.get("nullable", False)))
-                       for c in schema["columns"]]
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"input_schema.json is malformed: {exc!r}") from exc
+            # which encodes it as unknown), so they are not used here.
+            columns = [ColumnSpec(name=c.name, role=c.role, dtype=c.dtype, nullable=bool(c.nullable))
+                       for c in ModelInputs.from_dict(schema).columns]
+        except (RecordError, TypeError) as exc:
+            raise ValueError(f"input_schema.json is malformed: {exc}") from exc
         bad = sorted({c.dtype for c in columns} - set(OIP_DATATYPE))
         if bad:
             raise ValueError(f"input_schema.json uses unsupported dtypes {bad}; known: {sorted(OIP_DATATYPE)}")
@@ -457,10 +459,10 @@ def model_inputs(frame: Any, schema: dict[str, Any]) -> Any:
     import pandas as pd
 
     data = {}
-    for column in schema["columns"]:
-        name = column["name"]
+    for column in ModelInputs.from_dict(schema).columns:
+        name = column.name
         series = frame[name]
-        if column["role"] == "numeric":
+        if column.role == "numeric":
             # Through float64 first, as the server's casters do, so both round the same way.
             values = pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
             data[name] = values.astype(np.float32)

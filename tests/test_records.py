@@ -22,6 +22,7 @@ from tollgate.records import (
     FeatureSpec,
     InfraValidation,
     LeaderboardEntry,
+    ModelInputs,
     RecordError,
     RetrainDecision,
     Rule,
@@ -266,3 +267,23 @@ def _with_key_in_each(value: dict, *lists: str) -> dict:
         for entry in value[name]:
             entry["added_later"] = True
     return value
+
+
+def test_the_input_schema_reads_typed_and_writes_back_the_same_json():
+    binary = {"columns": [{"name": "age", "role": "numeric", "dtype": "int64", "nullable": False},
+                          {"name": "region", "role": "categorical", "dtype": "string", "nullable": True,
+                           "categories": ["north", "south"]}],
+              "decision_threshold": 0.35}
+    inputs = ModelInputs.from_dict(binary)
+    assert inputs.names == ["age", "region"] and inputs.column("region").categories == ["north", "south"]
+    assert inputs.decision_threshold == 0.35 and not inputs.multiclass
+    # The served contract is written exactly as read: same keys, same order.
+    assert json.dumps(inputs.to_dict()) == json.dumps(binary)
+    multiclass = {"columns": binary["columns"], "task": "multiclass", "classes": ["high", "low"], "added_later": 1}
+    inputs = ModelInputs.from_dict(multiclass)
+    assert inputs.multiclass and inputs.classes == ["high", "low"] and inputs.decision_threshold is None
+    assert json.dumps(inputs.to_dict()) == json.dumps(multiclass)
+    for broken, words in (([], "JSON list"), ({"columns": "age"}, "without a 'columns' list"),
+                          ({"columns": [{"name": "age", "dtype": "int64"}]}, "column 0 lacks role")):
+        with pytest.raises(RecordError, match=words):
+            ModelInputs.from_dict(broken)

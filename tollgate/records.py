@@ -175,6 +175,11 @@ class FeatureSpec(_Record):
         return decision_threshold(self.schema)
 
     @property
+    def inputs(self) -> ModelInputs:
+        """The input schema, typed (``schema`` is its JSON object, written as it is)."""
+        return ModelInputs.from_dict(self.schema)
+
+    @property
     def columns(self) -> list[str]:
         """Model input columns in schema order."""
         return self.numeric + self.categorical
@@ -200,6 +205,81 @@ class FeatureSpec(_Record):
         if unknown:  # a spec decides what the model reads: never drop a field silently
             raise RecordError(f"feature_spec record has fields this Tollgate does not know: {unknown}")
         return cls(**payload)
+
+
+# --- the model's input contract: input_schema.json (preprocess -> train, evaluate, infra-validate, register, serving) ---
+
+@dataclass
+class InputColumn:
+    """One input of the model, in model order."""
+
+    name: str
+    role: str                              # "numeric" or "categorical"
+    dtype: str                             # "float64", "int64", "bool" or "string"
+    nullable: bool = False
+    categories: list[str] | None = None    # a categorical column's training categories, most frequent first
+
+    def to_dict(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"name": self.name, "role": self.role, "dtype": self.dtype, "nullable": self.nullable}
+        if self.categories is not None:
+            value["categories"] = self.categories
+        return value
+
+
+@dataclass
+class ModelInputs:
+    """The model's input contract, written as a version's ``input_schema.json``: its columns in
+    model order (what the server enforces and the graph takes), a binary model's decision
+    threshold, and a multiclass model's task and class order (its probability columns' order).
+
+    The file is the served contract, so it is written exactly as it always was (no record
+    envelope): :meth:`to_dict` gives the same JSON object :meth:`from_dict` read, unknown keys
+    included.
+    """
+
+    columns: list[InputColumn]
+    decision_threshold: float | None = None   # binary; absent in versions registered before it existed
+    task: str | None = None                   # "multiclass", or None (binary)
+    classes: list[Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def multiclass(self) -> bool:
+        return self.task == MULTICLASS
+
+    def column(self, name: str) -> InputColumn:
+        return next(c for c in self.columns if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"columns": [c.to_dict() for c in self.columns]}
+        if self.task is not None:
+            value.update(task=self.task, classes=self.classes)
+        if self.decision_threshold is not None:
+            value[DECISION_THRESHOLD_KEY] = self.decision_threshold
+        return {**value, **self.extra}
+
+    @classmethod
+    def from_dict(cls, value: Any) -> ModelInputs:
+        """Read a parsed ``input_schema.json``; :class:`RecordError` says what is malformed."""
+        if not isinstance(value, dict) or not isinstance(value.get("columns"), list):
+            raise RecordError(f"an input schema must be a JSON object with a 'columns' list, not {_brief(value)}")
+        columns = []
+        for index, column in enumerate(value["columns"]):
+            missing = [k for k in ("name", "role", "dtype") if not isinstance(column, dict) or k not in column]
+            if missing:
+                raise RecordError(f"input schema column {index} lacks {', '.join(missing)}")
+            columns.append(nested(InputColumn, column))
+        known = field_values(cls, value)
+        return cls(columns=columns, decision_threshold=known.get("decision_threshold"), task=known.get("task"),
+                   classes=known.get("classes"), extra=known["extra"])
+
+
+def _brief(value: Any) -> str:
+    return f"a JSON {type(value).__name__}" if not isinstance(value, dict) else "an object without a 'columns' list"
 
 
 # --- train -> select -> evaluate ------------------------------------------------------------------------------------

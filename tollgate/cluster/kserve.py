@@ -43,6 +43,7 @@ from pydantic import ConfigDict
 
 from tollgate.config import KServeDeployConfig, MonitoringConfig
 from tollgate.errors import TollgateError
+from tollgate.records import ModelInputs
 
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
@@ -288,16 +289,15 @@ def deployment_rollout(deployment: dict[str, Any], version: int) -> tuple[str, s
 def example_row(schema: dict[str, Any]) -> dict[str, Any]:
     """One syntactically valid input row for ``input_schema.json`` (values are neutral, not realistic)."""
     row: dict[str, Any] = {}
-    for column in schema.get("columns", []):
-        if column.get("role") == "categorical":
-            categories = column.get("categories") or [""]
-            row[column["name"]] = categories[0]
-        elif column.get("dtype") == "bool":
-            row[column["name"]] = False
-        elif column.get("dtype") == "int64":
-            row[column["name"]] = 0
+    for column in ModelInputs.from_dict(schema).columns if schema.get("columns") else []:
+        if column.role == "categorical":
+            row[column.name] = (column.categories or [""])[0]
+        elif column.dtype == "bool":
+            row[column.name] = False
+        elif column.dtype == "int64":
+            row[column.name] = 0
         else:
-            row[column["name"]] = 0.0
+            row[column.name] = 0.0
     return row
 
 

@@ -34,7 +34,15 @@ from sklearn.metrics import (
 )
 from threadpoolctl import threadpool_limits
 
-from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, FeatureSpec, Selection, field_values
+from tollgate.records import (
+    CandidateEvaluation,
+    ChampionEvaluation,
+    Evaluation,
+    FeatureSpec,
+    ModelInputs,
+    Selection,
+    field_values,
+)
 from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, decision_threshold, positive_decisions
 from tollgate.steps.preprocess import LABEL
 
@@ -473,7 +481,8 @@ def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness
 
 def champion_classes(champion_schema: dict[str, Any]) -> list[Any] | None:
     """A champion's class order from its input schema (None: a binary model)."""
-    return champion_schema.get("classes") if champion_schema.get("task") == "multiclass" else None
+    inputs = ModelInputs.from_dict(champion_schema)
+    return inputs.classes if inputs.multiclass else None
 
 
 def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.DataFrame,
@@ -486,7 +495,7 @@ def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.
     candidate's class order, None for binary): change thresholds compare like with like,
     so the gate then refuses to compare.
     """
-    columns = [c["name"] for c in champion_schema.get("columns", [])]
+    columns = ModelInputs.from_dict(champion_schema).names
     missing = [c for c in columns if c not in test.columns]
     if missing:
         return {"error": f"the champion needs columns this data does not have: {missing}; put them back in the "

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tollgate.errors import TollgateError
+from tollgate.records import ModelInputs
 from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, positive_decisions
 
 
@@ -31,8 +32,8 @@ def initial_types(schema: dict[str, Any]) -> list[tuple[str, Any]]:
     """skl2onnx input declarations for the contract: one ``[None, 1]`` tensor per column."""
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    return [(c["name"], FloatTensorType([None, 1]) if c["role"] == "numeric" else StringTensorType([None, 1]))
-            for c in schema["columns"]]
+    return [(c.name, FloatTensorType([None, 1]) if c.role == "numeric" else StringTensorType([None, 1]))
+            for c in ModelInputs.from_dict(schema).columns]
 
 
 def _convert(model: Any, schema: dict[str, Any], final_estimator: Any | None) -> bytes:

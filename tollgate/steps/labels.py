@@ -23,7 +23,6 @@ import pandas as pd
 
 # Defined with the records (no heavy imports there) and re-exported; the rule itself is positive_decisions below.
 from tollgate.records import BINARY as BINARY
-from tollgate.records import DECISION_THRESHOLD_KEY as DECISION_THRESHOLD_KEY
 from tollgate.records import DEFAULT_DECISION_THRESHOLD as DEFAULT_DECISION_THRESHOLD
 from tollgate.records import MULTICLASS as MULTICLASS
 from tollgate.records import decision_threshold as decision_threshold

@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from tollgate.errors import DataError
-from tollgate.records import FeatureSpec
+from tollgate.records import FeatureSpec, InputColumn, ModelInputs
 from tollgate.steps.dtypes import BOOL, DATETIME, NUMERIC, column_kind, is_integer_valued
 from tollgate.steps.labels import (
-    DECISION_THRESHOLD_KEY,
     DEFAULT_DECISION_THRESHOLD,
     MULTICLASS,
     class_order,
@@ -118,8 +117,8 @@ def infer_feature_roles(frame: pd.DataFrame, exclude: list[str], numeric: list[s
     return inferred_numeric, inferred_categorical
 
 
-def input_schema(frame: pd.DataFrame, numeric: list[str], categorical: list[str],
-                 max_categories: int = 50) -> dict[str, Any]:
+def input_columns(frame: pd.DataFrame, numeric: list[str], categorical: list[str],
+                  max_categories: int = 50) -> list[InputColumn]:
     """Describe the model's inputs: what the server enforces and the validator compares against.
 
     ``dtype`` is one of ``float64``, ``int64``, ``bool`` or ``string`` (see
@@ -129,17 +128,13 @@ def input_schema(frame: pd.DataFrame, numeric: list[str], categorical: list[str]
     columns = []
     for name in numeric + categorical:
         series = frame[name]
-        entry: dict[str, Any] = {
-            "name": name,
-            "role": "numeric" if name in numeric else "categorical",
-            "dtype": schema_dtype(series),
-            "nullable": bool(series.isna().any()),
-        }
+        categories = None
         if name in categorical:
-            counts = series.dropna().astype(str).value_counts()
-            entry["categories"] = list(counts.index[: max_categories * 4])
-        columns.append(entry)
-    return {"columns": columns}
+            categories = list(series.dropna().astype(str).value_counts().index[: max_categories * 4])
+        columns.append(InputColumn(name=name, role="numeric" if name in numeric else "categorical",
+                                   dtype=schema_dtype(series), nullable=bool(series.isna().any()),
+                                   categories=categories))
+    return columns
 
 
 def schema_dtype(series: pd.Series) -> str:
@@ -169,16 +164,16 @@ def build_feature_spec(frame: pd.DataFrame, target: str, positive_label: Any, dr
     labels = frame[target]
     classes = class_order(labels)
     if resolve_task(task, len(classes)) == MULTICLASS:
-        schema = input_schema(frame, numeric_cols, categorical_cols, max_categories)
-        schema.update(task=MULTICLASS, classes=classes)
+        schema = ModelInputs(input_columns(frame, numeric_cols, categorical_cols, max_categories), task=MULTICLASS,
+                             classes=classes).to_dict()
         return FeatureSpec(target=target, positive_label=None, negative_label=None, numeric=numeric_cols,
                            categorical=categorical_cols, max_categories=max_categories, schema=schema,
                            task=MULTICLASS, classes=classes)
     positives = positive_mask(labels, positive_label)
     positive_value = labels[positives].iloc[0]
     negative_value = labels[~positives].iloc[0]
-    schema = input_schema(frame, numeric_cols, categorical_cols, max_categories)
-    schema[DECISION_THRESHOLD_KEY] = float(decision_threshold)
+    schema = ModelInputs(input_columns(frame, numeric_cols, categorical_cols, max_categories),
+                         decision_threshold=float(decision_threshold)).to_dict()
     return FeatureSpec(
         target=target,
         positive_label=_plain(positive_value),
@@ -360,9 +355,9 @@ def build_preprocessor(spec: FeatureSpec, scale: bool = True) -> ColumnTransform
 def _encoded_categories(spec: FeatureSpec, name: str) -> list[str]:
     from tollgate.serving.schema import MISSING_CATEGORY
 
-    column = next(c for c in spec.schema["columns"] if c["name"] == name)
-    categories = [str(v) for v in column.get("categories", [])][: spec.max_categories]
-    if (column.get("nullable") or not categories) and MISSING_CATEGORY not in categories:
+    column = spec.inputs.column(name)
+    categories = [str(v) for v in column.categories or []][: spec.max_categories]
+    if (column.nullable or not categories) and MISSING_CATEGORY not in categories:
         categories.append(MISSING_CATEGORY)
     return categories
 
