@@ -129,12 +129,12 @@ def test_a_champion_decides_with_its_own_recorded_threshold_and_an_old_one_at_on
     y_true = splits.test[LABEL].to_numpy()
     proba = graph.predict_proba(splits.test)[:, 1].astype(np.float64)
     recorded = evaluate_champion(graph, spec.schema, splits.test)
-    assert recorded["decision_threshold"] == THRESHOLD
-    assert recorded["metrics"]["recall"] == pytest.approx(recall_score(y_true, proba >= THRESHOLD), abs=1e-12)
+    assert recorded.decision_threshold == THRESHOLD and recorded.metrics is not None
+    assert recorded.metrics["recall"] == pytest.approx(recall_score(y_true, proba >= THRESHOLD), abs=1e-12)
     old_schema = {k: v for k, v in spec.schema.items() if k != "decision_threshold"}
     old = evaluate_champion(OnnxModel(result.onnx, old_schema), old_schema, splits.test)
-    assert old["decision_threshold"] == 0.5
-    assert old["metrics"]["recall"] == pytest.approx(recall_score(y_true, proba >= 0.5), abs=1e-12)
+    assert old.decision_threshold == 0.5 and old.metrics is not None
+    assert old.metrics["recall"] == pytest.approx(recall_score(y_true, proba >= 0.5), abs=1e-12)
 
 
 # -- the served class, in a real server process -----------------------------------------------------

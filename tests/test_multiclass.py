@@ -230,13 +230,13 @@ def test_fairness_is_one_vs_rest_for_named_classes_or_says_it_was_skipped(traine
 def test_champion_is_compared_only_like_with_like(trained):
     spec, splits, graph, _ = trained
     same = evaluate_champion(graph, spec.schema, splits.test, classes=spec.classes)
-    assert same["metrics"] == evaluate_model(graph, splits.test, spec.columns, classes=spec.classes)["metrics"]
+    assert same.error is None and same.metrics == evaluate_model(graph, splits.test, spec.columns, classes=spec.classes)["metrics"]
     binary_schema = {k: v for k, v in spec.schema.items() if k not in ("task", "classes")}
     assert "champion is a binary model" in evaluate_champion(graph, binary_schema, splits.test,
-                                                             classes=spec.classes)["error"]
+                                                             classes=spec.classes).error
     other = {**spec.schema, "classes": ["high", "low", "mid", "extra"]}
-    assert "not comparable" in evaluate_champion(graph, other, splits.test, classes=spec.classes)["error"]
-    assert "champion is a multiclass model" in evaluate_champion(graph, spec.schema, splits.test)["error"]
+    assert "not comparable" in evaluate_champion(graph, other, splits.test, classes=spec.classes).error
+    assert "champion is a multiclass model" in evaluate_champion(graph, spec.schema, splits.test).error
 
 
 def test_gate_uses_the_multiclass_thresholds_for_a_multiclass_model():

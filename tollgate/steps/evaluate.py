@@ -486,10 +486,10 @@ def champion_classes(champion_schema: dict[str, Any]) -> list[Any] | None:
 
 
 def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.DataFrame,
-                      classes: list[Any] | None = None) -> dict[str, Any]:
+                      classes: list[Any] | None = None, version: int = 0) -> ChampionEvaluation:
     """Score the champion on the same test rows, with the columns *it* was trained on.
 
-    Returns ``{"metrics": ...}`` or ``{"error": reason}`` when the champion cannot read
+    Returns the champion ``version``'s metrics, or the ``error`` reason when the champion cannot read
     this data (for example a column it needs is gone), or is not the same kind of model
     as the candidate (binary vs multiclass, or other classes; ``classes`` is the
     candidate's class order, None for binary): change thresholds compare like with like,
@@ -498,37 +498,41 @@ def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.
     columns = ModelInputs.from_dict(champion_schema).names
     missing = [c for c in columns if c not in test.columns]
     if missing:
-        return {"error": f"the champion needs columns this data does not have: {missing}; put them back in the "
-                         f"data to compare (this run may still leave them out of its own features with data.drop)"}
+        return ChampionEvaluation(version, error=(
+            f"the champion needs columns this data does not have: {missing}; put them back in the data to "
+            "compare (this run may still leave them out of its own features with data.drop)"))
     theirs = champion_classes(champion_schema)
     if (theirs is None) != (classes is None):
         kinds = ("multiclass" if theirs is not None else "binary", "multiclass" if classes is not None else "binary")
-        return {"error": f"the champion is a {kinds[0]} model and the candidate a {kinds[1]} one: their metrics "
-                         "are not comparable; promote the candidate deliberately (tollgate models promote) if the "
-                         "task really changed"}
+        return ChampionEvaluation(version, error=(
+            f"the champion is a {kinds[0]} model and the candidate a {kinds[1]} one: their metrics are not "
+            "comparable; promote the candidate deliberately (tollgate models promote) if the task really changed"))
     if classes is not None and theirs is not None:
         if [str(c) for c in theirs] != [str(c) for c in classes]:
-            return {"error": f"the champion predicts classes {theirs} and the candidate {list(classes)}: their "
-                             "metrics are not comparable; promote the candidate deliberately (tollgate models "
-                             "promote) if the classes really changed"}
+            return ChampionEvaluation(version, error=(
+                f"the champion predicts classes {theirs} and the candidate {list(classes)}: their metrics are not "
+                "comparable; promote the candidate deliberately (tollgate models promote) if the classes really "
+                "changed"))
         try:
             proba = np.asarray(champion_model.predict_proba(test[columns]), dtype=np.float64)
         except Exception as exc:  # an unloadable or incompatible champion must not crash the run
-            return {"error": f"the champion could not score the test set: {type(exc).__name__}: {exc}"}
+            return ChampionEvaluation(version, error=f"the champion could not score the test set: "
+                                                     f"{type(exc).__name__}: {exc}")
         metrics = multiclass_metrics(test[LABEL].to_numpy(), proba)
         if any(math.isnan(v) for v in metrics.values()):
-            return {"error": "the champion produced NaN metrics on the test set"}
-        return {"metrics": metrics}
+            return ChampionEvaluation(version, error="the champion produced NaN metrics on the test set")
+        return ChampionEvaluation(version, metrics=metrics)
     try:
         proba = score(champion_model, test, columns)
     except Exception as exc:  # an unloadable or incompatible champion must not crash the run
-        return {"error": f"the champion could not score the test set: {type(exc).__name__}: {exc}"}
+        return ChampionEvaluation(version, error=f"the champion could not score the test set: "
+                                                 f"{type(exc).__name__}: {exc}")
     # The champion decides as it serves: with the threshold its own input schema records.
     threshold = decision_threshold(champion_schema)
     metrics = classification_metrics(test[LABEL].to_numpy(), proba, threshold)
     if any(math.isnan(v) for v in metrics.values()):
-        return {"error": "the champion produced NaN metrics on the test set"}
-    return {"metrics": metrics, "decision_threshold": threshold}
+        return ChampionEvaluation(version, error="the champion produced NaN metrics on the test set")
+    return ChampionEvaluation(version, metrics=metrics, decision_threshold=threshold)
 
 
 def score_champion(registry: Registry, model_name: str, test: pd.DataFrame,
@@ -565,8 +569,7 @@ def score_champion(registry: Registry, model_name: str, test: pd.DataFrame,
         except Exception as exc:
             raise registry.unreadable_champion(model_name, production.version,
                                                f"{ONNX_FILE} does not load: {type(exc).__name__}: {exc}") from exc
-        outcome = evaluate_champion(model, schema, test, classes=classes)
-    return ChampionEvaluation(**field_values(ChampionEvaluation, {**outcome, "version": production.version}))
+        return evaluate_champion(model, schema, test, classes=classes, version=production.version)
 
 
 def run_evaluate(candidate_dir: str | Path, selection: Selection, spec: FeatureSpec, test: pd.DataFrame,
