@@ -116,8 +116,10 @@ def broken_deploy(timeout: int, registry=None, model: str | None = None, check_a
         (directory / METADATA_FILE).unlink(missing_ok=True)
         (directory / ONNX_FILE).write_bytes(b"this is not a graph: the model server cannot load it\n")
         broken = registry.register(model, directory, {"note": "deliberately broken by scripts/e2e_kind.py"}).version
-    settings = KServeSettings.from_config(load_config().deploy.kserve.model_copy(
-        update={"ready_timeout_seconds": timeout, "canary_traffic_percent": None}))
+    # As the pipeline's deploy task builds them (the prediction log included), without a canary.
+    config = load_config()
+    settings = KServeSettings.from_config(config.deploy.kserve, config.monitoring).model_copy(
+        update={"ready_timeout_seconds": timeout, "canary_traffic_percent": None})
     try:
         deploy_kserve(registry, model, broken, settings, **cluster)
     except DeployError as exc:

@@ -440,3 +440,30 @@ def test_a_version_uri_splits_back_into_the_registry_model_and_version(tmp_path,
         assert split_version_uri(uri + "/") == (registry.uri, "credit-default", 12)
     assert split_version_uri("s3://bucket/credit-default/latest") is None
     assert split_version_uri("v3") is None
+
+
+def test_register_keeps_the_model_files_and_lets_the_registry_refuse_what_is_missing(trained_model_dir, tmp_path):
+    import shutil
+
+    from tests.conftest import evaluation_record
+    from tollgate.errors import RegistryError
+    from tollgate.records import DataLineage, DataSchema, Decision, FeatureSpec
+    from tollgate.steps.register import run_register
+
+    spec = FeatureSpec(target="defaulted", positive_label=1, negative_label=0, numeric=["age"], categorical=[],
+                       schema=json.loads((trained_model_dir / "input_schema.json").read_text()))
+    args = dict(spec=spec, evaluation=evaluation_record({"metrics": {"roc_auc": 0.8}, "rows": 10}),
+                decision=Decision(passed=True, reasons=[]), data=DataLineage(source="builtin", rows=50),
+                data_schema=DataSchema(rows=50, target="defaulted", positive_label=1, label_shares={"0": 0.8, "1": 0.2},
+                                       label_missing=0, duplicate_share=0.0, columns=[]), run_id="run-1")
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    shutil.copy2(trained_model_dir / "model.onnx", candidate / "model.onnx")
+    (candidate / "candidate.json").write_text("{}")  # a run's working file: stays with the run
+    registry = open_registry(str(tmp_path / "registry"))
+    version = run_register(registry, MODEL, candidate, **args)  # no model.joblib: still a servable version
+    files = {p.name for p in (tmp_path / "registry" / MODEL / f"v{version.version}").iterdir()}
+    assert files == {"model.onnx", "input_schema.json", "data_schema.json", "metadata.json", "_COMPLETE"}
+    (candidate / "model.onnx").unlink()
+    with pytest.raises(RegistryError, match="missing model.onnx"):
+        run_register(registry, MODEL, candidate, **args)

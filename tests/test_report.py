@@ -10,7 +10,14 @@ import pytest
 from tests.conftest import evaluation_record
 from tollgate.config import FairnessConfig
 from tollgate.data.builtin import generate_applicants
-from tollgate.records import AttributeFairness, ChampionEvaluation, Decision, Evaluation, ValidationReport
+from tollgate.records import (
+    AttributeFairness,
+    ChampionEvaluation,
+    DataLineage,
+    Decision,
+    Evaluation,
+    ValidationReport,
+)
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps.evaluate import evaluate_model
 from tollgate.steps.gate import Policy, decide
@@ -81,7 +88,7 @@ def inputs():
     decision = decide(candidate["metrics"], ChampionEvaluation(1, champion_metrics), policy,
                       fairness={k: AttributeFairness.from_dict(v) for k, v in candidate["fairness"].items()})
     return ReportInputs(model_name="credit-default", run_id="run-1",
-                        data={"source": "builtin", "rows": len(frame), "window": None},
+                        data=DataLineage(source="builtin", rows=len(frame)),
                         validation=validation,
                         evaluation=evaluation_record(candidate, {"version": 1, "metrics": champion_metrics}),
                         decision=decision)

@@ -2,7 +2,7 @@
 
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Inside a KFP task (kfp's lightweight-component command runs the executor with
 # _KFP_RUNTIME=true, locally and in the cluster; tests/test_import_cost.py pins it) most of

@@ -410,7 +410,7 @@ class PipelineConfig(_Strict):
     """Compile-time settings of the KFP pipeline."""
 
     name: str = "tollgate-training"
-    image: str = Field("tollgate:0.1.0", description="Component image (built from docker/).")
+    image: str = Field("tollgate:0.2.0", description="Component image (built from docker/).")
 
 
 class KfpConfig(_Strict):
@@ -493,16 +493,6 @@ class TollgateConfig(_Strict):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
-
-    def to_json(self) -> str:
-        """The whole config as JSON: retrain-check's parameter (every other task gets its own view,
-        :mod:`tollgate.settings`)."""
-        return self.model_dump_json()
-
-    @classmethod
-    def from_json(cls, text: str) -> TollgateConfig:
-        """Inverse of :meth:`to_json`."""
-        return cls.model_validate_json(text)
 
 
 def configured_columns(config: TollgateConfig) -> dict[str, list[str]]:

@@ -233,8 +233,8 @@ class ModelInputs:
     threshold, and a multiclass model's task and class order (its probability columns' order).
 
     The file is the served contract, so it is written exactly as it always was (no record
-    envelope): :meth:`to_dict` gives the same JSON object :meth:`from_dict` read, unknown keys
-    included.
+    envelope): :meth:`to_dict` gives the same JSON object :meth:`from_dict` read, unknown top-level
+    keys included (unknown keys inside a column are ignored, as in every record's entries).
     """
 
     columns: list[InputColumn]

@@ -96,5 +96,6 @@ def run_register(registry: Registry, model_name: str, candidate_dir: str | Path,
         staged = Path(tmp) / "model"
         staged.mkdir()
         for name in REGISTERED_MODEL_FILES:
-            shutil.copy2(Path(candidate_dir) / name, staged / name)
+            if (Path(candidate_dir) / name).is_file():  # the registry says which files a version must have
+                shutil.copy2(Path(candidate_dir) / name, staged / name)
         return register_model(registry, model_name, staged, spec.schema, metadata, data_schema=data_schema)
