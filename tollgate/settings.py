@@ -150,7 +150,6 @@ class DeploySettings(_TaskSettings):
         return cls(target=config.deploy.target, kserve=config.deploy.kserve, monitoring=config.monitoring)
 
 
-
 class RetrainSettings(_TaskSettings):
     """Retrain-check: when to retrain, how ingest reads the incoming data (it is compared with the
     production version's), validation's drift thresholds, and where the server logs its traffic."""

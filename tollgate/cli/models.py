@@ -62,9 +62,10 @@ def list_versions(config: Path | None = ConfigOption, registry: str | None = Reg
     for column in ("version", "aliases", "created", "candidate", "roc_auc", "pr_auc", "rows"):
         table.add_column(column)
     for v, meta in versions:
+        rows = meta.lineage.rows
         table.add_row(f"v{v.version}", ", ".join(labels.get(v.version, [])), escape(str(v.created_at)),
                       escape(str(meta.candidate_id or "")), _metric(meta.test_metrics, "roc_auc"),
-                      _metric(meta.test_metrics, "pr_auc"), escape(str(meta.lineage.rows if meta.lineage.rows is not None else "")))
+                      _metric(meta.test_metrics, "pr_auc"), "" if rows is None else str(rows))
     console.print(table)
     for problem in problems:
         err_console.print(f"[red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)

@@ -479,12 +479,6 @@ def _evaluate_multiclass(model, test: pd.DataFrame, columns: list[str], fairness
     return result
 
 
-def champion_classes(champion_schema: dict[str, Any]) -> list[Any] | None:
-    """A champion's class order from its input schema (None: a binary model)."""
-    inputs = ModelInputs.from_dict(champion_schema)
-    return inputs.classes if inputs.multiclass else None
-
-
 def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.DataFrame,
                       classes: list[Any] | None = None, version: int = 0) -> ChampionEvaluation:
     """Score the champion on the same test rows, with the columns *it* was trained on.
@@ -495,13 +489,14 @@ def evaluate_champion(champion_model, champion_schema: dict[str, Any], test: pd.
     candidate's class order, None for binary): change thresholds compare like with like,
     so the gate then refuses to compare.
     """
-    columns = ModelInputs.from_dict(champion_schema).names
+    inputs = ModelInputs.from_dict(champion_schema)
+    columns = inputs.names
     missing = [c for c in columns if c not in test.columns]
     if missing:
         return ChampionEvaluation(version, error=(
             f"the champion needs columns this data does not have: {missing}; put them back in the data to "
             "compare (this run may still leave them out of its own features with data.drop)"))
-    theirs = champion_classes(champion_schema)
+    theirs = inputs.classes if inputs.multiclass else None  # the champion's class order; None: binary
     if (theirs is None) != (classes is None):
         kinds = ("multiclass" if theirs is not None else "binary", "multiclass" if classes is not None else "binary")
         return ChampionEvaluation(version, error=(
