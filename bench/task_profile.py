@@ -72,6 +72,8 @@ def breakdown(result: dict) -> dict:
             row[phase] = (sum(r["phases"].get(phase, {}).get("wall", 0.0) for r in records) / len(records),
                           sum(r["phases"].get(phase, {}).get("cpu", 0.0) for r in records) / len(records))
         row["cpu_total"] = sum(r["cpu_self"] + r["cpu_children"] for r in records) / len(records)
+        # Kernel time (mostly faulting in fresh memory): what a fresh process pays and a long-lived one reuses.
+        row["system"] = sum(r.get("system_self", 0.0) + r.get("system_children", 0.0) for r in records) / len(records)
         row["heavy"] = sorted({m for r in records for m in r["modules"]} & {"pandas", "sklearn", "matplotlib",
                                                                             "scipy", "onnxruntime", "pyarrow"})
         rows.append(row)
@@ -95,6 +97,9 @@ def render(number: int, data: dict) -> str:
         cells = " | ".join(f"{row[p][0]:.2f} ({row[p][1]:.2f})" for p in PHASES)
         wall = f"{row['step_wall']:.2f}" if row["step_wall"] is not None else "-"
         lines.append(f"| {row['step']} | {row['tasks']} | {wall} | {cells} | {', '.join(row['heavy']) or '-'} |")
+    lines.append("\nSystem (kernel) CPU s per task, mean: " + ", ".join(
+        f"{row['step']} {row['system']:.2f}" for row in data["rows"]) + "; all task processes "
+        f"{sum(row['system'] * row['tasks'] for row in data['rows']):.1f} s.")
     lines.append(f"\nRunner: {data['parent_before_first_task']:.2f} s from `tollgate run` start to the first task "
                  f"process, {data['parent_after_last_task']:.2f} s from the last task's exit to the end.")
     return "\n".join(lines)

@@ -50,9 +50,17 @@ S3_SECRET_KEYS = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # between steps) to that same malloc, so they reuse the memory pandas has just freed instead of
 # faulting in fresh pages from pyarrow's own allocator (mimalloc): preprocess at 1,000,000 rows
 # takes and writes its three splits in 0.37 s instead of 0.65 s, with less peak RSS.
+# NUMPY_MADVISE_HUGEPAGE=0 (a documented numpy setting) stops numpy from asking the kernel for
+# transparent huge pages on every array of 4 MiB or more. Under the common THP setting (enabled and
+# defrag both "madvise", as on this machine and on Ubuntu nodes) each such fault may compact memory
+# to find 2 MiB on the spot: a train task at 1,000,000 rows spent 1.75-2.1 s of system time in its
+# first fit with them and 0.4-0.5 s without, its user time unchanged (45.9 s either way for a
+# HistGradientBoosting candidate, where fewer TLB misses would have shown). A long-lived process
+# pays that once; a task process pays it every time. docs/benchmarks.md has the measurements.
 TASK_ENVIRONMENT = {
     "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824",
     "ARROW_DEFAULT_MEMORY_POOL": "system",
+    "NUMPY_MADVISE_HUGEPAGE": "0",
 }
 
 

@@ -5,6 +5,11 @@ deploy, scheduled packages read KFP's scheduled time, tasks that touch S3 get th
 credentials from the Secret the kind overlay creates, and deploy is never served from cache.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -59,8 +64,42 @@ def test_every_task_process_gets_the_allocator_settings(tmp_path, when):
         env = {item["name"]: item["value"] for item in executor["container"].get("env", [])}
         assert env.get("GLIBC_TUNABLES") == TASK_ENVIRONMENT["GLIBC_TUNABLES"], name
         assert env.get("ARROW_DEFAULT_MEMORY_POOL") == "system", name
+        assert env.get("NUMPY_MADVISE_HUGEPAGE") == "0", name
         if name == "exec-train":  # the per-task thread limits are kept beside it
             assert env["OMP_NUM_THREADS"] == "1"
+
+
+_HUGE_PAGE_FLAGS = """
+import numpy as np
+array = np.ones(8 * 1024 * 1024)  # 64 MiB: numpy advises huge pages for arrays of 4 MiB or more
+inside = array.ctypes.data + 32 * 1024 * 1024
+flags, current = None, False
+with open("/proc/self/smaps") as smaps:
+    for line in smaps:
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            low, high = (int(part, 16) for part in head.split("-"))
+            current = low <= inside < high
+        elif line.startswith("VmFlags:") and current:
+            flags = line.split()[1:]
+print("hg" in flags)
+"""
+
+
+@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
+                    or not Path("/proc/self/smaps").exists(),
+                    reason="needs Linux with transparent huge pages and /proc/self/smaps")
+def test_task_environment_stops_numpy_advising_huge_pages():
+    # What NUMPY_MADVISE_HUGEPAGE=0 is in TASK_ENVIRONMENT for (see pipelines/training.py): the kernel's
+    # "hg" flag (MADV_HUGEPAGE) on a large array's memory, in a fresh process as a task is.
+    def advised(environment):
+        finished = subprocess.run([sys.executable, "-c", _HUGE_PAGE_FLAGS], env=environment,
+                                  capture_output=True, text=True, check=True)
+        return finished.stdout.strip() == "True"
+
+    plain = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    assert advised(plain), "numpy no longer advises huge pages by default: the setting may be dropped"
+    assert not advised({**plain, **TASK_ENVIRONMENT})
 
 
 def test_compile_cli_sets_the_image_of_every_task(tmp_path):

@@ -99,6 +99,7 @@ class _Probe:
         record = {"role": self.role, "task": self.task, "pid": os.getpid(), "started": self.started_wall,
                   "ended": time.time(), "phases": {k: {"wall": v[0], "cpu": v[1]} for k, v in self.phases.items()},
                   "cpu_self": times.user + times.system, "cpu_children": times.children_user + times.children_system,
+                  "system_self": times.system, "system_children": times.children_system,
                   "modules": sorted(m for m in sys.modules if "." not in m)}
         with open(os.path.join(_OUT, f"{self.role}-{os.getpid()}.json"), "w") as handle:
             json.dump(record, handle)
