@@ -82,20 +82,25 @@ with open("/proc/self/smaps") as smaps:
             current = low <= inside < high
         elif line.startswith("VmFlags:") and current:
             flags = line.split()[1:]
-print("hg" in flags)
+print("unreported" if flags is None else "hg" in flags)
 """
 
 
-@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
-                    or not Path("/proc/self/smaps").exists(),
-                    reason="needs Linux with transparent huge pages and /proc/self/smaps")
+# Without transparent huge pages in the kernel (or off Linux) numpy's advice does nothing, so there
+# is nothing for the setting to turn off; any Linux CI runner's kernel has them.
+@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage").is_dir(),
+                    reason="this kernel has no transparent huge pages (/sys/kernel/mm/transparent_hugepage): "
+                           "numpy's huge-page advice is a no-op here")
 def test_task_environment_stops_numpy_advising_huge_pages():
     # What NUMPY_MADVISE_HUGEPAGE=0 is in TASK_ENVIRONMENT for (see pipelines/training.py): the kernel's
     # "hg" flag (MADV_HUGEPAGE) on a large array's memory, in a fresh process as a task is.
     def advised(environment):
         finished = subprocess.run([sys.executable, "-c", _HUGE_PAGE_FLAGS], env=environment,
                                   capture_output=True, text=True, check=True)
-        return finished.stdout.strip() == "True"
+        answer = finished.stdout.strip()
+        if answer == "unreported":  # e.g. a sandboxed kernel (gVisor) whose smaps has no VmFlags
+            pytest.skip("this kernel's /proc/self/smaps does not report VmFlags, so the advice cannot be seen")
+        return answer == "True"
 
     plain = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
     assert advised(plain), "numpy no longer advises huge pages by default: the setting may be dropped"
