@@ -73,7 +73,7 @@ def breakdown(result: dict) -> dict:
                           sum(r["phases"].get(phase, {}).get("cpu", 0.0) for r in records) / len(records))
         row["cpu_total"] = sum(r["cpu_self"] + r["cpu_children"] for r in records) / len(records)
         # Kernel time (mostly faulting in fresh memory): what a fresh process pays and a long-lived one reuses.
-        row["system"] = sum(r.get("system_self", 0.0) + r.get("system_children", 0.0) for r in records) / len(records)
+        row["system"] = sum(r["system_self"] + r["system_children"] for r in records) / len(records)
         row["heavy"] = sorted({m for r in records for m in r["modules"]} & {"pandas", "sklearn", "matplotlib",
                                                                             "scipy", "onnxruntime", "pyarrow"})
         rows.append(row)
