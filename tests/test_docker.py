@@ -1,15 +1,17 @@
 """docker/Dockerfile, checked statically: there is no Docker daemon here or in CI.
 
-dockerfile-parse reads the Dockerfile (continuations, comments); a few lines here find the
-global ARGs, the stages and the per-Dockerfile .dockerignore rules; they back the checks: every base image is pinned, no `latest`, both targets end
-as a numeric non-root user, the serving target starts the model server with the flags the
-ClusterServingRuntime uses, and everything COPY needs is inside the build context.
+dockerfile-parse reads the Dockerfile (continuations, comments, ARG substitution in FROM) and
+docker-py's PatternMatcher applies the per-Dockerfile .dockerignore rules; a few lines here group
+the instructions into stages. They back the checks: every base image is pinned, no `latest`,
+both targets end as a numeric non-root user, the serving target starts the model server with
+the flags the ClusterServingRuntime uses, and everything COPY needs is inside the build context.
 """
 
 import io
 import json
 import re
 import shlex
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,20 +34,22 @@ class Stage:
 def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
     """Global ARG defaults and the stages, in order.
 
-    dockerfile-parse joins continuations and drops comments as BuildKit does; stages, the
-    global ARGs a FROM may use and the FROM ... AS name are read from its instruction list.
+    dockerfile-parse joins continuations and drops comments as BuildKit does, and gives each
+    FROM's image with the global ARGs substituted (``parent_images``, in FROM order); the stages
+    and their ``AS`` names are read from its instruction list.
     """
     global_args: dict[str, str] = {}
     stages: list[Stage] = []
-    for item in DockerfileParser(fileobj=io.BytesIO(text.encode())).structure:
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode()))
+    images = iter(parser.parent_images)
+    for item in parser.structure:
         keyword, rest = item["instruction"].upper(), item["value"].strip()
         if keyword == "COMMENT":
             continue
         if keyword == "FROM":
             words = rest.split()
-            reference = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args.get(m.group(1) or m.group(2), ""), words[0])
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
-            stages.append(Stage(name, reference))
+            stages.append(Stage(name, next(images)))
         elif not stages:
             if keyword != "ARG":
                 raise ValueError(f"only ARG may come before the first FROM, got {keyword}")
@@ -96,16 +100,11 @@ def effective(by_name: dict[str, Stage], target: str, keyword: str):
 
 
 def dockerignore_excludes(patterns: list[str], path: str) -> bool:
-    """BuildKit's rule: the last pattern matching the path or one of its parent directories wins."""
-    parts = path.split("/")
-    excluded = False
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        body = pattern.lstrip("!").strip("/")
-        regex = "^" + re.escape(body).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]") + "$"
-        if any(re.match(regex, "/".join(parts[:depth])) for depth in range(1, len(parts) + 1)):
-            excluded = not negated
-    return excluded
+    """Whether the build context leaves ``path`` out: the last pattern matching the path or one of
+    its parent directories wins (docker-py's PatternMatcher, the rule BuildKit applies)."""
+    from docker.utils.build import PatternMatcher
+
+    return PatternMatcher(patterns).matches(path)
 
 
 @pytest.fixture(scope="module")
@@ -214,15 +213,23 @@ def test_everything_copied_is_in_the_build_context(dockerfile):
             if key == "COPY" and not rest.startswith("--from"):
                 sources += shlex.split(rest)[:-1]
     assert sources, "no COPY found"
+    # Every file git tracks under each source, templates and default config included (the image
+    # needs them at run time), not only the Python modules.
+    tracked = subprocess.run(["git", "ls-files", "-z", *sources], cwd=REPO, capture_output=True, check=False)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout: the files a COPY needs are listed by git")
+    files = [name for name in tracked.stdout.decode().split("\0") if name]
     for source in sources:
-        path = REPO / source
-        assert path.exists(), f"COPY {source}: not in the repository"
-        files = [path] if path.is_file() else [p for p in path.rglob("*.py")][:50]
-        for file in files:
-            relative = file.relative_to(REPO).as_posix()
-            assert not dockerignore_excludes(patterns, relative), f"{relative} is excluded from the build context"
+        assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+        assert any(name == source or name.startswith(f"{source}/") for name in files), f"COPY {source}: no tracked file"
+    assert {"tollgate/templates/report/page.html.j2", "tollgate/defaults/tollgate.yaml", "serving/model.py"} <= set(files)
+    excluded = [name for name in files if dockerignore_excludes(patterns, name)]
+    assert excluded == [], f"excluded from the build context: {excluded}"
     assert dockerignore_excludes(patterns, ".venv/bin/python")
     assert dockerignore_excludes(patterns, "tollgate/__pycache__/config.cpython-311.pyc")
+    assert dockerignore_excludes(patterns, "tests/test_docker.py")
+    # The matcher itself: a template excluded by a later pattern would be caught.
+    assert dockerignore_excludes([*patterns, "**/*.j2"], "tollgate/templates/report/page.html.j2")
 
 
 def test_images_record_the_commit_they_were_built_from(dockerfile):

@@ -45,6 +45,9 @@ def test_slightly_worse_within_tolerance_passes():
 def test_just_beyond_tolerance_is_blocked():
     decision = decide(metrics(0.7940), ChampionEvaluation(1, metrics(0.7995)), POLICY)
     assert not decision.passed
+    # Blocked by the change rule alone: 0.7940 meets every absolute threshold.
+    assert [r.name for r in decision.rules if not r.passed] == ["roc_auc vs champion"]
+    assert rule(decision, "roc_auc vs champion").observed == pytest.approx(0.7940)
 
 
 def test_lower_is_better_metrics_compare_in_the_right_direction():

@@ -66,7 +66,7 @@ def test_unreadable_sources_are_explained(tmp_path, source, message):
 def test_empty_file_is_explained(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("")
-    with pytest.raises(DataError, match="empty"):
+    with pytest.raises(DataError, match=r"empty\.csv is empty \(0 bytes\)$"):
         read_table(str(path))
 
 

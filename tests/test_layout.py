@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -17,22 +18,32 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES = ("tollgate.components", "tollgate.pipelines.training", "tollgate.serving.model", "tollgate.cli")
 
 
-def test_a_plain_checkout_resolves_every_package_without_the_install():
-    # Drop whatever finder an editable install adds, so only PYTHONPATH=<checkout> is left.
-    code = (
-        "import sys\n"
-        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]\n"
-        "sys.path_hooks[:] = [h for h in sys.path_hooks if 'editable' not in getattr(h, '__module__', '').lower()]\n"
-        f"import importlib\n"
+# Python started with -S processes no .pth file, so no install mapping (an editable install's finder)
+# exists; site-packages is then put on sys.path as a plain directory, for the dependencies alone.
+# (Under -S a venv's site-packages is not found by the interpreter itself, so this process names it.)
+_WITHOUT_ANY_INSTALL = (
+    "import sys\n"
+    f"sys.path += {site.getsitepackages()!r}\n"
+    "assert not [m for m in sys.modules if 'editable' in m.lower()], sorted(sys.modules)\n"
+    "assert not [f for f in sys.meta_path if 'editable' in getattr(f, '__module__', '').lower()], sys.meta_path\n"
+)
+
+
+def test_a_plain_checkout_resolves_every_package_without_the_install(tmp_path):
+    # A copy of the checkout, away from the one the editable install maps: a module found through
+    # that install would resolve into REPO, not into the copy.
+    checkout = _source_tree(tmp_path / "checkout")
+    code = _WITHOUT_ANY_INSTALL + (
+        "import importlib\n"
         f"for name in {MODULES!r}:\n"
         "    print(importlib.import_module(name).__file__)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd="/", env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin"},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-S", "-c", code], cwd="/", capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(checkout), "PATH": "/usr/bin"})
     assert result.returncode == 0, result.stderr
     files = [Path(line) for line in result.stdout.split()]
     assert len(files) == len(MODULES)
-    assert all(str(path).startswith(str(REPO / "tollgate")) for path in files), files
+    assert all(str(path).startswith(str(checkout / "tollgate")) for path in files), files
 
 
 def test_the_symlinks_are_relative_and_point_at_the_top_level_folders():
@@ -119,18 +130,14 @@ def test_the_report_renders_from_the_installed_wheel_alone(wheel, tmp_path):
     """The templates are package data, loaded through the package (not a path into the checkout)."""
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
-    code = (
-        "import sys\n"
-        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]\n"
-        "sys.path_hooks[:] = [h for h in sys.path_hooks if 'editable' not in getattr(h, '__module__', '').lower()]\n"
-        f"sys.path[:] = [p for p in sys.path if p.rstrip('/') != {str(REPO)!r}]\n"
+    code = _WITHOUT_ANY_INSTALL + (
         "from tollgate.steps.report import ReportInputs, render_report\n"
         "import importlib, tollgate\n"
         f"assert all(importlib.import_module(m).__file__.startswith({str(unpacked)!r}) for m in {MODULES!r})\n"
         "print(tollgate.__file__)\n"
         "print(render_report(ReportInputs(model_name='from-the-wheel', failure='ingest failed')))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120,
+    result = subprocess.run([sys.executable, "-S", "-c", code], cwd="/", capture_output=True, text=True, timeout=120,
                             env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin"})
     assert result.returncode == 0, result.stderr
     origin, page = result.stdout.split("\n", 1)
@@ -150,7 +157,13 @@ def test_every_package_the_code_imports_is_a_declared_dependency():
     declared = {re.split(r"[=<>\[ ;]", requirement)[0].lower().replace("_", "-")
                 for requirement in project["dependencies"]}
     imported: dict[str, str] = {}
-    for path in sorted((REPO / "tollgate").rglob("*.py")):  # rglob follows the symlinked folders
+    # The package and the three top-level folders it links to (Path.rglob does not follow symlinks
+    # on Python 3.11, so the linked folders are walked on their own).
+    modules = sorted(path for folder in ("tollgate", "components", "pipelines", "serving")
+                     for path in (REPO / folder).rglob("*.py") if "__pycache__" not in path.parts)
+    assert {"components/train.py", "pipelines/training.py", "serving/model.py", "tollgate/records.py"} <= {
+        str(path.relative_to(REPO)) for path in modules}
+    for path in modules:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
                      [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])

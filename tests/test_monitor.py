@@ -120,6 +120,11 @@ def _assert_prediction_drift(report, expected) -> None:
     assert got["current"] == pytest.approx(expected.current, abs=1e-12)
     assert got["reference"] == expected.reference
     assert got["drifted"] is expected.drifted
+    # The value is the measure of the two share vectors the report shows (Jensen-Shannon divergence in
+    # bits: scipy's base-2 distance, squared), not a number from elsewhere.
+    from scipy.spatial.distance import jensenshannon
+
+    assert got["value"] == pytest.approx(jensenshannon(got["reference"], got["current"], base=2) ** 2, abs=1e-12)
     line = f"predicted probability: jensen-shannon {expected.value:.4f} > {expected.threshold:g}"
     assert (line in report["alerts"]) is expected.drifted
 
@@ -153,6 +158,7 @@ def test_traffic_from_the_drift_knob_flags_the_drifted_features(traffic):
     assert "Drift:" in html.read_text()
     # The model's output moved with its inputs, by what the same rows give in process.
     expected = _expected_prediction_drift(traffic, traffic["shifted"])
+    assert expected.drifted and expected.value > expected.threshold, expected
     _assert_prediction_drift(report, expected)
     # The whole log (both halves) also drifts; the per-version volume counts both.
     code, whole, _ = _monitor(traffic)

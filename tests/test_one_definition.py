@@ -36,8 +36,9 @@ def test_the_selector_accepts_exactly_the_listed_metrics(field, names):
         assert getattr(TrainConfig(candidates=candidates, **{field: name}), field) == name
     other = MULTICLASS_METRIC_NAMES if names is METRIC_NAMES else METRIC_NAMES
     for name in sorted(set(other) - set(names)):
-        with pytest.raises(ValidationError):
+        with pytest.raises(ValidationError) as raised:
             TrainConfig(candidates=candidates, **{field: name})
+        assert [(error["loc"], error["type"]) for error in raised.value.errors()] == [((field,), "literal_error")]
 
 
 def test_every_listed_family_is_a_valid_candidate_and_nothing_else_is(tmp_path):
@@ -60,12 +61,14 @@ def test_the_rollout_settings_are_the_config_section_with_its_bounds():
     assert {k: getattr(settings, k) for k in KServeDeployConfig.model_fields} == config.deploy.kserve.model_dump()
     assert settings.log_secret == "logs-s3" and settings.log_args[0] == "--log-uri=s3://monitoring/log"
     # The config's bounds hold for the rollout too (the old mirror accepted these).
-    for bad in ({"canary_traffic_percent": 100}, {"deployment_mode": "Serverless"}, {"consecutive_answers": 0},
-                {"nmespace": "typo"}):
-        with pytest.raises(ValidationError):
+    for bad, refusal in (({"canary_traffic_percent": 100}, "less_than_equal"), ({"deployment_mode": "Serverless"}, "literal_error"),
+                         ({"consecutive_answers": 0}, "greater_than_equal"), ({"nmespace": "typo"}, "extra_forbidden")):
+        with pytest.raises(ValidationError) as raised:
             KServeSettings(**bad)
-    with pytest.raises(ValidationError):
+        assert [(error["loc"], error["type"]) for error in raised.value.errors()] == [(tuple(bad), refusal)]
+    with pytest.raises(ValidationError) as raised:
         settings.namespace = "other"  # frozen, like the dataclass it replaced
+    assert [(error["loc"], error["type"]) for error in raised.value.errors()] == [(("namespace",), "frozen_instance")]
 
 
 def test_the_model_server_flags_take_the_config_sections_defaults_and_bounds():

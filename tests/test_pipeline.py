@@ -172,7 +172,11 @@ def test_bad_input_fails_fast_with_the_reason(workspace):
     report = Path(result.stdout.split("Report ")[1].split()[0]).read_text()
     assert "Run failed:" in report and "target column &#39;no_such_column&#39; is not in the data" in report
     bad = tollgate("run", "--config", workspace["config"], "--model-name", "Bad Name", check=False)
-    assert bad.returncode == 1 and "model_name" in bad.stderr
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [
+        "error: invalid configuration (command-line options):",
+        "  - model_name: String should match pattern '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$' "
+        "(set on the command line: model_name='Bad Name')"]
 
 
 def test_models_commands_list_show_promote_rollback(workspace, second_run):

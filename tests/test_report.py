@@ -30,12 +30,14 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ReportParser(HTMLParser):
-    """Collects section ids, image sources/alts, table headers and the text of each section."""
+    """Collects section ids, image sources/alts, table headers, the text of each section and the
+    rows of each section's tables (the text of each cell)."""
 
     def __init__(self):
         super().__init__()
         self.sections, self.images, self.headers, self.text = [], [], [], {}
-        self._section, self._in_th = None, False
+        self.rows: dict[str, list[list[str]]] = {}
+        self._section, self._in_th, self._cell = None, False, None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -43,18 +45,28 @@ class ReportParser(HTMLParser):
             self._section = attrs["id"]
             self.sections.append(self._section)
             self.text[self._section] = ""
+            self.rows[self._section] = []
         elif tag == "img":
             self.images.append((self._section, attrs["src"], attrs.get("alt")))
         elif tag == "th":
             self._in_th = True
+        elif tag == "tr" and self._section:
+            self.rows[self._section].append([])
+        elif tag == "td" and self._section:
+            self._cell = ""
 
     def handle_endtag(self, tag):
         if tag == "th":
             self._in_th = False
+        elif tag == "td" and self._cell is not None:
+            self.rows[self._section][-1].append(self._cell.strip())
+            self._cell = None
 
     def handle_data(self, data):
         if self._in_th:
             self.headers.append(data)
+        if self._cell is not None:
+            self._cell += data
         if self._section:
             self.text[self._section] += data
 
@@ -110,9 +122,18 @@ def test_report_has_every_section_and_every_plot_as_an_embedded_png(inputs):
                    "FPR", "rule", "result"):
         assert header in parsed.headers
     assert "channel" in parsed.text["validation"] and "unseen_categories" in parsed.text["validation"]
-    assert "drifted" in parsed.text["drift"]
+    # One drift row per measured feature: its status is "drifted" exactly for the drifted columns.
+    drift_rows = [row for row in parsed.rows["drift"] if row]
+    drifted = set(inputs.validation.drifted_columns)
+    assert drifted and len(drift_rows) == len(inputs.validation.drift)
+    assert {row[0] for row in drift_rows if row[-1] == "drifted"} == drifted
+    assert {row[-1] for row in drift_rows if row[0] not in drifted} == {"ok"}
     gate = parsed.text["gate"]
-    assert "BLOCKED" in gate and "roc_auc vs champion" in gate and "fail" in gate and "pass" in gate
+    assert "Verdict: BLOCKED" in gate
+    # One row per rule the gate checked, with its own result; the only failure is the change rule.
+    results = {row[0]: row[3] for row in parsed.rows["gate"] if row}
+    assert results == {rule.name: "pass" if rule.passed else "fail" for rule in inputs.decision.rules}
+    assert [name for name, result in results.items() if result == "fail"] == ["roc_auc vs champion"]
     assert "gender disparate impact" in gate and "age equal-opportunity difference" in gate
 
 

@@ -65,6 +65,16 @@ def test_restricted_day_of_month_and_week_fire_on_either():
     assert fires == [datetime(2026, 11, 30), datetime(2026, 12, 1), datetime(2026, 12, 7)]
 
 
+def test_a_stepped_star_in_a_day_field_leaves_it_unrestricted():
+    """robfig/cron v1.2.0 (the version KFP's go.mod pins): parser.go getRange sets the star bit for a
+    '*' or '?' range with or without a step, and spec.go dayMatches then requires *both* day fields
+    to match. So '*/2' (odd days) with MON fires only on Mondays that are odd days, where a day
+    matching either field would fire under the rule of two restricted fields (and under croniter)."""
+    fires = parse_cron("0 0 0 */2 * MON").next_times(datetime(2026, 11, 28), 3)
+    assert fires == [datetime(2026, 12, 7), datetime(2026, 12, 21), datetime(2027, 1, 11)]
+    assert all(t.weekday() == 0 and t.day % 2 == 1 for t in fires)
+
+
 def test_scheduled_time_picks_the_days_before_it():
     """What a scheduled run trains on: the window_days whole days before its own fire time."""
     (fire_time,) = parse_cron("0 0 2 * * *").next_times(datetime(2026, 3, 10, 15, 0), 1)
