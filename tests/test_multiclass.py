@@ -227,6 +227,44 @@ def test_fairness_is_one_vs_rest_for_named_classes_or_says_it_was_skipped(traine
     assert none["fairness"] == {} and "binary-only measures and were skipped" in none["fairness_skipped"]
 
 
+def test_the_gate_blocks_fairness_bounds_that_would_hold_nothing(trained):
+    """A multiclass model whose fairness was skipped (no class, or an unknown one, named) fails the
+    "fairness measured" rule while gate.fairness bounds are set; with the bounds null it only reports,
+    and with a named class each (attribute, class) pair is bounded like a binary attribute."""
+    from tollgate.steps.gate import GatePolicy, run_gate
+
+    spec, splits, graph, _ = trained
+    attributes = [{"column": "group"}]
+
+    def gate(classes, bounds=None):
+        scored = evaluate_model(graph, splits.test, spec.columns, classes=spec.classes,
+                                fairness=FairnessConfig(sensitive_attributes=attributes, classes=classes))
+        evaluation = evaluation_record({**scored, "task": "multiclass"})
+        config = load_config(None, {"gate.multiclass.absolute": {"roc_auc_ovr_macro": {"min": 0.5}},
+                                    **({"gate.fairness": bounds} if bounds is not None else {})})
+        return run_gate(evaluation, GatePolicy.from_config(config.gate.model_dump()))
+
+    unnamed = gate([])
+    assert not unnamed.passed
+    assert [r.name for r in unnamed.rules if not r.passed] == ["fairness measured"]
+    (reason,) = unnamed.reasons
+    assert reason.startswith("fairness was not measured as gate.fairness.max_equal_opportunity_difference and "
+                             "gate.fairness.min_disparate_impact require: selection rate, TPR, FPR")
+    assert "name classes in fairness.classes" in reason and reason.endswith("set those bounds to null to only report "
+                                                                            "fairness")
+    unknown = gate(["high", "nope"])
+    assert [r.name for r in unknown.rules if not r.passed] == ["fairness measured"]
+    assert "['nope'] are not classes of this model" in unknown.reasons[0]
+    # Report only: nothing bounded, nothing blocked; the skip stays in the evaluation.
+    reported = gate([], {"min_disparate_impact": None, "max_equal_opportunity_difference": None})
+    assert reported.passed and [r.name for r in reported.rules] == ["roc_auc_ovr_macro threshold"]
+    # A named class is measured and bounded: one rule per bound for "group (class high)".
+    named = gate(["high"], {"min_disparate_impact": 0.0, "max_equal_opportunity_difference": 1.0})
+    assert named.passed
+    assert [r.name for r in named.rules] == ["roc_auc_ovr_macro threshold", "group (class high) disparate impact",
+                                             "group (class high) equal-opportunity difference"]
+
+
 def test_champion_is_compared_only_like_with_like(trained):
     spec, splits, graph, _ = trained
     same = evaluate_champion(graph, spec.schema, splits.test, classes=spec.classes)

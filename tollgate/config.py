@@ -325,7 +325,8 @@ class FairnessConfig(_Strict):
     min_group_positives: int = Field(20, ge=1, description="A group's true-positive rate is measured (and bounded "
                                      "by equal opportunity) only with at least this many positive test rows.")
     classes: list[Any] = Field(default_factory=list, description="Multiclass models: classes whose selection rate "
-                               "and TPR are measured one-vs-rest; with none, the report says they were skipped.")
+                               "and TPR are measured one-vs-rest; with none, they are skipped, and the gate blocks while a "
+                               "gate.fairness bound is set.")
 
     @model_validator(mode="before")
     @classmethod

@@ -596,7 +596,8 @@ class CandidateEvaluation:
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
     # Per sensitive attribute (multiclass: "<attribute> (class <c>)"), as the gate bounds it.
     fairness: dict[str, AttributeFairness] | None = None
-    fairness_skipped: list[Any] | None = None
+    # Evaluate's note on the fairness measures it skipped and why (multiclass: no class, or an unknown one, named).
+    fairness_skipped: str | None = None
     fit_seconds: float = 0.0
     onnx_export: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

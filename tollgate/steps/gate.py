@@ -15,7 +15,11 @@ Every rule that can stop a promotion here, as in TFX's Evaluator plus fairness:
   is set: the ratio is lower, or could not be measured;
 * **equal-opportunity difference**, per sensitive attribute, when
   ``gate.fairness.max_equal_opportunity_difference`` is set: the gap is larger, or could not
-  be measured.
+  be measured;
+* **fairness measured**, when either ``gate.fairness`` bound is set: evaluate skipped fairness
+  measures the bounds were meant to hold (a multiclass model with no class named in
+  ``fairness.classes``, or a named class the model does not have), so a bound would otherwise
+  apply to nothing.
 
 Every rule is reported, passed or not, so the summary can show exactly why a candidate was or
 was not promoted. Before the gate, validation can stop the run; after it, infra-validation
@@ -83,15 +87,22 @@ class GatePolicy:
 
 
 def decide(candidate: dict[str, float], champion: ChampionEvaluation | None, policy: Policy,
-           fairness: Mapping[str, AttributeFairness] | None = None) -> Decision:
+           fairness: Mapping[str, AttributeFairness] | None = None, fairness_skipped: str | None = None) -> Decision:
     """Check ``candidate`` test metrics against ``policy`` and, if present, the ``champion``.
 
     ``fairness`` is the candidate's :class:`~tollgate.records.AttributeFairness` per sensitive
     attribute (the evaluation record's); each is bounded by ``policy.fairness``.
+    ``fairness_skipped`` is evaluate's note on fairness measures it did not compute (the
+    evaluation record's), which fails the "fairness measured" rule while a bound is set.
     """
     rules = [_absolute_rule(metric, bound, candidate) for metric, bound in sorted(policy.absolute.items())]
     for attribute, record in sorted((fairness or {}).items()):
         rules.extend(_fairness_rules(attribute, record, policy.fairness))
+    bounded = sorted(f"gate.fairness.{key}" for key, bound in policy.fairness.items() if bound is not None)
+    if fairness_skipped and bounded:
+        rules.append(Rule("fairness measured", "-", False, None, "every bounded measure measured",
+                          f"fairness was not measured as {' and '.join(bounded)} require: {fairness_skipped}; "
+                          "or set those bounds to null to only report fairness"))
     if champion is not None:
         if champion.error:
             rules.append(Rule("champion comparable", "-", False, None, "champion scores the test set",
@@ -175,4 +186,4 @@ def run_gate(evaluation: Evaluation, policy: GatePolicy) -> Decision:
     task (a multiclass candidate is held to ``gate.multiclass``)."""
     candidate = evaluation.candidate
     return decide(candidate.metrics, evaluation.champion, policy.for_task(candidate.task),
-                  fairness=candidate.fairness)
+                  fairness=candidate.fairness, fairness_skipped=candidate.fairness_skipped)
