@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -170,11 +171,13 @@ def test_traffic_from_the_drift_knob_flags_the_drifted_features(traffic):
 def test_late_labels_give_the_same_auc_as_scoring_the_rows_directly(traffic, trained_model_dir):
     labels = traffic["root"] / "labels.csv"
     pd.DataFrame(traffic["sent"], columns=["request_id", "row", "label"]).to_csv(labels, index=False)
-    code, report, _ = _monitor(traffic, "--labels", str(labels), "--since", traffic["start"].isoformat(),
-                               "--until", traffic["middle"].isoformat())
+    code, report, html = _monitor(traffic, "--labels", str(labels), "--since", traffic["start"].isoformat(),
+                                  "--until", traffic["middle"].isoformat())
     assert code == 0
     [realized] = report["realized"]
     assert realized["labelled_rows"] == 1000
+    assert realized["decided_by"] == "the classes the server answered"
+    assert "<td>the classes the server answered</td>" in html.read_text()
     steady = traffic["steady"]
     # Scoring the rows directly with the graph the server runs.
     schema = json.loads((trained_model_dir / "input_schema.json").read_text())
@@ -193,3 +196,50 @@ def test_bad_window_is_one_line(traffic, args, words):
                                       str(traffic["registry"]), *args])
     assert result.exit_code == 1
     assert words in result.output and "Traceback" not in result.output
+
+
+def test_realized_metrics_decide_an_old_log_by_each_versions_own_threshold(trained_model_dir, tmp_path):
+    """A log written before the server logged its answered classes: each version's rows are decided
+    with the decision_threshold *that* version's input schema records (0.3 and 0.7 here), read from
+    the registry, not with 0.5; each entry says which rule decided it."""
+    import shutil
+
+    from tollgate.cli.monitor import logged_thresholds
+    from tollgate.steps.evaluate import classification_metrics
+    from tollgate.steps.monitor import realized_metrics
+
+    registry = open_registry(str(tmp_path / "registry"))
+    for threshold in (0.3, 0.7):
+        source = tmp_path / f"v-{threshold}"
+        source.mkdir()
+        shutil.copy(trained_model_dir / "model.onnx", source / "model.onnx")
+        schema = json.loads((trained_model_dir / "input_schema.json").read_text())
+        (source / "input_schema.json").write_text(json.dumps({**schema, "decision_threshold": threshold}))
+        registry.register(MODEL, source, {"features": {"positive_label": 1}})
+    rng = np.random.default_rng(7)
+    rows = 400
+    proba = rng.uniform(0, 1, rows)
+    label = (rng.uniform(0, 1, rows) < proba).astype(int)
+    version = ["1"] * 200 + ["2"] * 150 + ["9"] * 50  # v9 is not in the registry
+    log = pd.DataFrame({"request_id": [f"r{i}" for i in range(rows)], "row": 0, "model_version": version,
+                        "time": pd.Timestamp("2026-11-20T10:00:00Z"), "error": None,
+                        "output.probability": proba})
+    labels = pd.DataFrame({"request_id": log["request_id"], "label": label})
+
+    thresholds = logged_thresholds(registry, MODEL, log)
+    assert thresholds == {"1": 0.3, "2": 0.7}
+    realized = {entry["version"]: entry for entry in realized_metrics(log, labels, {"positive_label": 1}, thresholds)}
+    for number, threshold in (("1", 0.3), ("2", 0.7), ("9", 0.5)):
+        rows_of = log["model_version"] == number
+        expected = classification_metrics(label[rows_of], proba[rows_of], threshold)
+        assert realized[number]["metrics"] == expected
+        if threshold != 0.5:  # the rows are such that the threshold shows
+            assert expected["accuracy"] != classification_metrics(label[rows_of], proba[rows_of])["accuracy"]
+    assert realized["1"]["decided_by"] == "v1's decision_threshold 0.3"
+    assert realized["9"]["decided_by"] == "the default decision_threshold 0.5 (v9's input schema was not read)"
+    # A log with the answered classes is decided by them, whatever the threshold says.
+    answered = log.assign(**{"output.predicted_class": (proba >= 0.9).astype(int)})
+    first = realized_metrics(answered, labels, {"positive_label": 1}, thresholds)[0]
+    assert first["decided_by"] == "the classes the server answered"
+    assert first["metrics"]["recall"] == pytest.approx(
+        ((proba[:200] >= 0.9) & (label[:200] == 1)).sum() / (label[:200] == 1).sum())

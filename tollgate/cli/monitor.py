@@ -77,8 +77,23 @@ def run_monitor(cfg, since, until, labels_path: str | None):
         metadata = registry.get_version(cfg.model_name, number).record
     labels = read_labels(labels_path) if labels_path else None
     log = read_log(cfg.monitoring.log_uri, cfg.model_name, since, until)
+    thresholds = logged_thresholds(registry, cfg.model_name, log) if labels is not None else None
     return monitor_traffic(log, model_name=cfg.model_name, production_version=number, data_schema=data_schema,
-                           metadata=metadata, validation=cfg.validation, since=since, until=until, labels=labels)
+                           metadata=metadata, validation=cfg.validation, since=since, until=until, labels=labels,
+                           thresholds=thresholds)
+
+
+def logged_thresholds(registry, model_name: str, log) -> dict[str, float]:
+    """Each version the log answered with -> the ``decision_threshold`` its input schema records
+    (digest-checked); a version no longer in the registry is left out (realized metrics say so)."""
+    from tollgate.records import decision_threshold
+    from tollgate.registry import SCHEMA_FILE
+
+    thresholds = {}
+    for version in sorted({str(v) for v in log["model_version"].dropna()} if not log.empty else set()):
+        if version.isdigit() and registry.has_version(model_name, int(version)):
+            thresholds[version] = decision_threshold(registry.read_version_json(model_name, int(version), SCHEMA_FILE))
+    return thresholds
 
 
 @guarded

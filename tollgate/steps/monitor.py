@@ -12,6 +12,7 @@ Pure Python, free of KFP: ``tollgate monitor`` and the retrain check both call
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tollgate.records import DataSchema, VersionMetadata
+from tollgate.records import DEFAULT_DECISION_THRESHOLD, DataSchema, VersionMetadata
 from tollgate.steps.drift import MISSING, FeatureDrift, column_drift, numeric_drift
 
 INPUT_PREFIX = "input."
@@ -100,12 +101,14 @@ def version_stats(log: pd.DataFrame) -> list[dict[str, Any]]:
 def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: int | None,
                     data_schema: DataSchema | None, metadata: VersionMetadata | None, validation: Any,
                     since: datetime | None = None, until: datetime | None = None,
-                    labels: pd.DataFrame | None = None) -> MonitorReport:
+                    labels: pd.DataFrame | None = None,
+                    thresholds: Mapping[str, float] | None = None) -> MonitorReport:
     """Compare the answered rows of the production version in ``log`` with its training reference.
 
     ``validation`` is the ``ValidationConfig`` (its ``drift`` thresholds are used as they are in
     data validation). ``labels`` (``request_id``, ``label``, optional ``row``) adds realized
-    metrics per version and day.
+    metrics per version and day; ``thresholds`` is each logged version's ``decision_threshold``
+    (see :func:`realized_metrics`).
     """
     report = MonitorReport(model_name, production_version, since.isoformat() if since else None,
                            until.isoformat() if until else None)
@@ -154,7 +157,7 @@ def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: i
             report.notes.append(f"v{production_version} recorded no predicted-probability profile on its test split "
                                 "(registered before monitoring existed): output drift not measured")
     if labels is not None:
-        report.realized = realized_metrics(log, labels, metadata.features if metadata else {})
+        report.realized = realized_metrics(log, labels, metadata.features if metadata else {}, thresholds)
     return report
 
 
@@ -176,11 +179,15 @@ def read_labels(path: str) -> pd.DataFrame:
     return frame
 
 
-def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str, Any]) -> list[dict[str, Any]]:
+def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str, Any],
+                     thresholds: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
     """Join late labels on (request_id, row) and compute the test-set metrics per version and day.
 
     Accuracy, precision, recall and F1 count the classes the server answered (each version
-    decided with its own ``decision_threshold``); a log without them thresholds at 0.5."""
+    decided with its own ``decision_threshold``). Rows logged without them (by a server from
+    before the log had ``output.predicted_class``) are decided by that version's threshold in
+    ``thresholds`` (version number as text -> its input schema's ``decision_threshold``), the
+    rule the server answered with; each entry says which rule it used (``decided_by``)."""
     from tollgate.steps.evaluate import classification_metrics
 
     answered = log[log["error"].isna()] if not log.empty else log
@@ -203,12 +210,19 @@ def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str
         proba = group[PROBABILITY_COLUMN].astype(float).to_numpy()
         served = group[CLASS_COLUMN] if CLASS_COLUMN in group.columns else None
         decisions = None
+        threshold = (thresholds or {}).get(str(version), DEFAULT_DECISION_THRESHOLD)
         if served is not None and served.notna().all():
             decisions = (served.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
                          == positive).to_numpy()
-        entry: dict[str, Any] = {"version": str(version), "day": day, "labelled_rows": int(len(group))}
+            decided_by = "the classes the server answered"
+        elif thresholds is not None and str(version) in thresholds:
+            decided_by = f"v{version}'s decision_threshold {threshold:g}"
+        else:
+            decided_by = f"the default decision_threshold {threshold:g} (v{version}'s input schema was not read)"
+        entry: dict[str, Any] = {"version": str(version), "day": day, "labelled_rows": int(len(group)),
+                                 "decided_by": decided_by}
         if len(set(y_true)) == 2:
-            entry["metrics"] = classification_metrics(y_true, proba, decisions=decisions)
+            entry["metrics"] = classification_metrics(y_true, proba, threshold, decisions=decisions)
         else:
             entry["metrics"] = {}
             entry["note"] = "one class only among the labelled rows: no AUC"
@@ -247,6 +261,6 @@ def render_html(report: MonitorReport) -> str:
                         for u in report.unseen_categories],
         "realized_rows": [[_fmt(r["version"]), _fmt(r["day"]), _fmt(r["labelled_rows"]),
                            _fmt(r["metrics"].get("roc_auc")), _fmt(r["metrics"].get("accuracy")),
-                           _fmt(r["metrics"].get("log_loss"))] for r in report.realized],
+                           _fmt(r["metrics"].get("log_loss")), _fmt(r.get("decided_by"))] for r in report.realized],
     }
     return render_page("monitor/page.html.j2", context)
