@@ -163,7 +163,7 @@ def test_run_whose_candidate_fails_infra_validation_registers_nothing(config_fac
     assert infra["passed"] is False and infra["rows"] == 8
     assert infra["reason"] in outcome.error and "over the limit of 2" in infra["reason"]
     assert {step["step"] for step in summary["steps"]}.isdisjoint({"register", "deploy"})
-    assert open_registry(config.registry.uri).list_versions(config.model_name) == []
+    assert open_registry(config.registry.uri).version_numbers(config.model_name) == []
 
 
 def test_the_staged_version_serves_the_same_bytes_and_schema_and_says_what_else_it_holds(trained, tmp_path):

@@ -32,7 +32,7 @@ def test_versions_are_numbered_immutable_and_carry_metadata(registry, tmp_path):
     first = registry.register(MODEL, version_dir(tmp_path, "a", "model-a"), {"test_metrics": {"roc_auc": 0.71}})
     second = registry.register(MODEL, version_dir(tmp_path, "b", "model-b"), {"test_metrics": {"roc_auc": 0.74}})
     assert (first.version, second.version) == (1, 2)
-    assert [v.version for v in registry.list_versions(MODEL)] == [1, 2]
+    assert registry.version_numbers(MODEL) == [1, 2]
     assert second.metadata["test_metrics"]["roc_auc"] == 0.74
     assert second.metadata["model_name"] == MODEL and second.metadata["created_at"]
     assert second.uri.endswith(f"{MODEL}/v2")
@@ -48,7 +48,7 @@ def test_register_refuses_an_incomplete_directory(registry, tmp_path):
     (source / "model.onnx").write_text("x")
     with pytest.raises(RegistryError, match="missing input_schema.json"):
         registry.register(MODEL, source, {})
-    assert registry.list_versions(MODEL) == []
+    assert registry.version_numbers(MODEL) == []
 
 
 def test_promote_and_rollback_move_aliases_together(registry, tmp_path):
@@ -119,7 +119,7 @@ def test_local_half_written_version_is_invisible(tmp_path):
     staging = tmp_path / "registry" / MODEL / ".staging-crashed"
     staging.mkdir()
     (staging / "model.joblib").write_text("half")
-    assert [v.version for v in registry.list_versions(MODEL)] == [1]
+    assert registry.version_numbers(MODEL) == [1]
     assert registry.register(MODEL, version_dir(tmp_path, "b", "b"), {}).version == 2
 
 
@@ -131,7 +131,7 @@ def test_s3_version_without_completion_marker_is_invisible_and_never_reused(s3_b
     # Simulate an upload that died before its marker: files of v2 exist, _COMPLETE does not.
     client = client_from_env()
     client.fput_object(s3_bucket, f"{MODEL}/v2/model.onnx", str(version_dir(tmp_path, "b", "b") / "model.onnx"))
-    assert [v.version for v in registry.list_versions(MODEL)] == [1]
+    assert registry.version_numbers(MODEL) == [1]
     with pytest.raises(RegistryError, match="v2 does not exist"):
         registry.promote(MODEL, 2)
     assert registry.register(MODEL, version_dir(tmp_path, "c", "c"), {}).version == 3
@@ -139,7 +139,7 @@ def test_s3_version_without_completion_marker_is_invisible_and_never_reused(s3_b
 
 def test_s3_problems_are_explained(s3_server, monkeypatch):
     with pytest.raises(RegistryError, match="bucket 'no-such-bucket' does not exist"):
-        open_registry("s3://no-such-bucket/models").list_versions(MODEL)
+        open_registry("s3://no-such-bucket/models").version_numbers(MODEL)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(Exception, match="AWS_SECRET_ACCESS_KEY"):
         open_registry("s3://models")

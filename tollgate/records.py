@@ -187,8 +187,9 @@ class FeatureSpec(_Record):
     def served_features(self) -> dict[str, Any]:
         """What a version's ``metadata.json`` records of its features (``VersionMetadata.features``):
         the columns by role, the target and its label values, and a multiclass model's class order
-        (its probability columns' order, fixed at training). The model server reads the labels and
-        classes it answers with from here."""
+        (its probability columns' order, fixed at training). The model server answers a binary
+        model's negative and positive labels from here; a multiclass model's class order it reads
+        from the input schema, which the graph's probability columns follow."""
         features: dict[str, Any] = {"numeric": self.numeric, "categorical": self.categorical, "target": self.target,
                                     "positive_label": self.positive_label, "negative_label": self.negative_label}
         if self.multiclass:

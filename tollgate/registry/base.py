@@ -339,13 +339,10 @@ class Registry:
         """True when ``version`` of ``model`` is complete (no metadata is read)."""
         return self.store.is_complete(model, version)
 
-    def list_versions(self, model: str) -> list[ModelVersion]:
-        """Complete versions of ``model``, oldest first; a corrupt one raises."""
-        # One listing, then each version's metadata: get_version would re-check every number.
-        return [self._load(model, n) for n in sorted(self.store.version_numbers(model))]
-
     def scan_versions(self, model: str) -> tuple[list[ModelVersion], list[str]]:
-        """Like :meth:`list_versions`, but a version that cannot be read becomes a one-line problem."""
+        """Complete versions of ``model``, oldest first, each with its metadata read (one listing, then
+        each version's files: get_version would re-check every number); a version that cannot be read
+        becomes a one-line problem instead."""
         from tollgate.records import RecordError
 
         versions, problems = [], []

@@ -316,6 +316,8 @@ def screen_columns(base: dict[str, Any], columns: list[str], proba: np.ndarray) 
     strength = []
     for name in columns:
         values = np.asarray(base[name])
+        # ``base`` is the graph's input feed, typed by the input schema's roles (numeric columns are
+        # float tensors, the others text), so the feed's dtype is the schema's classification.
         if values.dtype.kind in "fiu":
             strength.append(_rank_correlation(values, target_ranks))
         else:

@@ -270,9 +270,10 @@ def check_table(frame: pd.DataFrame, target: str, drop: list[str] | None = None,
     ``configured`` maps other settings that name columns (``features.numeric``,
     ``features.categorical``...) to their columns, so a misspelt one fails here, at the
     start, with a did-you-mean, rather than steps later. Ingest refuses only what it
-    cannot address; problems with the contents (no rows, too few rows, label problems,
-    duplicates) are anomalies of the validate step, reported with a severity from
-    ``validation.severity`` (see :mod:`tollgate.steps.validate`).
+    cannot address or read as configured (a ``features.numeric`` column holding values that
+    are not numbers, see :func:`normalize_types`); problems with the contents (no rows, too
+    few rows, label problems, duplicates) are anomalies of the validate step, reported with a
+    severity from ``validation.severity`` (see :mod:`tollgate.steps.validate`).
     """
     if frame.shape[1] == 0:
         raise DataError("the data has no columns")

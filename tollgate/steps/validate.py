@@ -7,7 +7,8 @@ run's data and stored with the version that run registers (``data_schema.json``)
 later runs compare their data with what the production model was trained on.
 
 Ingest refuses only what it cannot read or address (no file, bad format, 0 bytes, the
-configured target or dropped columns absent). Everything about the *contents* — no
+configured target or dropped columns absent, a ``features.numeric`` column that holds text).
+Everything about the *contents* — no
 rows, too few rows, label problems, duplicates, and all comparisons with the reference —
 is an anomaly here, with a severity from ``validation.severity``.
 """
