@@ -134,13 +134,14 @@ def test_new_data_trains_when_the_fingerprint_changed(registry_copy, trained_mod
     recorded = json.loads((trained_model_dir / "metadata.json").read_text())["data"]["fingerprint"]
     unchanged = make_config(tmp_path, **{"registry.uri": str(registry), "retrain.when": "new_data"})
     # The fixture's data, measured the same way, is the recorded fingerprint: the other seed is what differs.
-    assert run_ingest(IngestSettings.from_config(unchanged)).fingerprint == recorded
+    assert run_ingest(IngestSettings.from_config(unchanged), unchanged.data.source).fingerprint == recorded
     config = make_config(tmp_path, **{"registry.uri": str(registry), "retrain.when": "new_data",
                                       "data.builtin.seed": 31})
-    fingerprint = run_ingest(IngestSettings.from_config(config)).fingerprint
+    fingerprint = run_ingest(IngestSettings.from_config(config), config.data.source).fingerprint
     assert fingerprint != recorded
 
-    decision = run_retrain_check(RetrainSettings.from_config(config), open_registry(str(registry)), MODEL)
+    decision = run_retrain_check(RetrainSettings.from_config(config), open_registry(str(registry)), MODEL,
+                                 config.data.source)
     assert decision.train is True, decision
     assert decision.message == (f"new data since v{version}: fingerprint {fingerprint[:19]}... "
                                 f"differs from {recorded[:19]}...")
@@ -156,7 +157,8 @@ def test_drifted_incoming_data_trains_with_an_alert_per_drifted_column(registry_
     registry, version = registry_copy
     config = make_config(tmp_path, **{"registry.uri": str(registry), "retrain.when": "drift",
                                       "data.builtin.drift": 1.0})
-    decision = run_retrain_check(RetrainSettings.from_config(config), open_registry(str(registry)), MODEL)
+    decision = run_retrain_check(RetrainSettings.from_config(config), open_registry(str(registry)), MODEL,
+                                 config.data.source)
     assert decision.basis == "data" and decision.production_version == int(version)
     assert decision.train is True, decision.message
     assert decision.rows == 3000

@@ -98,6 +98,20 @@ def test_reading_options_reach_ingest_and_nothing_trained_downstream_of_it_is_sp
     assert "ingest" in changed
 
 
+def test_the_data_source_is_the_runs_parameter_and_enters_ingest_once(module_tmp, baseline):
+    """data.source is the pipeline's data_source parameter (its default), which ingest receives; it is
+    not also in ingest's settings, so a run reading the same table has the same key whatever the
+    compiled config's data.source said."""
+    config = make_config(module_tmp, **{"data.source": "/data/elsewhere.csv"})
+    assert changed_tasks(baseline, task_parameters(config, module_tmp)) == set()
+    assert "source" not in IngestSettings.model_fields
+    package = compile_pipeline(config, module_tmp / "pipeline-source.yaml")
+    spec = next(yaml.safe_load_all(package.read_text()))
+    assert spec["root"]["inputDefinitions"]["parameters"]["data_source"]["defaultValue"] == "/data/elsewhere.csv"
+    ingest = spec["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]["data_source"]
+    assert ingest == {"componentInputParameter": "data_source"}
+
+
 # The settings parameter of each task and the one view of the config it must carry, exactly.
 # (retrain-check exists only when retrain.when is drift or new_data: see the test after the next.)
 EXPECTED_SETTINGS = {"ingest": ("settings_json", IngestSettings), "validate": ("settings_json", ValidateSettings),

@@ -47,9 +47,10 @@ class _TaskSettings(BaseModel):
 
 
 class IngestSettings(_TaskSettings):
-    """Ingest: how to read the table and which columns the config names (checked at the start)."""
+    """Ingest: how to read the table and which columns the config names (checked at the start).
+    Where the table is (``data.source``) is not here: it is the run's ``data_source`` parameter
+    (default ``data.source``), so it enters ingest's cache key once, as what this run reads."""
 
-    source: str
     target: str
     drop: list[str]
     builtin: BuiltinDataConfig
@@ -62,7 +63,7 @@ class IngestSettings(_TaskSettings):
     @classmethod
     def from_config(cls, config: TollgateConfig) -> IngestSettings:
         data = config.data
-        return cls(source=data.source, target=data.target, drop=list(data.drop), builtin=data.builtin,
+        return cls(target=data.target, drop=list(data.drop), builtin=data.builtin,
                    date_column=data.date_column, window_days=data.window_days, csv=data.csv,
                    numeric=config.features.numeric, configured=configured_columns(config))
 

@@ -353,10 +353,14 @@ def header_looks_like_data(frame: pd.DataFrame) -> bool:
     return bool(numeric) and len(numbered) * 2 >= len(numeric)
 
 
-def run_ingest(settings: IngestSettings, data_source: str = "", scheduled_time: str = "") -> IngestResult:
-    """Ingest as the DAG runs it: the step's settings plus this run's data source (empty: the
-    configured one) and scheduled time (empty: no window)."""
-    return ingest(data_source or settings.source, settings.target, drop=settings.drop,
+def run_ingest(settings: IngestSettings, data_source: str, scheduled_time: str = "") -> IngestResult:
+    """Ingest as the DAG runs it: the step's settings plus this run's data source (the pipeline's
+    ``data_source`` parameter, ``data.source`` unless the run overrides it) and scheduled time
+    (empty: no window)."""
+    if not data_source:
+        raise DataError("no data source: give the run's data_source (data.source: 'builtin', a CSV/Parquet path "
+                        "or s3://bucket/key)")
+    return ingest(data_source, settings.target, drop=settings.drop,
                   builtin=settings.builtin.model_dump(), date_column=settings.date_column,
                   scheduled_time=scheduled_time or None, window_days=settings.window_days, csv=settings.csv,
                   numeric=settings.numeric, configured=settings.configured)

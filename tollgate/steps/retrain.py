@@ -44,7 +44,7 @@ def _ingest(settings: RetrainSettings, data_source: str, scheduled_time: str | N
     return run_ingest(settings.ingest, data_source, scheduled_time or "")
 
 
-def run_retrain_check(settings: RetrainSettings, registry: Any, model_name: str, data_source: str = "",
+def run_retrain_check(settings: RetrainSettings, registry: Any, model_name: str, data_source: str,
                       scheduled_time: str = "") -> RetrainDecision:
     """Apply ``retrain.when`` (``settings.when``) against the production version of ``model_name`` in ``registry``."""
     when = settings.when
