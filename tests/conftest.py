@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import json
 import os
 import socket
@@ -181,3 +182,28 @@ def evaluation_record(candidate: dict[str, Any], champion: dict[str, Any] | None
     identity = {"candidate_id": "candidate", "family": "logistic_regression", "params": {}, "validation_metrics": {},
                 "selection_metric": "roc_auc", "metrics": {}, "rows": 0}
     return Evaluation.from_dict({"candidate": {**identity, **candidate}, "champion": champion})
+
+
+# The checkout these tests run from.
+ROOT_DIR = Path(__file__).resolve().parents[1]
+
+
+def project_files() -> list[str]:
+    """The project's files as a fresh clone has them, relative to the checkout: never a stale
+    ``build/``, ``*.egg-info`` or cache. From git when this is a checkout; otherwise (a source
+    archive) every file outside what .gitignore and the tools' caches name."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT_DIR,
+                            capture_output=True, check=False)
+    if listed.returncode == 0:
+        return [name for name in listed.stdout.decode().split("\0")
+                if name and ((ROOT_DIR / name).exists() or (ROOT_DIR / name).is_symlink())]  # not deleted, uncommitted
+    ignored = [line.strip().rstrip("/") for line in (ROOT_DIR / ".gitignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")] + [".git", ".mypy_cache", ".ruff_cache", "dist"]
+    files = []
+    for folder, dirs, names in os.walk(ROOT_DIR):  # symlinked folders are listed, not walked
+        here = Path(folder).relative_to(ROOT_DIR)
+        dirs[:] = [d for d in dirs if not any(fnmatch.fnmatch(str(here / d), p) or fnmatch.fnmatch(d, p)
+                                              for p in ignored) and not (Path(folder) / d).is_symlink()]
+        files += [str(here / n) for n in names if not any(fnmatch.fnmatch(n, p) for p in ignored)]
+        files += [str(here / d) for d in os.listdir(folder) if (Path(folder) / d).is_symlink()]
+    return [name.removeprefix("./") for name in files]

@@ -11,13 +11,14 @@ import io
 import json
 import re
 import shlex
-import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
+
+from tests.conftest import project_files
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
@@ -99,12 +100,12 @@ def effective(by_name: dict[str, Stage], target: str, keyword: str):
         stage = by_name[stage.base]
 
 
-def dockerignore_excludes(patterns: list[str], path: str) -> bool:
-    """Whether the build context leaves ``path`` out: the last pattern matching the path or one of
+def dockerignore_matcher(patterns: list[str]):
+    """Whether the build context leaves a path out: the last pattern matching the path or one of
     its parent directories wins (docker-py's PatternMatcher, the rule BuildKit applies)."""
     from docker.utils.build import PatternMatcher
 
-    return PatternMatcher(patterns).matches(path)
+    return PatternMatcher(patterns).matches
 
 
 @pytest.fixture(scope="module")
@@ -213,23 +214,22 @@ def test_everything_copied_is_in_the_build_context(dockerfile):
             if key == "COPY" and not rest.startswith("--from"):
                 sources += shlex.split(rest)[:-1]
     assert sources, "no COPY found"
-    # Every file git tracks under each source, templates and default config included (the image
-    # needs them at run time), not only the Python modules.
-    tracked = subprocess.run(["git", "ls-files", "-z", *sources], cwd=REPO, capture_output=True, check=False)
-    if tracked.returncode != 0:
-        pytest.skip("not a git checkout: the files a COPY needs are listed by git")
-    files = [name for name in tracked.stdout.decode().split("\0") if name]
+    # Every project file under each source (as a fresh clone has them), templates and default config
+    # included (the image needs them at run time), not only the Python modules.
+    files = [name for name in project_files()
+             if any(name == source or name.startswith(f"{source}/") for source in sources)]
     for source in sources:
         assert (REPO / source).exists(), f"COPY {source}: not in the repository"
-        assert any(name == source or name.startswith(f"{source}/") for name in files), f"COPY {source}: no tracked file"
+        assert any(name == source or name.startswith(f"{source}/") for name in files), f"COPY {source}: no file"
     assert {"tollgate/templates/report/page.html.j2", "tollgate/defaults/tollgate.yaml", "serving/model.py"} <= set(files)
-    excluded = [name for name in files if dockerignore_excludes(patterns, name)]
+    excludes = dockerignore_matcher(patterns)
+    excluded = [name for name in files if excludes(name)]
     assert excluded == [], f"excluded from the build context: {excluded}"
-    assert dockerignore_excludes(patterns, ".venv/bin/python")
-    assert dockerignore_excludes(patterns, "tollgate/__pycache__/config.cpython-311.pyc")
-    assert dockerignore_excludes(patterns, "tests/test_docker.py")
+    assert excludes(".venv/bin/python")
+    assert excludes("tollgate/__pycache__/config.cpython-311.pyc")
+    assert excludes("tests/test_docker.py")
     # The matcher itself: a template excluded by a later pattern would be caught.
-    assert dockerignore_excludes([*patterns, "**/*.j2"], "tollgate/templates/report/page.html.j2")
+    assert dockerignore_matcher([*patterns, "**/*.j2"])("tollgate/templates/report/page.html.j2")
 
 
 def test_images_record_the_commit_they_were_built_from(dockerfile):

@@ -3,8 +3,6 @@ checkout (no install mapping), and from the built wheel, which holds real files.
 
 from __future__ import annotations
 
-import fnmatch
-import os
 import shutil
 import site
 import subprocess
@@ -13,6 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import project_files
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ("tollgate.components", "tollgate.pipelines.training", "tollgate.serving.model", "tollgate.cli")
@@ -53,30 +53,9 @@ def test_the_symlinks_are_relative_and_point_at_the_top_level_folders():
         assert (link / "__init__.py").is_file()
 
 
-def _project_files() -> list[str]:
-    """The project's files as a fresh clone has them, relative to the checkout: never a stale
-    ``build/``, ``*.egg-info`` or cache. From git when this is a checkout; otherwise (a source
-    archive) every file outside what .gitignore and the tools' caches name."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=False)
-    if listed.returncode == 0:
-        return [name for name in listed.stdout.decode().split("\0")
-                if name and ((REPO / name).exists() or (REPO / name).is_symlink())]  # not deleted, uncommitted
-    ignored = [line.strip().rstrip("/") for line in (REPO / ".gitignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")] + [".git", ".mypy_cache", ".ruff_cache", "dist"]
-    files = []
-    for folder, dirs, names in os.walk(REPO):  # symlinked folders are listed, not walked
-        here = Path(folder).relative_to(REPO)
-        dirs[:] = [d for d in dirs if not any(fnmatch.fnmatch(str(here / d), p) or fnmatch.fnmatch(d, p)
-                                              for p in ignored) and not (Path(folder) / d).is_symlink()]
-        files += [str(here / n) for n in names if not any(fnmatch.fnmatch(n, p) for p in ignored)]
-        files += [str(here / d) for d in os.listdir(folder) if (Path(folder) / d).is_symlink()]
-    return [name.removeprefix("./") for name in files]
-
-
 def _source_tree(destination: Path) -> Path:
-    """A copy of :func:`_project_files` (symlinks kept), so build leftovers cannot leak into the wheel."""
-    for name in _project_files():
+    """A copy of :func:`tests.conftest.project_files` (symlinks kept), so build leftovers cannot leak into the wheel."""
+    for name in project_files():
         source, target = REPO / name, destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_symlink():
@@ -88,7 +67,7 @@ def _source_tree(destination: Path) -> Path:
 
 def test_a_source_archive_lists_the_same_project_files_as_git(monkeypatch):
     # Without git (a source archive), .gitignore decides; here both ways must agree.
-    in_git = set(_project_files())
+    in_git = set(project_files())
     real_run = subprocess.run
 
     def no_git(command, *args, **kwargs):
@@ -97,7 +76,7 @@ def test_a_source_archive_lists_the_same_project_files_as_git(monkeypatch):
         return real_run(command, *args, **kwargs)
 
     monkeypatch.setattr(subprocess, "run", no_git)
-    assert set(_project_files()) == in_git and "tollgate/records.py" in in_git
+    assert set(project_files()) == in_git and "tollgate/records.py" in in_git
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +99,7 @@ def test_the_wheel_holds_exactly_the_source_modules_as_real_files_under_tollgate
     assert not any(name.startswith(("components/", "serving/", "pipelines/")) for name in names)
     # Every module of the source (the symlinked folders followed), and nothing else: no file left over
     # from an older build, none missing from the package list.
-    source = {name for name in _project_files() if name.endswith(".py")}
+    source = {name for name in project_files() if name.endswith(".py")}
     expected_modules = {f"tollgate/{name}" if not name.startswith("tollgate/") else name
                         for name in source if name.startswith(("tollgate/", "components/", "pipelines/", "serving/"))}
     assert {name for name in names if name.endswith(".py")} == expected_modules
