@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import get_args
 
 from tollgate.config import MonitoringConfig, ServingConfig
 from tollgate.errors import TollgateError
+from tollgate.metrics import UNKNOWN_COLUMN_POLICIES
 from tollgate.registry import METADATA_FILE
 from tollgate.serving import import_kserve_with_bare_argv
 from tollgate.serving.source import KSERVE_MODEL_DIR, fetch_version_uri
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="0.0.0.0", help="Bind address (default: %(default)s; 127.0.0.1 for local only).")
     parser.add_argument("--max-batch", type=int, default=_default(ServingConfig, "max_batch"),
                         help="Largest accepted batch; bigger requests get a 400 (default: %(default)s).")
-    parser.add_argument("--unknown-columns", choices=get_args(ServingConfig.model_fields["unknown_columns"].annotation),
+    parser.add_argument("--unknown-columns", choices=UNKNOWN_COLUMN_POLICIES,
                         default=_default(ServingConfig, "unknown_columns"),
                         help="Columns the model does not know: 400 (reject) or dropped (ignore).")
     parser.add_argument("--no-grpc", action="store_true", help="Serve REST only.")

@@ -30,6 +30,7 @@ Layout: ``<log_uri>/<model>/date=YYYY-MM-DD/version=<v>/part-<time>-<id>.parquet
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import logging
 import os
@@ -51,17 +52,26 @@ INPUT_PREFIX = "input."
 OUTPUT_PREFIX = "output."
 META_COLUMNS = ("time", "request_id", "row", "model_name", "model_version", "protocol", "latency_ms", "error")
 
-def _counters() -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class LogCounters:
+    """The prediction log's Prometheus counters (``/metrics``: ``*_total``)."""
+
+    dropped: Any   # labelled by reason: queue_full, write_error, error
+    written: Any
+
+
+@functools.cache
+def log_counters() -> LogCounters:
+    """The counters, registered in prometheus_client's default registry (what kserve's ``/metrics``
+    serves) when the first log of the process is created, not when this module is imported:
+    importing must not change a process's global state, and a server with the log off has
+    nothing to count. Cached, because registering a name twice raises."""
     from prometheus_client import Counter
 
-    dropped = Counter("tollgate_prediction_log_dropped", "Prediction-log records dropped (queue full or write failed).",
-                      ["reason"])
-    written = Counter("tollgate_prediction_log_written", "Prediction-log rows written to the log.")
-    return dropped, written
-
-
-# Registered once per process in prometheus_client's default registry (what kserve's /metrics serves).
-DROPPED, WRITTEN = _counters()
+    return LogCounters(
+        dropped=Counter("tollgate_prediction_log_dropped",
+                        "Prediction-log records dropped (queue full or write failed).", ["reason"]),
+        written=Counter("tollgate_prediction_log_written", "Prediction-log rows written to the log."))
 
 
 @dataclass(slots=True)
@@ -161,6 +171,7 @@ class PredictionLog:
         self._random = random.Random()
         self._s3 = None
         self.files_written = 0
+        self.counters = log_counters()
 
     # -- request path ---------------------------------------------------------------------
 
@@ -179,11 +190,11 @@ class PredictionLog:
             # deque.append is atomic under the GIL; the length check may overshoot by the number of
             # threads appending at once (one event loop and the gRPC loop here), which is harmless.
             if len(self._pending) >= self.queue_size:
-                DROPPED.labels(reason="queue_full").inc()
+                self.counters.dropped.labels(reason="queue_full").inc()
                 return
             self._pending.append(entry)
         except Exception:  # pragma: no cover - logging must never fail a request
-            DROPPED.labels(reason="error").inc()
+            self.counters.dropped.labels(reason="error").inc()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -218,7 +229,7 @@ class PredictionLog:
                 try:
                     self._absorb(entry, days)
                 except Exception:  # a record that cannot be converted is dropped, not the writer
-                    DROPPED.labels(reason="write_error").inc()
+                    self.counters.dropped.labels(reason="write_error").inc()
                 count += 1
                 if count % self.CONVERT_CHUNK == 0:
                     self._convert_all(days)
@@ -242,7 +253,7 @@ class PredictionLog:
             try:
                 self._convert(days[day])
             except Exception as exc:  # never let one bad record stop the writer: drop that day's buffer
-                DROPPED.labels(reason="write_error").inc(len(days[day].entries))
+                self.counters.dropped.labels(reason="write_error").inc(len(days[day].entries))
                 logger.warning("prediction log: %d records dropped: %s: %s", len(days[day].entries),
                                type(exc).__name__, str(exc)[:200])
                 del days[day]
@@ -259,7 +270,7 @@ class PredictionLog:
                 time.sleep(0)
                 self._write(day, table)
             except Exception as exc:  # the log is best effort; the server keeps answering
-                DROPPED.labels(reason="write_error").inc(len(columns.entries))
+                self.counters.dropped.labels(reason="write_error").inc(len(columns.entries))
                 logger.warning("prediction log: %d records not written to %s: %s: %s", len(columns.entries),
                                self.log_uri,
                                type(exc).__name__, str(exc)[:200])
@@ -445,7 +456,7 @@ class PredictionLog:
                 temporary.unlink(missing_ok=True)
                 raise
         self.files_written += 1
-        WRITTEN.inc(table.num_rows)
+        self.counters.written.inc(table.num_rows)
 
 
 def write_parquet(table: Any, sink: Any) -> None:

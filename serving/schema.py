@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from tollgate.metrics import UNKNOWN_COLUMN_POLICIES
 from tollgate.records import ModelInputs, RecordError
 
 # The category every missing categorical value becomes before the graph (a one-hot column of its own).
@@ -242,8 +243,8 @@ class InputSchema:
     def __init__(self, columns: list[ColumnSpec], unknown_columns: str = "reject"):
         if not columns:
             raise ValueError("input schema lists no columns")
-        if unknown_columns not in ("reject", "ignore"):
-            raise ValueError(f"unknown_columns must be 'reject' or 'ignore', got {unknown_columns!r}")
+        if unknown_columns not in UNKNOWN_COLUMN_POLICIES:
+            raise ValueError(f"unknown_columns must be one of {list(UNKNOWN_COLUMN_POLICIES)}, got {unknown_columns!r}")
         self.columns = columns
         self.names = [c.name for c in columns]
         self.width = len(columns)

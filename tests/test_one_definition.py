@@ -91,3 +91,25 @@ def test_the_model_server_flags_take_the_config_sections_defaults_and_bounds():
         result = subprocess.run([sys.executable, "-m", "tollgate.serving", "--model-dir", "/nonexistent", *args],
                                 capture_output=True, text=True, timeout=120)
         assert (result.returncode, result.stderr.strip()) == (2, f"error: {message}"), args
+
+
+def test_the_unknown_column_policies_are_listed_once_and_every_reader_takes_exactly_them():
+    # serving.unknown_columns, the model server's --unknown-columns flag and the compiled input
+    # schema used to spell the two policies out each; now each reads tollgate.metrics' list.
+    from tollgate.config import ServingConfig
+    from tollgate.metrics import UNKNOWN_COLUMN_POLICIES
+    from tollgate.serving.__main__ import build_parser
+    from tollgate.serving.schema import ColumnSpec, InputSchema
+
+    assert UNKNOWN_COLUMN_POLICIES == ("reject", "ignore")
+    flag = next(a for a in build_parser()._actions if a.dest == "unknown_columns")
+    assert tuple(flag.choices) == UNKNOWN_COLUMN_POLICIES
+    columns = [ColumnSpec(name="x", role="numeric", dtype="float64", nullable=False)]
+    for policy in UNKNOWN_COLUMN_POLICIES:
+        assert ServingConfig(unknown_columns=policy).unknown_columns == policy
+        assert InputSchema(columns, unknown_columns=policy).reject_unknown is (policy == "reject")
+    with pytest.raises(ValidationError) as raised:
+        ServingConfig(unknown_columns="drop")
+    assert raised.value.errors()[0]["ctx"] == {"expected": "'reject' or 'ignore'"}
+    with pytest.raises(ValueError, match=r"^unknown_columns must be one of \['reject', 'ignore'\], got 'drop'$"):
+        InputSchema(columns, unknown_columns="drop")

@@ -303,3 +303,24 @@ def test_files_whose_column_types_differ_are_read_together(tmp_path):
     assert log["output.probabilities"].tolist() == ["{'high': 0.2, 'low': 0.8}", "{'high': 0.6, 'low': 0.4}",
                                                     "[0.3, 0.7]", "[0.9, 0.1]"]
     assert log["row"].tolist() == [0, 0, 0, 0]  # columns of one type keep it
+
+
+def test_the_counters_are_registered_with_the_first_log_not_at_import():
+    # Importing the module must not change the process's Prometheus registry (a server with the log
+    # off has nothing to count); the first log registers both counters, a second one reuses them.
+    script = textwrap.dedent("""
+        from prometheus_client import REGISTRY
+        import tollgate.serving.predlog as predlog
+
+        def names():
+            return sorted(m.name for m in REGISTRY.collect() if m.name.startswith("tollgate_prediction_log"))
+
+        print(names())
+        first = predlog.PredictionLog("/tmp/unused", "m", "1", ["x"], cast_inputs=dict)
+        second = predlog.PredictionLog("/tmp/unused", "m", "2", ["x"], cast_inputs=dict)
+        print(names(), first.counters is second.counters)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    registered = ["tollgate_prediction_log_dropped", "tollgate_prediction_log_written"]
+    assert result.stdout.splitlines() == ["[]", f"{registered} True"]

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tollgate.errors import ConfigError
 
-# The one list of each (metrics, families, which metrics are lower-is-better) lives in tollgate.metrics,
-# a standard-library-only module the select and gate tasks read without importing pydantic.
+# The one list of each (metrics, families, unknown-column policies, which metrics are lower-is-better) lives
+# in tollgate.metrics, a standard-library-only module the select and gate tasks read without importing pydantic.
 from tollgate.metrics import (  # noqa: E402,F401 (re-exported: config is where users look for them)
     LOWER_IS_BETTER,
     METRIC_NAMES,
@@ -27,6 +27,7 @@ from tollgate.metrics import (  # noqa: E402,F401 (re-exported: config is where 
     BinaryMetric,
     ModelFamily,
     MulticlassMetric,
+    UnknownColumns,
 )
 from tollgate.records import DEFAULT_DECISION_THRESHOLD
 
@@ -444,7 +445,7 @@ class ServingConfig(_Strict):
     grpc_port: int = Field(8081, ge=1, le=65535, description="gRPC port (Open Inference Protocol v2).")
     host: str = Field("127.0.0.1", description="Bind address of `tollgate serve` (the serving image uses 0.0.0.0).")
     max_batch: int = Field(1024, ge=1, description="Largest batch a request may carry; larger ones get a 400.")
-    unknown_columns: Literal["reject", "ignore"] = Field("reject", description="Columns the model does not know.")
+    unknown_columns: UnknownColumns = Field("reject", description="Columns the model does not know.")
     request_logging: bool = Field(False, description="Log every request (access log, kserve latency lines).")
     infra_validation: InfraValidationConfig = Field(default_factory=InfraValidationConfig)
 

@@ -1,4 +1,5 @@
-"""The one list of each: metric names, model families, and which metrics are better when lower.
+"""The one list of each: metric names, model families, the server's unknown-column policies, and which
+metrics are better when lower.
 
 Config validation, the selector, the gate, the run summary, the report and the tests read
 these (``tollgate.steps.evaluate`` produces exactly these keys, in this order). Standard
@@ -19,6 +20,9 @@ MULTICLASS_METRIC_NAMES: tuple[str, ...] = get_args(MulticlassMetric)
 # Model families a candidate can use; tollgate.steps.candidates maps each to its scikit-learn estimator.
 ModelFamily = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
 MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
+# What the model server does with a request column the model does not know (serving.unknown_columns).
+UnknownColumns = Literal["reject", "ignore"]
+UNKNOWN_COLUMN_POLICIES: tuple[str, ...] = get_args(UnknownColumns)
 # Metrics where a smaller value is better; the gate and the selector flip comparisons for them.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
