@@ -1,6 +1,7 @@
 """The registry on both backends: local directory and S3 (an S3-compatible test server, moto)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -415,20 +416,32 @@ def test_deploy_promotes_only_over_the_scored_champion(s3_bucket, tmp_path):
     assert (registry.alias_version(MODEL, "production"), registry.alias_version(MODEL, "previous")) == (3, 1)
 
 
-def test_models_list_shows_a_multiclass_versions_macro_auc_not_nan(tmp_path):
+def test_models_list_shows_each_versions_own_listed_metrics_not_nan(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from tollgate.cli import app
+    from tollgate.cli.common import console
+
+    monkeypatch.setattr(console, "width", 200)  # the CLI's console measured the terminal at import
+
+    def listing():
+        result = CliRunner().invoke(app, ["models", "list", "--registry", registry.uri, "--model-name", MODEL])
+        assert result.exit_code == 0, result.output
+        lines = [[cell.strip() for cell in re.split("[┃│]", line)] for line in result.output.splitlines()]
+        return next(line for line in lines if line[0] == "version"), {line[0]: line for line in lines
+                                                                      if re.fullmatch(r"v\d+", line[0])}
 
     registry = open_registry(str(tmp_path / "registry"))
     registry.register(MODEL, version_dir(tmp_path, "binary", "b"), {"test_metrics": {"roc_auc": 0.81, "pr_auc": 0.5}})
+    assert listing()[0] == ["version", "aliases", "created", "candidate", "roc_auc", "pr_auc", "rows"]
     registry.register(MODEL, version_dir(tmp_path, "multi", "m"),
-                      {"test_metrics": {"roc_auc": float("nan"), "roc_auc_ovr_macro": 0.883, "f1_macro": 0.685}})
-    result = CliRunner().invoke(app, ["models", "list", "--registry", registry.uri, "--model-name", MODEL],
-                                terminal_width=200)
-    assert result.exit_code == 0, result.output
-    assert "0.8100" in result.output and "0.8830 (ovr" in result.output   # the cell may wrap before "macro)"
-    assert "nan" not in result.output.lower()
+                      {"task": "multiclass", "test_metrics": {"roc_auc": float("nan"), "roc_auc_ovr_macro": 0.883,
+                                                              "f1_macro": 0.685, "pr_auc": float("nan")}})
+    header, rows = listing()
+    # A multiclass version (task recorded) shows its macro one-vs-rest AUC and macro F1, not NaN.
+    assert header == ["version", "aliases", "created", "candidate", "roc_auc / roc_auc_ovr_macro",
+                      "pr_auc / f1_macro", "rows"]
+    assert rows["v1"][4:6] == ["0.8100", "0.5000"] and rows["v2"][4:6] == ["0.8830", "0.6850"]
 
 
 def test_a_version_uri_splits_back_into_the_registry_model_and_version(tmp_path, s3_bucket):

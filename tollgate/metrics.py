@@ -17,6 +17,10 @@ METRIC_NAMES: tuple[str, ...] = get_args(BinaryMetric)
 MulticlassMetric = Literal["roc_auc_ovr_macro", "roc_auc_ovr_weighted", "f1_macro", "f1_weighted", "accuracy",
                            "precision_macro", "recall_macro", "log_loss"]
 MULTICLASS_METRIC_NAMES: tuple[str, ...] = get_args(MulticlassMetric)
+# The test metrics `tollgate models list` shows for each version, per column: a binary version's
+# metric and a multiclass version's (typed, so a name outside the lists above fails `make lint`).
+LISTED_METRICS: tuple[tuple[BinaryMetric, MulticlassMetric], ...] = (("roc_auc", "roc_auc_ovr_macro"),
+                                                                     ("pr_auc", "f1_macro"))
 # Model families a candidate can use; tollgate.steps.candidates maps each to its scikit-learn estimator.
 ModelFamily = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
 MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)

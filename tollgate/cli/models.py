@@ -21,6 +21,8 @@ from tollgate.cli.common import (
     load,
 )
 from tollgate.errors import TollgateError
+from tollgate.metrics import LISTED_METRICS
+from tollgate.records import MULTICLASS
 
 app = typer.Typer(help="Inspect and move model versions and aliases in the registry.", no_args_is_help=True)
 
@@ -59,13 +61,19 @@ def list_versions(config: Path | None = ConfigOption, registry: str | None = Reg
         console.print(f"No versions of {escape(model)} in {escape(reg.uri)} yet; `tollgate run` registers the first.")
         return
     table = Table(title=escape(f"{model} in {reg.uri}"), header_style="bold", show_edge=False)
-    for column in ("version", "aliases", "created", "candidate", "roc_auc", "pr_auc", "rows"):
+    # Each column is headed by the metric it shows: both names when binary and multiclass versions mix.
+    tasks = sorted({meta.task == MULTICLASS for _, meta in versions}) or [False]
+    metric_columns = [" / ".join(pair[multiclass] for multiclass in tasks) for pair in LISTED_METRICS]
+    for column in ("version", "aliases", "created", "candidate"):
         table.add_column(column)
+    for column in metric_columns:
+        table.add_column(column, justify="right")
+    table.add_column("rows", justify="right")
     for v, meta in versions:
         rows = meta.lineage.rows
+        metrics = [_metric(meta.test_metrics, pair[meta.task == MULTICLASS]) for pair in LISTED_METRICS]
         table.add_row(f"v{v.version}", ", ".join(labels.get(v.version, [])), escape(str(v.created_at)),
-                      escape(str(meta.candidate_id or "")), _metric(meta.test_metrics, "roc_auc"),
-                      _metric(meta.test_metrics, "pr_auc"), "" if rows is None else str(rows))
+                      escape(str(meta.candidate_id or "")), *metrics, "" if rows is None else str(rows))
     console.print(table)
     for problem in problems:
         err_console.print(f"[red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
@@ -74,19 +82,9 @@ def list_versions(config: Path | None = ConfigOption, registry: str | None = Reg
 
 
 def _metric(metrics, name: str) -> str:
-    """A metric for the table; a multiclass version has no binary roc_auc, so its one-vs-rest
-    macro ROC AUC stands there, labelled; NaN or absent is '-'."""
-    if not isinstance(metrics, dict):
-        return "-"
-    value = metrics.get(name)
-    if _finite(value):
-        return f"{value:.4f}"
-    macro = metrics.get(f"{name}_ovr_macro")
-    return f"{macro:.4f} (ovr macro)" if _finite(macro) else "-"
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    """A test metric for the table; NaN or absent is '-'."""
+    value = metrics.get(name) if isinstance(metrics, dict) else None
+    return f"{value:.4f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
 
 @app.command("show")
