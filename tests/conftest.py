@@ -58,7 +58,8 @@ def run_pipeline(config: TollgateConfig, **arguments: Any):
             "scheduled_time": ""}
     args.update(arguments)
     outcome = execute_pipeline(config, args, new_run_dir(config.run.root))
-    return outcome, build_summary(outcome, registry, config.model_name)
+    # The summary's JSON form: what `tollgate run --json` prints and the tests read.
+    return outcome, build_summary(outcome, registry, config.model_name).to_dict()
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tollgate.cli import app
 from tollgate.cli.common import emit_json
-from tollgate.summary import render_summary
+from tollgate.summary import RunSummary, render_summary
 
 HINT = "  [validation.severity.dtype_change: warning would allow it]"
 CANDIDATE = "hgb[learning_rate=0.1-max_leaf_nodes=15]"
@@ -21,29 +21,34 @@ def bracketed_summary() -> dict:
         "run_dir": "/runs/run-[a]", "log_file": "/runs/run-[a]/kfp.log", "succeeded": False,
         "total_seconds": 1.5, "model_name": "m", "registry": "/reg/[b]",
         "steps": [{"step": "validate", "tasks": 1, "seconds": 0.5, "status": "FAILURE"}],
-        "data": {"source": "/data/[raw].csv", "rows": 32561.0, "window": None,
+        "data": {"source": "/data/[raw].csv", "rows": 32561, "fingerprint": "sha256:[f]", "window": None,
                  "notes": ["'[x]': read as numeric; 3 blank values are missing"]},
-        "validation": {"reference_version": 1, "anomalies": [
+        "validation": {"passed": True, "reference_version": 1, "rows": 32561, "note": "[n]", "anomalies": [
             {"column": "col[i]", "check": "new_column", "observed": "present ([int64])",
              "allowed": "only [the reference's] columns", "blocking": False}],
-            "drift": [{"column": "f[1]", "drifted": True}]},
-        "leaderboard": [{}],
+            "drift": [{"column": "f[1]", "kind": "categorical", "measure": "l_infinity", "value": 0.4,
+                       "threshold": 0.2, "labels": ["[a]", "[b]"], "reference": [0.5, 0.5], "current": [0.9, 0.1],
+                       "drifted": True}]},
+        "leaderboard": [{"candidate_id": CANDIDATE, "family": "hist_gradient_boosting",
+                         "params": {"learning_rate": 0.1, "max_leaf_nodes": 15}, "validation_metrics": {"roc_auc": 0.8}}],
         "candidate": {"candidate_id": CANDIDATE, "family": "hist_gradient_boosting",
-                      "params": {"learning_rate": 0.1, "max_leaf_nodes": 15}, "selection_metric": "roc_auc",
+                      "validation_metrics": {"roc_auc": 0.8}, "selection_metric": "roc_auc",
+                      "params": {"learning_rate": 0.1, "max_leaf_nodes": 15},
                       "test_metrics": {"roc_auc": 0.8}, "fairness": {"sex[bin]": {
                           "disparate_impact": 0.9, "equal_opportunity_difference": 0.05}}},
-        "champion": {"version": 2, "error": "needs columns ['Unnamed: 0']", "metrics": {}},
-        "gate": {"passed": False, "reasons": ["roc_auc [0.7] below [min 0.8]"]},
+        "champion": {"version": 2, "error": "needs columns ['Unnamed: 0']"},
+        "gate": {"passed": False, "reasons": ["roc_auc [0.7] below [min 0.8]"], "rules": [], "champion_version": 2},
         "error": "validation failed; nothing will be trained or registered:\n  x: dtype_change (observed a; "
                  "allowed b)" + HINT,
         "failed_step": "validate",
         "report": "/runs/run-[a]/report.html",
+        "aliases": {"production": {"version": 2}},
     }
 
 
 def rendered(summary: dict) -> str:
     console = Console(record=True, width=400, color_system=None)
-    render_summary(summary, console)
+    render_summary(RunSummary.from_dict(summary), console)
     return console.export_text()
 
 
@@ -70,7 +75,7 @@ def test_every_dynamic_string_reaches_the_console_verbatim(capsys):
     # and each one is the very text the JSON form carries: what `tollgate run --json` writes (emit_json) is
     # one JSON document that reads back as the summary itself, brackets and all.
     capsys.readouterr()
-    emit_json(summary)
+    emit_json(RunSummary.from_dict(summary).to_dict())
     out = capsys.readouterr().out
     assert json.loads(out) == summary
     strings = _strings(json.loads(out))

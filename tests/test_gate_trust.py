@@ -79,6 +79,30 @@ def test_first_run_stores_the_data_schema_measures_fairness_and_reports(champion
     assert (outcome.run_dir / "report.html").read_bytes() == Path(summary["report"]).read_bytes()
 
 
+def test_report_reads_how_the_run_ended_from_its_summary_file(champion, tmp_path):
+    # `tollgate run` writes summary.json beside the run; `tollgate report` reads it back as the typed
+    # summary for the model name and, for a failed run, why it stopped. An unreadable file is named,
+    # and the report is still written from the artifacts.
+    import shutil
+
+    from tollgate.summary import SUMMARY_FILE
+
+    _, _, outcome, summary = champion
+    run_dir = tmp_path / outcome.run_dir.name
+    shutil.copytree(outcome.run_dir, run_dir)
+    (run_dir / SUMMARY_FILE).write_text(json.dumps({**summary, "succeeded": False, "model_name": "other-model",
+                                                    "error": "boom [x]", "failed_step": "deploy"}))
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = json.loads(result.output)["summary"]
+    assert lines[0] == "run failed: boom [x]"
+    (run_dir / SUMMARY_FILE).write_text('{"run_dir": ')
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {run_dir / SUMMARY_FILE} is unreadable (JSONDecodeError(" in " ".join(result.stderr.split())
+    assert not any(line.startswith("run failed") for line in json.loads(result.stdout)["summary"])
+
+
 def test_drifted_data_is_reported_and_a_weaker_model_is_not_promoted(champion):
     # One shallow boosting round is far weaker than the champion; absolute floors are lowered
     # so that only the comparison with the champion can stop it.
@@ -143,14 +167,14 @@ def test_summary_shows_validation_warnings_and_fairness(champion):
 
     from rich.console import Console
 
-    from tollgate.summary import render_summary
+    from tollgate.summary import RunSummary, render_summary
 
     _, _, _, summary = champion
     summary = dict(summary, validation={**summary["validation"], "anomalies": [
         {"column": "region", "check": "unseen_categories", "observed": "5.00% of rows in unseen ['atlantis']",
          "allowed": "<= 1.00%", "blocking": False}]})
     buffer = StringIO()
-    render_summary(summary, Console(file=buffer, width=200))
+    render_summary(RunSummary.from_dict(summary), Console(file=buffer, width=200))
     text = buffer.getvalue()
     assert "warning region: unseen_categories (observed 5.00% of rows in unseen ['atlantis']; allowed <= 1.00%)" in text
     assert "Fairness gender: disparate impact" in text and f"Report {summary['report']}" in text

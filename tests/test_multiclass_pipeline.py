@@ -91,6 +91,10 @@ def test_first_run_trains_gates_and_registers_a_multiclass_model(first_run, work
     assert matrix.shape == (3, 3) and matrix.sum() == 300  # 20% of 1,500 rows
     assert [rule["metric"] for rule in first_run["gate"]["rules"]] == ["roc_auc_ovr_macro"]
     assert "gender (class high)" in candidate["fairness"]
+    # The printed JSON reads back as the typed summary it was written from, multiclass keys included.
+    from tollgate.summary import RunSummary
+
+    assert RunSummary.from_dict(first_run).to_dict() == first_run
 
     version_dir = workspace["registry"] / MODEL / "v1"
     schema = json.loads((version_dir / "input_schema.json").read_text())

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from tollgate.registry import open_registry
 from tollgate.steps.register import HOLD_ENV
-from tollgate.summary import render_summary
+from tollgate.summary import RunSummary, render_summary
 
 MODEL = "credit-default"
 ONE_CANDIDATE = [{"name": "logreg", "family": "logistic_regression", "params": {"max_iter": 300}, "grid": {}}]
@@ -61,6 +61,8 @@ def test_a_run_does_not_promote_over_a_champion_it_did_not_compare_against(tmp_p
     reg = open_registry(str(registry))
     assert reg.alias_version(MODEL, "production") == 1 and reg.alias_version(MODEL, "previous") is None
     assert "champion changed during the run" in open(summary_a["report"]).read()
+    for summary in (summary_a, summary_b):  # the JSON reads back as the typed summary it was written from
+        assert RunSummary.from_dict(summary).to_dict() == summary
     console = Console(record=True, width=300)
-    render_summary(summary_a, console)
+    render_summary(RunSummary.from_dict(summary_a), console)
     assert "Not promoted: champion changed during the run: none → v1" in console.export_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from tollgate.cli.common import ConfigOption, JsonOption, console, emit_json, guarded, load
+from tollgate.cli.common import ConfigOption, JsonOption, console, emit_json, err_console, guarded, load
 from tollgate.errors import TollgateError
 
 REPORT_FILE = "report.html"
@@ -101,12 +101,18 @@ def report(
     """Print the path of a run's HTML report and a text summary of it."""
     cfg = load(config)
     run_dir = resolve_run_dir(run, cfg.run.root)
-    from tollgate.summary import SUMMARY_FILE
+    from tollgate.summary import SUMMARY_FILE, RunSummary
 
     recorded = run_dir / SUMMARY_FILE
-    summary = json.loads(recorded.read_text()) if recorded.is_file() else {}
-    failure = summary.get("error") if summary.get("succeeded") is False else None
-    path, lines = publish_report(run_dir, summary.get("model_name", cfg.model_name), failure)
+    summary = None
+    if recorded.is_file():
+        try:
+            summary = RunSummary.from_dict(json.loads(recorded.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:  # the report is rebuilt from the artifacts anyway
+            err_console.print(f"[yellow]warning:[/] {escape(str(recorded))} is unreadable ({escape(repr(exc))}); "
+                              "the report says nothing of how the run ended", soft_wrap=True)
+    failure = summary.error if summary is not None and not summary.succeeded else None
+    path, lines = publish_report(run_dir, summary.model_name if summary is not None else cfg.model_name, failure)
     if as_json:
         emit_json({"run_dir": str(run_dir), "report": str(path), "summary": lines})
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -94,19 +95,18 @@ def run(
         # A browser-ready copy beside the run (KFP's HTML artifact has no .html suffix); a run
         # stopped early still gets a report of what it produced.
         try:
-            failure = None if outcome.succeeded else \
-                f"{summary.get('failed_step') or 'a step'}: {summary.get('error')}"
-            summary["report"] = str(publish_report(run_dir, cfg.model_name, failure)[0])
+            failure = None if outcome.succeeded else f"{summary.failed_step or 'a step'}: {summary.error}"
+            summary.report = str(publish_report(run_dir, cfg.model_name, failure)[0])
         except Exception as exc:  # the run's outcome matters more than its report
-            summary["report_error"] = f"{type(exc).__name__}: {exc}"
-    (run_dir / SUMMARY_FILE).write_text(__import__("json").dumps(summary, indent=2, default=str))
+            summary.report_error = f"{type(exc).__name__}: {exc}"
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2, default=str))
     if as_json:
-        emit_json(summary)
+        emit_json(summary.to_dict())
     else:
         render_summary(summary, console)
     if not outcome.succeeded:
         raise typer.Exit(1)
-    if fail_on_block and not (summary.get("gate") or {}).get("passed", True):
+    if fail_on_block and summary.blocked:
         raise typer.Exit(EXIT_BLOCKED)
 
 
