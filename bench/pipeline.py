@@ -39,7 +39,10 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tollgate.steps.candidates import CandidateSpec
 
 TARGET_MAKE_RUN_SECONDS = 18.0
 TARGET_RATIO_1M = 1.10
@@ -68,11 +71,11 @@ def _limit_threads(threads: int) -> None:
     threadpool_limits(threads)
 
 
-def _train_one(grid_point: dict[str, Any]):
+def _train_one(grid_point: CandidateSpec):
     from tollgate.steps.train import run_train
 
     state = _POOL_STATE
-    model_dir = Path(state["workdir"]) / "candidates" / grid_point["candidate_id"]
+    model_dir = Path(state["workdir"]) / "candidates" / grid_point.candidate_id
     # As the train component: the test split only with the model's columns (the reference probabilities).
     record = run_train(grid_point, state["train"], state["validation"], state["test"][state["spec"].columns],
                        state["spec"], model_dir)
