@@ -10,6 +10,5 @@ def select(models: Input[list[Model]], selection_metric: str, multiclass_selecti
     from tollgate.steps.select import run_select
 
     selection = run_select([m.path for m in models], selection_metric, multiclass_selection_metric, best.path)
-    best.metadata.update({"candidate_id": selection.winner.candidate_id, "family": selection.winner.family,
-                          "selection_metric": selection.selection_metric})
+    best.metadata.update(selection.kfp_metadata())
     return selection.winner.candidate_id
