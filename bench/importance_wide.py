@@ -61,6 +61,7 @@ def wide_table(rows: int, columns: int, seed: int = 0) -> pd.DataFrame:
 
 def build(rows: int, columns: int):
     from tollgate.serving.runtime import OnnxModel
+    from tollgate.steps.candidates import CandidateSpec
     from tollgate.steps.preprocess import build_feature_spec, split_dataset
     from tollgate.steps.train import train_candidate
 
@@ -68,7 +69,7 @@ def build(rows: int, columns: int):
     spec = build_feature_spec(frame, "y", 1, ["row_id", "name"], None)
     splits = split_dataset(frame, spec, 0.3, 0.2, 42)
     trained = train_candidate(splits.train, splits.validation,
-                              {"candidate_id": "logreg", "family": FAMILY, "params": PARAMS},
+                              CandidateSpec("logreg", FAMILY, PARAMS),
                               spec)
     return OnnxModel(trained.onnx, spec.schema), splits.test, spec.columns
 
@@ -133,6 +134,7 @@ def builtin_comparison() -> None:
     from tollgate.config import load_config
     from tollgate.data.builtin import generate_applicants
     from tollgate.serving.runtime import OnnxModel
+    from tollgate.steps.candidates import CandidateSpec
     from tollgate.steps.evaluate import top_feature_importance
     from tollgate.steps.preprocess import build_feature_spec, split_dataset
     from tollgate.steps.train import train_candidate
@@ -142,8 +144,8 @@ def builtin_comparison() -> None:
     spec = build_feature_spec(frame, config.data.target, config.data.positive_label, config.data.drop,
                               config.data.date_column)
     splits = split_dataset(frame, spec, config.split.test_size, config.split.validation_size, config.split.seed)
-    trained = train_candidate(splits.train, splits.validation, {"candidate_id": "hgb", "family":
-                              "hist_gradient_boosting", "params": {"max_iter": 100, "random_state": 42}}, spec)
+    trained = train_candidate(splits.train, splits.validation,
+                              CandidateSpec("hgb", "hist_gradient_boosting", {"max_iter": 100, "random_state": 42}), spec)
     model = OnnxModel(trained.onnx, spec.schema)
     started = time.perf_counter()
     before = legacy_top(model, splits.test, spec.columns)

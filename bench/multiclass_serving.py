@@ -37,6 +37,7 @@ def _model(classes: int, rows: int, directory: Path):
     from tollgate.data.builtin import generate_applicants
     from tollgate.registry import ONNX_FILE, SCHEMA_FILE
     from tollgate.serving.model import TollgateModel
+    from tollgate.steps.candidates import CandidateSpec
     from tollgate.steps.preprocess import build_feature_spec, split_dataset
     from tollgate.steps.train import train_candidate
 
@@ -45,9 +46,9 @@ def _model(classes: int, rows: int, directory: Path):
     spec = build_feature_spec(frame, target, 1, ["applicant_id"], "application_date")
     splits = split_dataset(frame, spec, 0.2, 0.2, 42)
     trained = train_candidate(splits.train, splits.validation,
-                              {"candidate_id": "hgb", "family": "hist_gradient_boosting",
-                               "params": {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31,
-                                          "early_stopping": False, "random_state": 0}}, spec)
+                              CandidateSpec("hgb", "hist_gradient_boosting",
+                                            {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31,
+                                             "early_stopping": False, "random_state": 0}), spec)
     directory.mkdir(parents=True)
     (directory / ONNX_FILE).write_bytes(trained.onnx)
     (directory / SCHEMA_FILE).write_text(json.dumps(spec.schema))

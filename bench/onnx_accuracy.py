@@ -74,15 +74,15 @@ def compare(seed: int, rows: int) -> list[dict]:
     results = []
     with threadpool_limits(limits=1):
         for candidate in config_grid(config):
-            baseline = Pipeline([("preprocess", baseline_preprocessor(spec, candidate["family"] in _NEEDS_SCALING)),
-                                 ("model", estimator_class(candidate["family"])(**candidate["params"]))])
+            baseline = Pipeline([("preprocess", baseline_preprocessor(spec, candidate.family in _NEEDS_SCALING)),
+                                 ("model", estimator_class(candidate.family)(**candidate.params))])
             baseline.fit(splits.train[spec.columns], splits.train[LABEL])
             baseline_validation = roc_auc_score(splits.validation[LABEL],
                                                 baseline.predict_proba(splits.validation[spec.columns])[:, 1])
             trained = train_candidate(splits.train, splits.validation, candidate, spec)
             graph = OnnxModel(trained.onnx, spec.schema)
             results.append({
-                "seed": seed, "candidate_id": candidate["candidate_id"],
+                "seed": seed, "candidate_id": candidate.candidate_id,
                 "validation_metrics": trained.validation_metrics, "baseline_validation_roc_auc": baseline_validation,
                 "baseline": roc_auc_score(y_test, baseline.predict_proba(splits.test[spec.columns])[:, 1]),
                 "onnx": roc_auc_score(y_test, graph.predict_proba(splits.test)[:, 1]),

@@ -39,7 +39,10 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tollgate.steps.candidates import CandidateSpec
 
 TARGET_MAKE_RUN_SECONDS = 18.0
 TARGET_RATIO_1M = 1.10
@@ -68,15 +71,15 @@ def _limit_threads(threads: int) -> None:
     threadpool_limits(threads)
 
 
-def _train_one(grid_point: dict[str, Any]):
+def _train_one(grid_point: CandidateSpec) -> str:
     from tollgate.steps.train import run_train
 
     state = _POOL_STATE
-    model_dir = Path(state["workdir"]) / "candidates" / grid_point["candidate_id"]
+    model_dir = Path(state["workdir"]) / "candidates" / grid_point.candidate_id
     # As the train component: the test split only with the model's columns (the reference probabilities).
-    record = run_train(grid_point, state["train"], state["validation"], state["test"][state["spec"].columns],
-                       state["spec"], model_dir)
-    return record, str(model_dir)
+    run_train(grid_point, state["train"], state["validation"], state["test"][state["spec"].columns], state["spec"],
+              model_dir)
+    return str(model_dir)
 
 
 def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
@@ -102,7 +105,7 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
     from tollgate.steps.preprocess import run_preprocess
     from tollgate.steps.register import run_register
     from tollgate.steps.report import run_report
-    from tollgate.steps.select import run_select, write_selected
+    from tollgate.steps.select import run_select
     from tollgate.steps.validate import run_validate
 
     config = load_config(None, {"data.builtin.rows": rows, "registry.uri": registry_uri})
@@ -125,12 +128,11 @@ def run_script(rows: int, registry_uri: str, workdir: Path) -> dict[str, Any]:
         context = multiprocessing.get_context("fork")
         with context.Pool(config.train.parallelism, initializer=_limit_threads,
                           initargs=(config.train.threads_per_candidate,)) as pool:
-            trained = pool.map(_train_one, grid, chunksize=1)
+            trained_dirs = pool.map(_train_one, grid, chunksize=1)
     with _timed(times, "select"):
-        selection = run_select([record for record, _ in trained], config.train.selection_metric,
-                               config.train.multiclass_selection_metric)
         best_dir = str(workdir / "best")
-        write_selected(selection, {record.candidate_id: path for record, path in trained}, best_dir)
+        selection = run_select(trained_dirs, config.train.selection_metric,
+                               config.train.multiclass_selection_metric, best_dir)
     with _timed(times, "evaluate"):
         evaluation = run_evaluate(best_dir, selection, spec, splits.test, EvaluateSettings.from_config(config),
                                   registry, name)

@@ -98,7 +98,7 @@ def build_version(workdir: Path, family: str, rows: int) -> tuple[Path, Any, Any
                               config.data.date_column, max_categories=config.features.max_categories)
     splits = split_dataset(frame, spec, config.split.test_size, config.split.validation_size, config.split.seed)
     candidates = [c for c in config_grid(config)
-                  if c["family"] == family]
+                  if c.family == family]
     if not candidates:
         raise SystemExit(f"no {family} candidate in the default grid")
     result = train_candidate(splits.train, splits.validation, candidates[-1], spec)
@@ -106,7 +106,7 @@ def build_version(workdir: Path, family: str, rows: int) -> tuple[Path, Any, Any
     save_candidate(result, version_dir)
     (version_dir / "input_schema.json").write_text(json.dumps(spec.schema))
     (version_dir / "metadata.json").write_text(json.dumps({
-        "version": 1, "model_name": MODEL, "candidate_id": candidates[-1]["candidate_id"],
+        "version": 1, "model_name": MODEL, "candidate_id": candidates[-1].candidate_id,
         "features": spec.served_features()}))
     # Complete rows only: MLServer's pandas codec has no way to receive a null, nor JSON a NaN.
     test = splits.test[spec.columns].dropna().reset_index(drop=True)

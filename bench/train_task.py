@@ -23,24 +23,28 @@ import tempfile
 import time
 from pathlib import Path
 
+from tollgate.steps.candidates import CandidateSpec, loop_items
+
 CANDIDATES = {
-    "logistic regression": {"candidate_id": "logreg", "family": "logistic_regression",
-                            "params": {"max_iter": 1000, "C": 1.0, "random_state": 42}},
-    "HistGradientBoosting": {"candidate_id": "hgb", "family": "hist_gradient_boosting",
-                             "params": {"max_iter": 200, "early_stopping": True, "learning_rate": 0.05,
-                                        "max_leaf_nodes": 31, "random_state": 42}},
+    "logistic regression": CandidateSpec("logreg", "logistic_regression",
+                                         {"max_iter": 1000, "C": 1.0, "random_state": 42}),
+    "HistGradientBoosting": CandidateSpec("hgb", "hist_gradient_boosting",
+                                          {"max_iter": 200, "early_stopping": True, "learning_rate": 0.05,
+                                           "max_leaf_nodes": 31, "random_state": 42}),
 }
 
-# What the child runs: the train component's reads and its one step call.
+# What the child runs: the train component's reads and its one step call, on the candidate's ParallelFor item.
 CHILD = """
 import json, sys
 from tollgate.artifacts import read_frame, read_record
 from tollgate.records import FeatureSpec
+from tollgate.steps.candidates import grid_point
 from tollgate.steps.train import run_train
 work = sys.argv[1]
 spec = read_record(FeatureSpec, f"{work}/features.json")
-run_train(json.loads(sys.argv[2]), read_frame(f"{work}/train.arrow"), read_frame(f"{work}/validation.arrow"),
-          read_frame(f"{work}/test.arrow", columns=spec.columns), spec, sys.argv[3])
+run_train(grid_point(json.loads(sys.argv[2])), read_frame(f"{work}/train.arrow"),
+          read_frame(f"{work}/validation.arrow"), read_frame(f"{work}/test.arrow", columns=spec.columns), spec,
+          sys.argv[3])
 """
 
 
@@ -68,10 +72,11 @@ def environment(advise: str) -> dict[str, str]:
     return {**os.environ, **TASK_ENVIRONMENT, "NUMPY_MADVISE_HUGEPAGE": advise, "OMP_NUM_THREADS": "1"}
 
 
-def start(work: Path, candidate: dict, advise: str, out: Path) -> subprocess.Popen:
+def start(work: Path, candidate: CandidateSpec, advise: str, out: Path) -> subprocess.Popen:
     import json
 
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(work), json.dumps(candidate), str(out)],
+    (item,) = loop_items([candidate])
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(work), json.dumps(item), str(out)],
                             env=environment(advise))
 
 

@@ -13,5 +13,5 @@ def deploy(settings_json: str, registry_uri: str, model_name: str, version: int,
 
     outcome = run_deploy(DeploySettings.from_json(settings_json), open_registry(registry_uri), model_name, version)
     write_record(outcome, result.path)
-    result.metadata.update({"target": outcome.target, "version": version, "promoted": outcome.promoted})
+    result.metadata.update(outcome.kfp_metadata())
     return outcome.detail

@@ -12,5 +12,5 @@ def gate(policy_json: str, evaluation: Input[Artifact], decision: Output[Artifac
 
     verdict = run_gate(read_record(Evaluation, evaluation.path), GatePolicy.from_json(policy_json))
     write_record(verdict, decision.path)
-    decision.metadata.update({"passed": verdict.passed, "reasons": verdict.reasons})
+    decision.metadata.update(verdict.kfp_metadata())
     return verdict.passed

@@ -20,7 +20,6 @@ def infra_validate(settings_json: str, best: Input[Model], test: Input[Dataset],
     outcome = run_infra_validate(best.path, lambda: read_frame(test.path, columns=spec.columns), spec,
                                  InfraValidateSettings.from_json(settings_json), log_dir=os.path.dirname(report.path))
     write_record(outcome, report.path)
-    report.metadata.update({"passed": outcome.passed, "warnings": outcome.warnings,
-                            "sklearn_agreement": outcome.sklearn_agreement})
+    report.metadata.update(outcome.kfp_metadata())
     if not outcome.passed:
         raise RuntimeError(f"infra validation failed, promotion blocked: {outcome.reason}")

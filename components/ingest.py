@@ -11,5 +11,5 @@ def ingest(settings_json: str, data_source: str, scheduled_time: str, raw: Outpu
 
     result = run_ingest(IngestSettings.from_json(settings_json), data_source, scheduled_time)
     write_frame(result.frame, raw.path, uri=raw.uri)
-    raw.metadata.update({**result.lineage().to_dict(), "columns": result.frame.shape[1]})
+    raw.metadata.update(result.kfp_metadata())
     return len(result.frame)

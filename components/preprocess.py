@@ -14,6 +14,6 @@ def preprocess(settings_json: str, raw: Input[Dataset], train: Output[Dataset], 
     spec, plan = run_preprocess(table.to_pandas(), PreprocessSettings.from_json(settings_json))
     for name, artifact in (("train", train), ("validation", validation), ("test", test)):
         write_table(plan.take_table(table, name), artifact.path, uri=artifact.uri)  # from Arrow, no pandas copy
-        artifact.metadata["rows"] = len(plan.rows[name])
+        artifact.metadata.update(plan.kfp_metadata(name))
     write_record(spec, features.path)
-    features.metadata.update({"numeric": len(spec.numeric), "categorical": len(spec.categorical), "task": spec.task})
+    features.metadata.update(spec.kfp_metadata())

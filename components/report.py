@@ -9,7 +9,7 @@ def report(model_name: str, run_id: str, raw: Input[Dataset], validation: Input[
     returns the gate verdict ("passed" or "blocked")."""
     from tollgate.artifacts import read_record
     from tollgate.records import DataLineage, Decision, Evaluation, ValidationReport
-    from tollgate.steps.report import run_report
+    from tollgate.steps.report import kfp_metadata, run_report
 
     verdict = read_record(Decision, decision.path)  # this task runs after the gate: every input exists
     checks = read_record(ValidationReport, validation.path)
@@ -17,6 +17,5 @@ def report(model_name: str, run_id: str, raw: Input[Dataset], validation: Input[
                       verdict)
     with open(html.path, "w") as handle:
         handle.write(page)
-    gate = "passed" if verdict.passed else "blocked"
-    html.metadata.update({"gate": gate, "anomalies": len(checks.anomalies)})
-    return gate
+    html.metadata.update(kfp_metadata(checks, verdict))
+    return verdict.outcome

@@ -14,6 +14,6 @@ def retrain_check(settings_json: str, data_source: str, scheduled_time: str, reg
     verdict = run_retrain_check(RetrainSettings.from_json(settings_json), open_registry(registry_uri), model_name,
                                 data_source, scheduled_time)
     write_record(verdict, decision.path)
-    decision.metadata.update({"train": verdict.train, "message": verdict.message})
+    decision.metadata.update(verdict.kfp_metadata())
     print(verdict.message)
     return verdict.train

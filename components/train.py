@@ -18,5 +18,5 @@ def train(candidate: dict, train: Input[Dataset], validation: Input[Dataset], te
                        read_frame(test.path, columns=spec.columns), spec, model.path)
     for name, value in result.validation_metrics.items():
         metrics.log_metric(f"validation_{name}", value)
-    model.metadata.update({"candidate_id": result.candidate_id, "family": result.family, "task": result.task})
+    model.metadata.update(result.kfp_metadata())
     return float(result.fit_seconds)

@@ -16,7 +16,6 @@ def validate(settings_json: str, raw: Input[Dataset], registry_uri: str, model_n
                                    open_registry(registry_uri), model_name)
     write_record(schema, data_schema.path)
     write_record(outcome, report.path)
-    report.metadata.update({"passed": outcome.passed, "anomalies": len(outcome.anomalies),
-                            "warnings": len(outcome.warnings), "drifted": outcome.drifted_columns})
+    report.metadata.update(outcome.kfp_metadata())
     if not outcome.passed:
         raise DataError(outcome.failure_message())

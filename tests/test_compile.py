@@ -213,3 +213,27 @@ def test_every_task_has_a_display_name_and_select_names_the_metric_it_ranks_by(t
     # KFP falls back to the task's own name when no display name was set.
     unnamed = [name for name, body in tasks.items() if "componentRef" in body and body["taskInfo"]["name"] == name]
     assert unnamed == []
+
+
+# The train ParallelFor's items exactly as Tollgate has always compiled them (keys, their order, the
+# parameters' JSON text): they are the train tasks' cache keys and part of every submitted package.
+GRID = [{"name": "logreg", "family": "logistic_regression", "params": {"max_iter": 1000}, "grid": {"C": [0.1, 1.0]}},
+        {"name": "hgb", "family": "hist_gradient_boosting", "params": {"max_iter": 200, "early_stopping": True},
+         "grid": {"learning_rate": [0.05], "max_leaf_nodes": [15]}}]
+COMPILED_LOOP_ITEMS = (
+    '[{"candidate_id": "logreg[C=0.1]", "family": "logistic_regression", '
+    '"params_json": "{\\"max_iter\\": 1000, \\"C\\": 0.1, \\"random_state\\": 42}"}, '
+    '{"candidate_id": "logreg[C=1]", "family": "logistic_regression", '
+    '"params_json": "{\\"max_iter\\": 1000, \\"C\\": 1.0, \\"random_state\\": 42}"}, '
+    '{"candidate_id": "hgb[learning_rate=0.05-max_leaf_nodes=15]", "family": "hist_gradient_boosting", '
+    '"params_json": "{\\"max_iter\\": 200, \\"early_stopping\\": true, \\"learning_rate\\": 0.05, '
+    '\\"max_leaf_nodes\\": 15, \\"random_state\\": 42}"}]'
+)
+
+
+def test_the_candidate_grid_compiles_to_the_same_loop_items(tmp_path):
+    # Grid points are typed inside Tollgate; what reaches KFP must not move by a byte, or every
+    # candidate of every scheduled run would miss the cache and retrain.
+    _, spec, _ = compiled(tmp_path, **{"train.candidates": GRID, "split.seed": 42})
+    (loop,) = [task for task in all_tasks(spec).values() if "parameterIterator" in task]
+    assert loop["parameterIterator"]["items"]["raw"] == COMPILED_LOOP_ITEMS

@@ -18,6 +18,7 @@ from tollgate.config import FairnessConfig, load_config
 from tollgate.data.builtin import generate_applicants
 from tollgate.errors import ConfigError
 from tollgate.serving.runtime import OnnxModel
+from tollgate.steps.candidates import CandidateSpec
 from tollgate.steps.evaluate import evaluate_champion, evaluate_model
 from tollgate.steps.infra_validate import infra_validate, stage_version_dir
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
@@ -67,7 +68,7 @@ def trained(tmp_path_factory):
                               decision_threshold=THRESHOLD)
     splits = split_dataset(frame, spec, 0.3, 0.2, 0, extra_columns=["gender"])
     result = train_candidate(splits.train, splits.validation,
-                             {"candidate_id": "logreg", "family": "logistic_regression", "params": {"max_iter": 500}},
+                             CandidateSpec("logreg", "logistic_regression", {"max_iter": 500}),
                              spec, reference=splits.test)
     directory = tmp_path_factory.mktemp("candidate")
     save_candidate(result, directory)

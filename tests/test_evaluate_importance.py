@@ -17,6 +17,7 @@ from tests.conftest import evaluation_record
 from tollgate.config import ImportanceConfig
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps import evaluate
+from tollgate.steps.candidates import CandidateSpec
 from tollgate.steps.evaluate import evaluate_model, top_feature_importance
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
 from tollgate.steps.report import ReportInputs, render_report, text_summary
@@ -42,9 +43,8 @@ def wide():
     spec = build_feature_spec(frame, "y", 1, [], None)
     splits = split_dataset(frame, spec, 0.3, 0.2, 42)
     # L1: with 180 training rows and 2,000 columns an L2 model learns noise; this one finds f3 and f17.
-    trained = train_candidate(splits.train, splits.validation, {
-        "candidate_id": "l1", "family": "logistic_regression",
-        "params": {"solver": "liblinear", "l1_ratio": 1.0, "C": 0.2}}, spec)
+    trained = train_candidate(splits.train, splits.validation, CandidateSpec(
+        "l1", "logistic_regression", {"solver": "liblinear", "l1_ratio": 1.0, "C": 0.2}), spec)
     return OnnxModel(trained.onnx, spec.schema), splits.test, spec.columns
 
 
@@ -55,8 +55,8 @@ def default_data():
     frame = generate_applicants(rows=2000, seed=7)
     spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date")
     splits = split_dataset(frame, spec, 0.3, 0.2, 42)
-    trained = train_candidate(splits.train, splits.validation, {"candidate_id": "hgb", "family":
-                              "hist_gradient_boosting", "params": {"max_iter": 30}}, spec)
+    trained = train_candidate(splits.train, splits.validation,
+                              CandidateSpec("hgb", "hist_gradient_boosting", {"max_iter": 30}), spec)
     return OnnxModel(trained.onnx, spec.schema), splits.test, spec.columns
 
 

@@ -15,7 +15,7 @@ from tollgate.data.builtin import generate_applicants
 from tollgate.serving.runtime import OnnxModel
 from tollgate.serving.schema import model_inputs
 from tollgate.steps import train as train_step
-from tollgate.steps.candidates import _ESTIMATOR_PATHS, SEEDED_FAMILIES, estimator_class
+from tollgate.steps.candidates import _ESTIMATOR_PATHS, SEEDED_FAMILIES, CandidateSpec, estimator_class
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact
 from tollgate.steps.preprocess import LABEL, build_feature_spec, split_dataset
 from tollgate.steps.train import build_model, train_candidate
@@ -57,14 +57,14 @@ def test_grid_points_cross_the_parallel_for_with_their_parameter_types():
     for item, point in zip(loop_items(grid), grid, strict=True):
         through_struct = json_format.MessageToDict(json_format.ParseDict(item, struct_pb2.Struct()))
         assert grid_point(through_struct) == point
-        assert type(grid_point(through_struct)["params"]["max_iter"]) is int
+        assert type(grid_point(through_struct).params["max_iter"]) is int
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_PARAMS))
 def test_every_family_exports_and_the_graph_matches_the_pipeline(family, data):
     spec, splits = data
     result = train_candidate(splits.train, splits.validation,
-                             {"candidate_id": family, "family": family, "params": FAMILY_PARAMS[family]}, spec,
+                             CandidateSpec(family, family, FAMILY_PARAMS[family]), spec,
                              reference=splits.test)
     graph = OnnxModel(result.onnx, spec.schema)
     proba = graph.predict_proba(splits.test)
@@ -129,7 +129,7 @@ def test_a_step_that_converts_wrongly_fails_train(data, monkeypatch):
     monkeypatch.setattr(train_step, "build_preprocessor", with_indicator)
     with pytest.raises(ExportError, match=r"candidate hgb \(hist_gradient_boosting\): the exported ONNX graph"):
         train_candidate(splits.train, splits.validation,
-                        {"candidate_id": "hgb", "family": "hist_gradient_boosting", "params": {"max_iter": 10}}, spec)
+                        CandidateSpec("hgb", "hist_gradient_boosting", {"max_iter": 10}), spec)
 
 
 def test_tree_thresholds_are_made_float32_exact_without_changing_the_pipeline():
@@ -145,8 +145,8 @@ def test_tree_thresholds_are_made_float32_exact_without_changing_the_pipeline():
                           "y": ((values == upper) ^ (rng.random(600) < 0.1)).astype(int)})
     spec = build_feature_spec(frame, "y", 1, [], None)
     splits = split_dataset(frame, spec, 0.2, 0.2, 42)
-    model = build_model({"candidate_id": "h", "family": "hist_gradient_boosting",
-                         "params": {"max_iter": 40, "learning_rate": 0.1, "random_state": 42}}, spec)
+    model = build_model(CandidateSpec("h", "hist_gradient_boosting",
+                                      {"max_iter": 40, "learning_rate": 0.1, "random_state": 42}), spec)
     model.fit(model_inputs(splits.train, spec.schema), splits.train[LABEL])
     rows = model_inputs(splits.validation, spec.schema)
     before = model.predict_proba(rows)

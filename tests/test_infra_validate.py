@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from tollgate.data.builtin import generate_applicants
+from tollgate.steps.candidates import CandidateSpec
 from tollgate.steps.infra_validate import infra_validate
 from tollgate.steps.preprocess import build_feature_spec, split_dataset
 from tollgate.steps.train import REFERENCE_FILE, save_candidate, train_candidate
@@ -21,8 +22,8 @@ def trained(tmp_path_factory):
     spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date")
     splits = split_dataset(frame, spec, 0.2, 0.2, 0)
     result = train_candidate(splits.train, splits.validation,
-                             {"candidate_id": "hgb", "family": "hist_gradient_boosting",
-                              "params": {"max_iter": 30, "random_state": 0}}, spec, reference=splits.test)
+                             CandidateSpec("hgb", "hist_gradient_boosting", {"max_iter": 30, "random_state": 0}), spec,
+                             reference=splits.test)
     directory = tmp_path_factory.mktemp("candidate")
     save_candidate(result, directory)
     return directory, spec, splits.test
@@ -86,7 +87,7 @@ def test_graph_of_another_schema_is_blocked(trained, tmp_path):
     other_spec = build_feature_spec(other, "defaulted", 1, ["applicant_id"], "application_date")
     other_splits = split_dataset(other, other_spec, 0.2, 0.2, 0)
     result = train_candidate(other_splits.train, other_splits.validation,
-                             {"candidate_id": "lr", "family": "logistic_regression", "params": {}}, other_spec)
+                             CandidateSpec("lr", "logistic_regression", {}), other_spec)
     (candidate / "model.onnx").write_bytes(result.onnx)
     report = infra_validate(str(candidate), test, spec, sample_rows=4)
     assert not report["passed"]

@@ -15,6 +15,7 @@ from tests.conftest import evaluation_record
 from tollgate.config import MULTICLASS_METRIC_NAMES, FairnessConfig, ValidationConfig, load_config
 from tollgate.errors import ConfigError, DataError
 from tollgate.records import ChampionEvaluation, DataSchema
+from tollgate.steps.candidates import CandidateSpec
 from tollgate.steps.evaluate import evaluate_champion, evaluate_model, multiclass_metrics
 from tollgate.steps.gate import Policy, decide
 from tollgate.steps.labels import class_order, encode_labels
@@ -75,8 +76,8 @@ def test_a_rare_class_reaches_every_split_and_is_measured():
     assert spec.classes == ["a", "b", "rare"]
     for part in (splits.train, splits.validation, splits.test):
         assert (part[LABEL] == 2).sum() >= 4
-    trained = train_candidate(splits.train, splits.validation, {"candidate_id": "lr", "family": "logistic_regression",
-                                                                "params": {"max_iter": 300}}, spec)
+    trained = train_candidate(splits.train, splits.validation,
+                              CandidateSpec("lr", "logistic_regression", {"max_iter": 300}), spec)
     from tollgate.serving.runtime import OnnxModel
 
     result = evaluate_model(OnnxModel(trained.onnx, spec.schema), splits.test, spec.columns, classes=spec.classes)
@@ -144,8 +145,8 @@ def test_multiclass_metrics_equal_scikit_learns():
                                             ("random_forest", {"n_estimators": 15})])
 def test_every_family_exports_its_native_multiclass_form(family, params):
     spec, splits = spec_and_splits(crafted(["low", "mid", "high"]))
-    trained = train_candidate(splits.train, splits.validation, {"candidate_id": family, "family": family,
-                                                                "params": {**params, "random_state": 0}}, spec,
+    trained = train_candidate(splits.train, splits.validation,
+                              CandidateSpec(family, family, {**params, "random_state": 0}), spec,
                               reference=splits.test)
     estimator = trained.model.steps[-1][1]
     assert list(estimator.classes_) == [0, 1, 2]
@@ -204,8 +205,8 @@ def test_binary_task_still_refuses_three_classes():
 @pytest.fixture(scope="module")
 def trained():
     spec, splits = spec_and_splits(crafted(["low", "mid", "high"], rows=900))
-    result = train_candidate(splits.train, splits.validation, {"candidate_id": "lr", "family": "logistic_regression",
-                                                               "params": {"max_iter": 300}}, spec)
+    result = train_candidate(splits.train, splits.validation,
+                             CandidateSpec("lr", "logistic_regression", {"max_iter": 300}), spec)
     from tollgate.serving.runtime import OnnxModel
 
     return spec, splits, OnnxModel(result.onnx, spec.schema), result
@@ -390,8 +391,8 @@ def test_integer_classes_are_served_as_int64_in_numeric_order(tmp_path):
     from kserve.protocol.infer_type import InferInput, InferRequest
 
     spec, splits = spec_and_splits(crafted([10, 2, 1]))
-    result = train_candidate(splits.train, splits.validation, {"candidate_id": "lr", "family": "logistic_regression",
-                                                               "params": {"max_iter": 300}}, spec)
+    result = train_candidate(splits.train, splits.validation,
+                             CandidateSpec("lr", "logistic_regression", {"max_iter": 300}), spec)
     model = _served(spec, result.onnx, tmp_path)
     rows = splits.test[spec.columns].head(4)
     inputs = [InferInput(name=c, shape=[4], datatype="FP64" if c in spec.numeric else "BYTES",

@@ -19,6 +19,7 @@ from tollgate.records import (
     ValidationReport,
 )
 from tollgate.serving.runtime import OnnxModel
+from tollgate.steps.candidates import CandidateSpec
 from tollgate.steps.evaluate import evaluate_model
 from tollgate.steps.gate import Policy, decide
 from tollgate.steps.preprocess import build_feature_spec, split_dataset
@@ -87,8 +88,8 @@ def inputs():
                           ignored=["applicant_id", "application_date"])
     spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date")
     splits = split_dataset(frame, spec, 0.3, 0.2, 42, extra_columns=["gender", "age"])
-    trained = train_candidate(splits.train, splits.validation, {"candidate_id": "logreg", "family": "logistic_regression",
-                                                                "params": {"max_iter": 300}}, spec)
+    trained = train_candidate(splits.train, splits.validation,
+                              CandidateSpec("logreg", "logistic_regression", {"max_iter": 300}), spec)
     model = OnnxModel(trained.onnx, spec.schema)  # evaluate scores the graph, as in the pipeline
     fairness = FairnessConfig(sensitive_attributes=[{"column": "gender"}, {"column": "age", "bins": [30, 50]}],
                               min_group_size=20)

@@ -19,6 +19,7 @@ from tollgate.data.builtin import generate_applicants
 from tollgate.serving.process import ServerProcess
 from tollgate.serving.rest_v2 import STOCK_ROUTE_ENV
 from tollgate.serving.schema import OIP_DATATYPE
+from tollgate.steps.candidates import CandidateSpec
 from tollgate.steps.preprocess import build_feature_spec, split_dataset
 from tollgate.steps.train import save_candidate, train_candidate
 
@@ -31,7 +32,7 @@ def version(tmp_path_factory):
     spec = build_feature_spec(frame, "defaulted", 1, ["applicant_id"], "application_date")
     splits = split_dataset(frame, spec, 0.2, 0.2, 0)
     result = train_candidate(splits.train, splits.validation,
-                             {"candidate_id": "lr", "family": "logistic_regression", "params": {"max_iter": 300}}, spec)
+                             CandidateSpec("lr", "logistic_regression", {"max_iter": 300}), spec)
     directory = tmp_path_factory.mktemp("version")
     save_candidate(result, directory)
     (directory / "input_schema.json").write_text(json.dumps(spec.schema))

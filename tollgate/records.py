@@ -196,6 +196,10 @@ class FeatureSpec(_Record):
             features.update(task=MULTICLASS, classes=self.classes)
         return features
 
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The features artifact's metadata in KFP (preprocess): how many columns of each role, and the task."""
+        return {"numeric": len(self.numeric), "categorical": len(self.categorical), "task": self.task}
+
     def _payload(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -304,6 +308,10 @@ class CandidateResult(_Record):
     task: str = BINARY
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The model artifact's metadata in KFP (train): which candidate it is."""
+        return {"candidate_id": self.candidate_id, "family": self.family, "task": self.task}
+
 
 @dataclass(frozen=True)
 class LeaderboardEntry:
@@ -325,6 +333,11 @@ class Selection(_Record):
     selection_metric: str
     leaderboard: list[LeaderboardEntry] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The best model's metadata in KFP (select): the winner and the metric it won by."""
+        return {"candidate_id": self.winner.candidate_id, "family": self.winner.family,
+                "selection_metric": self.selection_metric}
 
     def _payload(self) -> dict[str, Any]:
         return {"winner": self.winner.to_dict(), "selection_metric": self.selection_metric,
@@ -473,6 +486,12 @@ class ValidationReport(_Record):
     @property
     def drifted_columns(self) -> list[str]:
         return [d.column for d in self.drift if d.drifted]
+
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The validation report's metadata in KFP (validate): the verdict, how many anomalies and
+        warnings, and the drifted columns."""
+        return {"passed": self.passed, "anomalies": len(self.anomalies), "warnings": len(self.warnings),
+                "drifted": self.drifted_columns}
 
     def _payload(self) -> dict[str, Any]:
         return {"passed": self.passed, "reference_version": self.reference_version, "rows": self.rows,
@@ -694,6 +713,15 @@ class Decision(_Record):
     champion_version: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def outcome(self) -> str:
+        """The verdict as one word, ``"passed"`` or ``"blocked"`` (the report task's output)."""
+        return "passed" if self.passed else "blocked"
+
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The decision's metadata in KFP (gate): the verdict and its reasons."""
+        return {"passed": self.passed, "reasons": self.reasons}
+
     def _payload(self) -> dict[str, Any]:
         payload = fields_with_extra(self)
         for rule in payload["rules"]:  # NaN is not JSON: an unmeasured value is null
@@ -726,6 +754,10 @@ class RetrainDecision(_Record):
     largest: dict[str, Any] | None = None  # the feature closest to (or furthest past) its threshold
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The decision's metadata in KFP (retrain-check): whether the run trains, and why."""
+        return {"train": self.train, "message": self.message}
+
 
 @dataclass
 class InfraValidation(_Record):
@@ -745,6 +777,11 @@ class InfraValidation(_Record):
     sklearn_agreement: dict[str, Any] | None = None         # against the Pipeline's saved test probabilities
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The report's metadata in KFP (infra-validate): the verdict, its warnings and the agreement
+        with the scikit-learn Pipeline."""
+        return {"passed": self.passed, "warnings": self.warnings, "sklearn_agreement": self.sklearn_agreement}
+
     def _payload(self) -> dict[str, Any]:  # what was not measured is left out, as before the record
         return {k: v for k, v in super()._payload().items() if v is not None}
 
@@ -762,6 +799,10 @@ class DeployResult(_Record):
     detail: str
     promoted: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The result's metadata in KFP (deploy): where the version went and whether it was promoted."""
+        return {"target": self.target, "version": self.version, "promoted": self.promoted}
 
 
 # --- ingest -> (register, report, the run summary): the data's lineage, carried as the raw dataset's KFP metadata ----------

@@ -1,4 +1,4 @@
-"""The candidate grid: model families and one spec per grid point.
+"""The candidate grid: model families and one :class:`CandidateSpec` per grid point.
 
 Kept apart from :mod:`tollgate.steps.train` because the runner expands the grid when it
 builds the pipeline, and should not import pandas or scikit-learn to do it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from tollgate.errors import TollgateError
@@ -28,6 +29,16 @@ _ESTIMATOR_PATHS: dict[ModelFamily, tuple[str, str]] = {
 SEEDED_FAMILIES: frozenset[ModelFamily] = frozenset({"logistic_regression", "hist_gradient_boosting", "random_forest"})
 
 
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One grid point: what a train task fits. The runner expands the grid into these when it builds
+    the pipeline; they reach the train tasks as ParallelFor items (:func:`loop_items`, :func:`grid_point`)."""
+
+    candidate_id: str          # the candidate's name, with its grid values when it has a grid
+    family: str                # a tollgate.metrics.ModelFamily
+    params: dict[str, Any]     # the estimator's keyword arguments, the run's seed filled in
+
+
 def estimator_class(family: str) -> type:
     """The scikit-learn estimator class of a model family."""
     if family not in _ESTIMATOR_PATHS:
@@ -36,14 +47,14 @@ def estimator_class(family: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def config_grid(config: Any) -> list[dict[str, Any]]:
+def config_grid(config: Any) -> list[CandidateSpec]:
     """The grid of a :class:`~tollgate.config.TollgateConfig`: its ``train.candidates`` expanded,
     seeded with ``split.seed`` (what the DAG's ParallelFor iterates over)."""
     return expand_candidates([c.model_dump() for c in config.train.candidates], seed=config.split.seed)
 
 
-def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
-    """One spec per grid point: ``{"candidate_id", "family", "params"}``, in a stable order."""
+def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[CandidateSpec]:
+    """One spec per grid point of ``candidates`` (``train.candidates`` entries), in a stable order."""
     specs = []
     for candidate in candidates:
         grid = candidate.get("grid") or {}
@@ -55,11 +66,8 @@ def expand_candidates(candidates: list[dict[str, Any]], seed: int = 0) -> list[d
             if candidate["family"] in SEEDED_FAMILIES:
                 params.setdefault("random_state", seed)
             suffix = "-".join(f"{k}={_short(v)}" for k, v in zip(keys, values, strict=True))
-            specs.append({
-                "candidate_id": f"{candidate['name']}" + (f"[{suffix}]" if suffix else ""),
-                "family": candidate["family"],
-                "params": params,
-            })
+            specs.append(CandidateSpec(candidate_id=f"{candidate['name']}" + (f"[{suffix}]" if suffix else ""),
+                                       family=candidate["family"], params=params))
     return specs
 
 
@@ -67,14 +75,15 @@ def _short(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def loop_items(grid: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The grid as the train ParallelFor's items. Loop items travel as protobuf Structs, which
-    turn every int into a float, so each point's parameters ride as JSON text
-    (:func:`grid_point` decodes them exactly, in the task)."""
-    return [{"candidate_id": spec["candidate_id"], "family": spec["family"], "params_json": json.dumps(spec["params"])}
+def loop_items(grid: list[CandidateSpec]) -> list[dict[str, str]]:
+    """The grid as the train ParallelFor's items: ``{"candidate_id", "family", "params_json"}``. Loop
+    items travel as protobuf Structs, which turn every int into a float, so each point's parameters
+    ride as JSON text (:func:`grid_point` decodes them exactly, in the task). The items are compiled
+    into the pipeline and are the train tasks' cache keys: their keys and text must not change."""
+    return [{"candidate_id": spec.candidate_id, "family": spec.family, "params_json": json.dumps(spec.params)}
             for spec in grid]
 
 
-def grid_point(item: dict[str, Any]) -> dict[str, Any]:
-    """The grid point ``{"candidate_id", "family", "params"}`` a :func:`loop_items` item carries."""
-    return {"candidate_id": item["candidate_id"], "family": item["family"], "params": json.loads(item["params_json"])}
+def grid_point(item: dict[str, Any]) -> CandidateSpec:
+    """The grid point a :func:`loop_items` item carries."""
+    return CandidateSpec(candidate_id=item["candidate_id"], family=item["family"], params=json.loads(item["params_json"]))

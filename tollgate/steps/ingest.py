@@ -41,6 +41,11 @@ class IngestResult:
         return DataLineage(source=self.source, rows=len(self.frame), fingerprint=self.fingerprint,
                            window=list(self.window) if self.window else None, notes=self.notes)
 
+    def kfp_metadata(self) -> dict[str, Any]:
+        """The raw dataset's metadata in KFP: the lineage (register, report and the run summary read it
+        back with :meth:`DataLineage.from_metadata`) and the column count."""
+        return {**self.lineage().to_dict(), "columns": self.frame.shape[1]}
+
 
 def read_table(source: str, csv: CsvConfig | None = None, notes: list[str] | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file from a local path or ``s3://bucket/key``.

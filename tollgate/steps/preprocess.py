@@ -83,6 +83,10 @@ class SplitPlan:
         rows = self.rows[name]
         return table.select(self.columns[name]).take(pa.array(rows)).append_column(LABEL, pa.array(self.label[rows]))
 
+    def kfp_metadata(self, name: str) -> dict[str, Any]:
+        """Split ``name``'s dataset metadata in KFP: its row count."""
+        return {"rows": len(self.rows[name])}
+
 
 def infer_feature_roles(frame: pd.DataFrame, exclude: list[str], numeric: list[str] | None = None,
                         categorical: list[str] | None = None) -> tuple[list[str], list[str]]:

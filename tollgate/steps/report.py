@@ -370,6 +370,11 @@ def run_report(model_name: str, run_id: str, data: DataLineage | None, validatio
                                       evaluation=evaluation, decision=decision))
 
 
+def kfp_metadata(validation: ValidationReport, decision: Decision) -> dict[str, Any]:
+    """The HTML report's metadata in KFP: the gate's verdict and how many anomalies validation found."""
+    return {"gate": decision.outcome, "anomalies": len(validation.anomalies)}
+
+
 def importance_bounds_text(bounds: dict[str, Any]) -> str:
     """One line saying how far permutation importance went (see ``evaluate.top_feature_importance``)."""
     text = (f"importance: {bounds['features_permuted']} of {bounds['features_total']} columns permuted"

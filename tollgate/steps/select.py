@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from tollgate.artifacts import write_record
+from tollgate.artifacts import read_record, write_record
 from tollgate.errors import TollgateError
 from tollgate.metrics import LOWER_IS_BETTER
-from tollgate.records import MULTICLASS, CandidateResult, LeaderboardEntry, Selection
+from tollgate.records import CANDIDATE_FILE, MULTICLASS, CandidateResult, LeaderboardEntry, Selection
 
 SELECTION_FILE = "selection.json"  # in the selected model's directory: the Selection record
 
@@ -31,11 +31,10 @@ def _best(results: Sequence[T], metric: str, metrics_of: Callable[[T], dict[str,
     return max(scored, key=lambda r: (sign * metrics_of(r)[metric], -results.index(r)))
 
 
-def run_select(candidates: list[CandidateResult], selection_metric: str,
-               multiclass_selection_metric: str) -> Selection:
-    """Select as the DAG runs it: the best candidate by ``selection_metric`` (by
-    ``multiclass_selection_metric`` for multiclass candidates; ties to the earlier one) and the
-    leaderboard of all, sorted by candidate id."""
+def select_best(candidates: list[CandidateResult], selection_metric: str,
+                multiclass_selection_metric: str) -> Selection:
+    """The best candidate by ``selection_metric`` (by ``multiclass_selection_metric`` for multiclass
+    candidates; ties to the earlier one) and the leaderboard of all, sorted by candidate id."""
     metric = multiclass_selection_metric if any(c.task == MULTICLASS for c in candidates) else selection_metric
     winner = _best(candidates, metric, lambda c: c.validation_metrics)
     leaderboard = sorted((LeaderboardEntry(c.candidate_id, c.family, c.params, c.validation_metrics)
@@ -43,12 +42,16 @@ def run_select(candidates: list[CandidateResult], selection_metric: str,
     return Selection(winner=winner, selection_metric=metric, leaderboard=leaderboard)
 
 
-def write_selected(selection: Selection, candidate_dirs: Mapping[str, str], best_dir: str) -> None:
-    """Copy the winner's directory (``candidate_dirs``: each candidate id's trained directory) to
-    ``best_dir``, with the :class:`~tollgate.records.Selection` record beside its files
-    (:data:`SELECTION_FILE`): what evaluate, infra-validate and register read."""
-    winner = selection.winner.candidate_id
-    if winner not in candidate_dirs:
-        raise TollgateError(f"the selected candidate {winner} has no trained directory among {sorted(candidate_dirs)}")
-    shutil.copytree(candidate_dirs[winner], best_dir, dirs_exist_ok=True)
+def run_select(candidate_dirs: Sequence[str], selection_metric: str, multiclass_selection_metric: str,
+               best_dir: str) -> Selection:
+    """Select as the DAG runs it: read each trained candidate's directory (its
+    :class:`~tollgate.records.CandidateResult`, :data:`~tollgate.records.CANDIDATE_FILE`), choose
+    (:func:`select_best`) and copy the winner's directory to ``best_dir``, with the
+    :class:`~tollgate.records.Selection` record beside its files (:data:`SELECTION_FILE`): what
+    evaluate, infra-validate and register read."""
+    candidates = [read_record(CandidateResult, os.path.join(directory, CANDIDATE_FILE)) for directory in candidate_dirs]
+    selection = select_best(candidates, selection_metric, multiclass_selection_metric)
+    # The winner is one of the records read, so its directory is the one at its position.
+    shutil.copytree(candidate_dirs[candidates.index(selection.winner)], best_dir, dirs_exist_ok=True)
     write_record(selection, os.path.join(best_dir, SELECTION_FILE))
+    return selection

@@ -23,7 +23,7 @@ from tollgate.records import CANDIDATE_FILE, CandidateResult
 
 # The grid and the model families live in tollgate.steps.candidates: the runner expands the grid
 # without pandas or scikit-learn.
-from tollgate.steps.candidates import estimator_class
+from tollgate.steps.candidates import CandidateSpec, estimator_class
 from tollgate.steps.export import ExportError, export_onnx, make_float32_exact, probability_agreement
 from tollgate.steps.preprocess import LABEL, FeatureSpec, build_preprocessor
 
@@ -61,22 +61,22 @@ class TrainedCandidate:
     reference_proba: np.ndarray | None = None
 
 
-def build_model(spec: dict[str, Any], features: FeatureSpec) -> Pipeline:
+def build_model(spec: CandidateSpec, features: FeatureSpec) -> Pipeline:
     """The full serving Pipeline for one candidate: preprocessing plus estimator."""
     from sklearn.pipeline import Pipeline
 
-    family = spec["family"]
+    family = spec.family
     try:
-        estimator = estimator_class(family)(**spec["params"])
+        estimator = estimator_class(family)(**spec.params)
     except TypeError as exc:
-        raise TollgateError(f"candidate {spec['candidate_id']}: bad parameter for {family}: {exc}") from exc
+        raise TollgateError(f"candidate {spec.candidate_id}: bad parameter for {family}: {exc}") from exc
     return Pipeline([
         ("preprocess", build_preprocessor(features, scale=family in _NEEDS_SCALING)),
         ("model", estimator),
     ])
 
 
-def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[str, Any],
+def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: CandidateSpec,
                     features: FeatureSpec, reference: pd.DataFrame | None = None) -> TrainedCandidate:
     """Fit one candidate on the training split, export it to ONNX and score the *graph* on the
     validation split.
@@ -95,21 +95,21 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[st
     model.fit(model_inputs(train, features.schema), train[LABEL])
     if features.multiclass and len(model.classes_) != len(features.classes):
         # Splitting guarantees every class in train; this guards the probability columns' meaning.
-        raise TollgateError(f"candidate {spec['candidate_id']} learned {len(model.classes_)} classes, the data has "
+        raise TollgateError(f"candidate {spec.candidate_id} learned {len(model.classes_)} classes, the data has "
                             f"{len(features.classes)}: the probability columns would not match the class order")
     fit_seconds = time.perf_counter() - started
     make_float32_exact(model)
-    onnx_bytes = export_onnx(model, features.schema, spec["family"], spec["candidate_id"])
+    onnx_bytes = export_onnx(model, features.schema, spec.family, spec.candidate_id)
     validation_inputs = model_inputs(validation, features.schema)
     try:
         graph = OnnxModel(onnx_bytes, features.schema)
         graph_proba = graph.predict_proba(validation)
     except Exception as exc:  # converted, but the graph does not run: same verdict as not converting
-        raise ExportError(f"candidate {spec['candidate_id']} ({spec['family']}): the exported ONNX graph fails "
+        raise ExportError(f"candidate {spec.candidate_id} ({spec.family}): the exported ONNX graph fails "
                           f"in onnxruntime: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}") from exc
     check = probability_agreement(graph_proba, model.predict_proba(validation_inputs), features.decision_threshold)
     if not check["max_abs_difference"] <= EXPORT_TOLERANCE:
-        raise ExportError(f"candidate {spec['candidate_id']} ({spec['family']}): the exported ONNX graph answers "
+        raise ExportError(f"candidate {spec.candidate_id} ({spec.family}): the exported ONNX graph answers "
                           f"differently from the Pipeline (max probability difference "
                           f"{check['max_abs_difference']:.3g} on {check['rows']} validation rows; allowed "
                           f"{EXPORT_TOLERANCE:g}); some step converts without its full behaviour")
@@ -120,7 +120,7 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: dict[st
     reference_proba = None
     if reference is not None and len(reference):
         reference_proba = model.predict_proba(model_inputs(reference, features.schema)).astype(np.float64)
-    return TrainedCandidate(spec["candidate_id"], spec["family"], spec["params"], model, metrics, fit_seconds,
+    return TrainedCandidate(spec.candidate_id, spec.family, spec.params, model, metrics, fit_seconds,
                             onnx=onnx_bytes, export_check={"validation": check}, reference_proba=reference_proba)
 
 
@@ -138,11 +138,11 @@ def save_candidate(result: TrainedCandidate, directory: str | Path) -> None:
         np.save(directory / REFERENCE_FILE, result.reference_proba, allow_pickle=False)
 
 
-def run_train(grid_point: dict[str, Any], train: pd.DataFrame, validation: pd.DataFrame,
+def run_train(grid_point: CandidateSpec, train: pd.DataFrame, validation: pd.DataFrame,
               test: pd.DataFrame | None, features: FeatureSpec, model_dir: str | Path) -> CandidateResult:
-    """Train as the DAG runs it: fit one grid point (``{"candidate_id", "family", "params"}``), save
-    its directory (``model.onnx``, ``model.joblib``, the test-split reference probabilities) and
-    the :class:`~tollgate.records.CandidateResult` that select reads, ``candidate.json``."""
+    """Train as the DAG runs it: fit one grid point, save its directory (``model.onnx``, ``model.joblib``,
+    the test-split reference probabilities) and the :class:`~tollgate.records.CandidateResult` that
+    select reads, ``candidate.json``."""
     result = train_candidate(train, validation, grid_point, features, reference=test)
     save_candidate(result, model_dir)
     record = CandidateResult(candidate_id=result.candidate_id, family=result.family, params=result.params,
