@@ -104,7 +104,7 @@ def _expected_prediction_drift(traffic, frame: pd.DataFrame):
     number = registry.alias_version(MODEL, "production")
     version = registry.get_version(MODEL, number)
     profile = version.record.prediction_profile
-    assert profile and profile["edges"], "the production version records its test split's predicted probabilities"
+    assert profile and profile.edges, "the production version records its test split's predicted probabilities"
     version_dir = Path(registry.resolve(MODEL, number).uri)
     schema = json.loads((version_dir / "input_schema.json").read_text())
     proba = OnnxModel.from_file(version_dir / "model.onnx", schema).predict_proba(frame[traffic["columns"]])[:, 1]

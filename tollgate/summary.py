@@ -85,7 +85,9 @@ def build_summary(outcome: RunOutcome, registry: Registry, model_name: str) -> d
                                 "test_metrics": candidate.metrics, "fairness": candidate.fairness_measures()}
         if candidate.multiclass:
             # Binary summaries keep exactly their keys; these exist only for multiclass runs.
-            summary["candidate"].update(task="multiclass", classes=candidate.classes, per_class=candidate.per_class,
+            summary["candidate"].update(task="multiclass", classes=candidate.classes,
+                                        per_class=(None if candidate.per_class is None
+                                                   else [row.to_dict() for row in candidate.per_class]),
                                         confusion_matrix=candidate.confusion_matrix)
             if candidate.fairness_skipped:
                 summary["candidate"]["fairness_skipped"] = candidate.fairness_skipped

@@ -150,7 +150,7 @@ def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: i
         report.notes.append(f"v{production_version} answers with per-class probabilities (multiclass): {measured} "
                             "measured for binary models only")
     if not answered.empty and PROBABILITY_COLUMN in answered.columns:
-        if profile:
+        if profile is not None:
             report.prediction_drift = numeric_drift(PREDICTION, profile, answered[PROBABILITY_COLUMN],
                                                     validation.drift.numeric_threshold)
         else:
