@@ -23,6 +23,7 @@ from tollgate.records import (
     FeatureDrift,
     FeatureImportance,
     FeatureSpec,
+    GateVerdict,
     ImportanceBounds,
     InfraValidation,
     LeaderboardEntry,
@@ -35,6 +36,8 @@ from tollgate.records import (
     RocCurve,
     Rule,
     Selection,
+    ServedFeatures,
+    TrainingData,
     ValidationReport,
     VersionMetadata,
 )
@@ -78,8 +81,9 @@ EXAMPLES = [
                     max_abs_difference={"rest-v2": 0.0, "grpc": 0.0}, sklearn_agreement={"class_flips": 0}),
     DeployResult(target="local", version=3, aliases={"production": {"version": 3}}, detail="production -> v3"),
     VersionMetadata(candidate_id="hgb", family="hist_gradient_boosting", params={"max_iter": 200},
-                    test_metrics={"roc_auc": 0.8}, data={"source": "builtin", "rows": 20000}, gate={"passed": True},
-                    replaced_champion=2, features={"target": "y", "positive_label": 1, "negative_label": 0},
+                    test_metrics={"roc_auc": 0.8}, data=TrainingData(DataLineage(source="builtin", rows=20000)),
+                    gate=GateVerdict(passed=True, reasons=[]), replaced_champion=2,
+                    features=ServedFeatures(["a"], ["b"], target="y", positive_label=1, negative_label=0),
                     model_name="credit-default", version=3, created_at="2026-11-21T10:00:00+00:00"),
 ]
 
@@ -204,21 +208,50 @@ def test_the_untagged_json_of_runs_from_before_these_records_reads_the_same(kind
 
 
 def test_the_metadata_of_versions_registered_before_the_record_reads_the_same():
-    # What register and the registry wrote before (untagged; binary versions had no task), as stored.
+    # What register and the registry wrote before (untagged; binary versions had no task), as stored:
+    # data as ingest's lineage plus the split's rows, features as the spec's columns and labels.
     stored = {"candidate_id": "lr", "family": "logistic_regression", "params": {"C": 1.0},
               "validation_metrics": {"roc_auc": 0.7}, "test_metrics": {"roc_auc": 0.71},
-              "data": {"source": "builtin", "rows": 20000, "fingerprint": "sha256:ab", "window": None},
+              "data": {"source": "builtin", "rows": 20000, "fingerprint": "sha256:ab", "window": None, "notes": [],
+                       "split_rows": {"test": 4000}},
               "gate": {"passed": True, "reasons": ["no champion yet"]}, "replaced_champion": None,
               "pipeline_run_id": "run-1", "code_version": "0.1.0", "champion_test_metrics": None,
               "prediction_profile": {"edges": [0.5], "shares": [0, 1, 0, 0]},
-              "features": {"target": "y", "positive_label": 1, "negative_label": 0},
+              "features": {"numeric": ["age"], "categorical": ["region"], "target": "y", "positive_label": 1,
+                           "negative_label": 0},
               "model_name": "m", "version": 1, "created_at": "2026-01-01T00:00:00+00:00", "sha": "x"}
     record = VersionMetadata.from_dict(stored)
     assert (record.version, record.replaced_champion, record.task, record.extra) == (1, None, None, {"sha": "x"})
-    assert record.data["fingerprint"] == "sha256:ab" and record.features["positive_label"] == 1
+    assert record.lineage.fingerprint == "sha256:ab" and record.data and record.data.split_rows == {"test": 4000}
+    assert record.features and record.features.positive_label == 1 and record.binary_labels == (0, 1)
+    assert record.gate == GateVerdict(True, ["no champion yet"])
     assert record.prediction_profile == NumericProfile(edges=[0.5], shares=[0, 1, 0, 0])
     # Written back, it says the same: a binary version still has no multiclass fields.
     assert record.to_dict(tagged=False) == stored
+
+
+def test_an_older_multiclass_version_s_metadata_reads_its_classes_and_per_class_metrics_typed():
+    # As register wrote it before the record (untagged) and before ingest kept notes: the labels are
+    # null for a multiclass model, its class order and per-class test metrics are recorded.
+    stored = {"candidate_id": "rf", "family": "random_forest", "params": {}, "validation_metrics": {},
+              "test_metrics": {"roc_auc_ovr_macro": 0.88}, "task": "multiclass",
+              "data": {"source": "iris.csv", "rows": 150, "fingerprint": "sha256:cd", "window": None,
+                       "split_rows": {"test": 30.0}},
+              "gate": {"passed": True, "reasons": []}, "prediction_profile": None,
+              "features": {"numeric": ["petal"], "categorical": [], "target": "species", "positive_label": None,
+                           "negative_label": None, "task": "multiclass", "classes": ["setosa", "virginica"]},
+              "per_class_test_metrics": [{"class": "setosa", "precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                          "support": 10, "roc_auc_ovr": 1.0}]}
+    record = VersionMetadata.from_dict(stored)
+    assert record.features and record.features.task == "multiclass"
+    assert record.features.classes == ["setosa", "virginica"] and record.features.positive_label is None
+    assert record.per_class_test_metrics and record.per_class_test_metrics[0].class_label == "setosa"
+    assert record.data and record.data.split_rows == {"test": 30} and record.lineage.notes is None
+    written = record.to_dict(tagged=False)
+    assert written["features"] == stored["features"] and written["per_class_test_metrics"] == \
+        stored["per_class_test_metrics"]
+    # A key the older file lacked is written with its default: the notes ingest did not keep then.
+    assert written["data"] == {**stored["data"], "split_rows": {"test": 30}, "notes": None}
 
 
 def test_an_older_data_schema_s_numeric_profile_reads_typed():
@@ -237,8 +270,10 @@ def test_data_lineage_reads_ingest_s_metadata_with_whole_counts():
                                          "other": 1})
     assert lineage == DataLineage(source="a.csv", rows=32561, fingerprint="f")
     assert lineage.to_dict() == {"source": "a.csv", "rows": 32561, "fingerprint": "f", "window": None, "notes": None}
-    # A version's metadata keeps it beside the split's counts; read back, it is the same lineage.
-    metadata = VersionMetadata(data={**lineage.to_dict(), "split_rows": {"test": 900}})
+    # A version's metadata keeps it beside the split's counts, in one object; read back, it is the same lineage.
+    stored = VersionMetadata(data=TrainingData(lineage, split_rows={"test": 900})).to_dict()
+    assert stored["data"] == {**lineage.to_dict(), "split_rows": {"test": 900}}
+    metadata = VersionMetadata.from_dict(stored)
     assert metadata.lineage == lineage and isinstance(metadata.lineage.rows, int)
 
 
@@ -300,7 +335,7 @@ def test_fairness_records_are_typed_in_the_evaluation_and_written_back_as_they_w
         record.measure("accuracy")
 
 
-def test_a_newer_registry_file_is_a_one_line_tollgate_error_and_nulls_read_as_empty():
+def test_a_newer_registry_file_is_a_one_line_tollgate_error_and_nulls_read_as_not_recorded():
     # The CLI's guard prints a TollgateError as one line; a record from a newer Tollgate must be one.
     from tollgate.errors import TollgateError
     from tollgate.registry.base import ModelVersion
@@ -309,7 +344,11 @@ def test_a_newer_registry_file_is_a_one_line_tollgate_error_and_nulls_read_as_em
     with pytest.raises(TollgateError, match="format 9, written by a newer Tollgate"):
         newer.record  # noqa: B018 (the property reads the file)
     hand_edited = VersionMetadata.from_dict({"features": None, "data": None, "test_metrics": None, "version": 2})
-    assert (hand_edited.features, hand_edited.data, hand_edited.test_metrics) == ({}, {}, {})
+    assert (hand_edited.features, hand_edited.data, hand_edited.test_metrics) == (None, None, {})
+    assert hand_edited.binary_labels == (0, 1) and hand_edited.lineage == DataLineage()
+    # Not recorded is written as it always was: an empty object.
+    assert {k: hand_edited.to_dict()[k] for k in ("features", "data", "gate")} == {"features": {}, "data": {},
+                                                                                   "gate": {}}
     assert DataSchema.from_dict({"rows": 3, "columns": None}).columns == []
 
 

@@ -13,10 +13,10 @@ with a message saying so, rather than misread. Keys a reader does not know (a ne
 added a field without a new format) are kept in the record's ``extra`` and written back, so
 nothing is lost when an older step passes a newer record on; inside a record's lists (rules,
 anomalies, drift measures, leaderboard entries) and nested values (curves, per-class metrics,
-importance, profiles) such keys are ignored. The one exception is
+importance, profiles, a version's features) such keys are ignored. The one exception is
 the feature spec, which decides what the model reads: an unknown field there is refused.
 
-Nested values are typed too (:class:`RocCurve`, :class:`ClassMetrics`, :class:`NumericProfile`,
+Nested values are typed too (:class:`RocCurve`, :class:`ClassMetrics`, :class:`ServedFeatures`,
 ...), and each is written with exactly the keys its JSON object always had: files on disk, and
 the registry's ``metadata.json`` read by deployed model servers, do not change with the types.
 A key an older file lacks reads as its field's default, and is written back with it, as a
@@ -121,7 +121,7 @@ def _each(read: Callable[[Any], T]) -> Callable[[list[Any]], list[T]]:
 
 
 class _Nested:
-    """A typed value inside a record (a curve, one class's metrics, a profile): read from
+    """A typed value inside a record (a curve, one class's metrics, a version's features): read from
     its JSON object with the keys a newer Tollgate added ignored (:func:`nested`), written with the
     keys it was read from. Types whose JSON differs from their fields override both."""
 
@@ -232,17 +232,12 @@ class FeatureSpec(_Record):
         """Model input columns in schema order."""
         return self.numeric + self.categorical
 
-    def served_features(self) -> dict[str, Any]:
-        """What a version's ``metadata.json`` records of its features (``VersionMetadata.features``):
-        the columns by role, the target and its label values, and a multiclass model's class order
-        (its probability columns' order, fixed at training). The model server answers a binary
-        model's negative and positive labels from here; a multiclass model's class order it reads
-        from the input schema, which the graph's probability columns follow."""
-        features: dict[str, Any] = {"numeric": self.numeric, "categorical": self.categorical, "target": self.target,
-                                    "positive_label": self.positive_label, "negative_label": self.negative_label}
+    def served_features(self) -> ServedFeatures:
+        """What a version's ``metadata.json`` records of its features (``VersionMetadata.features``)."""
         if self.multiclass:
-            features.update(task=MULTICLASS, classes=self.classes)
-        return features
+            return ServedFeatures(self.numeric, self.categorical, self.target, self.positive_label,
+                                  self.negative_label, task=MULTICLASS, classes=self.classes)
+        return ServedFeatures(self.numeric, self.categorical, self.target, self.positive_label, self.negative_label)
 
     def _payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -254,6 +249,29 @@ class FeatureSpec(_Record):
         if unknown:  # a spec decides what the model reads: never drop a field silently
             raise RecordError(f"feature_spec record has fields this Tollgate does not know: {unknown}")
         return cls(**payload)
+
+
+@dataclass(frozen=True)
+class ServedFeatures(_Nested):
+    """A version's features as its ``metadata.json`` records them (``features``): the columns by role,
+    the target and its label values, and a multiclass model's class order (its probability columns'
+    order, fixed at training). The model server answers a binary model's negative and positive
+    labels from here; a multiclass model's class order it reads from the input schema, which the
+    graph's probability columns follow. Keys a file lacks read as empty (a hand-made file)."""
+
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    target: str | None = None
+    positive_label: Any = None       # None for a multiclass model
+    negative_label: Any = None
+    task: str | None = None          # "multiclass", or None: binary, and no task or classes on disk
+    classes: list[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        value = asdict(self)
+        if self.task is None:  # a binary version's features never had these keys
+            del value["task"], value["classes"]
+        return value
 
 
 # --- the model's input contract: input_schema.json (preprocess -> train, evaluate, infra-validate, register, serving) ---
@@ -1005,6 +1023,30 @@ def _whole_numbers(value: Any) -> Any:
 
 # --- register -> registry -> (deploy, retrain-check, monitor, the model server) ---------------------------------
 
+@dataclass(frozen=True)
+class GateVerdict(_Nested):
+    """The gate's verdict as a version's ``metadata.json`` keeps it (``gate``): passed, and why."""
+
+    passed: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class TrainingData(_Nested):
+    """The data a version was trained on, as its ``metadata.json`` keeps it (``data``): ingest's lineage
+    and the split's row counts (split name -> rows), in one JSON object."""
+
+    lineage: DataLineage
+    split_rows: dict[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.lineage.to_dict(), "split_rows": self.split_rows}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> TrainingData:
+        return cls(DataLineage.from_metadata(value), _whole_numbers(value.get("split_rows")))
+
+
 @dataclass
 class VersionMetadata(_Record):
     """A registered version's ``metadata.json``: what was trained, on which data, how it did on the
@@ -1012,7 +1054,8 @@ class VersionMetadata(_Record):
     writes it; the registry adds ``model_name``, ``version`` and ``created_at``; deploy, rollback,
     retrain-check, ``tollgate monitor`` and the model server read it. Fields a version does not
     have (an older one, or infra-validation's staged candidate) keep their defaults; a binary
-    version leaves out the multiclass fields, as it always did."""
+    version leaves out the multiclass fields, as it always did, and a version without data, gate
+    or features records each as an empty object, as it always did."""
 
     KIND: ClassVar[str] = "version_metadata"
 
@@ -1021,16 +1064,14 @@ class VersionMetadata(_Record):
     params: dict[str, Any] = field(default_factory=dict)
     validation_metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
-    # DataLineage's fields (source, rows, fingerprint, window, notes) and split_rows
-    data: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)           # {"passed", "reasons"}
+    data: TrainingData | None = None                             # None: not recorded
+    gate: GateVerdict | None = None                              # None: not recorded
     replaced_champion: int | None = None                         # deploy promotes only over this one
     pipeline_run_id: str | None = None
     code_version: str | None = None
     champion_test_metrics: dict[str, float] | None = None
     prediction_profile: NumericProfile | None = None             # the predicted probability on the test split
-    # target, positive/negative label, numeric, categorical; multiclass: task and classes
-    features: dict[str, Any] = field(default_factory=dict)
+    features: ServedFeatures | None = None                       # None: not recorded
     task: str | None = None                                      # "multiclass", or None (binary)
     per_class_test_metrics: list[ClassMetrics] | None = None
     model_name: str | None = None                                # added by the registry
@@ -1038,25 +1079,43 @@ class VersionMetadata(_Record):
     created_at: str | None = None                                # added by the registry
     extra: dict[str, Any] = field(default_factory=dict)
 
+    # Written as an empty object when None, as they were when they were plain mappings.
+    _EMPTY_WHEN_NONE: ClassVar[tuple[str, ...]] = ("data", "gate", "features")
     _READERS: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "data": TrainingData.from_dict, "gate": GateVerdict.from_dict, "features": ServedFeatures.from_dict,
         "prediction_profile": NumericProfile.from_dict, "per_class_test_metrics": _each(ClassMetrics.from_dict)}
 
     def __post_init__(self) -> None:
         # A hand-edited or older file may hold null where a mapping belongs: read it as empty.
-        for name in ("params", "validation_metrics", "test_metrics", "data", "gate", "features"):
+        for name in ("params", "validation_metrics", "test_metrics"):
             if getattr(self, name) is None:
                 setattr(self, name, {})
 
     def _payload(self) -> dict[str, Any]:
-        payload = super()._payload()
-        return {k: v for k, v in payload.items() if v is not None or k not in ("task", "per_class_test_metrics")}
+        payload = {k: v for k, v in super()._payload().items()
+                   if v is not None or k not in ("task", "per_class_test_metrics")}
+        for name in self._EMPTY_WHEN_NONE:
+            if payload[name] is None:
+                payload[name] = {}
+        return payload
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> VersionMetadata:
-        return cls(**_read_fields(field_values(cls, payload), cls._READERS))
+        # An empty object is what a version without data, gate or features has always recorded.
+        values = {k: None if k in cls._EMPTY_WHEN_NONE and v == {} else v
+                  for k, v in field_values(cls, payload).items()}
+        return cls(**_read_fields(values, cls._READERS))
 
     @property
     def lineage(self) -> DataLineage:
-        """The data this version was trained on (``data`` without the split's row counts)."""
-        return DataLineage.from_metadata(self.data)
+        """The data this version was trained on (empty when its metadata records none)."""
+        return self.data.lineage if self.data is not None else DataLineage()
+
+    @property
+    def binary_labels(self) -> tuple[Any, Any]:
+        """The negative and the positive label a binary version answers with: its features' labels,
+        0 and 1 where its metadata records none (what the model server has always answered then)."""
+        features = self.features or ServedFeatures()
+        return (0 if features.negative_label is None else features.negative_label,
+                1 if features.positive_label is None else features.positive_label)
 

@@ -169,7 +169,7 @@ def _compare_with_onnxruntime(version_dir: Path, spec: FeatureSpec, sample: pd.D
     # The version's decision rule, as the server applies it: P(positive) >= decision_threshold.
     expected_positive_class = positive_decisions(expected_positive, spec.decision_threshold)
     # The label the server answers with: read from the metadata it was given, as the server reads it.
-    positive_label = VersionMetadata.from_json((version_dir / METADATA_FILE).read_text()).features["positive_label"]
+    positive_label = VersionMetadata.from_json((version_dir / METADATA_FILE).read_text()).binary_labels[1]
     differences = {}
     for protocol, answer in answers.items():
         got = np.asarray(answer.probabilities, dtype=np.float64)
