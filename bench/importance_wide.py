@@ -151,11 +151,11 @@ def builtin_comparison() -> None:
     before = legacy_top(model, splits.test, spec.columns)
     before_seconds = time.perf_counter() - started
     after, bounds = top_feature_importance(model, splits.test, spec.columns)
-    same = [(a["feature"], round(a["importance"], 12)) for a in after] == \
+    same = [(a.feature, round(a.importance, 12)) for a in after] == \
         [(b["feature"], round(b["importance"], 12)) for b in before]
     print(f"built-in data ({len(splits.test)} test rows, {len(spec.columns)} features, HistGradientBoosting): "
-          f"before {before_seconds:.2f} s, after {bounds['seconds']:.2f} s "
-          f"(ratio {before_seconds / bounds['seconds']:.1f}x); same top 10 and numbers: {same}")
+          f"before {before_seconds:.2f} s, after {bounds.seconds:.2f} s "
+          f"(ratio {before_seconds / bounds.seconds:.1f}x); same top 10 and numbers: {same}")
 
 
 def _run_legacy(rows: int, columns: int, done) -> None:
@@ -186,9 +186,9 @@ def main() -> None:
     evaluation = evaluate_model(model, test, columns)
     after_evaluate = time.perf_counter() - started
     bounds = evaluation["importance_bounds"]
-    top = [item["feature"] for item in evaluation["importance"]]
-    print(f"after: evaluate_model {after_evaluate:.1f} s, of which importance {bounds['seconds']:.1f} s; "
-          f"bounds {bounds}")
+    top = [item.feature for item in evaluation["importance"]]
+    print(f"after: evaluate_model {after_evaluate:.1f} s, of which importance {bounds.seconds:.1f} s; "
+          f"bounds {bounds.to_dict()}")
     print(f"after: top features {top[:5]}; informative {list(INFORMATIVE)} found: "
           f"{[name for name in INFORMATIVE if name in top]}")
     started = time.perf_counter()

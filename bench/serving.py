@@ -107,7 +107,7 @@ def build_version(workdir: Path, family: str, rows: int) -> tuple[Path, Any, Any
     (version_dir / "input_schema.json").write_text(json.dumps(spec.schema))
     (version_dir / "metadata.json").write_text(json.dumps({
         "version": 1, "model_name": MODEL, "candidate_id": candidates[-1].candidate_id,
-        "features": spec.served_features()}))
+        "features": spec.served_features().to_dict()}))
     # Complete rows only: MLServer's pandas codec has no way to receive a null, nor JSON a NaN.
     test = splits.test[spec.columns].dropna().reset_index(drop=True)
     return version_dir, test, result.model

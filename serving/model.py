@@ -90,7 +90,6 @@ class TollgateModel(Model):
             self.graph = OnnxModel.from_file(self.model_dir / ONNX_FILE, schema, threads=1)
         except GraphError as exc:
             raise ModelLoadError(f"{self.model_dir / ONNX_FILE}: {exc}") from exc
-        features = self.metadata.features
         # A multiclass version records its class order in the input schema (the probability columns' order).
         inputs = ModelInputs.from_dict(schema)
         self.multiclass = inputs.multiclass
@@ -99,7 +98,7 @@ class TollgateModel(Model):
             if len(labels) < 2:
                 raise ModelLoadError(f"{self.model_dir / SCHEMA_FILE}: a multiclass schema must list its classes")
         else:
-            labels = [features.get("negative_label", 0), features.get("positive_label", 1)]
+            labels = list(self.metadata.binary_labels)
         # The threshold the version was evaluated and gated with (0.5 for a version that records none).
         self.decision_threshold = decision_threshold(schema)
         # Output tensors are typed once here: INT64 classes for integer labels, BYTES otherwise.

@@ -177,12 +177,13 @@ def written_with(path) -> str:
 
 def evaluation_record(candidate: dict[str, Any], champion: dict[str, Any] | None = None):
     """An :class:`~tollgate.records.Evaluation` from ``evaluate_model``'s result (or a few fields a test
-    names), the identity fields a test does not care about filled in."""
-    from tollgate.records import Evaluation
+    names), the identity fields a test does not care about filled in, built as evaluate builds it."""
+    from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, field_values
 
     identity = {"candidate_id": "candidate", "family": "logistic_regression", "params": {}, "validation_metrics": {},
                 "selection_metric": "roc_auc", "metrics": {}, "rows": 0}
-    return Evaluation.from_dict({"candidate": {**identity, **candidate}, "champion": champion})
+    return Evaluation(candidate=CandidateEvaluation(**field_values(CandidateEvaluation, {**identity, **candidate})),
+                      champion=ChampionEvaluation(**field_values(ChampionEvaluation, champion)) if champion else None)
 
 
 # The checkout these tests run from.

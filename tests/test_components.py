@@ -17,7 +17,7 @@ from tollgate.components import build_components
 from tollgate.config import TollgateConfig
 from tollgate.data.builtin import generate_applicants
 from tollgate.local_run import _failure_reason, find_output
-from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, Selection
+from tollgate.records import CandidateEvaluation, ChampionEvaluation, Evaluation, RocCurve, Selection
 from tollgate.serving.runtime import OnnxModel
 from tollgate.settings import IngestSettings, PreprocessSettings
 from tollgate.steps.gate import GatePolicy
@@ -154,7 +154,7 @@ def test_evaluate_shows_kfp_the_headline_metric_and_the_champion_it_scored():
         candidate=CandidateEvaluation(candidate_id="c", family="logistic_regression", params={}, validation_metrics={},
                                       selection_metric="roc_auc", rows=100, metrics={"roc_auc": 0.82, "pr_auc": 0.51},
                                       confusion_matrix=[[60, 10], [12, 18]],
-                                      roc={"fpr": [0.0, 1.0], "tpr": [0.0, 1.0], "thresholds": [1.0, 0.0]}),
+                                      roc=RocCurve(fpr=[0.0, 1.0], tpr=[0.0, 1.0], thresholds=[1.0, 0.0])),
         champion=ChampionEvaluation(version=4, metrics={"roc_auc": 0.78, "pr_auc": 0.47}))
     shown = kfp_view(binary)
     assert shown.headline == 0.82 and shown.metadata == {"candidate_roc_auc": 0.82, "champion_version": 4}

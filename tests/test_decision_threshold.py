@@ -232,9 +232,9 @@ def test_realized_metrics_count_the_classes_the_server_answered():
                         # served by a version with decision_threshold 0.3
                         "output.predicted_class": [1 if p >= THRESHOLD else 0 for p in probabilities]})
     truth = pd.DataFrame({"request_id": [f"r{i}" for i in range(6)], "label": labels})
-    [entry] = realized_metrics(log, truth, {"positive_label": 1})
+    [entry] = realized_metrics(log, truth, 1)
     served = [1 if p >= THRESHOLD else 0 for p in probabilities]
     assert entry["metrics"]["recall"] == recall_score(labels, served) == 1.0
     assert entry["metrics"]["accuracy"] == pytest.approx(accuracy_score(labels, served))
-    [old_log] = realized_metrics(log.drop(columns=["output.predicted_class"]), truth, {"positive_label": 1})
+    [old_log] = realized_metrics(log.drop(columns=["output.predicted_class"]), truth, 1)
     assert old_log["metrics"]["recall"] == pytest.approx(recall_score(labels, [int(p >= 0.5) for p in probabilities]))

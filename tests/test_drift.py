@@ -39,10 +39,10 @@ def test_l_infinity_is_the_largest_share_gap_over_all_categories():
 def test_numeric_bins_follow_the_reference_quantiles_and_keep_a_missing_bin():
     reference = pd.Series(np.arange(1, 101, dtype=float))
     profile = numeric_profile(reference, bins=4)
-    assert profile["edges"] == pytest.approx([25.75, 50.5, 75.25])
-    assert profile["shares"] == pytest.approx([0.25, 0.25, 0.25, 0.25, 0.0])
+    assert profile.edges == pytest.approx([25.75, 50.5, 75.25])
+    assert profile.shares == pytest.approx([0.25, 0.25, 0.25, 0.25, 0.0])
     # values equal to an edge fall in the bin it closes; out-of-range values in the open ends
-    assert numeric_shares(pd.Series([25.75, -1e9, 1e9, None]), profile["edges"]) == [0.5, 0, 0, 0.25, 0.25]
+    assert numeric_shares(pd.Series([25.75, -1e9, 1e9, None]), profile.edges) == [0.5, 0, 0, 0.25, 0.25]
     shifted = numeric_drift("x", profile, reference + 50, threshold=0.05)
     assert shifted.drifted and shifted.value > 0.3
     assert shifted.labels[0] == "<=25.75" and shifted.labels[-1] == MISSING

@@ -9,12 +9,15 @@ recorded in ``importance_bounds``, the report and the text summary).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.conftest import evaluation_record
 from tollgate.config import ImportanceConfig
+from tollgate.records import ImportanceBounds
 from tollgate.serving.runtime import OnnxModel
 from tollgate.steps import evaluate
 from tollgate.steps.candidates import CandidateSpec
@@ -60,8 +63,8 @@ def default_data():
     return OnnxModel(trained.onnx, spec.schema), splits.test, spec.columns
 
 
-def _without_timing(bounds: dict) -> dict:
-    return {k: v for k, v in bounds.items() if k != "seconds"}
+def _without_timing(bounds: ImportanceBounds) -> ImportanceBounds:
+    return replace(bounds, seconds=0.0)
 
 
 def test_unbounded_importance_equals_scikit_learns_permutation_importance(default_data):
@@ -96,24 +99,22 @@ def test_unbounded_importance_equals_scikit_learns_permutation_importance(defaul
                 zip(columns, reference.importances_mean, reference.importances_std, strict=True)}
     assert len(top) == len(columns)
     for item in top:
-        assert item["importance"] == pytest.approx(expected[item["feature"]][0], abs=1e-12)
-        assert item["std"] == pytest.approx(expected[item["feature"]][1], abs=1e-12)
-    assert [item["importance"] for item in top] == sorted((item["importance"] for item in top), reverse=True)
-    assert _without_timing(bounds) == {
-        "rows_sampled": len(test), "rows_total": len(test), "features_permuted": len(columns),
-        "features_total": len(columns), "selection": "all", "max_features": 200, "repeats": 3,
-        "time_budget_seconds": 300.0, "budget_hit": False}
+        assert item.importance == pytest.approx(expected[item.feature][0], abs=1e-12)
+        assert item.std == pytest.approx(expected[item.feature][1], abs=1e-12)
+    assert [item.importance for item in top] == sorted((item.importance for item in top), reverse=True)
+    assert _without_timing(bounds) == ImportanceBounds(
+        rows_sampled=len(test), rows_total=len(test), features_permuted=len(columns), features_total=len(columns),
+        selection="all", max_features=200, repeats=3, time_budget_seconds=300.0, budget_hit=False, seconds=0.0)
 
 
 def test_a_wide_file_permutes_at_most_max_features_columns_and_records_it(wide):
     model, test, columns = wide
     evaluation = evaluate_model(model, test, columns, importance=ImportanceConfig(max_features=40))
     bounds = evaluation["importance_bounds"]
-    assert _without_timing(bounds) == {
-        "rows_sampled": len(test), "rows_total": len(test), "features_permuted": 40,
-        "features_total": WIDE_COLUMNS - 1, "selection": "screened", "max_features": 40, "repeats": 3,
-        "time_budget_seconds": 300.0, "budget_hit": False}
-    top = [item["feature"] for item in evaluation["importance"]]
+    assert _without_timing(bounds) == ImportanceBounds(
+        rows_sampled=len(test), rows_total=len(test), features_permuted=40, features_total=WIDE_COLUMNS - 1,
+        selection="screened", max_features=40, repeats=3, time_budget_seconds=300.0, budget_hit=False, seconds=0.0)
+    top = [item.feature for item in evaluation["importance"]]
     # The screen permutes the columns the predictions move with: the two the label depends on lead.
     assert set(top[:2]) == {"f3", "f17"}
     # Deterministic for a seed: the same columns, numbers and bounds again.
@@ -125,14 +126,14 @@ def test_a_wide_file_permutes_at_most_max_features_columns_and_records_it(wide):
 def test_rows_are_sampled_to_max_rows(wide):
     model, test, columns = wide
     _, bounds = top_feature_importance(model, test, columns, settings=ImportanceConfig(max_rows=50, max_features=5))
-    assert (bounds["rows_sampled"], bounds["rows_total"], bounds["features_permuted"]) == (50, len(test), 5)
+    assert (bounds.rows_sampled, bounds.rows_total, bounds.features_permuted) == (50, len(test), 5)
 
 
 def test_a_spent_time_budget_stops_between_runs_and_keeps_a_prefix_of_the_same_results(wide, monkeypatch):
     model, test, columns = wide
     settings = ImportanceConfig(max_features=12)
     full, full_bounds = top_feature_importance(model, test, columns, top=12, settings=settings)
-    assert full_bounds["features_permuted"] == 12 and not full_bounds["budget_hit"]
+    assert full_bounds.features_permuted == 12 and not full_bounds.budget_hit
 
     # Two columns (x 3 repeats) per stacked run, and a clock that moves 1 s per reading: the budget of
     # 3 s is spent after the baseline and two runs.
@@ -141,10 +142,10 @@ def test_a_spent_time_budget_stops_between_runs_and_keeps_a_prefix_of_the_same_r
     monkeypatch.setattr(evaluate.time, "monotonic", lambda: float(next(ticks)))
     partial, bounds = top_feature_importance(model, test, columns, top=12,
                                              settings=ImportanceConfig(max_features=12, time_budget_seconds=3))
-    assert bounds["budget_hit"] and bounds["features_permuted"] == 4 and bounds["time_budget_seconds"] == 3
-    assert bounds["selection"] == "screened" and bounds["features_total"] == len(columns)
-    by_feature = {item["feature"]: item for item in full}
-    assert len(partial) == 4 and all(item == by_feature[item["feature"]] for item in partial)
+    assert bounds.budget_hit and bounds.features_permuted == 4 and bounds.time_budget_seconds == 3
+    assert bounds.selection == "screened" and bounds.features_total == len(columns)
+    by_feature = {item.feature: item for item in full}
+    assert len(partial) == 4 and all(item == by_feature[item.feature] for item in partial)
 
     line = next(line for line in text_summary(ReportInputs(
         model_name="m", evaluation=evaluation_record({"candidate_id": "l1", "metrics": {"roc_auc": 0.9, "pr_auc": 0.9},
@@ -158,8 +159,8 @@ def test_a_spent_time_budget_stops_between_runs_and_keeps_a_prefix_of_the_same_r
 def test_a_budget_spent_before_any_column_is_reported_not_mistaken_for_a_stopped_run(wide):
     model, test, columns = wide
     evaluation = evaluate_model(model, test, columns, importance=ImportanceConfig(time_budget_seconds=1e-9))
-    assert evaluation["importance"] == [] and evaluation["importance_bounds"]["budget_hit"]
-    assert evaluation["importance_bounds"]["features_permuted"] == 0
+    assert evaluation["importance"] == [] and evaluation["importance_bounds"].budget_hit
+    assert evaluation["importance_bounds"].features_permuted == 0
     page = render_report(ReportInputs(model_name="m", evaluation=evaluation_record(
         {"candidate_id": "l1", "family": "logistic_regression", **evaluation})))
     assert "No column was permuted within the time budget." in page and "Time budget hit" in page

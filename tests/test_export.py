@@ -70,7 +70,7 @@ def test_every_family_exports_and_the_graph_matches_the_pipeline(family, data):
     proba = graph.predict_proba(splits.test)
     assert proba.dtype == np.float32 and proba.shape == (len(splits.test), 2)
     np.testing.assert_allclose(proba, result.reference_proba, rtol=0, atol=1e-5)
-    assert result.export_check["validation"]["max_abs_difference"] <= 1e-5
+    assert result.export_check.validation.max_abs_difference <= 1e-5
     # Validation metrics (what select ranks by) come from the graph, not the Pipeline.
     from tollgate.steps.evaluate import classification_metrics
 

@@ -187,7 +187,7 @@ def test_the_staged_version_serves_the_same_bytes_and_schema_and_says_what_else_
                       "features": {"numeric": spec.numeric, "categorical": spec.categorical, "target": "defaulted",
                                    "positive_label": 1, "negative_label": 0}}
     assert spec.numeric and spec.categorical
-    assert VersionMetadata.from_dict(stored) == VersionMetadata(version="candidate", features=stored["features"])
+    assert VersionMetadata.from_dict(stored) == VersionMetadata(version="candidate", features=spec.served_features())
 
 
 def _binary_answers(trained, tmp_path, rows=120):

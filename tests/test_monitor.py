@@ -104,7 +104,7 @@ def _expected_prediction_drift(traffic, frame: pd.DataFrame):
     number = registry.alias_version(MODEL, "production")
     version = registry.get_version(MODEL, number)
     profile = version.record.prediction_profile
-    assert profile and profile["edges"], "the production version records its test split's predicted probabilities"
+    assert profile and profile.edges, "the production version records its test split's predicted probabilities"
     version_dir = Path(registry.resolve(MODEL, number).uri)
     schema = json.loads((version_dir / "input_schema.json").read_text())
     proba = OnnxModel.from_file(version_dir / "model.onnx", schema).predict_proba(frame[traffic["columns"]])[:, 1]
@@ -228,7 +228,7 @@ def test_realized_metrics_decide_an_old_log_by_each_versions_own_threshold(train
 
     thresholds = logged_thresholds(registry, MODEL, log)
     assert thresholds == {"1": 0.3, "2": 0.7}
-    realized = {entry["version"]: entry for entry in realized_metrics(log, labels, {"positive_label": 1}, thresholds)}
+    realized = {entry["version"]: entry for entry in realized_metrics(log, labels, 1, thresholds)}
     for number, threshold in (("1", 0.3), ("2", 0.7), ("9", 0.5)):
         rows_of = log["model_version"] == number
         expected = classification_metrics(label[rows_of], proba[rows_of], threshold)
@@ -239,7 +239,7 @@ def test_realized_metrics_decide_an_old_log_by_each_versions_own_threshold(train
     assert realized["9"]["decided_by"] == "the default decision_threshold 0.5 (v9's input schema was not read)"
     # A log with the answered classes is decided by them, whatever the threshold says.
     answered = log.assign(**{"output.predicted_class": (proba >= 0.9).astype(int)})
-    first = realized_metrics(answered, labels, {"positive_label": 1}, thresholds)[0]
+    first = realized_metrics(answered, labels, 1, thresholds)[0]
     assert first["decided_by"] == "the classes the server answered"
     assert first["metrics"]["recall"] == pytest.approx(
         ((proba[:200] >= 0.9) & (label[:200] == 1)).sum() / (label[:200] == 1).sum())

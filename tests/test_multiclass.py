@@ -5,6 +5,7 @@ the in-process server's answers."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -82,7 +83,7 @@ def test_a_rare_class_reaches_every_split_and_is_measured():
 
     result = evaluate_model(OnnxModel(trained.onnx, spec.schema), splits.test, spec.columns, classes=spec.classes)
     rare = result["per_class"][2]
-    assert rare["class"] == "rare" and rare["support"] == int((splits.test[LABEL] == 2).sum())
+    assert rare.class_label == "rare" and rare.support == int((splits.test[LABEL] == 2).sum())
 
 
 def test_a_class_with_two_rows_stops_the_run_with_the_reason():
@@ -377,8 +378,8 @@ def test_report_shows_class_names_as_text_in_tables_and_plots(trained):
     candidate = {"candidate_id": "lr", "family": "logistic_regression",
                  **evaluate_model(graph, splits.test, spec.columns, classes=spec.classes)}
     candidate["classes"] = [hostile[str(c)] for c in candidate["classes"]]
-    for row in candidate["per_class"] + candidate["pr_per_class"]:
-        row["class"] = hostile[str(row["class"])]
+    for rows in ("per_class", "pr_per_class"):
+        candidate[rows] = [replace(row, class_label=hostile[str(row.class_label)]) for row in candidate[rows]]
     page = render_report(ReportInputs(model_name="m", evaluation=evaluation_record(candidate)))
     assert "<script" not in page and page.count('alt="confusion matrix"') == 1
     for name in hostile.values():

@@ -12,6 +12,8 @@ from tollgate.records import (
     CandidateEvaluation,
     CandidateResult,
     ChampionEvaluation,
+    ClassMetrics,
+    ClassPrecisionRecallCurve,
     ColumnSchema,
     DataLineage,
     DataSchema,
@@ -19,14 +21,23 @@ from tollgate.records import (
     DeployResult,
     Evaluation,
     FeatureDrift,
+    FeatureImportance,
     FeatureSpec,
+    GateVerdict,
+    ImportanceBounds,
     InfraValidation,
     LeaderboardEntry,
     ModelInputs,
+    NumericProfile,
+    OnnxExportCheck,
+    ProbabilityAgreement,
     RecordError,
     RetrainDecision,
+    RocCurve,
     Rule,
     Selection,
+    ServedFeatures,
+    TrainingData,
     ValidationReport,
     VersionMetadata,
 )
@@ -36,7 +47,7 @@ def candidate(**changes) -> CandidateEvaluation:
     values = dict(candidate_id="hgb[max_leaf_nodes=15]", family="hist_gradient_boosting",
                   params={"max_leaf_nodes": 15, "learning_rate": 0.1}, validation_metrics={"roc_auc": 0.81},
                   selection_metric="roc_auc", metrics={"roc_auc": 0.8, "pr_auc": 0.5}, rows=400,
-                  confusion_matrix=[[300, 20], [40, 40]], roc={"fpr": [0, 1], "tpr": [0, 1], "thresholds": [1, 0]},
+                  confusion_matrix=[[300, 20], [40, 40]], roc=RocCurve(fpr=[0, 1], tpr=[0, 1], thresholds=[1, 0]),
                   fairness={"sex": {"disparate_impact": 0.9, "equal_opportunity_difference": None, "groups": []}})
     values.update(changes)
     return CandidateEvaluation(**values)
@@ -46,7 +57,8 @@ EXAMPLES = [
     FeatureSpec(target="y", positive_label=1, negative_label=0, numeric=["a"], categorical=["b"],
                 schema={"columns": [{"name": "a", "dtype": "float64"}]}),
     CandidateResult(candidate_id="lr[C=1]", family="logistic_regression", params={"C": 1.0, "max_iter": 500},
-                    validation_metrics={"roc_auc": 0.7}, fit_seconds=0.25, onnx_export={"validation": {"rows": 3}}),
+                    validation_metrics={"roc_auc": 0.7}, fit_seconds=0.25,
+                    onnx_export=OnnxExportCheck(ProbabilityAgreement(rows=3, max_abs_difference=1e-7, class_flips=0))),
     Selection(winner=CandidateResult(candidate_id="a", family="random_forest", params={"n_estimators": 10},
                                      validation_metrics={"roc_auc": 0.7}),
               selection_metric="roc_auc",
@@ -61,7 +73,7 @@ EXAMPLES = [
                                                                  "worse")], champion_version=2),
     DataSchema(rows=10, target="y", positive_label=1, label_shares={"0": 0.7, "1": 0.3}, label_missing=0,
                duplicate_share=0.0, columns=[ColumnSchema("age", "feature", "float64", "numeric", 0.1, min=1.0, max=9.0,
-                                                          profile={"edges": [5.0], "shares": [0, 0.5, 0.5, 0]}),
+                                                          profile=NumericProfile([5.0], [0, 0.5, 0.5, 0])),
                                              ColumnSchema("y", "label", "int64", "numeric", 0.0)]),
     RetrainDecision(train=False, when="drift", message="skipped: no drift since v3", production_version=3,
                     basis="traffic", rows=120, largest={"column": "age", "value": 0.01, "threshold": 0.05}),
@@ -69,8 +81,9 @@ EXAMPLES = [
                     max_abs_difference={"rest-v2": 0.0, "grpc": 0.0}, sklearn_agreement={"class_flips": 0}),
     DeployResult(target="local", version=3, aliases={"production": {"version": 3}}, detail="production -> v3"),
     VersionMetadata(candidate_id="hgb", family="hist_gradient_boosting", params={"max_iter": 200},
-                    test_metrics={"roc_auc": 0.8}, data={"source": "builtin", "rows": 20000}, gate={"passed": True},
-                    replaced_champion=2, features={"target": "y", "positive_label": 1, "negative_label": 0},
+                    test_metrics={"roc_auc": 0.8}, data=TrainingData(DataLineage(source="builtin", rows=20000)),
+                    gate=GateVerdict(passed=True, reasons=[]), replaced_champion=2,
+                    features=ServedFeatures(["a"], ["b"], target="y", positive_label=1, negative_label=0),
                     model_name="credit-default", version=3, created_at="2026-11-21T10:00:00+00:00"),
 ]
 
@@ -109,7 +122,65 @@ def test_an_untagged_evaluation_from_before_records_is_upgraded():
     record = Evaluation.from_dict(old)
     assert record.candidate.params == {"C": 2} and record.candidate.selection_metric == "roc_auc"
     assert record.champion == ChampionEvaluation(version=4, metrics={"roc_auc": 0.7})
+    assert record.candidate.onnx_export == OnnxExportCheck()  # an empty check measured nothing
     assert Decision.from_dict({"passed": True, "reasons": [], "rules": []}).passed is True
+
+
+def test_an_evaluation_from_before_its_nested_values_were_typed_reads_them_as_types():
+    """Format 0 with the curves, profile, importance and export check as evaluate and train wrote them
+    (plain JSON objects); a key a newer Tollgate added inside one is read past."""
+    bounds = {"rows_sampled": 2000, "rows_total": 4000, "features_permuted": 200, "features_total": 900,
+              "selection": "screened", "max_features": 200, "repeats": 3, "time_budget_seconds": 300.0,
+              "budget_hit": False, "seconds": 41.5}
+    agreement = {"rows": 4000, "max_abs_difference": 2e-7, "class_flips": 1}
+    old = {"candidate": {"candidate_id": "lr", "family": "logistic_regression", "params_json": "{}",
+                         "validation_metrics": {"roc_auc": 0.7}, "metrics": {"roc_auc": 0.71}, "rows": 4000,
+                         "roc": {"fpr": [0.0, 0.4, 1.0], "tpr": [0.0, 0.8, 1.0], "thresholds": [1.0, 0.5, 0.0]},
+                         "pr": {"precision": [0.3, 1.0], "recall": [1.0, 0.0]},
+                         "calibration": {"predicted": [0.2, 0.8], "observed": [0.1, 0.9]},
+                         "prediction_profile": {"edges": [0.5], "shares": [0.4, 0.6, 0.0]},
+                         "importance": [{"feature": "age", "importance": 0.1, "std": 0.01, "rank": 1}],
+                         "importance_bounds": bounds, "onnx_export": {"validation": agreement}},
+           "champion": None}
+    candidate = Evaluation.from_dict(old).candidate
+    assert candidate.roc and candidate.roc.tpr == [0.0, 0.8, 1.0] and candidate.roc.thresholds[1] == 0.5
+    assert candidate.pr and candidate.pr.recall == [1.0, 0.0]
+    assert candidate.calibration and candidate.calibration.observed == [0.1, 0.9]
+    assert candidate.prediction_profile == NumericProfile(edges=[0.5], shares=[0.4, 0.6, 0.0])
+    assert candidate.importance == [FeatureImportance(feature="age", importance=0.1, std=0.01)]
+    assert candidate.importance_bounds == ImportanceBounds(**bounds)
+    assert candidate.onnx_export.validation == ProbabilityAgreement(rows=4000, max_abs_difference=2e-7, class_flips=1)
+    # Written back, each is the object it was read from (less the key it did not know).
+    written = Evaluation.from_dict(old).to_dict()["candidate"]
+    assert {k: written[k] for k in ("roc", "pr", "calibration", "prediction_profile", "importance_bounds",
+                                    "onnx_export")} == {k: old["candidate"][k] for k in (
+        "roc", "pr", "calibration", "prediction_profile", "importance_bounds", "onnx_export")}
+    assert written["importance"] == [{"feature": "age", "importance": 0.1, "std": 0.01}]
+    # candidate.json carries the same export check.
+    stored = CandidateResult(candidate_id="lr", family="logistic_regression", params={}, validation_metrics={},
+                             onnx_export=candidate.onnx_export).to_dict()
+    assert stored["onnx_export"] == {"validation": agreement}
+    assert CandidateResult.from_dict(stored).onnx_export.validation.class_flips == 1
+
+
+def test_per_class_rows_and_curves_read_typed_and_are_written_under_class_as_stored():
+    """A multiclass evaluation's per-class table and curves keep "class" on disk (a Python keyword: the
+    field is ``class_label``); a class absent from the test split has no average precision, and its
+    curve no such key."""
+    per_class = [{"class": "high", "precision": 0.7, "recall": 0.6, "f1": 0.65, "support": 54, "roc_auc_ovr": 0.94},
+                 {"class": "low", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "roc_auc_ovr": None}]
+    curves = [{"class": "high", "precision": [0.2, 1.0], "recall": [1.0, 0.0], "average_precision": 0.8},
+              {"class": "low", "precision": [], "recall": []}]
+    value = Evaluation(candidate=candidate(task="multiclass", classes=["high", "low"], roc=None)).to_dict()
+    value["candidate"].update(per_class=[{**row, "added_later": 1} for row in per_class], pr_per_class=curves)
+    record = Evaluation.from_dict(value).candidate
+    assert record.per_class == [ClassMetrics("high", precision=0.7, recall=0.6, f1=0.65, support=54, roc_auc_ovr=0.94),
+                                ClassMetrics("low", precision=0.0, recall=0.0, f1=0.0, support=0, roc_auc_ovr=None)]
+    assert record.pr_per_class == [ClassPrecisionRecallCurve("high", [0.2, 1.0], [1.0, 0.0], average_precision=0.8),
+                                   ClassPrecisionRecallCurve("low", [], [])]
+    written = Evaluation.from_dict(value).to_dict()["candidate"]
+    assert written["per_class"] == per_class and written["pr_per_class"] == curves
+    assert [list(row) for row in written["per_class"]] == [list(row) for row in per_class]  # same key order
 
 
 # What retrain-check, infra-validate and deploy wrote before these records (run directories keep it).
@@ -137,20 +208,60 @@ def test_the_untagged_json_of_runs_from_before_these_records_reads_the_same(kind
 
 
 def test_the_metadata_of_versions_registered_before_the_record_reads_the_same():
-    # What register and the registry wrote before (untagged; binary versions had no task), as stored.
+    # What register and the registry wrote before (untagged; binary versions had no task), as stored:
+    # data as ingest's lineage plus the split's rows, features as the spec's columns and labels.
     stored = {"candidate_id": "lr", "family": "logistic_regression", "params": {"C": 1.0},
               "validation_metrics": {"roc_auc": 0.7}, "test_metrics": {"roc_auc": 0.71},
-              "data": {"source": "builtin", "rows": 20000, "fingerprint": "sha256:ab", "window": None},
+              "data": {"source": "builtin", "rows": 20000, "fingerprint": "sha256:ab", "window": None, "notes": [],
+                       "split_rows": {"test": 4000}},
               "gate": {"passed": True, "reasons": ["no champion yet"]}, "replaced_champion": None,
               "pipeline_run_id": "run-1", "code_version": "0.1.0", "champion_test_metrics": None,
               "prediction_profile": {"edges": [0.5], "shares": [0, 1, 0, 0]},
-              "features": {"target": "y", "positive_label": 1, "negative_label": 0},
+              "features": {"numeric": ["age"], "categorical": ["region"], "target": "y", "positive_label": 1,
+                           "negative_label": 0},
               "model_name": "m", "version": 1, "created_at": "2026-01-01T00:00:00+00:00", "sha": "x"}
     record = VersionMetadata.from_dict(stored)
     assert (record.version, record.replaced_champion, record.task, record.extra) == (1, None, None, {"sha": "x"})
-    assert record.data["fingerprint"] == "sha256:ab" and record.features["positive_label"] == 1
+    assert record.lineage.fingerprint == "sha256:ab" and record.data and record.data.split_rows == {"test": 4000}
+    assert record.features and record.features.positive_label == 1 and record.binary_labels == (0, 1)
+    assert record.gate == GateVerdict(True, ["no champion yet"])
+    assert record.prediction_profile == NumericProfile(edges=[0.5], shares=[0, 1, 0, 0])
     # Written back, it says the same: a binary version still has no multiclass fields.
     assert record.to_dict(tagged=False) == stored
+
+
+def test_an_older_multiclass_version_s_metadata_reads_its_classes_and_per_class_metrics_typed():
+    # As register wrote it before the record (untagged) and before ingest kept notes: the labels are
+    # null for a multiclass model, its class order and per-class test metrics are recorded.
+    stored = {"candidate_id": "rf", "family": "random_forest", "params": {}, "validation_metrics": {},
+              "test_metrics": {"roc_auc_ovr_macro": 0.88}, "task": "multiclass",
+              "data": {"source": "iris.csv", "rows": 150, "fingerprint": "sha256:cd", "window": None,
+                       "split_rows": {"test": 30.0}},
+              "gate": {"passed": True, "reasons": []}, "prediction_profile": None,
+              "features": {"numeric": ["petal"], "categorical": [], "target": "species", "positive_label": None,
+                           "negative_label": None, "task": "multiclass", "classes": ["setosa", "virginica"]},
+              "per_class_test_metrics": [{"class": "setosa", "precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                          "support": 10, "roc_auc_ovr": 1.0}]}
+    record = VersionMetadata.from_dict(stored)
+    assert record.features and record.features.task == "multiclass"
+    assert record.features.classes == ["setosa", "virginica"] and record.features.positive_label is None
+    assert record.per_class_test_metrics and record.per_class_test_metrics[0].class_label == "setosa"
+    assert record.data and record.data.split_rows == {"test": 30} and record.lineage.notes is None
+    written = record.to_dict(tagged=False)
+    assert written["features"] == stored["features"] and written["per_class_test_metrics"] == \
+        stored["per_class_test_metrics"]
+    # A key the older file lacked is written with its default: the notes ingest did not keep then.
+    assert written["data"] == {**stored["data"], "split_rows": {"test": 30}, "notes": None}
+
+
+def test_an_older_data_schema_s_numeric_profile_reads_typed():
+    # Format 0: the untagged data_schema.json of Tollgate before records, marked {"format": 1}.
+    stored = {"format": 1, "rows": 10, "target": "y", "positive_label": 1, "label": {"shares": {"1": 0.5}},
+              "columns": [{"name": "age", "role": "feature", "dtype": "float64", "family": "numeric",
+                           "null_fraction": 0.0, "profile": {"edges": [30.0], "shares": [0.5, 0.5, 0.0]}}]}
+    column = DataSchema.from_dict(stored).columns[0]
+    assert column.profile == NumericProfile(edges=[30.0], shares=[0.5, 0.5, 0.0])
+    assert column.to_dict()["profile"] == stored["columns"][0]["profile"]
 
 
 def test_data_lineage_reads_ingest_s_metadata_with_whole_counts():
@@ -159,8 +270,10 @@ def test_data_lineage_reads_ingest_s_metadata_with_whole_counts():
                                          "other": 1})
     assert lineage == DataLineage(source="a.csv", rows=32561, fingerprint="f")
     assert lineage.to_dict() == {"source": "a.csv", "rows": 32561, "fingerprint": "f", "window": None, "notes": None}
-    # A version's metadata keeps it beside the split's counts; read back, it is the same lineage.
-    metadata = VersionMetadata(data={**lineage.to_dict(), "split_rows": {"test": 900}})
+    # A version's metadata keeps it beside the split's counts, in one object; read back, it is the same lineage.
+    stored = VersionMetadata(data=TrainingData(lineage, split_rows={"test": 900})).to_dict()
+    assert stored["data"] == {**lineage.to_dict(), "split_rows": {"test": 900}}
+    metadata = VersionMetadata.from_dict(stored)
     assert metadata.lineage == lineage and isinstance(metadata.lineage.rows, int)
 
 
@@ -222,7 +335,7 @@ def test_fairness_records_are_typed_in_the_evaluation_and_written_back_as_they_w
         record.measure("accuracy")
 
 
-def test_a_newer_registry_file_is_a_one_line_tollgate_error_and_nulls_read_as_empty():
+def test_a_newer_registry_file_is_a_one_line_tollgate_error_and_nulls_read_as_not_recorded():
     # The CLI's guard prints a TollgateError as one line; a record from a newer Tollgate must be one.
     from tollgate.errors import TollgateError
     from tollgate.registry.base import ModelVersion
@@ -231,7 +344,11 @@ def test_a_newer_registry_file_is_a_one_line_tollgate_error_and_nulls_read_as_em
     with pytest.raises(TollgateError, match="format 9, written by a newer Tollgate"):
         newer.record  # noqa: B018 (the property reads the file)
     hand_edited = VersionMetadata.from_dict({"features": None, "data": None, "test_metrics": None, "version": 2})
-    assert (hand_edited.features, hand_edited.data, hand_edited.test_metrics) == ({}, {}, {})
+    assert (hand_edited.features, hand_edited.data, hand_edited.test_metrics) == (None, None, {})
+    assert hand_edited.binary_labels == (0, 1) and hand_edited.lineage == DataLineage()
+    # Not recorded is written as it always was: an empty object.
+    assert {k: hand_edited.to_dict()[k] for k in ("features", "data", "gate")} == {"features": {}, "data": {},
+                                                                                   "gate": {}}
     assert DataSchema.from_dict({"rows": 3, "columns": None}).columns == []
 
 

@@ -41,8 +41,8 @@ def test_schema_describes_columns_dtypes_ranges_domains_labels_and_rows(referenc
     assert income.family == "numeric" and income.dtype == "float64"
     assert 0.0 < income.null_fraction < 0.05
     assert income.min <= income.quantiles["0.5"] <= income.max
-    assert len(income.profile["shares"]) == len(income.profile["edges"]) + 2
-    assert sum(income.profile["shares"]) == pytest.approx(1.0)
+    assert income.profile is not None and len(income.profile.shares) == len(income.profile.edges) + 2
+    assert sum(income.profile.shares) == pytest.approx(1.0)
     region = columns["region"]
     assert region.family == "string" and set(region.categories) == {"north", "south", "east", "west", "central"}
     assert sum(region.categories.values()) == pytest.approx(1.0)

@@ -12,8 +12,15 @@ registry), and is upgraded on read. A record written by a *newer* Tollgate is re
 with a message saying so, rather than misread. Keys a reader does not know (a newer Tollgate
 added a field without a new format) are kept in the record's ``extra`` and written back, so
 nothing is lost when an older step passes a newer record on; inside a record's lists (rules,
-anomalies, drift measures, leaderboard entries) such keys are ignored. The one exception is
+anomalies, drift measures, leaderboard entries) and nested values (curves, per-class metrics,
+importance, profiles, a version's features) such keys are ignored. The one exception is
 the feature spec, which decides what the model reads: an unknown field there is refused.
+
+Nested values are typed too (:class:`RocCurve`, :class:`ClassMetrics`, :class:`ServedFeatures`,
+...), and each is written with exactly the keys its JSON object always had: files on disk, and
+the registry's ``metadata.json`` read by deployed model servers, do not change with the types.
+A key an older file lacks reads as its field's default, and is written back with it, as a
+missing top-level field is.
 
 This module imports only the standard library: the select, gate and register tasks read
 these records without paying for pandas or scikit-learn.
@@ -23,7 +30,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, TypeVar
 
 from tollgate.errors import TollgateError
@@ -38,6 +46,7 @@ DECISION_THRESHOLD_KEY = "decision_threshold"
 DEFAULT_DECISION_THRESHOLD = 0.5
 
 R = TypeVar("R", bound="_Record")
+N = TypeVar("N", bound="_Nested")
 T = TypeVar("T")
 
 
@@ -75,14 +84,53 @@ def nested(kind: type[T], value: dict[str, Any]) -> T:
     return kind(**field_values(kind, value))
 
 
+def _json_value(value: Any) -> Any:
+    """A field's value as JSON-ready data: a typed value through its own ``to_dict`` (which knows its
+    keys on disk), lists and dicts entry by entry, any other dataclass field by field."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    return value
+
+
 def fields_with_extra(value: Any, skip_none: bool = False) -> dict[str, Any]:
     """A dataclass's fields as a dict with its ``extra`` keys merged back in, so what a reader did not
     know is written back as read (``skip_none``: fields that do not apply are left out)."""
-    payload = asdict(value)
+    payload = {f.name: _json_value(getattr(value, f.name)) for f in fields(value)}
     extra = payload.pop("extra", None) or {}
     if skip_none:
         payload = {k: v for k, v in payload.items() if v is not None}
     return {**payload, **extra}
+
+
+def _read_fields(values: dict[str, Any], readers: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """``values`` (a record's fields from JSON) with each one named in ``readers`` read into its type;
+    a null stays None."""
+    return {name: readers[name](value) if name in readers and value is not None else value
+            for name, value in values.items()}
+
+
+def _each(read: Callable[[Any], T]) -> Callable[[list[Any]], list[T]]:
+    """A reader of a JSON list whose entries ``read`` reads (for :func:`_read_fields`)."""
+    return lambda values: [read(value) for value in values]
+
+
+class _Nested:
+    """A typed value inside a record (a curve, one class's metrics, a version's features): read from
+    its JSON object with the keys a newer Tollgate added ignored (:func:`nested`), written with the
+    keys it was read from. Types whose JSON differs from their fields override both."""
+
+    @classmethod
+    def from_dict(cls: type[N], value: dict[str, Any]) -> N:
+        return nested(cls, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
 
 
 class _Record:
@@ -184,17 +232,12 @@ class FeatureSpec(_Record):
         """Model input columns in schema order."""
         return self.numeric + self.categorical
 
-    def served_features(self) -> dict[str, Any]:
-        """What a version's ``metadata.json`` records of its features (``VersionMetadata.features``):
-        the columns by role, the target and its label values, and a multiclass model's class order
-        (its probability columns' order, fixed at training). The model server answers a binary
-        model's negative and positive labels from here; a multiclass model's class order it reads
-        from the input schema, which the graph's probability columns follow."""
-        features: dict[str, Any] = {"numeric": self.numeric, "categorical": self.categorical, "target": self.target,
-                                    "positive_label": self.positive_label, "negative_label": self.negative_label}
+    def served_features(self) -> ServedFeatures:
+        """What a version's ``metadata.json`` records of its features (``VersionMetadata.features``)."""
         if self.multiclass:
-            features.update(task=MULTICLASS, classes=self.classes)
-        return features
+            return ServedFeatures(self.numeric, self.categorical, self.target, self.positive_label,
+                                  self.negative_label, task=MULTICLASS, classes=self.classes)
+        return ServedFeatures(self.numeric, self.categorical, self.target, self.positive_label, self.negative_label)
 
     def kfp_metadata(self) -> dict[str, Any]:
         """The features artifact's metadata in KFP (preprocess): how many columns of each role, and the task."""
@@ -210,6 +253,29 @@ class FeatureSpec(_Record):
         if unknown:  # a spec decides what the model reads: never drop a field silently
             raise RecordError(f"feature_spec record has fields this Tollgate does not know: {unknown}")
         return cls(**payload)
+
+
+@dataclass(frozen=True)
+class ServedFeatures(_Nested):
+    """A version's features as its ``metadata.json`` records them (``features``): the columns by role,
+    the target and its label values, and a multiclass model's class order (its probability columns'
+    order, fixed at training). The model server answers a binary model's negative and positive
+    labels from here; a multiclass model's class order it reads from the input schema, which the
+    graph's probability columns follow. Keys a file lacks read as empty (a hand-made file)."""
+
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    target: str | None = None
+    positive_label: Any = None       # None for a multiclass model
+    negative_label: Any = None
+    task: str | None = None          # "multiclass", or None: binary, and no task or classes on disk
+    classes: list[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        value = asdict(self)
+        if self.task is None:  # a binary version's features never had these keys
+            del value["task"], value["classes"]
+        return value
 
 
 # --- the model's input contract: input_schema.json (preprocess -> train, evaluate, infra-validate, register, serving) ---
@@ -292,6 +358,32 @@ def _brief(value: Any) -> str:
 CANDIDATE_FILE = "candidate.json"  # inside each trained candidate's model directory
 
 
+@dataclass(frozen=True)
+class ProbabilityAgreement(_Nested):
+    """How far the served ONNX graph's probabilities are from the scikit-learn Pipeline's on the same
+    rows, and how many rows change class between them (``tollgate.steps.export.probability_agreement``)."""
+
+    rows: int
+    max_abs_difference: float
+    class_flips: int
+
+
+@dataclass(frozen=True)
+class OnnxExportCheck(_Nested):
+    """What train's export check measured: the graph against the Pipeline on the validation rows
+    (None: not measured, an empty object on disk)."""
+
+    validation: ProbabilityAgreement | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {} if self.validation is None else {"validation": self.validation.to_dict()}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> OnnxExportCheck:
+        validation = value.get("validation")
+        return cls(ProbabilityAgreement.from_dict(validation) if validation else None)
+
+
 @dataclass
 class CandidateResult(_Record):
     """One fitted grid point: its id, family, parameters and validation metrics."""
@@ -303,14 +395,17 @@ class CandidateResult(_Record):
     params: dict[str, Any]
     validation_metrics: dict[str, float]
     fit_seconds: float = 0.0
-    # What the ONNX export check measured (largest difference, class flips) on validation rows.
-    onnx_export: dict[str, Any] = field(default_factory=dict)
+    onnx_export: OnnxExportCheck = field(default_factory=OnnxExportCheck)
     task: str = BINARY
     extra: dict[str, Any] = field(default_factory=dict)
 
     def kfp_metadata(self) -> dict[str, Any]:
         """The model artifact's metadata in KFP (train): which candidate it is."""
         return {"candidate_id": self.candidate_id, "family": self.family, "task": self.task}
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> CandidateResult:
+        return cls(**_read_fields(field_values(cls, payload), {"onnx_export": OnnxExportCheck.from_dict}))
 
 
 @dataclass(frozen=True)
@@ -393,6 +488,16 @@ class FeatureDrift:
         return nested(cls, value)  # "drifted" is derived, not a field
 
 
+@dataclass(frozen=True)
+class NumericProfile(_Nested):
+    """Where a numeric column's values (or a model's predicted probabilities) fell: bin edges at the
+    reference's quantiles and the share of values in each bin ``(-inf, e0], (e0, e1], ..., (e_last, inf)``,
+    then the missing share (``tollgate.steps.drift``). Drift bins new values on the same edges."""
+
+    edges: list[float]
+    shares: list[float]
+
+
 @dataclass
 class ColumnSchema:
     """One column of a :class:`DataSchema`: its role and dtype family, and for a feature what later
@@ -408,7 +513,7 @@ class ColumnSchema:
     max: float | None = None
     mean: float | None = None
     quantiles: dict[str, float] | None = None
-    profile: dict[str, Any] | None = None        # {"edges": [...], "shares": [...]} (drift)
+    profile: NumericProfile | None = None         # a numeric column's bins (drift)
     categories: dict[str, float] | None = None   # category -> share of rows
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer format, written back as read
 
@@ -417,7 +522,7 @@ class ColumnSchema:
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> ColumnSchema:
-        return cls(**field_values(cls, value))
+        return cls(**_read_fields(field_values(cls, value), {"profile": NumericProfile.from_dict}))
 
 
 @dataclass
@@ -587,6 +692,112 @@ class AttributeFairness:
         return cls(**known, measured_class=value.get("class"))
 
 
+@dataclass(frozen=True)
+class RocCurve(_Nested):
+    """A binary model's ROC curve on the test split, down-sampled (thresholds finite: +inf is 1.0)."""
+
+    fpr: list[float]
+    tpr: list[float]
+    thresholds: list[float]
+
+
+@dataclass(frozen=True)
+class PrecisionRecallCurve(_Nested):
+    """A binary model's precision-recall curve on the test split, down-sampled."""
+
+    precision: list[float]
+    recall: list[float]
+
+
+@dataclass(frozen=True)
+class CalibrationCurve(_Nested):
+    """Mean predicted probability against the observed positive rate, per quantile bin of the test split."""
+
+    predicted: list[float]
+    observed: list[float]
+
+
+def _with_class(value: dict[str, Any], class_label: Any) -> dict[str, Any]:
+    """An entry's JSON object with its class under the key it has on disk, ``"class"``, first."""
+    return {"class": class_label, **{k: v for k, v in value.items() if k != "class_label"}}
+
+
+def _class_fields(kind: type, value: dict[str, Any]) -> dict[str, Any]:
+    """A per-class entry's fields from its JSON object, where ``class_label`` is ``"class"`` (a Python
+    keyword); keys a newer Tollgate added are ignored."""
+    return {"class_label": value["class"], **field_values(kind, {k: v for k, v in value.items() if k != "class"})}
+
+
+@dataclass(frozen=True)
+class ClassPrecisionRecallCurve(_Nested):
+    """One class's one-vs-rest precision-recall curve (multiclass), down-sampled; a class absent from
+    the test split has empty lists and no average precision (the key is left out on disk)."""
+
+    class_label: Any
+    precision: list[float]
+    recall: list[float]
+    average_precision: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        value = _with_class(asdict(self), self.class_label)
+        if self.average_precision is None:
+            del value["average_precision"]
+        return value
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> ClassPrecisionRecallCurve:
+        return cls(**_class_fields(cls, value))
+
+
+@dataclass(frozen=True)
+class ClassMetrics(_Nested):
+    """One class's test metrics (multiclass), in the model's class order: the per-class table of the
+    evaluation and of a version's ``per_class_test_metrics``."""
+
+    class_label: Any
+    precision: float
+    recall: float
+    f1: float
+    support: int                   # test rows of this class
+    roc_auc_ovr: float | None      # None: the class is absent from (or the only one in) the test split
+
+    def to_dict(self) -> dict[str, Any]:
+        return _with_class(asdict(self), self.class_label)
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> ClassMetrics:
+        return cls(**_class_fields(cls, value))
+
+
+@dataclass(frozen=True)
+class FeatureImportance(_Nested):
+    """One input column's permutation importance: the mean drop in the test score (ROC AUC, macro
+    one-vs-rest for a multiclass model) when its values are shuffled, and its spread over the repeats."""
+
+    feature: str
+    importance: float
+    std: float
+
+
+@dataclass(frozen=True)
+class ImportanceBounds(_Nested):
+    """How far permutation importance went (``tollgate.steps.evaluate.top_feature_importance``): the
+    rows sampled and the columns permuted of their totals, how the columns were chosen ("all", or
+    "screened": the ``max_features`` the predictions vary with most), the repeats, the time budget
+    and whether it stopped the loop, and the seconds taken."""
+
+    rows_sampled: int
+    rows_total: int
+    features_permuted: int
+    features_total: int
+    selection: str
+    max_features: int
+    repeats: int
+    time_budget_seconds: float | None
+    budget_hit: bool
+    seconds: float
+
+
 @dataclass
 class CandidateEvaluation:
     """The selected candidate and what it scored on the test split (its ONNX graph, the served bytes)."""
@@ -602,16 +813,16 @@ class CandidateEvaluation:
     classes: list[Any] | None = None
     confusion_matrix: list[list[int]] = field(default_factory=list)
     # Binary: down-sampled ROC / precision-recall / calibration curves; multiclass: pr_per_class.
-    roc: dict[str, list[float]] | None = None
-    pr: dict[str, list[float]] | None = None
-    calibration: dict[str, list[float]] | None = None
-    pr_per_class: list[dict[str, Any]] | None = None
-    per_class: list[dict[str, Any]] | None = None
-    # The predicted-probability histogram `tollgate monitor` compares live traffic with.
-    prediction_profile: dict[str, Any] | None = None
-    importance: list[dict[str, Any]] = field(default_factory=list)
-    # What bounded permutation importance (rows sampled, features permuted, time budget), if anything.
-    importance_bounds: dict[str, Any] | None = None
+    roc: RocCurve | None = None
+    pr: PrecisionRecallCurve | None = None
+    calibration: CalibrationCurve | None = None
+    pr_per_class: list[ClassPrecisionRecallCurve] | None = None
+    per_class: list[ClassMetrics] | None = None
+    # The predicted-probability histogram `tollgate monitor` compares live traffic with (binary).
+    prediction_profile: NumericProfile | None = None
+    importance: list[FeatureImportance] = field(default_factory=list)
+    # What bounded permutation importance; None in records from before it was bounded.
+    importance_bounds: ImportanceBounds | None = None
     # Probability at or above which a binary prediction is positive (the version's, from its input schema).
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
     # Per sensitive attribute (multiclass: "<attribute> (class <c>)"), as the gate bounds it.
@@ -619,8 +830,15 @@ class CandidateEvaluation:
     # Evaluate's note on the fairness measures it skipped and why (multiclass: no class, or an unknown one, named).
     fairness_skipped: str | None = None
     fit_seconds: float = 0.0
-    onnx_export: dict[str, Any] = field(default_factory=dict)
+    onnx_export: OnnxExportCheck = field(default_factory=OnnxExportCheck)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    # How each nested value is read from its JSON (fairness: see __post_init__).
+    _READERS: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "roc": RocCurve.from_dict, "pr": PrecisionRecallCurve.from_dict, "calibration": CalibrationCurve.from_dict,
+        "pr_per_class": _each(ClassPrecisionRecallCurve.from_dict), "per_class": _each(ClassMetrics.from_dict),
+        "prediction_profile": NumericProfile.from_dict, "importance": _each(FeatureImportance.from_dict),
+        "importance_bounds": ImportanceBounds.from_dict, "onnx_export": OnnxExportCheck.from_dict}
 
     def __post_init__(self) -> None:
         # evaluate's result and older records carry the fairness records as plain dicts.
@@ -641,6 +859,14 @@ class CandidateEvaluation:
         """Per sensitive attribute, the two bounded measures (None when unmeasured)."""
         return {attribute: {name: record.measure(name) for name in FAIRNESS_MEASURES}
                 for attribute, record in (self.fairness or {}).items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return fields_with_extra(self)
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> CandidateEvaluation:
+        """From the evaluation record's ``candidate`` (keys it does not know go to ``extra``)."""
+        return cls(**_read_fields(field_values(cls, value), cls._READERS))
 
 
 @dataclass
@@ -665,11 +891,8 @@ class Evaluation(_Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def _payload(self) -> dict[str, Any]:
-        candidate = fields_with_extra(self.candidate)
-        if self.candidate.fairness is not None:
-            candidate["fairness"] = {k: v.to_dict() for k, v in self.candidate.fairness.items()}
-        return {"candidate": candidate, "champion": fields_with_extra(self.champion) if self.champion else None,
-                **self.extra}
+        return {"candidate": self.candidate.to_dict(),
+                "champion": fields_with_extra(self.champion) if self.champion else None, **self.extra}
 
     @classmethod
     def _upgrade(cls, version: int, payload: dict[str, Any]) -> dict[str, Any]:
@@ -684,7 +907,7 @@ class Evaluation(_Record):
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> Evaluation:
         champion = payload.get("champion")
-        return cls(candidate=CandidateEvaluation(**field_values(CandidateEvaluation, payload["candidate"])),
+        return cls(candidate=CandidateEvaluation.from_dict(payload["candidate"]),
                    champion=ChampionEvaluation(**field_values(ChampionEvaluation, champion)) if champion else None,
                    extra=field_values(cls, payload)["extra"])
 
@@ -841,6 +1064,30 @@ def _whole_numbers(value: Any) -> Any:
 
 # --- register -> registry -> (deploy, retrain-check, monitor, the model server) ---------------------------------
 
+@dataclass(frozen=True)
+class GateVerdict(_Nested):
+    """The gate's verdict as a version's ``metadata.json`` keeps it (``gate``): passed, and why."""
+
+    passed: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class TrainingData(_Nested):
+    """The data a version was trained on, as its ``metadata.json`` keeps it (``data``): ingest's lineage
+    and the split's row counts (split name -> rows), in one JSON object."""
+
+    lineage: DataLineage
+    split_rows: dict[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.lineage.to_dict(), "split_rows": self.split_rows}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> TrainingData:
+        return cls(DataLineage.from_metadata(value), _whole_numbers(value.get("split_rows")))
+
+
 @dataclass
 class VersionMetadata(_Record):
     """A registered version's ``metadata.json``: what was trained, on which data, how it did on the
@@ -848,7 +1095,8 @@ class VersionMetadata(_Record):
     writes it; the registry adds ``model_name``, ``version`` and ``created_at``; deploy, rollback,
     retrain-check, ``tollgate monitor`` and the model server read it. Fields a version does not
     have (an older one, or infra-validation's staged candidate) keep their defaults; a binary
-    version leaves out the multiclass fields, as it always did."""
+    version leaves out the multiclass fields, as it always did, and a version without data, gate
+    or features records each as an empty object, as it always did."""
 
     KIND: ClassVar[str] = "version_metadata"
 
@@ -857,35 +1105,58 @@ class VersionMetadata(_Record):
     params: dict[str, Any] = field(default_factory=dict)
     validation_metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
-    # DataLineage's fields (source, rows, fingerprint, window, notes) and split_rows
-    data: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)           # {"passed", "reasons"}
+    data: TrainingData | None = None                             # None: not recorded
+    gate: GateVerdict | None = None                              # None: not recorded
     replaced_champion: int | None = None                         # deploy promotes only over this one
     pipeline_run_id: str | None = None
     code_version: str | None = None
     champion_test_metrics: dict[str, float] | None = None
-    prediction_profile: dict[str, Any] | None = None             # the predicted probability on the test split
-    # target, positive/negative label, numeric, categorical; multiclass: task and classes
-    features: dict[str, Any] = field(default_factory=dict)
+    prediction_profile: NumericProfile | None = None             # the predicted probability on the test split
+    features: ServedFeatures | None = None                       # None: not recorded
     task: str | None = None                                      # "multiclass", or None (binary)
-    per_class_test_metrics: list[dict[str, Any]] | None = None
+    per_class_test_metrics: list[ClassMetrics] | None = None
     model_name: str | None = None                                # added by the registry
     version: int | str | None = None                             # added by the registry
     created_at: str | None = None                                # added by the registry
     extra: dict[str, Any] = field(default_factory=dict)
 
+    # Written as an empty object when None, as they were when they were plain mappings.
+    _EMPTY_WHEN_NONE: ClassVar[tuple[str, ...]] = ("data", "gate", "features")
+    _READERS: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "data": TrainingData.from_dict, "gate": GateVerdict.from_dict, "features": ServedFeatures.from_dict,
+        "prediction_profile": NumericProfile.from_dict, "per_class_test_metrics": _each(ClassMetrics.from_dict)}
+
     def __post_init__(self) -> None:
         # A hand-edited or older file may hold null where a mapping belongs: read it as empty.
-        for name in ("params", "validation_metrics", "test_metrics", "data", "gate", "features"):
+        for name in ("params", "validation_metrics", "test_metrics"):
             if getattr(self, name) is None:
                 setattr(self, name, {})
 
     def _payload(self) -> dict[str, Any]:
-        payload = super()._payload()
-        return {k: v for k, v in payload.items() if v is not None or k not in ("task", "per_class_test_metrics")}
+        payload = {k: v for k, v in super()._payload().items()
+                   if v is not None or k not in ("task", "per_class_test_metrics")}
+        for name in self._EMPTY_WHEN_NONE:
+            if payload[name] is None:
+                payload[name] = {}
+        return payload
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> VersionMetadata:
+        # An empty object is what a version without data, gate or features has always recorded.
+        values = {k: None if k in cls._EMPTY_WHEN_NONE and v == {} else v
+                  for k, v in field_values(cls, payload).items()}
+        return cls(**_read_fields(values, cls._READERS))
 
     @property
     def lineage(self) -> DataLineage:
-        """The data this version was trained on (``data`` without the split's row counts)."""
-        return DataLineage.from_metadata(self.data)
+        """The data this version was trained on (empty when its metadata records none)."""
+        return self.data.lineage if self.data is not None else DataLineage()
+
+    @property
+    def binary_labels(self) -> tuple[Any, Any]:
+        """The negative and the positive label a binary version answers with: its features' labels,
+        0 and 1 where its metadata records none (what the model server has always answered then)."""
+        features = self.features or ServedFeatures()
+        return (0 if features.negative_label is None else features.negative_label,
+                1 if features.positive_label is None else features.positive_label)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from rich.console import Console
@@ -15,6 +15,7 @@ from tollgate.local_run import RunOutcome, find_output, read_json, task_outputs
 from tollgate.records import (
     MULTICLASS,
     CandidateEvaluation,
+    ClassMetrics,
     DataLineage,
     Decision,
     DeployResult,
@@ -24,6 +25,7 @@ from tollgate.records import (
     RetrainDecision,
     Selection,
     ValidationReport,
+    field_values,
     nested,
 )
 from tollgate.registry import Registry
@@ -57,13 +59,20 @@ class CandidateSummary:
     # A multiclass candidate only (a binary summary keeps exactly the keys above).
     task: str | None = None
     classes: list[Any] | None = None
-    per_class: list[dict[str, Any]] | None = None
+    per_class: list[ClassMetrics] | None = None
     confusion_matrix: list[list[int]] | None = None
     fairness_skipped: str | None = None
 
     @property
     def multiclass(self) -> bool:
         return self.task == MULTICLASS
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> CandidateSummary:
+        known = field_values(cls, value)
+        if known.get("per_class") is not None:
+            known["per_class"] = [ClassMetrics.from_dict(row) for row in known["per_class"]]
+        return cls(**known)
 
     @classmethod
     def of(cls, candidate: CandidateEvaluation) -> CandidateSummary:
@@ -77,7 +86,9 @@ class CandidateSummary:
         return summary
 
     def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.per_class is not None:
+            values["per_class"] = [row.to_dict() for row in self.per_class]  # the class under "class"
         return {k: v for k, v in values.items()
                 if k not in ("task", "classes", "per_class", "confusion_matrix", "fairness_skipped")
                 or (self.multiclass and (k != "fairness_skipped" or v))}
@@ -185,7 +196,7 @@ class RunSummary:
             data=record("data", DataLineage.from_metadata),
             validation=record("validation", ValidationReport.from_dict),
             leaderboard=record("leaderboard", lambda entries: [nested(LeaderboardEntry, e) for e in entries]),
-            candidate=nested(CandidateSummary, candidate) if candidate is not None else None,
+            candidate=CandidateSummary.from_dict(candidate) if candidate is not None else None,
             champion=record("champion", lambda c: nested(ChampionSummary, c)),
             gate=record("gate", Decision.from_dict), infra_validation=record("infra_validation", InfraValidation.from_dict),
             registered_version=value.get("registered_version"), report=value.get("report"),
@@ -355,8 +366,8 @@ def _render_candidate(summary: RunSummary, candidate: CandidateSummary, console:
         for column in ("class", "precision", "recall", "f1", "support"):
             per_class.add_column(column, justify="left" if column == "class" else "right")
         for row in candidate.per_class or []:
-            per_class.add_row(_e(row["class"]), _fmt(row["precision"]), _fmt(row["recall"]), _fmt(row["f1"]),
-                              str(row["support"]))
+            per_class.add_row(_e(row.class_label), _fmt(row.precision), _fmt(row.recall), _fmt(row.f1),
+                              str(row.support))
         console.print(per_class)
         if candidate.fairness_skipped:
             console.print(f"[yellow]fairness skipped[/] {_e(candidate.fairness_skipped)}", soft_wrap=True)

@@ -116,7 +116,7 @@ def show(ref: str = typer.Argument("production", help="Alias (production, previo
     line("test metrics: " + ", ".join(f"{k}={_metric(meta.test_metrics, k)}" for k in meta.test_metrics))
     data = meta.lineage
     line(f"data: {data.source} ({data.rows} rows, {data.fingerprint})")
-    line(f"replaced champion: {meta.replaced_champion}; gate: {meta.gate.get('reasons')}")
+    line(f"replaced champion: {meta.replaced_champion}; gate: {meta.gate.reasons if meta.gate else None}")
     line(f"integrity: {integrity.detail}")
 
 

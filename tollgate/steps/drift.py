@@ -9,12 +9,12 @@ a column that suddenly goes missing also drifts.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from tollgate.records import ColumnSchema, FeatureDrift
+from tollgate.records import ColumnSchema, FeatureDrift, NumericProfile
 
 if TYPE_CHECKING:
     from tollgate.config import DriftConfig
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 MISSING = "<missing>"
 
 
-def numeric_profile(values: pd.Series, bins: int) -> dict[str, Any]:
+def numeric_profile(values: pd.Series, bins: int) -> NumericProfile:
     """Bin edges at the reference's quantiles and the reference's share in each bin.
 
     Edges are the interior quantiles (duplicates from ties removed); the outer bins
@@ -34,7 +34,7 @@ def numeric_profile(values: pd.Series, bins: int) -> dict[str, Any]:
     else:
         quantiles = np.linspace(0, 1, bins + 1)[1:-1]
         edges = sorted(set(np.quantile(present.to_numpy(), quantiles).round(12).tolist()))
-    return {"edges": edges, "shares": numeric_shares(values, edges)}
+    return NumericProfile(edges, numeric_shares(values, edges))
 
 
 def numeric_shares(values: pd.Series, edges: list[float]) -> list[float]:
@@ -82,13 +82,12 @@ def l_infinity(reference: dict[str, float], current: dict[str, float]) -> float:
     return max((abs(reference.get(k, 0.0) - current.get(k, 0.0)) for k in keys), default=0.0)
 
 
-def numeric_drift(column: str, profile: dict[str, Any], values: pd.Series, threshold: float) -> FeatureDrift:
+def numeric_drift(column: str, profile: NumericProfile, values: pd.Series, threshold: float) -> FeatureDrift:
     """Jensen-Shannon divergence of ``values`` binned on the reference ``profile``'s edges."""
-    edges = profile["edges"]
-    current = numeric_shares(values, edges)
-    labels = _bin_labels(edges) + [MISSING]
-    return FeatureDrift(column, "numeric", "jensen_shannon", jensen_shannon(profile["shares"], current),
-                        threshold, labels, list(profile["shares"]), current)
+    current = numeric_shares(values, profile.edges)
+    labels = _bin_labels(profile.edges) + [MISSING]
+    return FeatureDrift(column, "numeric", "jensen_shannon", jensen_shannon(profile.shares, current),
+                        threshold, labels, list(profile.shares), current)
 
 
 def categorical_drift(column: str, reference: dict[str, float], values: pd.Series, threshold: float) -> FeatureDrift:

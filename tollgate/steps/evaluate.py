@@ -35,11 +35,18 @@ from sklearn.metrics import (
 from threadpoolctl import threadpool_limits
 
 from tollgate.records import (
+    CalibrationCurve,
     CandidateEvaluation,
     ChampionEvaluation,
+    ClassMetrics,
+    ClassPrecisionRecallCurve,
     Evaluation,
+    FeatureImportance,
     FeatureSpec,
+    ImportanceBounds,
     ModelInputs,
+    PrecisionRecallCurve,
+    RocCurve,
     Selection,
     field_values,
 )
@@ -148,7 +155,7 @@ def multiclass_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float
     }
 
 
-def per_class_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> list[dict[str, Any]]:
+def per_class_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> list[ClassMetrics]:
     """One row per class, in class order: precision, recall, F1, support and one-vs-rest ROC AUC."""
     y_true = np.asarray(y_true).astype(int)
     proba = np.asarray(proba, dtype=np.float64)
@@ -157,8 +164,8 @@ def per_class_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[Any])
     precision, recall, f1, support = precision_recall_fscore_support(y_true, predicted, labels=labels,
                                                                      zero_division=0)
     aucs = one_vs_rest_auc(y_true, proba)
-    return [{"class": classes[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-             "support": int(support[i]), "roc_auc_ovr": aucs[i]} for i in labels]
+    return [ClassMetrics(classes[i], precision=float(precision[i]), recall=float(recall[i]), f1=float(f1[i]),
+                         support=int(support[i]), roc_auc_ovr=aucs[i]) for i in labels]
 
 
 def multiclass_curves(y_true: np.ndarray, proba: np.ndarray, classes: list[Any],
@@ -172,14 +179,15 @@ def multiclass_curves(y_true: np.ndarray, proba: np.ndarray, classes: list[Any],
     for index in labels:
         positive = y_true == index
         if not positive.any():
-            curves_by_class.append({"class": classes[index], "precision": [], "recall": []})
+            curves_by_class.append(ClassPrecisionRecallCurve(classes[index], precision=[], recall=[]))
             continue
         precision, recall, _ = precision_recall_curve(positive, proba[:, index])
         if len(precision) > max_points:
             keep = np.unique(np.linspace(0, len(precision) - 1, max_points).round().astype(int))
             precision, recall = precision[keep], recall[keep]
-        curves_by_class.append({"class": classes[index], "precision": precision.tolist(), "recall": recall.tolist(),
-                                "average_precision": float(average_precision_score(positive, proba[:, index]))})
+        curves_by_class.append(ClassPrecisionRecallCurve(
+            classes[index], precision=precision.tolist(), recall=recall.tolist(),
+            average_precision=float(average_precision_score(positive, proba[:, index]))))
     return {"confusion_matrix": confusion_matrix(y_true, proba.argmax(axis=1), labels=labels).tolist(),
             "pr_per_class": curves_by_class}
 
@@ -206,9 +214,9 @@ def curves(y_true: np.ndarray, positive_proba: np.ndarray, threshold: float = DE
     observed, predicted_mean = calibration_curve(y_true, np.clip(positive_proba, 0, 1), n_bins=10, strategy="quantile")
     return {
         "confusion_matrix": confusion_matrix(y_true, predicted, labels=[0, 1]).tolist(),
-        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()},
-        "pr": {"precision": precision.tolist(), "recall": recall.tolist()},
-        "calibration": {"predicted": predicted_mean.tolist(), "observed": observed.tolist()},
+        "roc": RocCurve(fpr.tolist(), tpr.tolist(), thresholds.tolist()),
+        "pr": PrecisionRecallCurve(precision.tolist(), recall.tolist()),
+        "calibration": CalibrationCurve(predicted=predicted_mean.tolist(), observed=observed.tolist()),
     }
 
 
@@ -335,7 +343,7 @@ def _importance_score(y: np.ndarray, proba: np.ndarray, classes: int) -> float:
 
 def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: int = TOP_FEATURES,
                            settings: ImportanceConfig | None = None, seed: int = 0,
-                           classes: int = 2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                           classes: int = 2) -> tuple[list[FeatureImportance], ImportanceBounds]:
     """Permutation importance of the model's input columns, largest first, and what was bounded.
 
     The importance of a column is the drop in test ROC AUC (macro one-vs-rest for ``classes`` > 2)
@@ -404,12 +412,13 @@ def top_feature_importance(model, test: pd.DataFrame, columns: list[str], top: i
     position = {name: i for i, name in enumerate(columns)}
     drops = {name: baseline - np.asarray(scores[name]) for name in measured}
     ranked = sorted(measured, key=lambda name: (-float(drops[name].mean()), position[name]))
-    results = [{"feature": name, "importance": float(drops[name].mean()), "std": float(drops[name].std())}
-               for name in ranked]
-    bounds = {"rows_sampled": rows, "rows_total": int(len(test)), "features_permuted": len(measured),
-              "features_total": len(columns), "selection": "all" if len(chosen) == len(columns) else "screened",
-              **{key: value for key, value in settings.model_dump().items() if key != "max_rows"},
-              "budget_hit": budget_hit, "seconds": round(time.monotonic() - started, 3)}
+    results = [FeatureImportance(name, float(drops[name].mean()), float(drops[name].std())) for name in ranked]
+    bounds = ImportanceBounds(rows_sampled=rows, rows_total=int(len(test)), features_permuted=len(measured),
+                              features_total=len(columns),
+                              selection="all" if len(chosen) == len(columns) else "screened",
+                              max_features=settings.max_features, repeats=repeats,
+                              time_budget_seconds=settings.time_budget_seconds, budget_hit=budget_hit,
+                              seconds=round(time.monotonic() - started, 3))
     return results[:top], bounds
 
 
@@ -610,7 +619,7 @@ def kfp_view(evaluation: Evaluation) -> KfpView:
     names = [str(c) for c in candidate.classes or []] if candidate.multiclass else ["negative", "positive"]
     roc = None
     if not candidate.multiclass and candidate.roc is not None:
-        roc = (candidate.roc["fpr"], candidate.roc["tpr"], candidate.roc["thresholds"])
+        roc = (candidate.roc.fpr, candidate.roc.tpr, candidate.roc.thresholds)
     headline = candidate.headline_metric
     return KfpView(scalars, (names, candidate.confusion_matrix), roc,
                    {f"candidate_{headline}": candidate.metrics[headline],

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tollgate.errors import TollgateError
-from tollgate.records import ModelInputs
+from tollgate.records import ModelInputs, ProbabilityAgreement
 from tollgate.steps.labels import DEFAULT_DECISION_THRESHOLD, positive_decisions
 
 
@@ -172,7 +172,7 @@ def _all_estimators(estimator: Any):
 
 
 def probability_agreement(onnx_proba: np.ndarray, sklearn_proba: np.ndarray,
-                          threshold: float = DEFAULT_DECISION_THRESHOLD) -> dict[str, Any]:
+                          threshold: float = DEFAULT_DECISION_THRESHOLD) -> ProbabilityAgreement:
     """How far the served graph is from the scikit-learn Pipeline on the same rows.
 
     ``class_flips`` counts rows whose predicted class differs (the server's rule: positive
@@ -186,9 +186,9 @@ def probability_agreement(onnx_proba: np.ndarray, sklearn_proba: np.ndarray,
         # Multiclass: every class's probability; a flip is a different argmax (the server's rule).
         difference = np.abs(onnx_proba - sklearn_proba).max(axis=1)
         flips = onnx_proba.argmax(axis=1) != sklearn_proba.argmax(axis=1)
-        return {"rows": int(len(difference)), "max_abs_difference": float(difference.max()) if len(difference) else 0.0,
-                "class_flips": int(flips.sum())}
-    difference = np.abs(onnx_proba[:, 1] - sklearn_proba[:, 1])
-    flips = positive_decisions(onnx_proba[:, 1], threshold) != positive_decisions(sklearn_proba[:, 1], threshold)
-    return {"rows": int(len(difference)), "max_abs_difference": float(difference.max()) if len(difference) else 0.0,
-            "class_flips": int(flips.sum())}
+    else:
+        difference = np.abs(onnx_proba[:, 1] - sklearn_proba[:, 1])
+        flips = positive_decisions(onnx_proba[:, 1], threshold) != positive_decisions(sklearn_proba[:, 1], threshold)
+    return ProbabilityAgreement(rows=int(len(difference)),
+                                max_abs_difference=float(difference.max()) if len(difference) else 0.0,
+                                class_flips=int(flips.sum()))

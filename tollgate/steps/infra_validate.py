@@ -169,7 +169,7 @@ def _compare_with_onnxruntime(version_dir: Path, spec: FeatureSpec, sample: pd.D
     # The version's decision rule, as the server applies it: P(positive) >= decision_threshold.
     expected_positive_class = positive_decisions(expected_positive, spec.decision_threshold)
     # The label the server answers with: read from the metadata it was given, as the server reads it.
-    positive_label = VersionMetadata.from_json((version_dir / METADATA_FILE).read_text()).features["positive_label"]
+    positive_label = VersionMetadata.from_json((version_dir / METADATA_FILE).read_text()).binary_labels[1]
     differences = {}
     for protocol, answer in answers.items():
         got = np.asarray(answer.probabilities, dtype=np.float64)
@@ -239,16 +239,16 @@ def _compare_with_sklearn(model_dir: Path, version_dir: Path, spec: FeatureSpec,
                                            f"has {len(test)} rows: it belongs to another split"}
     graph = OnnxModel.from_file(version_dir / ONNX_FILE, spec.schema).predict_proba(test)
     agreement = probability_agreement(graph, reference, spec.decision_threshold)
-    result: dict[str, Any] = {"sklearn_agreement": {**agreement, "tolerance": tolerance,
+    result: dict[str, Any] = {"sklearn_agreement": {**agreement.to_dict(), "tolerance": tolerance,
                                                     "max_class_flips": max_class_flips}}
-    flips = agreement["class_flips"]
+    flips = agreement.class_flips
     if flips:
-        warnings.append(f"{flips} of {agreement['rows']} test rows change class between the scikit-learn Pipeline "
+        warnings.append(f"{flips} of {agreement.rows} test rows change class between the scikit-learn Pipeline "
                         "and the served ONNX graph (float32 rounding at the decision threshold)")
-    if not agreement["max_abs_difference"] <= tolerance:
+    if not agreement.max_abs_difference <= tolerance:
         return {**result, "passed": False,
                 "reason": f"the served graph differs from the scikit-learn Pipeline by "
-                          f"{agreement['max_abs_difference']:.3g} on the test split (allowed {tolerance:g})"}
+                          f"{agreement.max_abs_difference:.3g} on the test split (allowed {tolerance:g})"}
     if max_class_flips is not None and flips > max_class_flips:
         return {**result, "passed": False,
                 "reason": f"{flips} test rows change class between the scikit-learn Pipeline and the served graph "

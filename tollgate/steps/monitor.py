@@ -150,14 +150,15 @@ def monitor_traffic(log: pd.DataFrame, *, model_name: str, production_version: i
         report.notes.append(f"v{production_version} answers with per-class probabilities (multiclass): {measured} "
                             "measured for binary models only")
     if not answered.empty and PROBABILITY_COLUMN in answered.columns:
-        if profile:
+        if profile is not None:
             report.prediction_drift = numeric_drift(PREDICTION, profile, answered[PROBABILITY_COLUMN],
                                                     validation.drift.numeric_threshold)
         else:
             report.notes.append(f"v{production_version} recorded no predicted-probability profile on its test split "
                                 "(registered before monitoring existed): output drift not measured")
     if labels is not None:
-        report.realized = realized_metrics(log, labels, metadata.features if metadata else {}, thresholds)
+        positive_label = (metadata or VersionMetadata()).binary_labels[1]
+        report.realized = realized_metrics(log, labels, positive_label, thresholds)
     return report
 
 
@@ -179,9 +180,10 @@ def read_labels(path: str) -> pd.DataFrame:
     return frame
 
 
-def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str, Any],
+def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, positive_label: Any,
                      thresholds: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
-    """Join late labels on (request_id, row) and compute the test-set metrics per version and day.
+    """Join late labels on (request_id, row) and compute the test-set metrics per version and day
+    (a label is positive when it is ``positive_label``, compared as text).
 
     Accuracy, precision, recall and F1 count the classes the server answered (each version
     decided with its own ``decision_threshold``). Rows logged without them (by a server from
@@ -199,7 +201,7 @@ def realized_metrics(log: pd.DataFrame, labels: pd.DataFrame, features: dict[str
     labels["request_id"] = labels["request_id"].astype(str)
     labels["row"] = labels["row"].astype(int)
     joined = answered.merge(labels[["request_id", "row", "label"]], on=["request_id", "row"], how="inner")
-    positive = str(features.get("positive_label", 1))
+    positive = str(positive_label)
     results: list[dict[str, Any]] = []
     if joined.empty:
         return results

@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from tollgate import __version__
-from tollgate.records import MULTICLASS, DataLineage, DataSchema, Decision, Evaluation, FeatureSpec, VersionMetadata
+from tollgate.records import (
+    MULTICLASS,
+    DataLineage,
+    DataSchema,
+    Decision,
+    Evaluation,
+    FeatureSpec,
+    GateVerdict,
+    TrainingData,
+    VersionMetadata,
+)
 from tollgate.registry import (
     DATA_SCHEMA_FILE,
     METADATA_FILE,
@@ -71,8 +81,8 @@ def version_metadata(evaluation: Evaluation, decision: Decision, spec: FeatureSp
     return VersionMetadata(
         candidate_id=candidate.candidate_id, family=candidate.family, params=candidate.params,
         validation_metrics=candidate.validation_metrics, test_metrics=candidate.metrics,
-        data={**data.to_dict(), "split_rows": {"test": candidate.rows}},
-        gate={"passed": decision.passed, "reasons": decision.reasons},
+        data=TrainingData(data, split_rows={"test": candidate.rows}),
+        gate=GateVerdict(decision.passed, decision.reasons),
         replaced_champion=champion.version if champion else None, pipeline_run_id=run_id,
         code_version=code_version(), champion_test_metrics=champion.metrics if champion else None,
         prediction_profile=candidate.prediction_profile, features=spec.served_features(),

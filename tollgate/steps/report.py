@@ -20,7 +20,16 @@ if TYPE_CHECKING:
     import jinja2
     from matplotlib.figure import Figure
 
-    from tollgate.records import DataLineage, Decision, Evaluation, FeatureDrift, GroupRates, ValidationReport
+    from tollgate.records import (
+        ClassPrecisionRecallCurve,
+        DataLineage,
+        Decision,
+        Evaluation,
+        FeatureDrift,
+        GroupRates,
+        ImportanceBounds,
+        ValidationReport,
+    )
 
 # matplotlib and Jinja2 are imported where a page is drawn, not here: `tollgate run` imports this
 # module for every run, and most runs only copy the report task's page and print text_summary. Figures render to PNG through their own canvas (matplotlib.figure
@@ -116,14 +125,14 @@ def _confusion_k(matrix: list[list[int]], labels: list[str]) -> Figure:
     return figure
 
 
-def _pr_per_class(curves: list[dict[str, Any]]) -> Figure:
+def _pr_per_class(curves: list[ClassPrecisionRecallCurve]) -> Figure:
     """One-vs-rest precision-recall curve of every class on one plot."""
     figure = _figure(5, 4)
     axes = figure.add_subplot()
     for curve in curves:
-        if curve["recall"]:
-            axes.plot(curve["recall"], curve["precision"], lw=2,
-                      label=_literal(f"{curve['class']} (AP {curve.get('average_precision', 0.0):.3f})"))
+        if curve.recall:
+            axes.plot(curve.recall, curve.precision, lw=2,
+                      label=_literal(f"{curve.class_label} (AP {curve.average_precision or 0.0:.3f})"))
     axes.set(title="Precision-recall per class (one-vs-rest)", xlabel="recall", ylabel="precision",
              xlim=(0, 1), ylim=(0, 1.02))
     axes.grid(alpha=.3)
@@ -232,8 +241,8 @@ def _performance(evaluation: Evaluation | None) -> dict[str, Any] | None:
     if candidate.multiclass:
         classes = [str(c) for c in candidate.classes or []]
         view["classes"] = classes
-        view["per_class_rows"] = [[_text(r["class"]), _num(r["precision"]), _num(r["recall"]), _num(r["f1"]),
-                                   _text(r["support"]), _num(r.get("roc_auc_ovr"))]
+        view["per_class_rows"] = [[_text(r.class_label), _num(r.precision), _num(r.recall), _num(r.f1),
+                                   _text(r.support), _num(r.roc_auc_ovr)]
                                   for r in candidate.per_class or []]
         if matrix:
             images.append(_img(_confusion(matrix, classes), "confusion matrix"))
@@ -243,13 +252,13 @@ def _performance(evaluation: Evaluation | None) -> dict[str, Any] | None:
                                   if matrix else [])
         return view
     if candidate.roc:
-        images.append(_img(_curve(candidate.roc["fpr"], candidate.roc["tpr"], "ROC curve",
+        images.append(_img(_curve(candidate.roc.fpr, candidate.roc.tpr, "ROC curve",
                                   "false positive rate", "true positive rate", True), "ROC curve"))
     if candidate.pr:
-        images.append(_img(_curve(candidate.pr["recall"], candidate.pr["precision"], "Precision-recall curve",
+        images.append(_img(_curve(candidate.pr.recall, candidate.pr.precision, "Precision-recall curve",
                                   "recall", "precision", False), "precision-recall curve"))
     if candidate.calibration:
-        images.append(_img(_curve(candidate.calibration["predicted"], candidate.calibration["observed"],
+        images.append(_img(_curve(candidate.calibration.predicted, candidate.calibration.observed,
                                   "Calibration curve", "mean predicted probability", "observed positive rate", True),
                            "calibration curve"))
     if matrix:
@@ -267,10 +276,10 @@ def _importance(evaluation: Evaluation | None) -> dict[str, Any] | None:
     measure = "macro one-vs-rest ROC AUC" if candidate.multiclass else "ROC AUC"
     view: dict[str, Any] = {"bounds": bounds, "measure": measure, "rows": [], "images": []}
     if importance:
-        figure = _bars([i["feature"] for i in importance], [i["importance"] for i in importance],
+        figure = _bars([i.feature for i in importance], [i.importance for i in importance],
                        "Permutation importance (top features)", f"drop in test {measure} when shuffled")
         view["images"].append(_img(figure, "feature importance"))
-        view["rows"] = [[_text(i["feature"]), _num(i["importance"]), _num(i["std"])] for i in importance]
+        view["rows"] = [[_text(i.feature), _num(i.importance), _num(i.std)] for i in importance]
     return view
 
 
@@ -349,8 +358,7 @@ def text_summary(inputs: ReportInputs) -> list[str]:
             lines.append(f"candidate {candidate.candidate_id}: roc_auc {metrics['roc_auc']:.4f}, "
                          f"pr_auc {metrics['pr_auc']:.4f}{against}")
         bounds = candidate.importance_bounds
-        if bounds and (bounds["selection"] != "all" or bounds["budget_hit"]
-                       or bounds["rows_sampled"] < bounds["rows_total"]):
+        if bounds and (bounds.selection != "all" or bounds.budget_hit or bounds.rows_sampled < bounds.rows_total):
             lines.append(importance_bounds_text(bounds))
         for attribute, record in (candidate.fairness or {}).items():
             lines.append(f"fairness {attribute}: disparate impact {_num(record.disparate_impact)}, "
@@ -375,12 +383,12 @@ def kfp_metadata(validation: ValidationReport, decision: Decision) -> dict[str, 
     return {"gate": decision.outcome, "anomalies": len(validation.anomalies)}
 
 
-def importance_bounds_text(bounds: dict[str, Any]) -> str:
+def importance_bounds_text(bounds: ImportanceBounds) -> str:
     """One line saying how far permutation importance went (see ``evaluate.top_feature_importance``)."""
-    text = (f"importance: {bounds['features_permuted']} of {bounds['features_total']} columns permuted"
-            + (f" (at most {bounds['max_features']}: those the predictions vary with most)"
-               if bounds["selection"] == "screened" else "")
-            + f", on {bounds['rows_sampled']} of {bounds['rows_total']} test rows")
-    if bounds["budget_hit"]:
-        text += f"; time budget of {bounds['time_budget_seconds']:g} s hit (importance.time_budget_seconds)"
+    text = (f"importance: {bounds.features_permuted} of {bounds.features_total} columns permuted"
+            + (f" (at most {bounds.max_features}: those the predictions vary with most)"
+               if bounds.selection == "screened" else "")
+            + f", on {bounds.rows_sampled} of {bounds.rows_total} test rows")
+    if bounds.budget_hit:
+        text += f"; time budget of {bounds.time_budget_seconds:g} s hit (importance.time_budget_seconds)"
     return text

@@ -19,7 +19,7 @@ import pandas as pd
 
 from tollgate.artifacts import write_record
 from tollgate.errors import TollgateError
-from tollgate.records import CANDIDATE_FILE, CandidateResult
+from tollgate.records import CANDIDATE_FILE, CandidateResult, OnnxExportCheck
 
 # The grid and the model families live in tollgate.steps.candidates: the runner expands the grid
 # without pandas or scikit-learn.
@@ -57,7 +57,7 @@ class TrainedCandidate:
     validation_metrics: dict[str, float]
     fit_seconds: float
     onnx: bytes = b""
-    export_check: dict[str, Any] | None = None
+    export_check: OnnxExportCheck | None = None
     reference_proba: np.ndarray | None = None
 
 
@@ -108,10 +108,10 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: Candida
         raise ExportError(f"candidate {spec.candidate_id} ({spec.family}): the exported ONNX graph fails "
                           f"in onnxruntime: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}") from exc
     check = probability_agreement(graph_proba, model.predict_proba(validation_inputs), features.decision_threshold)
-    if not check["max_abs_difference"] <= EXPORT_TOLERANCE:
+    if not check.max_abs_difference <= EXPORT_TOLERANCE:
         raise ExportError(f"candidate {spec.candidate_id} ({spec.family}): the exported ONNX graph answers "
                           f"differently from the Pipeline (max probability difference "
-                          f"{check['max_abs_difference']:.3g} on {check['rows']} validation rows; allowed "
+                          f"{check.max_abs_difference:.3g} on {check.rows} validation rows; allowed "
                           f"{EXPORT_TOLERANCE:g}); some step converts without its full behaviour")
     if features.multiclass:
         metrics = multiclass_metrics(validation[LABEL].to_numpy(), graph_proba)
@@ -121,7 +121,7 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, spec: Candida
     if reference is not None and len(reference):
         reference_proba = model.predict_proba(model_inputs(reference, features.schema)).astype(np.float64)
     return TrainedCandidate(spec.candidate_id, spec.family, spec.params, model, metrics, fit_seconds,
-                            onnx=onnx_bytes, export_check={"validation": check}, reference_proba=reference_proba)
+                            onnx=onnx_bytes, export_check=OnnxExportCheck(validation=check), reference_proba=reference_proba)
 
 
 def save_candidate(result: TrainedCandidate, directory: str | Path) -> None:
@@ -147,6 +147,6 @@ def run_train(grid_point: CandidateSpec, train: pd.DataFrame, validation: pd.Dat
     save_candidate(result, model_dir)
     record = CandidateResult(candidate_id=result.candidate_id, family=result.family, params=result.params,
                              validation_metrics=result.validation_metrics, fit_seconds=round(result.fit_seconds, 3),
-                             onnx_export=result.export_check or {}, task=features.task)
+                             onnx_export=result.export_check or OnnxExportCheck(), task=features.task)
     write_record(record, Path(model_dir) / CANDIDATE_FILE)
     return record
