@@ -34,6 +34,7 @@ def _write_version(root: Path, task: str) -> dict[str, Any]:
     from tollgate.records import DataLineage
     from tollgate.registry import open_registry
     from tollgate.settings import EvaluateSettings
+    from tollgate.steps.candidates import CandidateSpec
     from tollgate.steps.evaluate import run_evaluate
     from tollgate.steps.gate import GatePolicy, run_gate
     from tollgate.steps.preprocess import build_feature_spec, split_dataset
@@ -49,10 +50,10 @@ def _write_version(root: Path, task: str) -> dict[str, Any]:
     drop = ["applicant_id", "gender"]  # gender: a sensitive attribute, not a feature
     spec = build_feature_spec(frame, target, config.data.positive_label, drop, config.data.date_column, task=task)
     splits = split_dataset(frame, spec, 0.25, 0.2, 42, extra_columns=["gender"])
-    model_dir = root / task / "candidate"
-    candidate = run_train({"candidate_id": "lr", "family": "logistic_regression", "params": {"max_iter": 300}},
-                          splits.train, splits.validation, splits.test, spec, model_dir)
-    selection = run_select([candidate], "roc_auc", "roc_auc_ovr_macro")
+    trained_dir, model_dir = root / task / "candidate", root / task / "best"
+    run_train(CandidateSpec("lr", "logistic_regression", {"max_iter": 300}),
+              splits.train, splits.validation, splits.test, spec, trained_dir)
+    selection = run_select([str(trained_dir)], "roc_auc", "roc_auc_ovr_macro", str(model_dir))
     fairness = FairnessConfig(sensitive_attributes=[{"column": "gender"}], classes=["high"] if multiclass else [])
     settings = EvaluateSettings(fairness=fairness, importance=ImportanceConfig(max_rows=300, max_features=6))
     registry = open_registry(str(root / task / "registry"))
