@@ -1,6 +1,7 @@
 """The typed records steps hand each other: round trips, versions, and what a reader refuses."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -124,6 +125,24 @@ def test_an_untagged_evaluation_from_before_records_is_upgraded():
     assert record.champion == ChampionEvaluation(version=4, metrics={"roc_auc": 0.7})
     assert record.candidate.onnx_export == OnnxExportCheck()  # an empty check measured nothing
     assert Decision.from_dict({"passed": True, "reasons": [], "rules": []}).passed is True
+
+
+def test_a_null_where_a_value_is_never_none_reads_as_its_default_and_a_wrong_shape_is_a_record_error():
+    # onnx_export and importance are never None in a record: a hand-edited null reads as "nothing
+    # measured", so readers can use them without a None check; a value of the wrong shape is refused
+    # as a RecordError naming the record (one line for the CLI), not a TypeError.
+    candidate = {"candidate_id": "lr", "family": "logistic_regression", "params": {}, "validation_metrics": {},
+                 "selection_metric": "roc_auc", "metrics": {"roc_auc": 0.7}, "rows": 10}
+    result = CandidateResult.from_dict({"candidate_id": "lr", "family": "logistic_regression", "params": {},
+                                        "validation_metrics": {}, "onnx_export": None})
+    assert result.onnx_export == OnnxExportCheck()
+    evaluation = Evaluation.from_dict({"candidate": {**candidate, "importance": None, "onnx_export": None}})
+    assert (evaluation.candidate.importance, evaluation.candidate.onnx_export) == ([], OnnxExportCheck())
+    for malformed, message in (({"onnx_export": ["x"]}, "'list' object has no attribute 'get'"),
+                               ({"importance": [{"feature": "age"}]}, "missing 2 required positional arguments"),
+                               ({"roc": {"fpr": [0.0]}}, "missing 2 required positional arguments")):
+        with pytest.raises(RecordError, match=rf"^evaluation record is malformed: .*{re.escape(message)}"):
+            Evaluation.from_dict({"candidate": {**candidate, **malformed}})
 
 
 def test_an_evaluation_from_before_its_nested_values_were_typed_reads_them_as_types():

@@ -225,6 +225,36 @@ def test_s3_versions_from_before_digests_read_as_unverified(s3_bucket, tmp_path)
     assert registry.verify(MODEL, 1).status == "unverified"
 
 
+@pytest.mark.parametrize("metadata, missing", [
+    ({"gate": {"passed": True}}, "'reasons'"),
+    ({"prediction_profile": {"edges": [0.0, 1.0]}}, "'shares'"),
+    ({"task": "multiclass", "per_class_test_metrics": [{"class": "a", "precision": 1.0}]}, "'recall'"),
+    ({"features": ["age"]}, ""),
+])
+def test_a_nested_value_of_the_wrong_shape_gives_one_line_never_a_traceback(tmp_path, monkeypatch, metadata,
+                                                                            missing):
+    # The digest matches (the version was registered so), so only the record's reader can refuse it.
+    from typer.testing import CliRunner
+
+    from tollgate.cli import app
+    from tollgate.cli.common import console, err_console
+
+    for printer in (console, err_console):
+        monkeypatch.setattr(printer, "width", 400)
+    registry = open_registry(str(tmp_path / "registry"))
+    registry.register(MODEL, version_dir(tmp_path, "a", "a"), metadata)
+    scanned, problems = registry.scan_versions(MODEL)
+    assert scanned == [] and len(problems) == 1
+    assert re.fullmatch(rf"v1: version_metadata record is malformed: .*{missing}.*", problems[0]), problems
+    common = ["--registry", registry.uri, "--model-name", MODEL]
+    for command in (["models", "list", *common], ["models", "show", "v1", *common]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 1, (command, result.output)
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "version_metadata record is malformed" in errors[0], (command, result.output)
+        assert "Traceback" not in result.output
+
+
 def test_corrupt_files_give_one_line_errors_naming_the_file(registry, tmp_path):
     version = registry.register(MODEL, version_dir(tmp_path, "a", "a"), {}).version
     registry.promote(MODEL, version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 
 import joblib
@@ -107,6 +108,12 @@ def test_the_version_metadata_is_read_as_its_record_older_files_included(trained
     assert model.version == "7" and model.class_order == [0, 1]
     (version / "metadata.json").write_text(json.dumps({**untagged, "record": "version_metadata", "record_version": 99}))
     with pytest.raises(ModelLoadError, match="format 99, written by a newer Tollgate"):
+        TollgateModel(MODEL, version).load()
+    # A nested value of the wrong shape (the gate's verdict without its reasons) is a load error naming
+    # the file, not a TypeError from the record's constructor.
+    (version / "metadata.json").write_text(json.dumps({**untagged, "gate": {"passed": True}}))
+    with pytest.raises(ModelLoadError, match=rf"^{re.escape(str(version / 'metadata.json'))}: version_metadata "
+                                             r"record is malformed: .*'reasons'"):
         TollgateModel(MODEL, version).load()
 
 

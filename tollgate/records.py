@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, TypeVar
 
 from tollgate.errors import TollgateError
@@ -108,11 +108,20 @@ def fields_with_extra(value: Any, skip_none: bool = False) -> dict[str, Any]:
     return {**payload, **extra}
 
 
-def _read_fields(values: dict[str, Any], readers: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
-    """``values`` (a record's fields from JSON) with each one named in ``readers`` read into its type;
-    a null stays None."""
-    return {name: readers[name](value) if name in readers and value is not None else value
-            for name, value in values.items()}
+def _read_fields(kind: type, values: dict[str, Any], readers: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """``values`` (the dataclass ``kind``'s fields from JSON) with each one named in ``readers`` read
+    into its type. A null reads as None where the field's default is None, and as a fresh default
+    (an empty list, an empty check) where the field is never None."""
+    factories = {f.name: f.default_factory for f in fields(kind) if f.default_factory is not MISSING}
+    read = {}
+    for name, value in values.items():
+        if value is None and name in factories:
+            read[name] = factories[name]()
+        elif name in readers and value is not None:
+            read[name] = readers[name](value)
+        else:
+            read[name] = value
+    return read
 
 
 def _each(read: Callable[[Any], T]) -> Callable[[list[Any]], list[T]]:
@@ -168,8 +177,16 @@ class _Record:
 
     @classmethod
     def from_dict(cls: type[R], value: Any) -> R:
+        """Read the record from its JSON object; anything malformed inside it (a missing key, a value
+        of the wrong shape) is a :class:`RecordError` naming the record, not a traceback."""
         version, payload = cls._open(value)
-        return cls._from_payload(cls._upgrade(version, payload))
+        try:
+            return cls._from_payload(cls._upgrade(version, payload))
+        except RecordError:
+            raise
+        except (TypeError, KeyError, AttributeError, ValueError) as exc:
+            detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise RecordError(f"{cls.KIND} record is malformed: {detail}") from None
 
     @classmethod
     def _upgrade(cls, version: int, payload: dict[str, Any]) -> dict[str, Any]:
@@ -405,7 +422,7 @@ class CandidateResult(_Record):
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> CandidateResult:
-        return cls(**_read_fields(field_values(cls, payload), {"onnx_export": OnnxExportCheck.from_dict}))
+        return cls(**_read_fields(cls, field_values(cls, payload), {"onnx_export": OnnxExportCheck.from_dict}))
 
 
 @dataclass(frozen=True)
@@ -522,7 +539,7 @@ class ColumnSchema:
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> ColumnSchema:
-        return cls(**_read_fields(field_values(cls, value), {"profile": NumericProfile.from_dict}))
+        return cls(**_read_fields(cls, field_values(cls, value), {"profile": NumericProfile.from_dict}))
 
 
 @dataclass
@@ -866,7 +883,7 @@ class CandidateEvaluation:
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> CandidateEvaluation:
         """From the evaluation record's ``candidate`` (keys it does not know go to ``extra``)."""
-        return cls(**_read_fields(field_values(cls, value), cls._READERS))
+        return cls(**_read_fields(cls, field_values(cls, value), cls._READERS))
 
 
 @dataclass
@@ -1145,7 +1162,7 @@ class VersionMetadata(_Record):
         # An empty object is what a version without data, gate or features has always recorded.
         values = {k: None if k in cls._EMPTY_WHEN_NONE and v == {} else v
                   for k, v in field_values(cls, payload).items()}
-        return cls(**_read_fields(values, cls._READERS))
+        return cls(**_read_fields(cls, values, cls._READERS))
 
     @property
     def lineage(self) -> DataLineage:
