@@ -19,8 +19,9 @@ the feature spec, which decides what the model reads: an unknown field there is 
 Nested values are typed too (:class:`RocCurve`, :class:`ClassMetrics`, :class:`ServedFeatures`,
 ...), and each is written with exactly the keys its JSON object always had: files on disk, and
 the registry's ``metadata.json`` read by deployed model servers, do not change with the types.
-A key an older file lacks reads as its field's default, and is written back with it, as a
-missing top-level field is.
+A key an older file lacks reads as its field's default where the field has one, and is written
+back with it, as a missing top-level field is; a missing required key, or a value of the wrong
+shape, makes the record unreadable: a :class:`RecordError` naming it, never a traceback.
 
 This module imports only the standard library: the select, gate and register tasks read
 these records without paying for pandas or scikit-learn.
@@ -131,8 +132,9 @@ def _each(read: Callable[[Any], T]) -> Callable[[list[Any]], list[T]]:
 
 class _Nested:
     """A typed value inside a record (a curve, one class's metrics, a version's features): read from
-    its JSON object with the keys a newer Tollgate added ignored (:func:`nested`), written with the
-    keys it was read from. Types whose JSON differs from their fields override both."""
+    its JSON object with the keys a newer Tollgate added ignored (:func:`nested`), written with every
+    field (a key an older file lacked is written with its default). Types whose JSON differs from
+    their fields override both."""
 
     @classmethod
     def from_dict(cls: type[N], value: dict[str, Any]) -> N:
@@ -838,7 +840,7 @@ class CandidateEvaluation:
     # The predicted-probability histogram `tollgate monitor` compares live traffic with (binary).
     prediction_profile: NumericProfile | None = None
     importance: list[FeatureImportance] = field(default_factory=list)
-    # What bounded permutation importance; None in records from before it was bounded.
+    # How far permutation importance went (rows, columns, time); None in records from before it was bounded.
     importance_bounds: ImportanceBounds | None = None
     # Probability at or above which a binary prediction is positive (the version's, from its input schema).
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD

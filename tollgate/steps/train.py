@@ -56,8 +56,8 @@ class TrainedCandidate:
     model: Pipeline
     validation_metrics: dict[str, float]
     fit_seconds: float
-    onnx: bytes = b""
-    export_check: OnnxExportCheck | None = None
+    onnx: bytes                      # the exported graph: what is gated and served
+    export_check: OnnxExportCheck    # the graph against the Pipeline on the validation rows
     reference_proba: np.ndarray | None = None
 
 
@@ -147,6 +147,6 @@ def run_train(grid_point: CandidateSpec, train: pd.DataFrame, validation: pd.Dat
     save_candidate(result, model_dir)
     record = CandidateResult(candidate_id=result.candidate_id, family=result.family, params=result.params,
                              validation_metrics=result.validation_metrics, fit_seconds=round(result.fit_seconds, 3),
-                             onnx_export=result.export_check or OnnxExportCheck(), task=features.task)
+                             onnx_export=result.export_check, task=features.task)
     write_record(record, Path(model_dir) / CANDIDATE_FILE)
     return record
