@@ -101,3 +101,18 @@ def test_config_errors_from_a_file_blame_the_file(tmp_path):
     assert result.exit_code == 1
     assert f"invalid configuration ({config}):" in result.output
     assert "data.targt: Extra inputs are not permitted" in result.output
+
+
+def test_a_run_that_stopped_before_its_pipeline_started_has_no_aliases_key(tmp_path):
+    # As before the summary was typed: the registry is read only when the run got to its pipeline.
+    from tollgate.local_run import RunOutcome
+    from tollgate.registry import open_registry
+    from tollgate.summary import build_summary
+
+    outcome = RunOutcome(run_dir=tmp_path, pipeline_dir=None, log_file=tmp_path / "kfp.log", succeeded=False,
+                         total_seconds=0.5, error="config [x] refused", failed_task=None)
+    summary = build_summary(outcome, open_registry(str(tmp_path / "registry")), "m").to_dict()
+    assert summary == {"run_dir": str(tmp_path), "log_file": str(tmp_path / "kfp.log"), "succeeded": False,
+                       "total_seconds": 0.5, "steps": [], "model_name": "m", "registry": str(tmp_path / "registry"),
+                       "error": "config [x] refused", "failed_step": None}
+    assert "Run failed: config [x] refused" in rendered(summary)

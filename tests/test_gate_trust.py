@@ -96,11 +96,13 @@ def test_report_reads_how_the_run_ended_from_its_summary_file(champion, tmp_path
     assert result.exit_code == 0, result.output
     lines = json.loads(result.output)["summary"]
     assert lines[0] == "run failed: boom [x]"
-    (run_dir / SUMMARY_FILE).write_text('{"run_dir": ')
-    result = CliRunner().invoke(app, ["report", str(run_dir), "--json"])
-    assert result.exit_code == 0, result.output
-    assert f"warning: {run_dir / SUMMARY_FILE} is unreadable (JSONDecodeError(" in " ".join(result.stderr.split())
-    assert not any(line.startswith("run failed") for line in json.loads(result.stdout)["summary"])
+    for damaged, error in (('{"run_dir": ', "JSONDecodeError("),
+                           ("[]", "ValueError('a run summary is a JSON object, not a JSON list')")):
+        (run_dir / SUMMARY_FILE).write_text(damaged)
+        result = CliRunner().invoke(app, ["report", str(run_dir), "--json"])
+        assert result.exit_code == 0, result.output
+        assert f"warning: {run_dir / SUMMARY_FILE} is unreadable ({error}" in " ".join(result.stderr.split())
+        assert not any(line.startswith("run failed") for line in json.loads(result.stdout)["summary"])
 
 
 def test_drifted_data_is_reported_and_a_weaker_model_is_not_promoted(champion):

@@ -132,7 +132,7 @@ class RunSummary:
     registered_version: int | None = None
     report: str | None = None                     # the HTML report's path
     deploy: DeployResult | None = None
-    aliases: dict[str, Any] = field(default_factory=dict)
+    aliases: dict[str, Any] | None = None         # None: the run stopped before the registry was read
     report_error: str | None = None               # why the report could not be written
 
     @property
@@ -176,7 +176,8 @@ class RunSummary:
         if self.deploy is not None:
             values["deploy"] = self.deploy.to_dict(tagged=False)
             values["promoted"] = self.deploy.promoted
-        values["aliases"] = self.aliases
+        if self.aliases is not None:
+            values["aliases"] = self.aliases
         if self.report_error is not None:
             values["report_error"] = self.report_error
         return values
@@ -184,6 +185,8 @@ class RunSummary:
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> RunSummary:
         """Read the JSON form back (a run directory's :data:`SUMMARY_FILE`, or ``run --json``)."""
+        if not isinstance(value, dict):
+            raise ValueError(f"a run summary is a JSON object, not a JSON {type(value).__name__}")
         def record(key: str, read: Any) -> Any:
             return read(value[key]) if value.get(key) is not None else None
 
@@ -200,7 +203,7 @@ class RunSummary:
             champion=record("champion", lambda c: nested(ChampionSummary, c)),
             gate=record("gate", Decision.from_dict), infra_validation=record("infra_validation", InfraValidation.from_dict),
             registered_version=value.get("registered_version"), report=value.get("report"),
-            deploy=record("deploy", DeployResult.from_dict), aliases=value.get("aliases") or {},
+            deploy=record("deploy", DeployResult.from_dict), aliases=value.get("aliases"),
             report_error=value.get("report_error"))
 
 
@@ -327,7 +330,7 @@ def render_summary(summary: RunSummary, console: Console) -> None:
             console.print(f"[yellow]warning[/] {_e(warning)}", soft_wrap=True)
 
     if summary.registered_version is not None:
-        parts = [f"{_e(name)} -> v{record['version']}" for name, record in sorted(summary.aliases.items())]
+        parts = [f"{_e(name)} -> v{record['version']}" for name, record in sorted((summary.aliases or {}).items())]
         console.print(f"[bold]Registered[/] {_e(summary.model_name)} v{summary.registered_version} "
                       f"in {_e(summary.registry)}; aliases: {', '.join(parts) or 'none'}")
         if summary.deploy and not summary.deploy.promoted:
