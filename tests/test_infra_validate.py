@@ -39,13 +39,13 @@ def _copy(trained, tmp_path):
 def test_good_candidate_passes_identical_to_onnxruntime_and_close_to_the_pipeline(trained, tmp_path):
     directory, spec, test = trained
     report = infra_validate(str(directory), test, spec, sample_rows=16, log_dir=tmp_path)
-    assert report["passed"], report["reason"]
-    assert report["rows"] == 16
-    assert report["max_abs_difference"] == {"rest-v2": 0.0, "grpc": 0.0}
-    agreement = report["sklearn_agreement"]
-    assert agreement["rows"] == len(test) and agreement["max_abs_difference"] <= 1e-5
-    assert report["warnings"] == [] and agreement["class_flips"] == 0
-    assert "exactly as in-process onnxruntime" in report["reason"]
+    assert report.passed, report.reason
+    assert report.rows == 16
+    assert report.max_abs_difference == {"rest-v2": 0.0, "grpc": 0.0}
+    agreement = report.sklearn_agreement
+    assert agreement.rows == len(test) and agreement.max_abs_difference <= 1e-5
+    assert report.warnings == [] and agreement.class_flips == 0
+    assert "exactly as in-process onnxruntime" in report.reason
     assert "Uvicorn running on http://127.0.0.1" in (tmp_path / "model-server.log").read_text()
 
 
@@ -56,28 +56,28 @@ def test_class_flips_are_a_warning_and_a_configured_bound_blocks(trained, tmp_pa
     reference[0] = reference[0, ::-1] if reference[0, 1] != reference[0, 0] else [0.4, 0.6]
     np.save(candidate / REFERENCE_FILE, reference)
     warned = infra_validate(str(candidate), test, spec, sample_rows=4, sklearn_tolerance=1.0)
-    assert warned["passed"], warned["reason"]
-    assert warned["sklearn_agreement"]["class_flips"] == 1
-    assert "1 of" in warned["warnings"][0] and "change class" in warned["warnings"][0]
+    assert warned.passed, warned.reason
+    assert warned.sklearn_agreement.class_flips == 1
+    assert "1 of" in warned.warnings[0] and "change class" in warned.warnings[0]
     blocked = infra_validate(str(candidate), test, spec, sample_rows=4, sklearn_tolerance=1.0, max_class_flips=0)
-    assert not blocked["passed"] and "max_class_flips is 0" in blocked["reason"]
+    assert not blocked.passed and "max_class_flips is 0" in blocked.reason
     drifted = infra_validate(str(candidate), test, spec, sample_rows=4)
-    assert not drifted["passed"] and "differs from the scikit-learn Pipeline" in drifted["reason"]
+    assert not drifted.passed and "differs from the scikit-learn Pipeline" in drifted.reason
 
 
 def test_reference_of_another_split_is_refused(trained, tmp_path):
     directory, spec, test = trained
     report = infra_validate(str(directory), test.head(50), spec, sample_rows=4)
-    assert not report["passed"] and "belongs to another split" in report["reason"]
+    assert not report.passed and "belongs to another split" in report.reason
 
 
 def test_broken_graph_is_blocked(trained, tmp_path):
     candidate, spec, test = _copy(trained, tmp_path)
     (candidate / "model.onnx").write_bytes(b"this is not a graph")
     report = infra_validate(str(candidate), test, spec, sample_rows=4, ready_timeout=60)
-    assert not report["passed"]
-    assert "did not become ready" in report["reason"]
-    assert "onnxruntime cannot load the graph" in report["reason"]
+    assert not report.passed
+    assert "did not become ready" in report.reason
+    assert "onnxruntime cannot load the graph" in report.reason
 
 
 def test_graph_of_another_schema_is_blocked(trained, tmp_path):
@@ -90,10 +90,10 @@ def test_graph_of_another_schema_is_blocked(trained, tmp_path):
                              CandidateSpec("lr", "logistic_regression", {}), other_spec)
     (candidate / "model.onnx").write_bytes(result.onnx)
     report = infra_validate(str(candidate), test, spec, sample_rows=4)
-    assert not report["passed"]
+    assert not report.passed
     # The server's own refusal, passed through: which inputs the graph lacks against the schema.
-    assert report["reason"].startswith("model server did not become ready: model server exited with code 1")
-    assert "the graph's inputs do not match input_schema.json: missing ['region'], unexpected []" in report["reason"]
+    assert report.reason.startswith("model server did not become ready: model server exited with code 1")
+    assert "the graph's inputs do not match input_schema.json: missing ['region'], unexpected []" in report.reason
 
 
 def test_infra_validation_never_unpickles(trained, tmp_path):
@@ -103,7 +103,7 @@ def test_infra_validation_never_unpickles(trained, tmp_path):
     marker = tmp_path / "pickle-ran"
     (candidate / "model.joblib").write_bytes(pickle.dumps(_WritesMarker(str(marker))))
     report = infra_validate(str(candidate), test, spec, sample_rows=4)
-    assert report["passed"], report["reason"]
+    assert report.passed, report.reason
     assert not marker.exists()
 
 
@@ -118,15 +118,15 @@ def test_the_test_split_is_read_while_the_server_starts(trained, tmp_path):
         return test
 
     report = infra_validate(str(directory), read_test_split, spec, sample_rows=4, log_dir=tmp_path)
-    assert report["passed"], report["reason"]
-    assert seen == [True] and report["rows"] == 4
+    assert report.passed, report.reason
+    assert seen == [True] and report.rows == 4
 
 
 def test_an_empty_test_split_read_during_start_up_blocks_and_stops_the_server(trained, tmp_path):
     directory, spec, test = trained
     report = infra_validate(str(directory), lambda: test.iloc[:0], spec, sample_rows=4, log_dir=tmp_path)
-    assert not report["passed"] and report["reason"] == "the test split has no rows to validate with"
-    assert report["rows"] == 0
+    assert not report.passed and report.reason == "the test split has no rows to validate with"
+    assert report.rows == 0
     # The server it started is gone: no model server process of ours is left.
     assert not [child for child in psutil.Process().children(recursive=True) if "tollgate.serving" in " ".join(
         child.cmdline())]
@@ -143,8 +143,8 @@ class _WritesMarker:
 def test_serving_settings_that_refuse_test_rows_block(trained):
     directory, spec, test = trained
     report = infra_validate(str(directory), test, spec, sample_rows=8, max_batch=4)
-    assert not report["passed"]
-    assert "over the limit of 4" in report["reason"]
+    assert not report.passed
+    assert "over the limit of 4" in report.reason
 
 
 @pytest.mark.pipeline

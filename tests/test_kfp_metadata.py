@@ -27,6 +27,7 @@ from tollgate.records import (
     RetrainDecision,
     Rule,
     Selection,
+    SklearnAgreement,
     ValidationReport,
 )
 from tollgate.steps.ingest import IngestResult
@@ -57,8 +58,10 @@ CHECKS = ValidationReport(anomalies=[Anomaly("age", "out_of_range", "5%", "<= 1%
     (RetrainDecision(train=True, when="drift", message="drift in age since v3", production_version=3),
      {"train": True, "message": "drift in age since v3"}),
     (InfraValidation(passed=True, protocols=["rest-v2", "grpc"], warnings=["slow start"], rows=64,
-                     sklearn_agreement={"class_flips": 0, "max_abs_difference": 1e-7}),
-     {"passed": True, "warnings": ["slow start"], "sklearn_agreement": {"class_flips": 0, "max_abs_difference": 1e-7}}),
+                     sklearn_agreement=SklearnAgreement(rows=4000, max_abs_difference=1e-7, class_flips=0,
+                                                        tolerance=1e-5, max_class_flips=2)),
+     {"passed": True, "warnings": ["slow start"], "sklearn_agreement": {
+         "rows": 4000, "max_abs_difference": 1e-7, "class_flips": 0, "tolerance": 1e-5, "max_class_flips": 2}}),
     (InfraValidation(passed=False, reason="the server did not start"),
      {"passed": False, "warnings": [], "sklearn_agreement": None}),
     (DeployResult(target="kserve", version=4, aliases={"production": {"version": 3}}, detail="champion changed",

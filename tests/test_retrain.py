@@ -172,4 +172,4 @@ def test_drifted_incoming_data_trains_with_an_alert_per_drifted_column(registry_
         value, threshold = alert.rsplit(" ", 3)[1], alert.rsplit(" ", 1)[1]
         assert float(value) > float(threshold), alert
     assert decision.message == f"new data drifted from v{version}'s training data: " + "; ".join(decision.alerts)
-    assert decision.largest is not None and decision.largest["value"] > decision.largest["threshold"]
+    assert decision.largest is not None and decision.largest.value > decision.largest.threshold

@@ -980,6 +980,16 @@ class Decision(_Record):
 
 # --- retrain-check, infra-validate, deploy -> (summary, report) ---------------------------------------------------
 
+@dataclass(frozen=True)
+class LargestDrift(_Nested):
+    """The feature whose drift came closest to (or went furthest past) its threshold."""
+
+    column: str
+    measure: str          # "jensen_shannon" or "l_infinity"
+    value: float
+    threshold: float
+
+
 @dataclass
 class RetrainDecision(_Record):
     """Whether to train, and the numbers behind it (summary, JSON and report show ``message``)."""
@@ -993,12 +1003,28 @@ class RetrainDecision(_Record):
     basis: str = ""                       # "traffic", "data", "fingerprint" or "" (nothing to compare)
     rows: int = 0
     alerts: list[str] = field(default_factory=list)
-    largest: dict[str, Any] | None = None  # the feature closest to (or furthest past) its threshold
+    largest: LargestDrift | None = None   # the feature closest to (or furthest past) its threshold
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> RetrainDecision:
+        return cls(**_read_fields(cls, field_values(cls, payload), {"largest": LargestDrift.from_dict}))
 
     def kfp_metadata(self) -> dict[str, Any]:
         """The decision's metadata in KFP (retrain-check): whether the run trains, and why."""
         return {"train": self.train, "message": self.message}
+
+
+@dataclass(frozen=True)
+class SklearnAgreement(_Nested):
+    """Infra-validation's comparison of the served graph with the scikit-learn Pipeline's saved test
+    probabilities (:class:`ProbabilityAgreement`'s measures) and the bounds it was held to."""
+
+    rows: int
+    max_abs_difference: float
+    class_flips: int
+    tolerance: float
+    max_class_flips: int | None = None    # None: flips only warn
 
 
 @dataclass
@@ -1016,16 +1042,21 @@ class InfraValidation(_Record):
     startup_seconds: float | None = None
     latency_ms: dict[str, float] | None = None              # per protocol
     max_abs_difference: dict[str, float] | None = None      # per protocol, against in-process onnxruntime
-    sklearn_agreement: dict[str, Any] | None = None         # against the Pipeline's saved test probabilities
+    sklearn_agreement: SklearnAgreement | None = None       # against the Pipeline's saved test probabilities
     extra: dict[str, Any] = field(default_factory=dict)
 
     def kfp_metadata(self) -> dict[str, Any]:
         """The report's metadata in KFP (infra-validate): the verdict, its warnings and the agreement
         with the scikit-learn Pipeline."""
-        return {"passed": self.passed, "warnings": self.warnings, "sklearn_agreement": self.sklearn_agreement}
+        agreement = None if self.sklearn_agreement is None else self.sklearn_agreement.to_dict()
+        return {"passed": self.passed, "warnings": self.warnings, "sklearn_agreement": agreement}
 
     def _payload(self) -> dict[str, Any]:  # what was not measured is left out, as before the record
         return {k: v for k, v in super()._payload().items() if v is not None}
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> InfraValidation:
+        return cls(**_read_fields(cls, field_values(cls, payload), {"sklearn_agreement": SklearnAgreement.from_dict}))
 
 
 @dataclass

@@ -91,8 +91,9 @@ def infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFram
                    ready_timeout: float = 60.0, tolerance: float = 0.0, max_batch: int | None = None,
                    unknown_columns: str | None = None, model_name: str = "candidate",
                    log_dir: str | Path | None = None, sklearn_tolerance: float = 1e-5,
-                   max_class_flips: int | None = None) -> dict[str, Any]:
-    """Return ``{"passed": bool, "reason": str, "warnings": [...], ...}``; never raises for a broken candidate.
+                   max_class_flips: int | None = None) -> InfraValidation:
+    """The verdict (:class:`~tollgate.records.InfraValidation`: passed, the reason, warnings and what
+    was measured); never raises for a broken candidate.
 
     ``test`` must be the split train saved the Pipeline's probabilities for (same rows, same order),
     or a function that reads it: then it is read while the model server starts. ``startup_seconds``
@@ -104,6 +105,7 @@ def infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFram
     from tollgate.registry import verify_directory
     from tollgate.serving.process import ServerNotReady, ServerProcess
 
+    # Built up as the checks run (each check's result merged in), then read as the record.
     report: dict[str, Any] = {"passed": False, "protocols": list(VALIDATED_PROTOCOLS), "warnings": []}
     staging = Path(tempfile.mkdtemp(prefix="tollgate-infra-"))
     try:
@@ -111,7 +113,7 @@ def infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFram
             verify_directory(model_dir)  # a directory with a registry manifest must match it
             version_dir = stage_version_dir(model_dir, spec, staging / "model")
         except (OSError, TollgateError) as exc:
-            return {**report, "reason": f"cannot stage the candidate: {exc}"}
+            return InfraValidation.from_dict({**report, "reason": f"cannot stage the candidate: {exc}"})
         log_path = Path(log_dir) / "model-server.log" if log_dir else staging / "model-server.log"
         server = ServerProcess(version_dir, model_name, max_batch=max_batch, unknown_columns=unknown_columns,
                                log_path=log_path)
@@ -122,13 +124,13 @@ def infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFram
             sample, records = _sample_rows(table, spec, sample_rows)
             report["rows"] = len(records)
             if not records:
-                return {**report, "reason": "the test split has no rows to validate with"}
+                return InfraValidation.from_dict({**report, "reason": "the test split has no rows to validate with"})
             from tollgate.serving.client import predict
 
             try:
                 report["startup_seconds"] = round(server.wait_ready(ready_timeout), 3)
             except ServerNotReady as exc:
-                return {**report, "reason": f"model server did not become ready: {exc}"}
+                return InfraValidation.from_dict({**report, "reason": f"model server did not become ready: {exc}"})
             answers = {}
             for protocol in VALIDATED_PROTOCOLS:
                 url = server.grpc_url if protocol == "grpc" else server.rest_url
@@ -136,20 +138,23 @@ def infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.DataFram
                 try:
                     answers[protocol] = predict(protocol, url, model_name, records, timeout=ready_timeout)
                 except TollgateError as exc:
-                    return {**report, "reason": f"model server refused the sample rows over {protocol}: {exc}"}
+                    return InfraValidation.from_dict(
+                        {**report, "reason": f"model server refused the sample rows over {protocol}: {exc}"})
                 report.setdefault("latency_ms", {})[protocol] = round((time.perf_counter() - started) * 1000, 2)
             if not server.alive():
-                return {**report, "reason": f"model server died while answering:\n{server.log_tail()}"}
+                return InfraValidation.from_dict(
+                    {**report, "reason": f"model server died while answering:\n{server.log_tail()}"})
         report.update(_compare_with_onnxruntime(version_dir, spec, sample, answers, tolerance))
         if not report["passed"]:
-            return report
+            return InfraValidation.from_dict(report)
         report.update(_compare_with_sklearn(Path(model_dir), version_dir, spec, table, sklearn_tolerance,
                                             max_class_flips, report["warnings"]))
-        if report["passed"]:
-            agreement = report["sklearn_agreement"]
-            report["reason"] += (f"; the graph is within {agreement['max_abs_difference']:.3g} of the scikit-learn "
-                                 f"Pipeline on {agreement['rows']} test rows ({agreement['class_flips']} class flips)")
-        return report
+        verdict = InfraValidation.from_dict(report)
+        agreement = verdict.sklearn_agreement
+        if verdict.passed and agreement is not None:
+            verdict.reason += (f"; the graph is within {agreement.max_abs_difference:.3g} of the scikit-learn "
+                               f"Pipeline on {agreement.rows} test rows ({agreement.class_flips} class flips)")
+        return verdict
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -261,7 +266,7 @@ def run_infra_validate(model_dir: str, test: pd.DataFrame | Callable[[], pd.Data
     """Infra-validate as the DAG runs it, with the server's log in ``log_dir`` (beside the report,
     so a blocked candidate can be diagnosed afterwards); ``test`` as for :func:`infra_validate`."""
     checks = settings.infra_validation
-    return InfraValidation.from_dict(infra_validate(model_dir, test, spec, sample_rows=checks.sample_rows,
+    return infra_validate(model_dir, test, spec, sample_rows=checks.sample_rows,
                           ready_timeout=checks.ready_timeout_seconds, tolerance=checks.tolerance,
                           max_batch=settings.max_batch, unknown_columns=settings.unknown_columns, log_dir=log_dir,
-                          sklearn_tolerance=checks.sklearn_tolerance, max_class_flips=checks.max_class_flips))
+                          sklearn_tolerance=checks.sklearn_tolerance, max_class_flips=checks.max_class_flips)

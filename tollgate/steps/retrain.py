@@ -17,25 +17,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tollgate.records import DataSchema, RetrainDecision, VersionMetadata
+from tollgate.records import DataSchema, LargestDrift, RetrainDecision, VersionMetadata
 
 if TYPE_CHECKING:
     from tollgate.settings import RetrainSettings
 
 
-def _largest(drift: list[Any]) -> dict[str, Any] | None:
+def _largest(drift: list[Any]) -> LargestDrift | None:
     if not drift:
         return None
     top = max(drift, key=lambda d: d.value / d.threshold)
-    return {"column": top.column, "measure": top.measure, "value": top.value, "threshold": top.threshold}
+    return LargestDrift(column=top.column, measure=top.measure, value=top.value, threshold=top.threshold)
 
 
-def _numbers(largest: dict[str, Any] | None, measured: int, rows: int, basis: str) -> str:
+def _numbers(largest: LargestDrift | None, measured: int, rows: int, basis: str) -> str:
     where = "rows of served traffic" if basis == "traffic" else "rows of new data"
     if largest is None:
         return f"{rows} {where}"
-    return (f"largest {largest['column']} {largest['measure'].replace('_', '-')} {largest['value']:.4f} "
-            f"<= {largest['threshold']:g}; {measured} features, {rows} {where}")
+    return (f"largest {largest.column} {largest.measure.replace('_', '-')} {largest.value:.4f} "
+            f"<= {largest.threshold:g}; {measured} features, {rows} {where}")
 
 
 def _ingest(settings: RetrainSettings, data_source: str, scheduled_time: str | None):
