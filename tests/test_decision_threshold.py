@@ -190,8 +190,8 @@ def test_infra_validation_expects_the_versions_threshold(trained, tmp_path):
     schema = {**spec.schema, "decision_threshold": _tie_threshold(proba)}
     tied = type(spec).from_dict({**spec.to_dict(), "schema": schema})
     report = infra_validate(str(directory), splits.test, tied, sample_rows=16, log_dir=tmp_path)
-    assert report["passed"], report["reason"]
-    assert report["max_abs_difference"] == {"rest-v2": 0.0, "grpc": 0.0}
+    assert report.passed, report.reason
+    assert report.max_abs_difference == {"rest-v2": 0.0, "grpc": 0.0}
 
     # The comparison it passed is one that blocks: an answer that decides the tied row by the old strict
     # rule (P > threshold), or whose probabilities are off by one part in a million, is refused.

@@ -85,7 +85,7 @@ def test_infra_validation_refuses_it(tampered):
     registry, marker = tampered
     # Refused before staging: the test rows and feature spec are never reached.
     report = infra_validate(str(registry / MODEL / "v1"), pd.DataFrame(), spec=None)
-    assert report["passed"] is False and "does not match its manifest" in report["reason"]
+    assert report.passed is False and "does not match its manifest" in report.reason
     assert not marker.exists()
 
 
