@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -109,19 +110,20 @@ def fields_with_extra(value: Any, skip_none: bool = False) -> dict[str, Any]:
     return {**payload, **extra}
 
 
-def _read_fields(kind: type, values: dict[str, Any], readers: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
-    """``values`` (the dataclass ``kind``'s fields from JSON) with each one named in ``readers`` read
-    into its type. A null reads as None where the field's default is None, and as a fresh default
-    (an empty list, an empty check) where the field is never None."""
+def _read_fields(kind: type, value: dict[str, Any], readers: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """Keyword arguments for the dataclass ``kind`` from its JSON object ``value`` (as
+    :func:`field_values`), with each field named in ``readers`` read into its type. A null reads as
+    None where the field's default is None, and as a fresh default (an empty list, an empty check)
+    where the field is never None."""
     factories = {f.name: f.default_factory for f in fields(kind) if f.default_factory is not MISSING}
     read = {}
-    for name, value in values.items():
-        if value is None and name in factories:
+    for name, item in field_values(kind, value).items():
+        if item is None and name in factories:
             read[name] = factories[name]()
-        elif name in readers and value is not None:
-            read[name] = readers[name](value)
+        elif name in readers and item is not None:
+            read[name] = readers[name](item)
         else:
-            read[name] = value
+            read[name] = item
     return read
 
 
@@ -142,6 +144,19 @@ class _Nested:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+
+@contextmanager
+def reading(what: str) -> Iterator[None]:
+    """Turn what a reader raises on a malformed JSON value (a missing key, a value of the wrong shape)
+    into one :class:`RecordError` naming ``what``, so a command prints one line, not a traceback."""
+    try:
+        yield
+    except RecordError:
+        raise
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise RecordError(f"{what} is malformed: {detail}") from None
 
 
 class _Record:
@@ -182,13 +197,8 @@ class _Record:
         """Read the record from its JSON object; anything malformed inside it (a missing key, a value
         of the wrong shape) is a :class:`RecordError` naming the record, not a traceback."""
         version, payload = cls._open(value)
-        try:
+        with reading(f"{cls.KIND} record"):
             return cls._from_payload(cls._upgrade(version, payload))
-        except RecordError:
-            raise
-        except (TypeError, KeyError, AttributeError, ValueError) as exc:
-            detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise RecordError(f"{cls.KIND} record is malformed: {detail}") from None
 
     @classmethod
     def _upgrade(cls, version: int, payload: dict[str, Any]) -> dict[str, Any]:
@@ -424,7 +434,7 @@ class CandidateResult(_Record):
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> CandidateResult:
-        return cls(**_read_fields(cls, field_values(cls, payload), {"onnx_export": OnnxExportCheck.from_dict}))
+        return cls(**_read_fields(cls, payload, {"onnx_export": OnnxExportCheck.from_dict}))
 
 
 @dataclass(frozen=True)
@@ -541,7 +551,7 @@ class ColumnSchema:
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> ColumnSchema:
-        return cls(**_read_fields(cls, field_values(cls, value), {"profile": NumericProfile.from_dict}))
+        return cls(**_read_fields(cls, value, {"profile": NumericProfile.from_dict}))
 
 
 @dataclass
@@ -885,7 +895,7 @@ class CandidateEvaluation:
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> CandidateEvaluation:
         """From the evaluation record's ``candidate`` (keys it does not know go to ``extra``)."""
-        return cls(**_read_fields(cls, field_values(cls, value), cls._READERS))
+        return cls(**_read_fields(cls, value, cls._READERS))
 
 
 @dataclass
@@ -1008,7 +1018,7 @@ class RetrainDecision(_Record):
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> RetrainDecision:
-        return cls(**_read_fields(cls, field_values(cls, payload), {"largest": LargestDrift.from_dict}))
+        return cls(**_read_fields(cls, payload, {"largest": LargestDrift.from_dict}))
 
     def kfp_metadata(self) -> dict[str, Any]:
         """The decision's metadata in KFP (retrain-check): whether the run trains, and why."""
@@ -1016,13 +1026,10 @@ class RetrainDecision(_Record):
 
 
 @dataclass(frozen=True)
-class SklearnAgreement(_Nested):
+class SklearnAgreement(ProbabilityAgreement):
     """Infra-validation's comparison of the served graph with the scikit-learn Pipeline's saved test
-    probabilities (:class:`ProbabilityAgreement`'s measures) and the bounds it was held to."""
+    probabilities: what was measured, and the bounds it was held to."""
 
-    rows: int
-    max_abs_difference: float
-    class_flips: int
     tolerance: float
     max_class_flips: int | None = None    # None: flips only warn
 
@@ -1056,7 +1063,7 @@ class InfraValidation(_Record):
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> InfraValidation:
-        return cls(**_read_fields(cls, field_values(cls, payload), {"sklearn_agreement": SklearnAgreement.from_dict}))
+        return cls(**_read_fields(cls, payload, {"sklearn_agreement": SklearnAgreement.from_dict}))
 
 
 @dataclass
@@ -1193,8 +1200,7 @@ class VersionMetadata(_Record):
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> VersionMetadata:
         # An empty object is what a version without data, gate or features has always recorded.
-        values = {k: None if k in cls._EMPTY_WHEN_NONE and v == {} else v
-                  for k, v in field_values(cls, payload).items()}
+        values = {k: None if k in cls._EMPTY_WHEN_NONE and v == {} else v for k, v in payload.items()}
         return cls(**_read_fields(cls, values, cls._READERS))
 
     @property

@@ -27,6 +27,7 @@ from tollgate.records import (
     ValidationReport,
     field_values,
     nested,
+    reading,
 )
 from tollgate.registry import Registry
 from tollgate.steps.select import SELECTION_FILE
@@ -187,24 +188,25 @@ class RunSummary:
         """Read the JSON form back (a run directory's :data:`SUMMARY_FILE`, or ``run --json``)."""
         if not isinstance(value, dict):
             raise ValueError(f"a run summary is a JSON object, not a JSON {type(value).__name__}")
+
         def record(key: str, read: Any) -> Any:
             return read(value[key]) if value.get(key) is not None else None
 
-        candidate = value.get("candidate")
-        return cls(
-            run_dir=value["run_dir"], log_file=value["log_file"], succeeded=value["succeeded"],
-            total_seconds=value["total_seconds"], steps=[StepTime(**step) for step in value.get("steps", [])],
-            model_name=value["model_name"], registry=value["registry"], error=value.get("error"),
-            failed_step=value.get("failed_step"), retrain=record("retrain", RetrainDecision.from_dict),
-            data=record("data", DataLineage.from_metadata),
-            validation=record("validation", ValidationReport.from_dict),
-            leaderboard=record("leaderboard", lambda entries: [nested(LeaderboardEntry, e) for e in entries]),
-            candidate=CandidateSummary.from_dict(candidate) if candidate is not None else None,
-            champion=record("champion", lambda c: nested(ChampionSummary, c)),
-            gate=record("gate", Decision.from_dict), infra_validation=record("infra_validation", InfraValidation.from_dict),
-            registered_version=value.get("registered_version"), report=value.get("report"),
-            deploy=record("deploy", DeployResult.from_dict), aliases=value.get("aliases"),
-            report_error=value.get("report_error"))
+        with reading("run summary"):
+            return cls(
+                run_dir=value["run_dir"], log_file=value["log_file"], succeeded=value["succeeded"],
+                total_seconds=value["total_seconds"], steps=[StepTime(**step) for step in value.get("steps", [])],
+                model_name=value["model_name"], registry=value["registry"], error=value.get("error"),
+                failed_step=value.get("failed_step"), retrain=record("retrain", RetrainDecision.from_dict),
+                data=record("data", DataLineage.from_metadata),
+                validation=record("validation", ValidationReport.from_dict),
+                leaderboard=record("leaderboard", lambda entries: [nested(LeaderboardEntry, e) for e in entries]),
+                candidate=record("candidate", CandidateSummary.from_dict),
+                champion=record("champion", lambda c: nested(ChampionSummary, c)),
+                gate=record("gate", Decision.from_dict), infra_validation=record("infra_validation", InfraValidation.from_dict),
+                registered_version=value.get("registered_version"), report=value.get("report"),
+                deploy=record("deploy", DeployResult.from_dict), aliases=value.get("aliases"),
+                report_error=value.get("report_error"))
 
 
 def step_times(outcome: RunOutcome) -> list[StepTime]:

@@ -108,7 +108,7 @@ def report(
     if recorded.is_file():
         try:
             summary = RunSummary.from_dict(json.loads(recorded.read_text()))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # the report is rebuilt from the artifacts anyway
+        except ValueError as exc:  # not JSON, or not a run summary; the report is rebuilt from the artifacts anyway
             err_console.print(f"[yellow]warning:[/] {escape(str(recorded))} is unreadable ({escape(repr(exc))}); "
                               "the report says nothing of how the run ended", soft_wrap=True)
     failure = summary.error if summary is not None and not summary.succeeded else None

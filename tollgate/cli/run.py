@@ -99,9 +99,10 @@ def run(
             summary.report = str(publish_report(run_dir, cfg.model_name, failure)[0])
         except Exception as exc:  # the run's outcome matters more than its report
             summary.report_error = f"{type(exc).__name__}: {exc}"
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2, default=str))
+    printed = summary.to_dict()
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(printed, indent=2, default=str))
     if as_json:
-        emit_json(summary.to_dict())
+        emit_json(printed)
     else:
         render_summary(summary, console)
     if not outcome.succeeded:
