@@ -127,7 +127,9 @@ def _train_default(root: Path) -> dict[str, Any]:
 
     version = open_registry(config.registry.uri).resolve(config.model_name, "production")
     # kfp.local swaps builtins.print from its task threads; the runner must put it back (test_local_run).
-    return {"summary": summary, "version_dir": str(version.uri), "print_restored": builtins.print is original_print}
+    return {"summary": summary, "version_dir": str(version.uri), "print_restored": builtins.print is original_print,
+            "resident_bytes": outcome.resident_bytes,
+            "loaded_files_left": (outcome.run_dir / "loaded-files").exists()}
 
 
 @pytest.fixture(scope="session")

@@ -19,3 +19,11 @@ if os.environ.get("_KFP_RUNTIME") == "true":
 
     gc.set_threshold(10_000, *gc.get_threshold()[1:])
     atexit.register(gc.freeze)
+    if os.environ.get("TOLLGATE_LOADED_FILES_DIR"):
+        # A local run keeps the files its tasks load in memory (tollgate/resident.py): list ours.
+        def _record_loaded_files() -> None:
+            from tollgate.resident import record_loaded_files
+
+            record_loaded_files()
+
+        atexit.register(_record_loaded_files)

@@ -406,6 +406,10 @@ class RunConfig(_Strict):
     """Local execution settings."""
 
     root: str = Field(".tollgate/runs", description="Directory for local pipeline runs and their logs.")
+    keep_loaded_files_resident: bool = Field(
+        True, description="While a local run lasts, keep the library files its tasks loaded mapped in memory, so a "
+        "host that reclaims idle page cache does not make each task read them from disk again (Linux; "
+        "tollgate/resident.py). Costs no extra memory where those pages were cached anyway.")
 
 
 class PipelineConfig(_Strict):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tollgate.config import TollgateConfig
+from tollgate.resident import ResidentFiles
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Parallel tasks print from several threads, so one physical line may hold several events.
@@ -55,6 +56,7 @@ class RunOutcome:
     timings: list[TaskTiming] = field(default_factory=list)
     error: str | None = None
     failed_task: str | None = None
+    resident_bytes: int = 0  # most bytes of the tasks' library files kept mapped at once (tollgate/resident.py)
 
 
 class _TaskEventStream(io.TextIOBase):
@@ -134,8 +136,11 @@ def execute_pipeline(config: TollgateConfig, arguments: dict[str, Any], run_dir:
             # kfp.local indents task output by swapping builtins.print from each worker thread;
             # with parallel tasks the swaps interleave and a patched print can outlive the run.
             saved_print = builtins.print
+            keep_resident = (ResidentFiles(run_dir / "loaded-files") if config.run.keep_loaded_files_resident
+                             else contextlib.nullcontext())
             try:
-                pipeline(**arguments)
+                with keep_resident:
+                    pipeline(**arguments)
             except Exception as exc:  # kfp.local raises a generic error; the cause is in the log
                 error = str(exc)
             finally:
@@ -151,7 +156,8 @@ def execute_pipeline(config: TollgateConfig, arguments: dict[str, Any], run_dir:
         error = _failure_reason(log_file.read_text()) or error
     return RunOutcome(run_dir=run_dir, pipeline_dir=pipeline_dir,
                       log_file=log_file, succeeded=error is None, total_seconds=total, timings=timings,
-                      error=error, failed_task=failed.name if failed else None)
+                      error=error, failed_task=failed.name if failed else None,
+                      resident_bytes=keep_resident.peak_bytes_held if isinstance(keep_resident, ResidentFiles) else 0)
 
 
 def _settle_finish_times(timings: list[TaskTiming], pipeline_dir: Path, run_started: float, clock_offset: float) -> None:
