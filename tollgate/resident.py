@@ -6,8 +6,9 @@ cache. Some hosts reclaim page cache that no process maps and nobody read for a 
 this project is developed on runs DAMON with a ``pageout`` scheme for unmapped file pages idle
 for about a minute, on a disk that serves those small reads at a few MB/s: a train task that
 started a minute after the previous import spent 4.3 s importing instead of 2 s
-(docs/benchmarks.md, "Library files kept resident"). A plain script imports once and
-keeps everything mapped, so it never pays this; a process per task pays it every time.
+(docs/benchmarks.md, "Session 12: library files kept resident"). A plain script imports once
+and keeps its libraries mapped, so it never pays this; a process per task pays it whenever a
+task starts after such an idle spell.
 
 :class:`ResidentFiles` closes that gap without reading anything the tasks did not: each task
 process lists, at exit, the files it loaded (modules' bytecode and every file it had mapped:
