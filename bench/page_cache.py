@@ -56,25 +56,15 @@ def import_once(lists: Path | None) -> dict[str, float]:
 
 def one_round(held: bool, idle: float, workdir: Path) -> dict[str, float]:
     lists = workdir / f"lists-{time.monotonic_ns()}"
-    with ResidentFiles(lists, interval=0.2) if held else _Nothing() as keeper:
+    with ResidentFiles(lists, interval=0.2, enabled=held) as keeper:
         first = import_once(lists if held else None)
         if held:
             deadline = time.monotonic() + 10
-            while keeper.peak_bytes_held == 0 and time.monotonic() < deadline:
+            while keeper.bytes_held == 0 and time.monotonic() < deadline:
                 time.sleep(0.1)
         time.sleep(idle)
         after = import_once(None)
-        return {"first_wall": first["wall"], **after, "held_mb": keeper.peak_bytes_held / 1e6}
-
-
-class _Nothing:
-    peak_bytes_held = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
+        return {"first_wall": first["wall"], **after, "held_mb": keeper.bytes_held / 1e6}
 
 
 def main() -> None:
@@ -83,7 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="Rounds per setting (alternating).")
     args = parser.parse_args()
     if not ResidentFiles.supported():
-        raise SystemExit("Linux only (mincore, MADV_POPULATE_READ)")
+        raise SystemExit("needs Linux 5.14 or later (/proc/self/maps, mincore, MADV_POPULATE_READ)")
     print(f"page-cache benchmark: idle {args.idle:.0f} s, {args.rounds} rounds per setting, "
           f"load average {os.getloadavg()[0]:.1f} at start\n")
     print("| round | files held | import before idling, wall s | after idling: wall s | CPU s | read from storage MB |"

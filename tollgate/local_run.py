@@ -136,8 +136,7 @@ def execute_pipeline(config: TollgateConfig, arguments: dict[str, Any], run_dir:
             # kfp.local indents task output by swapping builtins.print from each worker thread;
             # with parallel tasks the swaps interleave and a patched print can outlive the run.
             saved_print = builtins.print
-            keep_resident = (ResidentFiles(run_dir / "loaded-files") if config.run.keep_loaded_files_resident
-                             else contextlib.nullcontext())
+            keep_resident = ResidentFiles(run_dir / "loaded-files", enabled=config.run.keep_loaded_files_resident)
             try:
                 with keep_resident:
                     pipeline(**arguments)
@@ -157,7 +156,7 @@ def execute_pipeline(config: TollgateConfig, arguments: dict[str, Any], run_dir:
     return RunOutcome(run_dir=run_dir, pipeline_dir=pipeline_dir,
                       log_file=log_file, succeeded=error is None, total_seconds=total, timings=timings,
                       error=error, failed_task=failed.name if failed else None,
-                      resident_bytes=keep_resident.peak_bytes_held if isinstance(keep_resident, ResidentFiles) else 0)
+                      resident_bytes=keep_resident.bytes_held)
 
 
 def _settle_finish_times(timings: list[TaskTiming], pipeline_dir: Path, run_started: float, clock_offset: float) -> None:

@@ -18,7 +18,7 @@ cache, so such reclaim leaves it alone; under real memory pressure the kernel ca
 it, as it can any clean file page (this is not ``mlock``). When the run ends the mappings go.
 
 On a host without such reclaim the pages would have stayed cached anyway and this changes
-nothing but the runner's RSS, which now counts them. Linux only (``/proc/self/maps``,
+nothing but the runner's RSS, which now counts them. Linux 5.14+ only (``/proc/self/maps``,
 ``mincore``, ``MADV_POPULATE_READ`` from Linux 5.14); elsewhere it does nothing.
 """
 
@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
+import functools
 import mmap
 import os
 import re
 import stat
 import sys
 import threading
-import time
 from pathlib import Path
 
 # Set by the local runner for its tasks: the directory each task process writes its list to.
@@ -118,16 +117,17 @@ class ResidentFiles:
     ``directory`` is where tasks write their lists (it is created, and handed to the tasks
     through the environment). A daemon thread reads new lists every ``interval`` seconds and,
     every ``rescan`` seconds, looks again for pages of the files it holds that came into the
-    page cache since (another task read them). ``bytes_held`` is how much it holds at most.
+    page cache since (another task read them). ``bytes_held`` is how much it mapped in over the
+    run (pages are held until the end, so that is also the most it held at once). With
+    ``enabled`` false, or where :meth:`supported` is false, entering it does nothing.
     """
 
-    def __init__(self, directory: Path, interval: float = 1.0, rescan: float = 5.0):
+    def __init__(self, directory: Path, interval: float = 1.0, rescan: float = 5.0, enabled: bool = True):
         self.directory = Path(directory)
         self.interval, self.rescan = interval, rescan
+        self.enabled = enabled
         self.files: dict[str, _MappedFile] = {}
         self.bytes_held = 0
-        self.peak_bytes_held = 0
-        self.cpu_seconds = 0.0  # the keeping thread's CPU time, once it stopped
         self._listed: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,12 +135,20 @@ class ResidentFiles:
         self._libc: _Libc | None = None
 
     @staticmethod
+    @functools.cache
     def supported() -> bool:
-        """Linux with ``/proc/self/maps`` (the kernel decides MADV_POPULATE_READ at the first use)."""
-        return sys.platform == "linux" and os.path.exists("/proc/self/maps")
+        """Linux with ``/proc/self/maps`` and ``MADV_POPULATE_READ`` (5.14), tried on one page."""
+        if sys.platform != "linux" or not os.path.exists("/proc/self/maps"):
+            return False
+        with mmap.mmap(-1, _PAGE) as page:
+            anchor = ctypes.c_char.from_buffer(page)
+            try:
+                return _Libc().madvise(ctypes.addressof(anchor), _PAGE, _MADV_POPULATE_READ) == 0
+            finally:
+                del anchor
 
     def __enter__(self) -> ResidentFiles:
-        if not self.supported():
+        if not (self.enabled and self.supported()):
             return self
         self.directory.mkdir(parents=True, exist_ok=True)
         self._libc = _Libc()
@@ -163,32 +171,20 @@ class ResidentFiles:
         for mapped in self.files.values():
             self._libc.munmap(mapped.address, mapped.length)
         self.files.clear()
-        self.bytes_held = 0
         for listing in self.directory.glob("*.txt*"):
             listing.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.directory.rmdir()
 
     def _keep(self) -> None:
-        try:
-            self._keep_until_stopped()
-        finally:
-            self.cpu_seconds = time.thread_time()
-
-    def _keep_until_stopped(self) -> None:
         since_rescan = 0.0
-        while True:
-            try:
-                self.hold_listed()
-                since_rescan += self.interval
-                if since_rescan >= self.rescan:
-                    since_rescan = 0.0
-                    for mapped in list(self.files.values()):
-                        self._map_in_resident(mapped)
-            except _Unsupported:
-                return  # the kernel predates MADV_POPULATE_READ: the run goes on as before
-            if self._stop.wait(self.interval):
-                return
+        while not self._stop.wait(self.interval):
+            self.hold_listed()
+            since_rescan += self.interval
+            if since_rescan >= self.rescan:
+                since_rescan = 0.0
+                for mapped in list(self.files.values()):
+                    self._map_in_resident(mapped)
 
     def hold_listed(self) -> None:
         """Read the lists tasks wrote since the last call and map in their files' resident pages."""
@@ -245,14 +241,6 @@ class ResidentFiles:
         offset = first * _PAGE
         length = min(end * _PAGE, mapped.length) - offset
         if self._libc.madvise(mapped.address + offset, length, _MADV_POPULATE_READ) != 0:
-            error = ctypes.get_errno()
-            if error == errno.EINVAL:
-                raise _Unsupported
             return  # EFAULT: the file shrank under us; leave those pages alone
         mapped.held[first:end] = b"\x01" * (end - first)
         self.bytes_held += length
-        self.peak_bytes_held = max(self.peak_bytes_held, self.bytes_held)
-
-
-class _Unsupported(Exception):
-    """The kernel has no MADV_POPULATE_READ."""
